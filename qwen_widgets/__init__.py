@@ -1,0 +1,65 @@
+"""qwen_widgets: generate images with Qwen-Image 2.0 (APIMart) from Jupyter and Python.
+
+    import qwen_widgets as qw
+    task = qw.generate("a red fox in snow", size="16:9", n=2)
+
+With no APIMART_API_KEY set, everything runs against a built-in offline simulator.
+Importing this package is cheap: pandas, Pillow and ipywidgets load only when used.
+"""
+
+from ._client import DEFAULT_BASE_URL, AsyncQwenClient, DemoModeWarning, QwenClient, generate
+from ._errors import (
+    APIError,
+    AuthenticationError,
+    ImageFetchError,
+    MalformedResponseError,
+    NotFoundError,
+    PermissionDeniedError,
+    QwenError,
+    RateLimitError,
+    RequestValidationError,
+    ServerError,
+    SubmitOutcomeUnknownError,
+    TaskFailedError,
+    TaskTimeoutError,
+    TransportError,
+)
+from ._models import GeneratedImage, Task, TaskStatus
+from ._polling import PollBudget, PollSchedule
+from ._request import MODELS, RESOLUTIONS, SIZES, ImageRequest
+from ._retry import RetryPolicy
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "ImageRequest",
+    "MODELS",
+    "SIZES",
+    "RESOLUTIONS",
+    "Task",
+    "TaskStatus",
+    "GeneratedImage",
+    "AsyncQwenClient",
+    "QwenClient",
+    "generate",
+    "DEFAULT_BASE_URL",
+    "DemoModeWarning",
+    "PollSchedule",
+    "PollBudget",
+    "RetryPolicy",
+    "QwenError",
+    "RequestValidationError",
+    "APIError",
+    "AuthenticationError",
+    "PermissionDeniedError",
+    "NotFoundError",
+    "RateLimitError",
+    "ServerError",
+    "MalformedResponseError",
+    "TransportError",
+    "SubmitOutcomeUnknownError",
+    "TaskFailedError",
+    "TaskTimeoutError",
+    "ImageFetchError",
+]

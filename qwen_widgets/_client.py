@@ -1,0 +1,481 @@
+"""AsyncQwenClient (httpx) and QwenClient, its synchronous facade on the private loop."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import threading
+import warnings
+from typing import Any, Awaitable, Callable, TypeVar
+
+import httpx
+
+from . import _runner
+from ._clock import SYSTEM_CLOCK, Clock
+from ._download import DEFAULT_MAX_IMAGE_BYTES, ImageFetcher
+from ._errors import (
+    APIError,
+    AuthenticationError,
+    MalformedResponseError,
+    NotFoundError,
+    PermissionDeniedError,
+    QwenError,
+    RateLimitError,
+    RequestValidationError,
+    ServerError,
+    SubmitOutcomeUnknownError,
+    TaskFailedError,
+    TaskTimeoutError,
+    TransportError,
+    shorten,
+)
+from ._models import (
+    GeneratedImage,
+    Task,
+    TaskStatus,
+    parse_error_envelope,
+    parse_submit_response,
+    parse_task_response,
+    validate_task_id,
+)
+from ._polling import DEFAULT_POLL_BUDGET, PollBudget, PollSchedule, PollTracker
+from ._request import ImageRequest
+from ._retry import RetryPolicy, Verdict, classify_exception, classify_status, parse_retry_after
+
+__all__ = ["AsyncQwenClient", "QwenClient", "generate", "DemoModeWarning", "DEFAULT_BASE_URL"]
+
+DEFAULT_BASE_URL = "https://api.apimart.ai"
+OnUpdate = Callable[[Task], Any]
+OnRetry = Callable[[QwenError, float], Any]
+"""Called as on_retry(error, delay_seconds) before each automatic retry."""
+T = TypeVar("T")
+
+
+class DemoModeWarning(UserWarning):
+    """Shown once per process when the clients fall back to the built-in simulator."""
+
+
+_DEMO_NOTICE = (
+    "Simulated images: no API key set, so qwen_widgets uses its built-in offline simulator. "
+    "To generate real images set APIMART_API_KEY (or pass api_key=...)."
+)
+_demo_notice_shown = False
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+class _BearerAuth(httpx.Auth):
+    """Adds the key only to requests for the API's own origin; never shows it in a repr."""
+
+    def __init__(self, key: str, origin: httpx.URL):
+        self._key = key
+        self._origin = (origin.scheme, origin.host, origin.port)
+
+    def auth_flow(self, request: httpx.Request):
+        if (request.url.scheme, request.url.host, request.url.port) == self._origin:
+            request.headers["Authorization"] = f"Bearer {self._key}"
+        yield request
+
+    def redact(self, text: str) -> str:
+        """`text` with the key masked, for anything a server sends back."""
+        return text.replace(self._key, "***") if self._key else text
+
+    def __repr__(self) -> str:
+        return "_BearerAuth(***)"
+
+
+class AsyncQwenClient:
+    """Talks to the Qwen-Image 2.0 API on APIMart, or to the built-in simulator in demo mode.
+
+    The key comes from `api_key` or APIMART_API_KEY; without one (or with
+    QWEN_WIDGETS_DEMO=1) the client runs against an in-process simulator and `demo` is True.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        timeout: float | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        image_transport: httpx.AsyncBaseTransport | None = None,
+        simulator: Any = None,
+        poll_schedule: PollSchedule | None = None,
+        poll_budget: PollBudget | None = None,
+        retry: RetryPolicy | None = None,
+        max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
+        clock: Clock = SYSTEM_CLOCK,
+    ):
+        key = api_key if api_key is not None else os.environ.get("APIMART_API_KEY")
+        key = (key or "").strip() or None
+        self.demo = simulator is not None or key is None or _env_flag("QWEN_WIDGETS_DEMO")
+        """True when requests go to the built-in simulator, not to the real API."""
+        if self.demo:
+            from .simulator import SIMULATOR_BASE_URL, Simulator, SimulatorTransport
+
+            self.simulator = simulator if simulator is not None else Simulator.for_demo()
+            transport = SimulatorTransport(self.simulator)
+            image_transport = SimulatorTransport(self.simulator, passthrough=True)
+            base_url, key = SIMULATOR_BASE_URL, "demo"
+            _announce_demo()
+        else:
+            self.simulator = None
+            base_url = base_url or os.environ.get("APIMART_BASE_URL") or DEFAULT_BASE_URL
+        self.base_url = base_url.rstrip("/")
+        self._schedule = poll_schedule or PollSchedule()
+        self._budget = poll_budget or DEFAULT_POLL_BUDGET
+        self._retry = retry or RetryPolicy()
+        self._clock = clock
+        self._auth = _BearerAuth(key, httpx.URL(self.base_url))
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            auth=self._auth,
+            transport=transport,
+            timeout=httpx.Timeout(timeout or 30.0, connect=min(timeout or 10.0, 10.0)),
+            follow_redirects=False,
+        )
+        self._images = ImageFetcher(
+            transport=image_transport,
+            timeout=timeout or 60.0,
+            max_bytes=max_image_bytes,
+            clock=clock,
+        )
+
+    def __repr__(self) -> str:
+        mode = "demo (simulated)" if self.demo else "live"
+        return f"{type(self).__name__}(base_url={self.base_url!r}, mode={mode})"
+
+    async def __aenter__(self) -> AsyncQwenClient:
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close both HTTP clients."""
+        await self._http.aclose()
+        await self._images.aclose()
+
+    # -- the API -----------------------------------------------------------------------------
+
+    async def submit(self, request: ImageRequest, *, on_retry: OnRetry | None = None) -> Task:
+        """Send one generation request; returns the new task (status `submitted`).
+
+        Raises SubmitOutcomeUnknownError, without resending, when the request may have
+        reached the server but no usable answer came back.
+        """
+        if not isinstance(request, ImageRequest):
+            raise RequestValidationError("request", "must be an ImageRequest", request)
+        return await self._call(
+            "POST",
+            "/v1/images/generations",
+            lambda body: parse_submit_response(body, request),
+            json=request.to_payload(),
+            submitted=request,
+            on_retry=on_retry,
+        )
+
+    async def get_task(
+        self,
+        task_id: str,
+        *,
+        request: ImageRequest | None = None,
+        on_retry: OnRetry | None = None,
+    ) -> Task:
+        """The task's current state (one poll, retried on transient failures)."""
+        return await self._poll(validate_task_id(task_id), request, on_retry, None)
+
+    async def wait(
+        self,
+        task_or_id: Task | str,
+        *,
+        on_update: OnUpdate | None = None,
+        timeout: float | None = None,
+        on_retry: OnRetry | None = None,
+    ) -> Task:
+        """Poll until the task is completed, failed or cancelled, and return it.
+
+        A failed task is returned, not raised (generate() raises). `on_update(task)` runs
+        after every poll. TaskTimeoutError after `timeout` seconds (default: the larger of
+        10 minutes and 3x the server's estimate); the task may still finish.
+        """
+        if isinstance(task_or_id, Task):
+            task_id, request, last = task_or_id.task_id, task_or_id.request, task_or_id
+        else:
+            task_id, request, last = validate_task_id(task_or_id), None, None
+        tracker = PollTracker(self._schedule, timeout=timeout)
+        start = self._clock.monotonic()
+        elapsed = 0.0
+        while True:
+            await self._clock.sleep(tracker.next_delay(elapsed))
+            last = await self._poll(task_id, request, on_retry, start + tracker.deadline())
+            elapsed = self._clock.monotonic() - start
+            tracker.observe(elapsed, last)
+            if on_update is not None:
+                await _maybe_await(on_update(last))
+            if last.done:
+                return last
+            if elapsed >= tracker.deadline():
+                raise TaskTimeoutError(task_id, last, tracker.deadline())
+
+    async def generate(
+        self,
+        request_or_prompt: ImageRequest | str,
+        *,
+        on_update: OnUpdate | None = None,
+        timeout: float | None = None,
+        on_retry: OnRetry | None = None,
+        **fields: Any,
+    ) -> Task:
+        """Submit and wait; returns the completed task, raises TaskFailedError otherwise.
+
+        `fields` set or override request fields: generate("a fox", size="16:9", n=2).
+        """
+        request = as_request(request_or_prompt, fields)
+        task = await self.submit(request, on_retry=on_retry)
+        if on_update is not None:
+            await _maybe_await(on_update(task))
+        task = await self.wait(task, on_update=on_update, timeout=timeout, on_retry=on_retry)
+        if task.status is not TaskStatus.COMPLETED:
+            raise TaskFailedError(task)
+        return task
+
+    async def fetch_image(self, url_or_image: str | GeneratedImage) -> bytes:
+        """Download an image (no credentials are sent); returns its bytes."""
+        url = url_or_image.url if isinstance(url_or_image, GeneratedImage) else url_or_image
+        if not isinstance(url, str):
+            raise RequestValidationError("url", "must be a string URL", url)
+        return await self._images.fetch(url)
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    async def _poll(
+        self,
+        task_id: str,
+        request: ImageRequest | None,
+        on_retry: OnRetry | None,
+        deadline: float | None,
+    ) -> Task:
+        return await self._call(
+            "GET",
+            f"/v1/tasks/{task_id}",
+            lambda body: parse_task_response(body, task_id=task_id, request=request),
+            task_id=task_id,
+            on_retry=on_retry,
+            deadline=deadline,
+        )
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        parse: Callable[[Any], T],
+        *,
+        json: Any = None,
+        submitted: ImageRequest | None = None,
+        task_id: str | None = None,
+        on_retry: OnRetry | None = None,
+        deadline: float | None = None,
+    ) -> T:
+        """One API call with retries decided by _retry; parse() turns the body into a result."""
+        attempt = 0
+        while True:
+            attempt += 1
+            if method == "GET":
+                await self._clock.sleep(self._budget.reserve(self._clock.monotonic()))
+            retry_after = None
+            try:
+                response = await self._http.request(method, path, json=json)
+            except httpx.TransportError as exc:
+                verdict = classify_exception(exc, method)
+                error: QwenError = TransportError(
+                    f"{method} {self.base_url}{path} failed: {_describe(exc)}"
+                )
+                cause: BaseException = exc
+            else:
+                if response.is_success:
+                    try:
+                        return parse(response.json())
+                    except (ValueError, MalformedResponseError) as exc:
+                        verdict = Verdict.OUTCOME_UNKNOWN if method == "POST" else Verdict.RETRY
+                        error = _malformed(response, exc, task_id, self._auth.redact)
+                        cause = exc
+                else:
+                    verdict = classify_status(response.status_code, method)
+                    error = _api_error(response, task_id, self._auth.redact, self._clock.time())
+                    retry_after = error.retry_after
+                    cause = error
+            if verdict is Verdict.OUTCOME_UNKNOWN:
+                assert submitted is not None
+                raise SubmitOutcomeUnknownError(submitted, str(error)) from cause
+            delay = None
+            if verdict is Verdict.RETRY:
+                delay = self._retry.delay(attempt, retry_after, self._clock.random())
+                if delay is not None and deadline is not None:
+                    if self._clock.monotonic() + delay > deadline:
+                        delay = None
+            if delay is None:
+                raise error from (cause if cause is not error else None)
+            if on_retry is not None:
+                await _maybe_await(on_retry(error, delay))
+            await self._clock.sleep(delay)
+
+
+class QwenClient:
+    """The synchronous client: AsyncQwenClient's methods, run on the package's private loop.
+
+    Works in scripts and inside a running notebook cell alike. Callbacks (`on_update`,
+    `on_retry`) run on the loop's thread.
+    """
+
+    def __init__(self, api_key: str | None = None, **options: Any):
+        self.aio = AsyncQwenClient(api_key, **options)
+        """The underlying async client, for `await` and for scheduling on the private loop."""
+
+    demo = property(lambda self: self.aio.demo, doc="True when running against the simulator.")
+    base_url = property(lambda self: self.aio.base_url, doc="The API's base URL.")
+    simulator = property(lambda self: self.aio.simulator, doc="The demo simulator, if any.")
+
+    def __repr__(self) -> str:
+        return repr(self.aio).replace("AsyncQwenClient", "QwenClient", 1)
+
+    def __enter__(self) -> QwenClient:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the HTTP clients."""
+        _runner.run(self.aio.aclose())
+
+    def submit(self, request: ImageRequest, **kwargs: Any) -> Task:
+        """See AsyncQwenClient.submit."""
+        return _runner.run(self.aio.submit(request, **kwargs))
+
+    def get_task(self, task_id: str, **kwargs: Any) -> Task:
+        """See AsyncQwenClient.get_task."""
+        return _runner.run(self.aio.get_task(task_id, **kwargs))
+
+    def wait(self, task_or_id: Task | str, **kwargs: Any) -> Task:
+        """See AsyncQwenClient.wait."""
+        return _runner.run(self.aio.wait(task_or_id, **kwargs))
+
+    def generate(self, request_or_prompt: ImageRequest | str, **kwargs: Any) -> Task:
+        """See AsyncQwenClient.generate."""
+        return _runner.run(self.aio.generate(request_or_prompt, **kwargs))
+
+    def fetch_image(self, url_or_image: str | GeneratedImage) -> bytes:
+        """See AsyncQwenClient.fetch_image."""
+        return _runner.run(self.aio.fetch_image(url_or_image))
+
+
+
+_default: QwenClient | None = None
+_default_lock = threading.Lock()
+
+
+def default_client() -> QwenClient:
+    """The process-wide client behind `qwen_widgets.generate`, created on first use."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = QwenClient()
+        return _default
+
+
+def generate(prompt: ImageRequest | str, **fields: Any) -> Task:
+    """Generate images and wait for them: `qw.generate("a red fox in snow", n=2)`."""
+    return default_client().generate(prompt, **fields)
+
+
+def as_request(request_or_prompt: ImageRequest | str, fields: dict[str, Any]) -> ImageRequest:
+    """An ImageRequest from a prompt or a request plus field overrides."""
+    try:
+        if isinstance(request_or_prompt, ImageRequest):
+            return request_or_prompt.replace(**fields) if fields else request_or_prompt
+        if isinstance(request_or_prompt, str):
+            return ImageRequest(prompt=request_or_prompt, **fields)
+    except TypeError as exc:  # an unknown keyword
+        unknown = next((k for k in fields if k not in ImageRequest.__dataclass_fields__), "?")
+        allowed = ", ".join(ImageRequest.__dataclass_fields__)
+        raise RequestValidationError(
+            unknown, f"is not a request field; allowed: {allowed}", show_value=False
+        ) from exc
+    raise RequestValidationError("prompt", "must be a string or an ImageRequest", request_or_prompt)
+
+
+def _announce_demo() -> None:
+    global _demo_notice_shown
+    if not _demo_notice_shown:
+        _demo_notice_shown = True
+        warnings.warn(_DEMO_NOTICE, DemoModeWarning, stacklevel=4)
+
+
+async def _maybe_await(value: Awaitable[Any] | Any) -> None:
+    if inspect.isawaitable(value):
+        await value
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+_STATUS_ERRORS: dict[int, type[APIError]] = {
+    401: AuthenticationError,
+    402: PermissionDeniedError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    429: RateLimitError,
+}
+_STATUS_HINTS = {
+    401: "check your API key (APIMART_API_KEY)",
+    402: "check your APIMart balance",
+    429: "rate limited",
+}
+
+
+def _api_error(
+    response: httpx.Response, task_id: str | None, redact: Callable[[str], str], now: float
+) -> APIError:
+    """The typed error for a non-2xx response, with the server's message when it sent one."""
+    status = response.status_code
+    try:
+        code, message, kind = parse_error_envelope(response.json())
+    except ValueError:
+        code, message, kind = None, None, None
+    if message is None:
+        text = response.text.strip()
+        what = response.headers.get("content-type", "no content type")
+        message = f"{response.reason_phrase or 'error'}; body not JSON ({what}, {len(text)} chars)"
+        if text and "json" not in what and len(text) < 200 and "<" not in text:
+            message += f": {text}"
+    if status in _STATUS_HINTS:
+        message = f"{message} ({_STATUS_HINTS[status]})"
+    cls = _STATUS_ERRORS.get(status, ServerError if status >= 500 else APIError)
+    return cls(
+        redact(message),
+        status_code=status,
+        code=code,
+        error_type=kind,
+        task_id=task_id,
+        retry_after=parse_retry_after(response.headers.get("retry-after"), now),
+    )
+
+
+def _malformed(
+    response: httpx.Response, exc: Exception, task_id: str | None, redact: Callable[[str], str]
+) -> MalformedResponseError:
+    if isinstance(exc, MalformedResponseError):
+        exc.status_code = response.status_code
+        exc.message = redact(exc.message)
+        return exc
+    snippet = shorten(response.text, 80) if response.content else "an empty body"
+    return MalformedResponseError(
+        redact(f"the response is not valid JSON: {snippet}"),
+        status_code=response.status_code,
+        task_id=task_id,
+    )

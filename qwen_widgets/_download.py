@@ -1,0 +1,129 @@
+"""Fetching result and reference images with a client that never carries credentials.
+
+Image URLs come from the server (or from the user) and may point anywhere, so this client
+is separate from the API client: no Authorization header, only http(s), redirects followed
+by hand so each hop is checked, a byte cap, a timeout, and a check that what arrived is
+an image and not, say, an HTML error page.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import httpx
+
+from ._clock import SYSTEM_CLOCK, Clock
+from ._errors import ImageFetchError
+from ._retry import RetryPolicy, Verdict, classify_exception, classify_status
+
+__all__ = ["ImageFetcher", "image_format", "DEFAULT_MAX_IMAGE_BYTES"]
+
+DEFAULT_MAX_IMAGE_BYTES = 40 * 1024 * 1024  # a 2K PNG is a few MB; 40 MB leaves room
+_MAX_REDIRECTS = 5
+_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"\xff\xd8\xff", "jpeg"),
+    (b"GIF87a", "gif"),
+    (b"GIF89a", "gif"),
+)
+
+
+def image_format(data: bytes) -> str | None:
+    """'png', 'jpeg', 'gif' or 'webp' from the leading bytes; None if not an image."""
+    for signature, name in _SIGNATURES:
+        if data.startswith(signature):
+            return name
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    return None
+
+
+def _check_scheme(url: httpx.URL | str) -> None:
+    parts = urlsplit(str(url))
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ImageFetchError(str(url), "only http(s) URLs with a host are fetched")
+
+
+class ImageFetcher:
+    """Downloads images over http(s) without credentials, within a size cap and a timeout."""
+
+    def __init__(
+        self,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: float = 30.0,
+        max_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
+        retry: RetryPolicy = RetryPolicy(max_attempts=3),
+        clock: Clock = SYSTEM_CLOCK,
+    ):
+        self.max_bytes = max_bytes
+        self._retry = retry
+        self._clock = clock
+        # follow_redirects=False: every hop is checked in fetch() before it is taken
+        self._http = httpx.AsyncClient(
+            transport=transport, timeout=timeout, follow_redirects=False
+        )
+
+    async def fetch(self, url: str) -> bytes:
+        """The image's bytes; ImageFetchError when it cannot be had or is not an image."""
+        _check_scheme(url)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await self._fetch_once(url)
+            except _Retryable as exc:
+                delay = self._retry.delay(attempt, None, self._clock.random())
+                if delay is None:
+                    raise ImageFetchError(url, exc.reason) from exc.__cause__
+                await self._clock.sleep(delay)
+
+    async def _fetch_once(self, url: str) -> bytes:
+        current = httpx.URL(url)
+        for _ in range(_MAX_REDIRECTS + 1):
+            try:
+                async with self._http.stream("GET", current) as response:
+                    if response.is_redirect:
+                        location = response.headers.get("location", "")
+                        current = current.join(location)
+                        _check_scheme(current)
+                        continue
+                    if response.status_code != 200:
+                        reason = f"HTTP {response.status_code}"
+                        if classify_status(response.status_code, "GET") is Verdict.RETRY:
+                            raise _Retryable(reason)
+                        if response.status_code in (403, 404, 410):
+                            reason += " (the URL may have expired: result URLs live about 24 h)"
+                        raise ImageFetchError(url, reason)
+                    data = await self._read_capped(url, response)
+            except httpx.TransportError as exc:
+                reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                if classify_exception(exc, "GET") is Verdict.RETRY:
+                    raise _Retryable(reason) from exc
+                raise ImageFetchError(url, reason) from exc
+            if image_format(data) is None:
+                kind = response.headers.get("content-type", "unknown type")
+                raise ImageFetchError(url, f"the response is not an image ({kind})")
+            return data
+        raise ImageFetchError(url, f"more than {_MAX_REDIRECTS} redirects")
+
+    async def _read_capped(self, url: str, response: httpx.Response) -> bytes:
+        declared = response.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > self.max_bytes:
+            raise ImageFetchError(url, f"{declared} bytes is over the cap of {self.max_bytes}")
+        chunks, total = [], 0
+        async for chunk in response.aiter_bytes():
+            total += len(chunk)
+            if total > self.max_bytes:
+                raise ImageFetchError(url, f"more than the cap of {self.max_bytes} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+class _Retryable(Exception):
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(reason)

@@ -1,0 +1,178 @@
+"""Every error qwen_widgets raises, in one tree.
+
+```
+QwenError
+├── RequestValidationError     bad input, caught before any network call (also a ValueError)
+├── APIError                   the API answered with an error, or with something unreadable
+│   ├── AuthenticationError    401: the key is missing or wrong
+│   ├── PermissionDeniedError  402/403: no balance, or the key may not do this
+│   ├── NotFoundError          404: e.g. an unknown or expired task id
+│   ├── RateLimitError         429: too many requests; carries retry_after
+│   ├── ServerError            5xx
+│   └── MalformedResponseError a response that does not follow the contract
+├── TransportError             the network failed (refused, reset, timed out)
+├── SubmitOutcomeUnknownError  the POST may have reached the server: do not resubmit blindly
+├── TaskFailedError            the task ended failed or cancelled; carries the task
+├── TaskTimeoutError           we stopped watching at the deadline; the task may still finish
+└── ImageFetchError            an image URL could not be downloaded as an image
+```
+
+Messages never contain the API key: the key never reaches this module.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._models import Task
+    from ._request import ImageRequest
+
+__all__ = [
+    "QwenError",
+    "RequestValidationError",
+    "APIError",
+    "AuthenticationError",
+    "PermissionDeniedError",
+    "NotFoundError",
+    "RateLimitError",
+    "ServerError",
+    "MalformedResponseError",
+    "TransportError",
+    "SubmitOutcomeUnknownError",
+    "TaskFailedError",
+    "TaskTimeoutError",
+    "ImageFetchError",
+    "shorten",
+]
+
+
+def shorten(value: Any, limit: int = 60) -> str:
+    """A repr of `value` short enough to quote in an error message."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return text[: limit - 5] + "…" + text[-4:]
+
+
+class QwenError(Exception):
+    """Base class of every error raised by qwen_widgets."""
+
+
+class RequestValidationError(QwenError, ValueError):
+    """A request field breaks one of the API's rules; raised before anything is sent."""
+
+    def __init__(self, field: str, rule: str, value: Any = None, *, show_value: bool = True):
+        self.field = field
+        self.rule = rule
+        self.value = value
+        message = f"{field}: {rule}"
+        if show_value:
+            message += f" (got {shorten(value)})"
+        super().__init__(message)
+
+
+class APIError(QwenError):
+    """The API answered with an error envelope, or with a body that breaks the contract."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        code: Any = None,
+        error_type: str | None = None,
+        task_id: str | None = None,
+        retry_after: float | None = None,
+    ):
+        self.message = message
+        self.retry_after = retry_after
+        """Seconds the server asked us to wait (Retry-After), when it said."""
+        self.status_code = status_code
+        self.code = code
+        self.error_type = error_type
+        self.task_id = task_id
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        prefix = f"HTTP {self.status_code}: " if self.status_code is not None else ""
+        suffix = f" (task {self.task_id})" if self.task_id else ""
+        return f"{prefix}{self.message}{suffix}"
+
+
+class AuthenticationError(APIError):
+    """401: the API key is missing or wrong."""
+
+
+class PermissionDeniedError(APIError):
+    """402/403: insufficient balance, or the key lacks permission."""
+
+
+class NotFoundError(APIError):
+    """404: the resource (usually a task id) does not exist or has expired."""
+
+
+class RateLimitError(APIError):
+    """429: slow down; `retry_after` is the server's wait in seconds, when it sent one."""
+
+
+class ServerError(APIError):
+    """5xx: the service failed; polling retries these, submitting mostly does not."""
+
+
+class MalformedResponseError(APIError):
+    """A response whose body does not follow the documented envelope."""
+
+
+class TransportError(QwenError):
+    """The network failed before a usable response arrived."""
+
+
+class SubmitOutcomeUnknownError(QwenError):
+    """The generation request may have reached the server, but no answer came back.
+
+    It was not sent again, because the API has no idempotency key and a second POST could
+    bill twice. The task may exist and finish; there is no endpoint to list tasks, so check
+    the provider's console before submitting the same request again.
+    """
+
+    def __init__(self, request: ImageRequest, reason: str):
+        self.request = request
+        self.reason = reason
+        super().__init__(
+            f"the submission may have reached the server but no answer arrived ({reason}); "
+            "it was NOT resent, because a second submission could be billed twice. "
+            "Check your APIMart console for a new task before submitting again."
+        )
+
+
+class TaskFailedError(QwenError):
+    """The task ended as failed or cancelled; `task` holds its last state."""
+
+    def __init__(self, task: Task):
+        self.task = task
+        detail = f": {task.error}" if task.error else ""
+        super().__init__(f"task {task.task_id} {task.status.value}{detail}")
+
+
+class TaskTimeoutError(QwenError):
+    """The deadline passed while the task was still running. It may still complete."""
+
+    def __init__(self, task_id: str, last: Task | None, timeout: float):
+        self.task_id = task_id
+        self.task = last
+        self.timeout = timeout
+        state = f"last seen {last.status.value} at {last.progress}%" if last else "never seen"
+        super().__init__(
+            f"stopped watching task {task_id} after {timeout:.0f} s ({state}); it may still "
+            f"complete and be billed. Re-attach with client.wait({task_id!r})."
+        )
+
+
+class ImageFetchError(QwenError):
+    """An image URL could not be downloaded, or what came back is not an image."""
+
+    def __init__(self, url: str, reason: str):
+        self.url = url
+        self.reason = reason
+        super().__init__(f"could not fetch image {shorten(url, 100)}: {reason}")

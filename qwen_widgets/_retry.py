@@ -1,0 +1,104 @@
+"""Which failures to retry, and how long to wait: pure decisions, no I/O.
+
+Polling (GET) is idempotent, so every transient failure is retried. Submitting (POST) is
+not: the API has no idempotency key, so a POST is repeated only when it provably never
+reached the server (no connection was made) or the server refused it outright (429, 503).
+Any other failure after the body left the machine means the outcome is unknown.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import math
+from dataclasses import dataclass
+from enum import Enum
+
+import httpx
+
+__all__ = ["Verdict", "RetryPolicy", "classify_exception", "classify_status", "parse_retry_after"]
+
+
+class Verdict(Enum):
+    RETRY = "retry"
+    FAIL = "fail"
+    OUTCOME_UNKNOWN = "outcome_unknown"
+
+
+# Raised before a single byte of the request was written: safe to resend anything.
+_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+_POST_RETRY_STATUSES = frozenset({429, 503})
+# A gateway that timed out or lost the upstream answer: the upstream may have acted on it.
+_POST_UNKNOWN_STATUSES = frozenset({502, 504})
+
+
+def classify_exception(exc: BaseException, method: str) -> Verdict:
+    """Verdict for a transport exception raised while sending `method`."""
+    if isinstance(exc, _NEVER_SENT):
+        return Verdict.RETRY
+    if not isinstance(exc, httpx.TransportError):
+        return Verdict.FAIL
+    return Verdict.RETRY if method == "GET" else Verdict.OUTCOME_UNKNOWN
+
+
+def classify_status(status: int, method: str) -> Verdict:
+    """Verdict for an HTTP error status (>= 400) answered to `method`."""
+    if method == "GET":
+        return Verdict.RETRY if status == 429 or status >= 500 else Verdict.FAIL
+    if status in _POST_RETRY_STATUSES:
+        return Verdict.RETRY
+    if status in _POST_UNKNOWN_STATUSES:
+        return Verdict.OUTCOME_UNKNOWN
+    return Verdict.FAIL
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date), at least 0.
+
+    `now` is unix seconds, for the date form. Returns None when the header is absent or
+    unreadable; the caller bounds the result.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when is None:
+            return None
+        seconds = when.timestamp() - now
+    if math.isnan(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How many times and how long to wait between attempts of one HTTP call."""
+
+    max_attempts: int = 6
+    """Attempts per call, the first included."""
+    backoff_base: float = 0.5
+    """Wait before the second attempt, doubling after each further failure."""
+    backoff_cap: float = 20.0
+    """Longest wait computed by backoff."""
+    max_retry_after: float = 60.0
+    """Longest wait accepted from a Retry-After header; longer ones give up instead."""
+
+    def delay(self, attempt: int, retry_after: float | None, random: float) -> float | None:
+        """Wait before attempt number `attempt + 1` (attempt counts from 1), or None to give up.
+
+        Backoff uses "equal jitter" (half fixed, half random) so that many clients that failed
+        together do not come back together; a server's Retry-After is honoured, plus up to 10%.
+        """
+        if attempt >= self.max_attempts:
+            return None
+        if retry_after is not None:
+            if retry_after > self.max_retry_after:
+                return None
+            return retry_after * (1 + 0.1 * random)
+        ceiling = min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))
+        return ceiling / 2 + ceiling / 2 * random

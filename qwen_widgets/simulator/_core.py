@@ -1,0 +1,328 @@
+"""The simulated API as a state machine: requests in, responses out, no sockets.
+
+Each task's whole life (queue time, duration, the server's overstated estimate, whether it
+fails, how many images it returns) is drawn when it is created from a generator seeded by
+(seed, task number), so runs are reproducible whatever the timing. Its state at any moment
+is computed from the clock, so nothing runs in the background.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+from urllib.parse import parse_qs, urlsplit
+
+from .._errors import RequestValidationError
+from .._request import ImageRequest
+
+__all__ = ["Simulator", "SimResponse", "Fault", "SIMULATOR_BASE_URL"]
+
+SIMULATOR_BASE_URL = "https://simulator.qwen-widgets.invalid"
+IMAGE_ROUTE = "/sim-images/"
+
+
+@dataclass(frozen=True)
+class SimResponse:
+    """What the server does: answer (status, headers, body), or misbehave (`action`)."""
+
+    status: int = 200
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    action: str | None = None
+    """None, or 'drop' (close without answering), 'refuse' (as if nobody listened)."""
+    delay: float = 0.0
+    """Seconds to stall before answering."""
+
+
+@dataclass
+class Fault:
+    """A scripted misbehaviour for the next `count` matching requests."""
+
+    response: SimResponse
+    method: str | None = None
+    path_prefix: str = "/v1/"
+    count: int = 1
+    process: bool = False
+    """True: handle the request for real first (a task gets created), then misbehave."""
+
+    def matches(self, method: str, path: str) -> bool:
+        return (self.method in (None, method)) and path.startswith(self.path_prefix)
+
+
+@dataclass
+class _SimTask:
+    task_id: str
+    request: ImageRequest
+    created: float
+    queue: float
+    duration: float
+    estimate: float
+    fail_at: float | None
+    images_returned: int
+    url_as_list: bool
+    error: str = ""
+
+    def state(self, now: float) -> tuple[str, int]:
+        elapsed = now - self.created
+        if self.fail_at is not None and elapsed >= self.fail_at:
+            return "failed", self._progress(self.fail_at)
+        if elapsed >= self.duration:
+            return "completed", 100
+        if elapsed < self.queue:
+            return "pending", 0
+        return "processing", self._progress(elapsed)
+
+    def _progress(self, elapsed: float) -> int:
+        if elapsed < self.queue:
+            return 0
+        return int(1 + 98 * (elapsed - self.queue) / (self.duration - self.queue))
+
+
+class Simulator:
+    """A deterministic model of APIMart's Qwen-Image 2.0 endpoints.
+
+    Durations are in real seconds before `time_scale` shrinks them (0.01: a 20 s task takes
+    0.2 s). `rate_limit` is requests per second per key over a sliding second; requests
+    above it get 429 with Retry-After. `api_keys`, when given, are the only keys accepted;
+    otherwise any bearer key is.
+    """
+
+    def __init__(
+        self,
+        *,
+        seed: int = 0,
+        time_scale: float = 1.0,
+        duration: float = 20.0,
+        duration_spread: float = 0.3,
+        estimate_factor: tuple[float, float] = (1.5, 3.5),
+        failure_rate: float = 0.0,
+        short_result_rate: float = 0.0,
+        server_error_rate: float = 0.0,
+        rate_limit: float | None = None,
+        url_style: str = "mixed",
+        url_lifetime: float = 86_400.0,
+        image_base_url: str | None = None,
+        api_keys: set[str] | None = None,
+        clock: Callable[[], float] = time.time,
+    ):
+        if url_style not in ("string", "list", "mixed"):
+            raise ValueError("url_style must be 'string', 'list' or 'mixed'")
+        self.seed = seed
+        self.time_scale = time_scale
+        self.duration = duration
+        self.duration_spread = duration_spread
+        self.estimate_factor = estimate_factor
+        self.failure_rate = failure_rate
+        self.short_result_rate = short_result_rate
+        self.server_error_rate = server_error_rate
+        self.rate_limit = rate_limit
+        self.url_style = url_style
+        self.url_lifetime = url_lifetime
+        self.image_base_url = image_base_url
+        self.api_keys = api_keys
+        self.clock = clock
+        self.faults: list[Fault] = []
+        self.log: list[dict[str, Any]] = []
+        """Every request handled: method, path, status, whether it carried Authorization."""
+        self.tasks: dict[str, _SimTask] = {}
+        self._noise = random.Random(f"{seed}:noise")
+        self._recent: dict[str, deque[float]] = {}
+        self._lock = threading.RLock()
+
+    @classmethod
+    def for_demo(cls) -> Simulator:
+        """The simulator behind demo mode: tasks of about 5 s, so a demo feels alive."""
+        return cls(time_scale=0.25)
+
+    def __repr__(self) -> str:
+        return f"Simulator(seed={self.seed}, time_scale={self.time_scale:g}, tasks={len(self.tasks)})"
+
+    # -- scripted faults and introspection ------------------------------------------------------
+
+    def inject(self, response: SimResponse, *, method: str | None = None, count: int = 1,
+               path_prefix: str = "/v1/", process: bool = False) -> None:
+        """Misbehave for the next `count` requests that match."""
+        with self._lock:
+            self.faults.append(Fault(response, method, path_prefix, count, process))
+
+    def count(self, method: str, path_prefix: str = "/v1/") -> int:
+        """How many requests of `method` under `path_prefix` were received."""
+        with self._lock:
+            return sum(1 for e in self.log if e["method"] == method and e["path"].startswith(path_prefix))
+
+    def completion_time(self, task_id: str) -> float:
+        """Clock time at which the task is (or will be) finished on the server."""
+        task = self.tasks[task_id]
+        end = task.fail_at if task.fail_at is not None else task.duration
+        return task.created + end
+
+    # -- the HTTP surface ---------------------------------------------------------------------
+
+    def handle(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> SimResponse:
+        """Answer one HTTP request. `target` is the path with its query string."""
+        parts = urlsplit(target)
+        path = parts.path
+        headers = {k.lower(): v for k, v in headers.items()}
+        with self._lock:
+            entry = {"method": method, "path": path, "authorization": "authorization" in headers,
+                     "time": self.clock()}
+            self.log.append(entry)
+            fault = self._take_fault(method, path)
+            if fault is not None and not fault.process:
+                entry["status"] = fault.response.action or fault.response.status
+                return fault.response
+            response = self._route(method, path, parse_qs(parts.query), headers, body)
+            entry["status"] = response.status
+            return fault.response if fault is not None else response
+
+    def _take_fault(self, method: str, path: str) -> Fault | None:
+        for fault in self.faults:
+            if fault.matches(method, path):
+                fault.count -= 1
+                if fault.count <= 0:
+                    self.faults.remove(fault)
+                return fault
+        return None
+
+    def _route(self, method: str, path: str, query: dict, headers: dict, body: bytes) -> SimResponse:
+        if path.startswith(IMAGE_ROUTE) and method == "GET":
+            return self._image(path, query)
+        if path == "/v1/images/generations" and method == "POST":
+            endpoint = self._submit
+        elif path.startswith("/v1/tasks/") and method == "GET":
+            endpoint = self._task
+        else:
+            return _error(404, f"no route for {method} {path}", "not_found")
+        key = _bearer(headers.get("authorization", ""))
+        if not key or (self.api_keys is not None and key not in self.api_keys):
+            return _error(401, "Invalid or missing API key. Send Authorization: Bearer <key>.",
+                          "authentication_error")
+        limited = self._rate_limited(key)
+        if limited is not None:
+            return limited
+        if self.server_error_rate and self._noise.random() < self.server_error_rate:
+            return _error(500, "internal server error", "server_error")
+        return endpoint(path, body)
+
+    def _rate_limited(self, key: str) -> SimResponse | None:
+        if self.rate_limit is None:
+            return None
+        now = self.clock()
+        window = self._recent.setdefault(key, deque())
+        while window and window[0] <= now - 1.0:
+            window.popleft()
+        if len(window) >= self.rate_limit:
+            wait = max(1, math.ceil(window[0] + 1.0 - now))
+            return _error(429, "Too many requests, please slow down.", "rate_limit_error",
+                          headers={"Retry-After": str(wait)})
+        window.append(now)
+        return None
+
+    def _submit(self, path: str, body: bytes) -> SimResponse:
+        try:
+            payload = json.loads(body or b"null")
+        except ValueError:
+            return _error(400, "request body is not valid JSON", "invalid_request_error")
+        try:
+            request = ImageRequest.from_payload(payload)
+        except RequestValidationError as exc:
+            return _error(400, str(exc), "invalid_request_error")
+        task = self._new_task(request)
+        self.tasks[task.task_id] = task
+        return _json(200, {"code": 200, "data": [{"status": "submitted", "task_id": task.task_id}]})
+
+    def _new_task(self, request: ImageRequest) -> _SimTask:
+        number = len(self.tasks)
+        rng = random.Random(f"{self.seed}:{number}")
+        digest = hashlib.sha256(f"{self.seed}:{number}".encode()).hexdigest().upper()
+        task_id = f"task_01SIM{digest[:15]}{number:05d}"
+        real = self.duration * math.exp(rng.gauss(0.0, self.duration_spread))
+        estimate = max(1, round(real * rng.uniform(*self.estimate_factor)))
+        duration = real * self.time_scale
+        fails = rng.random() < self.failure_rate
+        returned = request.n
+        if request.n > 1 and rng.random() < self.short_result_rate:
+            returned = rng.randint(0, request.n - 1)
+        return _SimTask(
+            task_id=task_id,
+            request=request,
+            created=self.clock(),
+            queue=duration * rng.uniform(0.03, 0.15),
+            duration=duration,
+            estimate=estimate * self.time_scale,
+            fail_at=duration * rng.uniform(0.3, 0.9) if fails else None,
+            images_returned=returned,
+            url_as_list=self.url_style == "list" or (self.url_style == "mixed" and rng.random() < 0.5),
+            error="content moderation rejected the prompt" if rng.random() < 0.5
+            else "generation failed, please retry",
+        )
+
+    def _task(self, path: str, body: bytes) -> SimResponse:
+        task_id = path[len("/v1/tasks/"):]
+        task = self.tasks.get(task_id)
+        now = self.clock()
+        if task is None or now - task.created > 86_400 * self.time_scale:
+            return _error(404, f"task {task_id[:64]} not found", "not_found")
+        status, progress = task.state(now)
+        data: dict[str, Any] = {
+            "id": task.task_id,
+            "status": status,
+            "progress": progress,
+            "estimated_time": task.estimate if self.time_scale != 1 else int(task.estimate),
+            "created": int(task.created),
+        }
+        if status == "completed":
+            data["actual_time"] = round(task.duration, 3)
+            data["completed"] = int(task.created + task.duration)
+            data["result"] = {"images": self._images_of(task)}
+        elif status == "failed":
+            data["error"] = {"code": "generation_failed", "message": task.error}
+        return _json(200, {"code": 200, "data": data})
+
+    def _images_of(self, task: _SimTask) -> list[dict[str, Any]]:
+        expires = int(task.created + task.duration + self.url_lifetime)
+        base = self.image_base_url or SIMULATOR_BASE_URL
+        urls = [f"{base}{IMAGE_ROUTE}{task.task_id}/{i}.png?expires={expires}"
+                for i in range(task.images_returned)]
+        if task.url_as_list:
+            return [{"url": [url], "expires_at": expires} for url in urls]
+        return [{"url": url, "expires_at": expires} for url in urls]
+
+    def _image(self, path: str, query: dict) -> SimResponse:
+        from ._render import render_placeholder
+
+        task_id, _, name = path[len(IMAGE_ROUTE):].partition("/")
+        task = self.tasks.get(task_id)
+        index = name.removesuffix(".png")
+        if task is None or not index.isdigit() or int(index) >= task.images_returned \
+                or task.state(self.clock())[0] != "completed":
+            return SimResponse(404, {"Content-Type": "text/plain"}, b"Not Found")
+        if self.clock() > task.created + task.duration + self.url_lifetime:
+            return SimResponse(403, {"Content-Type": "application/xml"},
+                               b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>")
+        width, height = task.request.output_size
+        png = render_placeholder(task.request.prompt, int(index), width, height)
+        return SimResponse(200, {"Content-Type": "image/png", "Cache-Control": "max-age=86400"}, png)
+
+
+def _bearer(value: str) -> str | None:
+    scheme, _, token = value.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
+
+
+def _json(status: int, payload: Any, headers: Mapping[str, str] | None = None) -> SimResponse:
+    body = json.dumps(payload).encode()
+    return SimResponse(status, {"Content-Type": "application/json", **(headers or {})}, body)
+
+
+def _error(status: int, message: str, kind: str, *, headers: Mapping[str, str] | None = None) -> SimResponse:
+    return _json(status, {"error": {"code": status, "message": message, "type": kind}}, headers)
