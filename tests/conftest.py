@@ -1,0 +1,56 @@
+"""Shared fixtures: a clean environment, the simulator on a real loopback socket, fast clients."""
+
+from __future__ import annotations
+
+import pytest
+
+from qwen_widgets import AsyncQwenClient, PollBudget, PollSchedule, RetryPolicy
+from qwen_widgets.simulator import Simulator, serve
+
+TIME_SCALE = 0.01  # a 20 s task takes 0.2 s
+TEST_KEY = "sk-test-0123456789abcdef"
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch, tmp_path):
+    """No test sees the developer's key, base URL or demo switch."""
+    for name in ("APIMART_API_KEY", "APIMART_BASE_URL", "QWEN_WIDGETS_DEMO"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("QWEN_WIDGETS_HOME", str(tmp_path / "qwen_home"))
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+@pytest.fixture
+def simulator():
+    return Simulator(seed=7, time_scale=TIME_SCALE)
+
+
+@pytest.fixture
+def server(simulator):
+    with serve(simulator) as running:
+        yield running
+
+
+def fast_options(**overrides):
+    """Client options scaled like the simulator, with a budget that does not slow tests."""
+    options = dict(
+        poll_schedule=PollSchedule().scaled(TIME_SCALE),
+        poll_budget=PollBudget(1000),
+        retry=RetryPolicy(backoff_base=0.01, backoff_cap=0.05),
+    )
+    options.update(overrides)
+    return options
+
+
+@pytest.fixture
+def make_client(server):
+    """Build AsyncQwenClients against the loopback server (use them with `async with`)."""
+
+    def make(api_key=TEST_KEY, **overrides):
+        return AsyncQwenClient(api_key, base_url=server.url, **fast_options(**overrides))
+
+    return make
