@@ -16,6 +16,7 @@ __all__ = ["SimulatorServer", "serve"]
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, like the real service
+    disable_nagle_algorithm = True  # else headers and body wait on a delayed ACK (40 ms)
     server: _HTTPServer
 
     def _handle(self) -> None:
