@@ -248,14 +248,13 @@ def _parse_images(result: dict, width: int | None, height: int | None) -> tuple[
 def _number(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
-    if isinstance(value, str):
-        try:
-            value = float(value.strip())
-        except ValueError:
-            return None
-    if isinstance(value, (int, float)) and math.isfinite(value):
-        return float(value)
-    return None
+    if not isinstance(value, (str, int, float)):
+        return None
+    try:
+        number = float(value.strip() if isinstance(value, str) else value)
+    except (ValueError, OverflowError):  # OverflowError: an int beyond float range
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _timestamp(value: Any) -> datetime | None:
@@ -279,7 +278,10 @@ def _iso_timestamp(text: str) -> datetime | None:
         return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
+    try:
+        return parsed.astimezone(timezone.utc)
+    except OverflowError:  # e.g. year 1 with a positive offset
+        return None
 
 
 def _error_text(error: Any) -> str:

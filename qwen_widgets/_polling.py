@@ -123,15 +123,20 @@ class PollBudget:
         if not rate > 0 or math.isinf(rate):
             raise ValueError(f"rate must be a positive number of polls per second, got {rate!r}")
         self.rate = rate
-        self._spacing = 1.0 / rate
-        self._next_slot = -math.inf
+        self._chain_start = -math.inf
+        self._chain_length = 0
         self._lock = threading.Lock()
 
     def reserve(self, now: float) -> float:
         """Claim the next free slot; returns how long to wait before using it."""
         with self._lock:
-            slot = max(now, self._next_slot)
-            self._next_slot = slot + self._spacing
+            # slots of a busy chain are start + k / rate, computed afresh each time: adding
+            # 1/rate repeatedly drifts (0.1 ten times is 0.9999999999999999)
+            next_slot = self._chain_start + self._chain_length / self.rate
+            if now >= next_slot:
+                self._chain_start, self._chain_length = now, 0
+            slot = self._chain_start + self._chain_length / self.rate
+            self._chain_length += 1
         return slot - now
 
     def __repr__(self) -> str:

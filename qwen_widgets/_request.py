@@ -21,6 +21,7 @@ __all__ = [
     "MAX_IMAGES",
     "MAX_URL_CHARS",
     "output_size",
+    "field_errors",
 ]
 
 MODELS = ("qwen-image-2.0", "qwen-image-2.0-pro")
@@ -71,17 +72,9 @@ class ImageRequest:
     """Reference images for image-to-image: public http(s) URLs, never base64."""
 
     def __post_init__(self) -> None:
-        set_ = object.__setattr__  # frozen: normalise in place once, at construction
-        set_(self, "prompt", _check_text("prompt", self.prompt, MAX_PROMPT_CHARS, required=True))
-        set_(self, "model", _check_choice("model", self.model, MODELS))
-        set_(self, "size", _check_choice("size", self.size, SIZES))
-        set_(self, "resolution", _check_choice("resolution", self.resolution, RESOLUTIONS))
-        set_(self, "n", _check_n(self.n))
-        negative = _check_text(
-            "negative_prompt", self.negative_prompt, MAX_NEGATIVE_PROMPT_CHARS, required=False
-        )
-        set_(self, "negative_prompt", negative)
-        set_(self, "image_urls", _check_urls(self.image_urls))
+        for name, check in _CHECKS.items():
+            # frozen: normalise in place, once, at construction
+            object.__setattr__(self, name, check(getattr(self, name)))
 
     @property
     def output_size(self) -> tuple[int, int]:
@@ -132,6 +125,21 @@ class ImageRequest:
         return f"ImageRequest({', '.join(fields)})"
 
 
+def field_errors(**values: Any) -> dict[str, str]:
+    """Every rule that these field values break, by field name; empty when all are valid.
+
+    Unlike building an ImageRequest, which stops at the first error, this checks each field,
+    so a form can show every problem next to its own field.
+    """
+    errors = {}
+    for name, value in values.items():
+        try:
+            _CHECKS[name](value)
+        except RequestValidationError as exc:
+            errors[name] = str(exc)
+    return errors
+
+
 def _check_text(name: str, value: Any, limit: int, *, required: bool) -> str | None:
     if value is None and not required:
         return None
@@ -178,8 +186,9 @@ def _check_url(index: int, url: Any) -> str:
     if not isinstance(url, str):
         raise RequestValidationError(name, "must be a string URL", url)
     url = url.strip()
+    compact = "".join(url.split())  # base64 tools wrap lines
     if url.lower().startswith("data:") or (
-        _BASE64_BLOB.fullmatch(url) and "." not in url and ":" not in url
+        _BASE64_BLOB.fullmatch(compact) and "." not in compact and ":" not in compact
     ):
         raise RequestValidationError(
             name,
@@ -204,3 +213,16 @@ def _check_url(index: int, url: Any) -> str:
     if any(ch.isspace() for ch in url):
         raise RequestValidationError(name, "must not contain whitespace", url)
     return url
+
+
+_CHECKS = {
+    "prompt": lambda v: _check_text("prompt", v, MAX_PROMPT_CHARS, required=True),
+    "model": lambda v: _check_choice("model", v, MODELS),
+    "size": lambda v: _check_choice("size", v, SIZES),
+    "resolution": lambda v: _check_choice("resolution", v, RESOLUTIONS),
+    "n": _check_n,
+    "negative_prompt": lambda v: _check_text(
+        "negative_prompt", v, MAX_NEGATIVE_PROMPT_CHARS, required=False
+    ),
+    "image_urls": _check_urls,
+}

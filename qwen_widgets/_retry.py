@@ -25,7 +25,7 @@ class Verdict(Enum):
 
 
 # Raised before a single byte of the request was written: safe to resend anything.
-_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _POST_RETRY_STATUSES = frozenset({429, 503})
 # A gateway that timed out or lost the upstream answer: the upstream may have acted on it.
 _POST_UNKNOWN_STATUSES = frozenset({502, 504})
@@ -35,7 +35,8 @@ def classify_exception(exc: BaseException, method: str) -> Verdict:
     """Verdict for a transport exception raised while sending `method`."""
     if isinstance(exc, _NEVER_SENT):
         return Verdict.RETRY
-    if not isinstance(exc, httpx.TransportError):
+    # never sent either, but no retry can fix a URL scheme httpx does not speak
+    if isinstance(exc, httpx.UnsupportedProtocol) or not isinstance(exc, httpx.TransportError):
         return Verdict.FAIL
     return Verdict.RETRY if method == "GET" else Verdict.OUTCOME_UNKNOWN
 

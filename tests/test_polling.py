@@ -116,11 +116,13 @@ def test_intervals_stay_within_min_and_max(duration):
         assert schedule.min_interval - EPS <= delay <= schedule.max_interval + EPS
 
 
-def test_polls_get_denser_near_the_predicted_end():
-    run = drive(LinearTask(40.0))
+@pytest.mark.parametrize("duration", [20.0, 40.0, 120.0])
+def test_polls_get_denser_near_the_predicted_end(duration):
+    schedule = PollSchedule()
+    run = drive(LinearTask(duration))
     delays = run.delays[1:]
-    assert delays[-1] < delays[0]
-    assert delays[-1] == pytest.approx(PollSchedule().min_interval, abs=0.05)
+    assert max(delays) == pytest.approx(schedule.max_interval)  # sparse mid-task
+    assert delays[-1] <= schedule.max_interval / 3  # dense at the end
     # once the interval starts shrinking it keeps shrinking until the task is seen done
     peak = delays.index(max(delays))
     tail = delays[peak:]
@@ -249,7 +251,7 @@ OBSERVATIONS = st.lists(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(observations=OBSERVATIONS, timeout=st.one_of(st.none(), st.floats(0.1, 400.0)))
 def test_any_history_gives_a_bounded_delay_within_the_deadline(observations, timeout):
     schedule = PollSchedule()
@@ -319,12 +321,6 @@ def _max_per_window(slots: list[float]) -> int:
     return max(counts.values())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: slots are accumulated by repeated float addition (0.1 added 10 times is "
-    "0.9999999999999999), so the window [0, 1) receives rate+1 reservations",
-)
 @pytest.mark.parametrize("rate", [10.0, 20.0])
 def test_no_one_second_window_holds_more_than_rate(rate):
     budget = PollBudget(rate)

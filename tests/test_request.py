@@ -155,12 +155,6 @@ def test_base64_images_are_refused_with_a_pointer_to_public_urls(url):
     assert len(str(exc)) < 400  # the blob is quoted shortened, not in full
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: a line-wrapped base64 blob (as `base64` CLI / base64.encodebytes produce) "
-    "is refused as 'not an http(s) URL' instead of with the base64 explanation",
-)
 def test_line_wrapped_base64_gets_the_base64_message():
     wrapped = base64.encodebytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256))).decode()
     with pytest.raises(RequestValidationError) as info:
