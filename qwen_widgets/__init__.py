@@ -24,12 +24,39 @@ from ._errors import (
     TaskTimeoutError,
     TransportError,
 )
+from ._frame import to_frame
 from ._models import GeneratedImage, Task, TaskStatus
 from ._polling import PollBudget, PollSchedule
 from ._request import MODELS, RESOLUTIONS, SIZES, ImageRequest
 from ._retry import RetryPolicy
 
 __version__ = "0.1.0"
+
+_WIDGETS = ("Panel", "Gallery", "Card")
+
+
+def __getattr__(name: str):
+    # ipywidgets costs more to import than the whole engine: load it on first use
+    if name in _WIDGETS:
+        from . import widgets
+
+        return getattr(widgets, name)
+    raise AttributeError(f"module 'qwen_widgets' has no attribute {name!r}")
+
+
+def load_ipython_extension(ipython) -> None:
+    """`%load_ext qwen_widgets`: register %qwen and %%qwen, quietly."""
+    from ._magics import register
+
+    register(ipython)
+
+
+def unload_ipython_extension(ipython) -> None:
+    """`%unload_ext qwen_widgets`: remove the magics again."""
+    from ._magics import unregister
+
+    unregister(ipython)
+
 
 __all__ = [
     "__version__",
@@ -43,6 +70,12 @@ __all__ = [
     "AsyncQwenClient",
     "QwenClient",
     "generate",
+    "to_frame",
+    "Panel",
+    "Gallery",
+    "Card",
+    "load_ipython_extension",
+    "unload_ipython_extension",
     "DEFAULT_BASE_URL",
     "DemoModeWarning",
     "PollSchedule",

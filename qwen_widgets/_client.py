@@ -62,8 +62,9 @@ _DEMO_NOTICE = (
 _demo_notice_shown = False
 
 
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+def demo_forced() -> bool:
+    """True when QWEN_WIDGETS_DEMO asks for the simulator even if a key is set."""
+    return os.environ.get("QWEN_WIDGETS_DEMO", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 class _BearerAuth(httpx.Auth):
@@ -110,7 +111,7 @@ class AsyncQwenClient:
     ):
         key = api_key if api_key is not None else os.environ.get("APIMART_API_KEY")
         key = (key or "").strip() or None
-        self.demo = simulator is not None or key is None or _env_flag("QWEN_WIDGETS_DEMO")
+        self.demo = simulator is not None or key is None or demo_forced()
         """True when requests go to the built-in simulator, not to the real API."""
         if self.demo:
             from .simulator import SIMULATOR_BASE_URL, Simulator, SimulatorTransport
@@ -384,6 +385,13 @@ def default_client() -> QwenClient:
         if _default is None:
             _default = QwenClient()
         return _default
+
+
+def set_default_client(client: QwenClient) -> None:
+    """Make `client` the one behind `qwen_widgets.generate` (e.g. after a key is entered)."""
+    global _default
+    with _default_lock:
+        _default = client
 
 
 def generate(prompt: ImageRequest | str, **fields: Any) -> Task:

@@ -16,7 +16,7 @@ from ._clock import SYSTEM_CLOCK, Clock
 from ._errors import ImageFetchError
 from ._retry import RetryPolicy, Verdict, classify_exception, classify_status
 
-__all__ = ["ImageFetcher", "image_format", "DEFAULT_MAX_IMAGE_BYTES"]
+__all__ = ["ImageFetcher", "image_format", "thumbnail", "DEFAULT_MAX_IMAGE_BYTES"]
 
 DEFAULT_MAX_IMAGE_BYTES = 40 * 1024 * 1024  # a 2K PNG is a few MB; 40 MB leaves room
 _MAX_REDIRECTS = 5
@@ -127,3 +127,16 @@ class _Retryable(Exception):
     def __init__(self, reason: str):
         self.reason = reason
         super().__init__(reason)
+
+
+def thumbnail(data: bytes, max_edge: int = 320) -> bytes:
+    """A JPEG no larger than `max_edge` on its long side, so saved notebooks stay small."""
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        image.thumbnail((max_edge, max_edge))
+        buffer = io.BytesIO()
+        image.convert("RGB").save(buffer, "JPEG", quality=82, optimize=True)
+    return buffer.getvalue()

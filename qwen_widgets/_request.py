@@ -22,6 +22,7 @@ __all__ = [
     "MAX_URL_CHARS",
     "output_size",
     "field_errors",
+    "check_image_url",
 ]
 
 MODELS = ("qwen-image-2.0", "qwen-image-2.0-pro")
@@ -178,10 +179,11 @@ def _check_urls(value: Any) -> tuple[str, ...]:
         value = (value,)
     if not isinstance(value, (list, tuple)):
         raise RequestValidationError("image_urls", "must be a list of URLs", value)
-    return tuple(_check_url(i, url) for i, url in enumerate(value))
+    return tuple(check_image_url(i, url) for i, url in enumerate(value))
 
 
-def _check_url(index: int, url: Any) -> str:
+def check_image_url(index: int, url: Any) -> str:
+    """The URL, trimmed, if the API would accept it as reference image number `index`."""
     name = f"image_urls[{index}]"
     if not isinstance(url, str):
         raise RequestValidationError(name, "must be a string URL", url)

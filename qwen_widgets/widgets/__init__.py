@@ -1,0 +1,7 @@
+"""The notebook views: Panel (form + gallery), Gallery and Card. Standard ipywidgets 8 only."""
+
+from .card import Card
+from .gallery import Gallery
+from .panel import Panel
+
+__all__ = ["Panel", "Gallery", "Card"]

@@ -1,0 +1,128 @@
+"""Plain-text descriptions of requests, tasks and errors, for the widgets. Pure; no widgets."""
+
+from __future__ import annotations
+
+import html
+from datetime import datetime, timezone
+
+from .._errors import (
+    AuthenticationError,
+    ImageFetchError,
+    PermissionDeniedError,
+    QwenError,
+    RateLimitError,
+    RequestValidationError,
+    TransportError,
+)
+from .._models import Task, TaskStatus
+from .._request import ImageRequest, output_size
+
+__all__ = [
+    "output_size_line",
+    "params_line",
+    "status_line",
+    "timings_line",
+    "expiry_words",
+    "error_message",
+    "retry_message",
+    "safe_link",
+]
+
+
+def output_size_line(size: str, resolution: str, n: int) -> str:
+    """'16:9 2K -> 2048x1152, 4 images'"""
+    width, height = output_size(size, resolution)
+    images = "1 image" if n == 1 else f"{n} images"
+    return f"{size} {resolution} -> {width}x{height}, {images}"
+
+
+def params_line(request: ImageRequest | None) -> str:
+    if request is None:
+        return "re-attached by task id (request unknown)"
+    parts = [request.model, request.size, request.resolution, f"n={request.n}"]
+    if request.negative_prompt:
+        parts.append(f"avoid: {request.negative_prompt}")
+    if request.image_urls:
+        parts.append(f"{len(request.image_urls)} reference image(s)")
+    return " · ".join(parts)
+
+
+def status_line(task: Task | None, elapsed: float) -> str:
+    """Task id, state and time, with an honest note once the server's estimate is exceeded."""
+    if task is None:
+        return f"submitting… {elapsed:.0f} s"
+    head = f"{task.task_id} · {task.status.value}"
+    if task.done:
+        return head
+    estimate = task.estimated_time
+    if task.status is TaskStatus.SUBMITTED:
+        return f"{head} · {elapsed:.0f} s"
+    progress = f"{task.progress}%"
+    if estimate is None:
+        return f"{head} · {progress} · {elapsed:.0f} s elapsed"
+    if elapsed > estimate:
+        return (f"{head} · {progress} · taking longer than estimated "
+                f"({elapsed:.0f} s, estimated {estimate:.0f} s)")
+    return f"{head} · {progress} · {elapsed:.0f} s of ~{estimate:.0f} s estimated"
+
+
+def timings_line(task: Task, elapsed: float) -> str:
+    parts = [f"done in {elapsed:.1f} s"]
+    if task.actual_time is not None:
+        parts.append(f"server {task.actual_time:.1f} s")
+    if task.estimated_time is not None:
+        parts.append(f"estimated {task.estimated_time:.0f} s")
+    if task.request is not None and len(task.images) != task.request.n:
+        parts.append(f"{len(task.images)} of {task.request.n} images returned")
+    return " · ".join(parts)
+
+
+def expiry_words(expires_at: datetime | None, now: datetime | None = None) -> str:
+    """'expires in 23 h', 'expires in 12 min', 'expired 3 h ago'."""
+    if expires_at is None:
+        return "expiry unknown"
+    now = now or datetime.now(timezone.utc)
+    seconds = (expires_at - now).total_seconds()
+    span = _span(abs(seconds))
+    return f"expires in {span}" if seconds >= 0 else f"expired {span} ago"
+
+
+def _span(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.0f} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.0f} s"
+
+
+def error_message(error: BaseException) -> str:
+    """One readable line for a card: what happened and what to do, never a traceback."""
+    if isinstance(error, RequestValidationError):
+        return f"Invalid {error.field}: {error.rule}."
+    if isinstance(error, AuthenticationError):
+        return "The API refused the key (401): check your key (APIMART_API_KEY)."
+    if isinstance(error, PermissionDeniedError):
+        return f"Not allowed ({error.status_code}): check your balance and permissions. {error.message}"
+    if isinstance(error, RateLimitError):
+        return "Rate limited by the API (429) and out of retries: wait a minute and try again."
+    if isinstance(error, TransportError):
+        return f"Network problem: {error}"
+    if isinstance(error, ImageFetchError):
+        return f"Image not loaded: {error.reason}"
+    if isinstance(error, QwenError):
+        return str(error)
+    return f"Unexpected error ({type(error).__name__}): {error}"
+
+
+def retry_message(error: QwenError, delay: float) -> str:
+    if isinstance(error, RateLimitError):
+        return f"rate limited, retrying in {delay:.0f} s"
+    return f"{error_message(error)} Retrying in {delay:.0f} s."
+
+
+def safe_link(url: str, text: str | None = None) -> str:
+    """An escaped <a> for http(s) URLs; anything else becomes inert escaped text."""
+    shown = html.escape(text if text is not None else url)
+    if not url.lower().startswith(("http://", "https://")):
+        return f"<code>{shown}</code>"
+    return f'<a href="{html.escape(url, quote=True)}" target="_blank" rel="noopener noreferrer">{shown}</a>'

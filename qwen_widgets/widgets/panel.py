@@ -1,0 +1,272 @@
+"""Panel: the generator form bound to ImageRequest, with its gallery of cards."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as widgets
+
+from .. import _client, _runner
+from .._client import QwenClient
+from .._download import thumbnail
+from .._errors import QwenError, RequestValidationError
+from .._models import Task, validate_task_id
+from .._request import (
+    MAX_NEGATIVE_PROMPT_CHARS,
+    MAX_PROMPT_CHARS,
+    MODELS,
+    RESOLUTIONS,
+    SIZES,
+    ImageRequest,
+    check_image_url,
+    field_errors,
+)
+from ._format import error_message, output_size_line
+from .card import Card
+from .gallery import Gallery
+
+__all__ = ["Panel"]
+
+_RED = "#b71c1c"
+_PREVIEW_EDGE = 96
+_DEMO_BANNER = (
+    "<b>Simulated images: no API key set.</b> Everything runs against the built-in simulator. "
+    "For real images set <code>APIMART_API_KEY</code> before starting Jupyter, or paste a key "
+    "below: it is moved into this session's client and the field is cleared at once, so it is "
+    "never saved in the notebook."
+)
+_FORCED_BANNER = (
+    "<b>Simulated images: QWEN_WIDGETS_DEMO=1 is set</b>, so the simulator is used even with a key."
+)
+
+
+class Panel(widgets.VBox):
+    """A form for every request field, a Generate button, and a gallery of results.
+
+    `panel.request` reads the form as an ImageRequest; assigning one fills the form.
+    Generate runs in the background: the kernel stays free while images are made.
+    """
+
+    def __init__(self, client: QwenClient | None = None, *, save_dir: str | Path = "qwen_images"):
+        self.client = client or _client.default_client()
+        self.save_dir = Path(save_dir)
+        self.results: list[Task] = []
+        """Every task that finished (completed, failed or cancelled), oldest first."""
+
+        self.prompt = widgets.Textarea(placeholder="Describe the image…", rows=4,
+                                       layout={"width": "100%"})
+        self.prompt_count = widgets.Label()
+        self.negative_prompt = widgets.Textarea(placeholder="What to avoid (optional)", rows=2,
+                                                layout={"width": "100%"})
+        self.negative_count = widgets.Label()
+        self.model = widgets.Dropdown(options=MODELS, description="Model")
+        self.size = widgets.Dropdown(options=SIZES, description="Size", layout={"width": "180px"})
+        self.resolution = widgets.ToggleButtons(options=RESOLUTIONS, description="Resolution",
+                                                style={"button_width": "48px"})
+        self.n = widgets.IntSlider(value=1, min=1, max=6, description="Images")
+        self.image_urls = widgets.Textarea(
+            placeholder="Reference image URLs for image-to-image, one per line (optional)",
+            rows=2, continuous_update=False, layout={"width": "100%"},
+        )
+        self.previews = widgets.HBox(layout={"flex_flow": "row wrap"})
+        self.output_size = widgets.Label()
+        self.generate_button = widgets.Button(description="Generate", button_style="primary",
+                                              icon="play")
+        self.generate_button.on_click(lambda _: self._on_generate_click())
+        self.gallery = Gallery()
+        self.errors = {name: widgets.Label(style={"text_color": _RED})
+                       for name in ("prompt", "negative_prompt", "model", "size", "resolution", "n",
+                                    "image_urls", "generate")}
+        self._preview_boxes: dict[str, widgets.VBox] = {}
+
+        self.banner = widgets.HTML()
+        self.key_field = widgets.Password(placeholder="APIMart key (kept in memory only)",
+                                          continuous_update=False)
+        self.key_button = widgets.Button(description="Use key", icon="key")
+        self.key_field.observe(self._take_key, "value")
+        self.key_button.on_click(lambda _: None)  # clicking blurs the field, which submits it
+        self.banner_box = widgets.VBox(
+            [self.banner, widgets.HBox([self.key_field, self.key_button])],
+            layout={"border": "1px solid #e0a800", "padding": "4px 8px", "margin": "0 0 6px 0"},
+        )
+
+        for control in (self.prompt, self.negative_prompt, self.model, self.size,
+                        self.resolution, self.n):
+            control.observe(lambda _: self._refresh(), "value")
+        self.image_urls.observe(lambda _: self._refresh_references(), "value")
+
+        def labelled(title: str, *rows: widgets.Widget) -> widgets.VBox:
+            return widgets.VBox([widgets.HTML(f"<b>{title}</b>"), *rows])
+
+        super().__init__([
+            self.banner_box,
+            labelled("Prompt", self.prompt, widgets.HBox([self.prompt_count, self.errors["prompt"]])),
+            labelled("Negative prompt", self.negative_prompt,
+                     widgets.HBox([self.negative_count, self.errors["negative_prompt"]])),
+            widgets.HBox([self.model, self.size, self.resolution],
+                         layout={"flex_flow": "row wrap"}),
+            widgets.HBox([self.n, self.errors["n"], self.errors["model"], self.errors["size"],
+                          self.errors["resolution"]]),
+            labelled("Reference images", self.image_urls, self.errors["image_urls"], self.previews),
+            widgets.HBox([self.generate_button, self.output_size, self.errors["generate"]],
+                         layout={"align_items": "center"}),
+            self.gallery,
+        ])
+        self._refresh_banner()
+        self._refresh()
+
+    def __repr__(self) -> str:
+        return f"Panel(cards={len(self.gallery.cards)}, results={len(self.results)})"
+
+    # -- the request ------------------------------------------------------------------------
+
+    def _values(self) -> dict[str, Any]:
+        return {
+            "prompt": self.prompt.value,
+            "model": self.model.value,
+            "size": self.size.value,
+            "resolution": self.resolution.value,
+            "n": self.n.value,
+            "negative_prompt": self.negative_prompt.value or None,
+            "image_urls": _lines(self.image_urls.value),
+        }
+
+    @property
+    def request(self) -> ImageRequest:
+        """The form as a request; RequestValidationError names the first invalid field."""
+        return ImageRequest(**self._values())
+
+    @request.setter
+    def request(self, request: ImageRequest) -> None:
+        with self.hold_trait_notifications():
+            self.prompt.value = request.prompt
+            self.model.value = request.model
+            self.size.value = request.size
+            self.resolution.value = request.resolution
+            self.n.value = request.n
+            self.negative_prompt.value = request.negative_prompt or ""
+            self.image_urls.value = "\n".join(request.image_urls)
+        self._refresh()
+
+    # -- actions ------------------------------------------------------------------------------
+
+    def generate(self) -> Card:
+        """What Generate does: a new card that submits the form's request in the background."""
+        request = self.request
+        card = self._new_card(request)
+        card.start_generation(request)
+        return card
+
+    def attach(self, task_id: str) -> Card:
+        """Watch an existing task (e.g. one whose watching was stopped) in a new card."""
+        validate_task_id(task_id)
+        card = self._new_card(None)
+        card.start_attach(task_id)
+        return card
+
+    def add_reference(self, url: str) -> None:
+        """Append an image URL to the reference list (the image-to-image loop)."""
+        urls = _lines(self.image_urls.value)
+        if url not in urls:
+            self.image_urls.value = "\n".join([*urls, url])
+
+    def frame(self):
+        """The finished tasks as a DataFrame, one row per image (see qwen_widgets.to_frame)."""
+        from .._frame import to_frame
+
+        return to_frame(self.results)
+
+    def _new_card(self, request: ImageRequest | None) -> Card:
+        card = Card(self.client, request=request, save_dir=self.save_dir,
+                    on_finished=self.results.append, on_use_reference=self.add_reference,
+                    on_reuse=self._reuse)
+        return self.gallery.add(card)
+
+    def _reuse(self, request: ImageRequest) -> None:
+        self.request = request
+
+    def _on_generate_click(self) -> None:
+        try:
+            self.generate()
+        except QwenError as error:
+            self.errors["generate"].value = error_message(error)
+
+    # -- keeping the form honest -------------------------------------------------------------
+
+    def _refresh(self) -> None:
+        values = self._values()
+        errors = field_errors(**values)
+        for name, label in self.errors.items():
+            if name != "generate":
+                label.value = errors.get(name, "")
+        self.errors["generate"].value = ""
+        _count(self.prompt_count, self.prompt.value, MAX_PROMPT_CHARS)
+        _count(self.negative_count, self.negative_prompt.value, MAX_NEGATIVE_PROMPT_CHARS)
+        if {"size", "resolution", "n"} & errors.keys():
+            self.output_size.value = ""
+        else:
+            self.output_size.value = output_size_line(values["size"], values["resolution"], values["n"])
+        self.generate_button.disabled = bool(errors)
+        self.generate_button.tooltip = next(iter(errors.values()), "Submit this request")
+
+    def _refresh_references(self) -> None:
+        boxes, problems = [], []
+        for line_number, url in enumerate(_lines(self.image_urls.value), 1):
+            try:
+                check_image_url(line_number - 1, url)
+            except RequestValidationError as error:
+                problems.append(f"line {line_number}: {error.rule}")
+                continue
+            if url not in self._preview_boxes:
+                self._preview_boxes[url] = self._start_preview(url)
+            boxes.append(self._preview_boxes[url])
+        self.previews.children = boxes
+        self._refresh()
+        if problems:
+            self.errors["image_urls"].value = "; ".join(problems)
+
+    def _start_preview(self, url: str) -> widgets.VBox:
+        picture = widgets.Image(format="jpeg", layout={"max_width": f"{_PREVIEW_EDGE}px"})
+        note = widgets.Label("loading…", layout={"max_width": "220px"})
+        _runner.submit(self._load_preview(url, picture, note))
+        return widgets.VBox([picture, note], layout={"margin": "0 6px 0 0"})
+
+    async def _load_preview(self, url: str, picture: widgets.Image, note: widgets.Label) -> None:
+        try:
+            data = await self.client.aio.fetch_image(url)
+            picture.value = await asyncio.to_thread(thumbnail, data, _PREVIEW_EDGE)
+            note.value = ""
+        except QwenError as error:
+            note.value = f"cannot be previewed: {error_message(error)}"
+            note.style.text_color = _RED
+
+    # -- the key --------------------------------------------------------------------------------
+
+    def _take_key(self, change: dict) -> None:
+        key = (change["new"] or "").strip()
+        if not key:
+            return
+        self.key_field.value = ""  # at once: the key must not stay in widget state
+        self.client = QwenClient(api_key=key)
+        _client.set_default_client(self.client)
+        self._refresh_banner()
+
+    def _refresh_banner(self) -> None:
+        if not self.client.demo:
+            self.banner_box.layout.display = "none"
+            return
+        forced = _client.demo_forced()
+        self.banner.value = _FORCED_BANNER if forced else _DEMO_BANNER
+        self.banner_box.layout.display = None
+
+
+def _lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def _count(label: widgets.Label, text: str, limit: int) -> None:
+    label.value = f"{len(text)} / {limit}"
+    label.style.text_color = _RED if len(text) > limit else None
+    label.style.font_weight = "bold" if len(text) > limit else None
