@@ -165,7 +165,7 @@ async def test_connection_dropped_after_post_is_never_resent(server, make_client
 
 
 async def test_stalled_submit_answer_is_outcome_unknown(server, make_client):
-    server.simulator.inject(SimResponse(delay=1.0), method="POST", process=True)
+    server.simulator.inject(delay=1.0, method="POST")
     async with make_client(timeout=0.2) as client:
         with pytest.raises(qw.SubmitOutcomeUnknownError, match="ReadTimeout"):
             await client.submit(qw.ImageRequest("a fox"))

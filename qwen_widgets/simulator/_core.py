@@ -8,6 +8,7 @@ is computed from the clock, so nothing runs in the background.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -36,7 +37,8 @@ class SimResponse:
     headers: Mapping[str, str] = field(default_factory=dict)
     body: bytes = b""
     action: str | None = None
-    """None, or 'drop' (close without answering), 'refuse' (as if nobody listened)."""
+    """None, or 'drop' (close without answering), 'refuse' (as if nobody listened);
+    'late' marks a fault that delays the real answer (see Simulator.inject)."""
     delay: float = 0.0
     """Seconds to stall before answering."""
 
@@ -146,9 +148,16 @@ class Simulator:
 
     # -- scripted faults and introspection ------------------------------------------------------
 
-    def inject(self, response: SimResponse, *, method: str | None = None, count: int = 1,
-               path_prefix: str = "/v1/", process: bool = False) -> None:
-        """Misbehave for the next `count` requests that match."""
+    def inject(self, response: SimResponse | None = None, *, delay: float = 0.0,
+               method: str | None = None, count: int = 1, path_prefix: str = "/v1/",
+               process: bool = False) -> None:
+        """Misbehave for the next `count` requests that match.
+
+        With a `response`, answer with it instead (after handling the request for real when
+        `process`). Without one, give the real answer `delay` seconds late.
+        """
+        if response is None:
+            response, process = SimResponse(delay=delay, action="late"), True
         with self._lock:
             self.faults.append(Fault(response, method, path_prefix, count, process))
 
@@ -180,7 +189,11 @@ class Simulator:
                 return fault.response
             response = self._route(method, path, parse_qs(parts.query), headers, body)
             entry["status"] = response.status
-            return fault.response if fault is not None else response
+            if fault is None:
+                return response
+            if fault.response.action == "late":
+                return dataclasses.replace(response, delay=fault.response.delay)
+            return fault.response
 
     def _take_fault(self, method: str, path: str) -> Fault | None:
         for fault in self.faults:
