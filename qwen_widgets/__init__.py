@@ -32,7 +32,7 @@ from ._retry import RetryPolicy
 
 __version__ = "0.1.0"
 
-_WIDGETS = ("Panel", "Gallery", "Card")
+_WIDGETS = ("Panel", "Gallery", "Card", "show")
 
 
 def __getattr__(name: str):
@@ -74,6 +74,7 @@ __all__ = [
     "Panel",
     "Gallery",
     "Card",
+    "show",
     "load_ipython_extension",
     "unload_ipython_extension",
     "DEFAULT_BASE_URL",

@@ -66,8 +66,9 @@ def status_line(task: Task | None, elapsed: float) -> str:
     return f"{head} · {progress} · {elapsed:.0f} s of ~{estimate:.0f} s estimated"
 
 
-def timings_line(task: Task, elapsed: float) -> str:
-    parts = [f"done in {elapsed:.1f} s"]
+def timings_line(task: Task, elapsed: float | None) -> str:
+    """'done in 19.3 s · server 18.7 s · estimated 60 s'; `elapsed` None when not watched here."""
+    parts = [f"done in {elapsed:.1f} s"] if elapsed is not None else []
     if task.actual_time is not None:
         parts.append(f"server {task.actual_time:.1f} s")
     if task.estimated_time is not None:

@@ -35,7 +35,7 @@ from ._format import (
     timings_line,
 )
 
-__all__ = ["Card", "THUMBNAIL_EDGE"]
+__all__ = ["Card", "show", "THUMBNAIL_EDGE"]
 
 THUMBNAIL_EDGE = 320
 _log = logging.getLogger("qwen_widgets")
@@ -99,6 +99,10 @@ class Card(widgets.VBox):
             layout={"border": "1px solid #ccc", "padding": "6px", "margin": "4px 0"},
         )
 
+    def __repr__(self) -> str:
+        state = f"{self.task.task_id}, {self.task.status.value}" if self.task else "not submitted"
+        return f"Card({state})"
+
     # -- starting and stopping ---------------------------------------------------------------
 
     def start_generation(self, request: ImageRequest) -> concurrent.futures.Future:
@@ -110,6 +114,12 @@ class Card(widgets.VBox):
         """Watch an existing task by id, in the background."""
         self.status.value = f"{task_id} · re-attaching…"
         return self._launch(self._watch(task_id))
+
+    def show_task(self, task: Task) -> concurrent.futures.Future:
+        """Show a task that has already finished (its images load in the background)."""
+        self.task = task
+        self._on_update(task)
+        return self._launch(self._show_result(task, watched=False))
 
     def stop(self) -> None:
         """Stop watching. The task itself cannot be cancelled: it may still finish and bill."""
@@ -197,14 +207,14 @@ class Card(widgets.VBox):
     def _on_retry(self, error: QwenError, delay: float) -> None:
         self.message.value = retry_message(error, delay)
 
-    async def _show_result(self, task: Task) -> None:
+    async def _show_result(self, task: Task, watched: bool = True) -> None:
         self.stop_button.layout.display = "none"
         if task.status is not TaskStatus.COMPLETED:
             self.progress.bar_style = "danger"
             self.message.value = f"The task {task.status.value}: {task.error or 'no reason given'}"
         else:
             self.progress.bar_style = "success"
-            self.timings.value = timings_line(task, self._elapsed())
+            self.timings.value = timings_line(task, self._elapsed() if watched else None)
             self.tiles.children = [self._tile(image) for image in task.images]
             await asyncio.gather(*(self._load(image, tile)
                                    for image, tile in zip(task.images, self.tiles.children)))
@@ -291,3 +301,18 @@ class Card(widgets.VBox):
         self.message.value = error_message(error)
         if self.task is not None and not self.task.done:
             self.attach_button.layout.display = None
+
+
+def show(tasks: Task | list[Task], client: QwenClient | None = None) -> list[Card]:
+    """Display finished tasks as gallery cards, e.g. the result of `qw.generate(...)`."""
+    from IPython.display import display
+
+    from .._client import default_client
+
+    cards = []
+    for task in [tasks] if isinstance(tasks, Task) else tasks:
+        card = Card(client or default_client(), request=task.request)
+        card.show_task(task)
+        display(card)
+        cards.append(card)
+    return cards

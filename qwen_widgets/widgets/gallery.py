@@ -16,6 +16,9 @@ class Gallery(widgets.VBox):
         self.children = (card, *self.children)
         return card
 
+    def __repr__(self) -> str:
+        return f"Gallery(cards={len(self.children)})"
+
     @property
     def cards(self) -> list[Card]:
         """The cards, newest first."""
