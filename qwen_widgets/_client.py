@@ -419,7 +419,8 @@ def _announce_demo() -> None:
     global _demo_notice_shown
     if not _demo_notice_shown:
         _demo_notice_shown = True
-        warnings.warn(_DEMO_NOTICE, DemoModeWarning, stacklevel=4)
+        # warn_explicit: one clean line, without echoing whichever source line created the client
+        warnings.warn_explicit(_DEMO_NOTICE, DemoModeWarning, "qwen_widgets", 0)
 
 
 async def _maybe_await(value: Awaitable[Any] | Any) -> None:
@@ -459,7 +460,8 @@ def _api_error(
         text = response.text.strip()
         what = response.headers.get("content-type", "no content type")
         message = f"{response.reason_phrase or 'error'}; body not JSON ({what}, {len(text)} chars)"
-        if text and "json" not in what and len(text) < 200 and "<" not in text:
+        # quote only a short one-line plain answer: never HTML, never a server traceback
+        if text and "json" not in what and len(text) < 200 and "<" not in text and "\n" not in text:
             message += f": {text}"
     if status in _STATUS_HINTS:
         message = f"{message} ({_STATUS_HINTS[status]})"

@@ -98,6 +98,10 @@ def _span(seconds: float) -> str:
 
 def error_message(error: BaseException) -> str:
     """One readable line for a card: what happened and what to do, never a traceback."""
+    return " ".join(_error_text(error).split())
+
+
+def _error_text(error: BaseException) -> str:
     if isinstance(error, RequestValidationError):
         return f"Invalid {error.field}: {error.rule}."
     if isinstance(error, AuthenticationError):

@@ -70,6 +70,7 @@ class Card(widgets.VBox):
         self._on_use_reference = on_use_reference
         self._on_reuse = on_reuse
         self._watcher: asyncio.Task | None = None
+        self._submitting = False
         self._stop_requested = False
         self._started = time.monotonic()
 
@@ -108,6 +109,7 @@ class Card(widgets.VBox):
     def start_generation(self, request: ImageRequest) -> concurrent.futures.Future:
         """Submit `request` and watch it, in the background."""
         self.request = request
+        self._submitting = True  # from now until the POST is answered, Stop must wait
         return self._launch(self._generate(request))
 
     def start_attach(self, task_id: str) -> concurrent.futures.Future:
@@ -127,7 +129,7 @@ class Card(widgets.VBox):
         watcher = self._watcher
         if watcher is not None:
             _runner.get_loop().call_soon_threadsafe(watcher.cancel)
-        elif self.future is not None and not self.future.done():
+        elif self._submitting:
             self.status.value = "Stop requested: waiting for the server to answer the submission…"
 
     def reattach(self) -> concurrent.futures.Future | None:
@@ -165,14 +167,19 @@ class Card(widgets.VBox):
         except QwenError as error:
             self._show_error(error)
             return None
+        finally:
+            self._submitting = False
         self._on_update(task)
-        if self._stop_requested:
-            self._show_stopped()
-            return None
         return await self._watch(task)
 
     async def _watch(self, task_or_id: Task | str) -> Task | None:
         self._watcher = asyncio.current_task()
+        # stop() sets the flag before it looks for a watcher: checking after registering
+        # one means no Stop is lost, whichever thread gets there first
+        if self._stop_requested:
+            self._watcher = None
+            self._show_stopped()
+            return None
         ticker = asyncio.ensure_future(self._tick())
         try:
             final = await self.client.aio.wait(task_or_id, on_update=self._on_update,

@@ -1,0 +1,380 @@
+"""The widgets' pure text helpers (widgets/_format.py) and image saving (_save.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import warnings
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+import qwen_widgets as qw
+from qwen_widgets import GeneratedImage, ImageRequest, Task, TaskStatus
+from qwen_widgets import _save
+from qwen_widgets._save import save_image, sidecar
+from qwen_widgets.simulator import SimResponse, Simulator
+from qwen_widgets.widgets._format import (
+    error_message,
+    expiry_words,
+    output_size_line,
+    retry_message,
+    safe_link,
+    status_line,
+    timings_line,
+)
+
+from .conftest import fast_options
+
+NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(64)
+JPEG = b"\xff\xd8\xff\xe0" + bytes(64)
+
+
+def running(status=TaskStatus.PROCESSING, progress=40, estimated_time=60.0, task_id="task_1"):
+    return Task(task_id, status, progress=progress, estimated_time=estimated_time)
+
+
+# -- output_size_line -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("size", "resolution", "n", "expected"), [
+    ("16:9", "2K", 4, "16:9 2K -> 2048x1152, 4 images"),
+    ("1:1", "1K", 1, "1:1 1K -> 1024x1024, 1 image"),
+    ("9:16", "1K", 2, "9:16 1K -> 720x1280, 2 images"),
+    ("3:2", "2K", 6, "3:2 2K -> 2048x1360, 6 images"),
+])
+def test_output_size_line(size, resolution, n, expected):
+    assert output_size_line(size, resolution, n) == expected
+
+
+# -- status_line --------------------------------------------------------------------------------
+
+
+def test_status_while_submitting_has_no_task_id():
+    line = status_line(None, 3.2)
+    assert line.startswith("submitting")
+    assert "3 s" in line
+
+
+def test_status_submitted_shows_id_state_and_time():
+    line = status_line(running(TaskStatus.SUBMITTED, progress=0), 2.0)
+    assert "task_1" in line and "submitted" in line and "2 s" in line
+    assert "estimated" not in line
+
+
+def test_status_processing_within_the_estimate():
+    line = status_line(running(progress=40, estimated_time=60.0), 12.0)
+    assert "task_1" in line and "processing" in line and "40%" in line
+    assert "12 s of ~60 s estimated" in line
+    assert "longer" not in line
+
+
+def test_status_processing_past_the_estimate_says_so():
+    line = status_line(running(progress=95, estimated_time=60.0), 75.0)
+    assert "taking longer than estimated" in line
+    assert "75 s" in line and "60 s" in line
+    assert "of ~60 s estimated" not in line
+
+
+def test_status_exactly_at_the_estimate_is_not_late_yet():
+    assert "longer" not in status_line(running(estimated_time=60.0), 60.0)
+    assert "longer" in status_line(running(estimated_time=60.0), 60.5)
+
+
+def test_status_processing_without_an_estimate():
+    line = status_line(running(estimated_time=None), 9.0)
+    assert "processing" in line and "9 s" in line and "40%" in line
+    assert "estimated" not in line
+
+
+def test_status_of_a_finished_task_has_no_timer():
+    line = status_line(Task("task_9", TaskStatus.COMPLETED, progress=100, estimated_time=60.0), 80.0)
+    assert "task_9" in line and "completed" in line
+    assert "longer" not in line and "80" not in line
+
+
+# -- timings_line -------------------------------------------------------------------------------
+
+
+def finished(n, returned, actual_time=18.34, estimated_time=60.0):
+    request = ImageRequest("a fox", n=n)
+    images = tuple(GeneratedImage(f"https://img.example/{i}.png", i) for i in range(returned))
+    return Task("task_T", TaskStatus.COMPLETED, progress=100, actual_time=actual_time,
+                estimated_time=estimated_time, images=images, request=request)
+
+
+def test_timings_line_reports_fewer_images_than_requested():
+    line = timings_line(finished(n=4, returned=2), 20.0)
+    assert "2 of 4 images" in line
+    assert "20.0 s" in line and "18.3 s" in line and "60 s" in line
+
+
+def test_timings_line_is_quiet_when_all_images_came_back():
+    line = timings_line(finished(n=3, returned=3), 20.0)
+    assert "of 3" not in line and "images returned" not in line
+    assert "20.0 s" in line
+
+
+def test_timings_line_without_server_times():
+    line = timings_line(finished(n=1, returned=1, actual_time=None, estimated_time=None), 4.0)
+    assert "4.0 s" in line
+    assert "server" not in line and "estimated" not in line
+
+
+# -- expiry_words -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("delta", "expected"), [
+    (timedelta(hours=23), "expires in 23 h"),
+    (timedelta(hours=23, minutes=10), "expires in 23 h"),
+    (timedelta(minutes=12), "expires in 12 min"),
+    (timedelta(seconds=40), "expires in 40 s"),
+    (timedelta(hours=-3), "expired 3 h ago"),
+    (timedelta(minutes=-5), "expired 5 min ago"),
+    (timedelta(seconds=-7), "expired 7 s ago"),
+])
+def test_expiry_words(delta, expected):
+    assert expiry_words(NOW + delta, now=NOW) == expected
+
+
+def test_expiry_unknown():
+    assert expiry_words(None) == "expiry unknown"
+    assert expiry_words(None, now=NOW) == "expiry unknown"
+
+
+def test_expiry_defaults_to_the_current_time():
+    assert expiry_words(datetime.now(timezone.utc) + timedelta(hours=5, minutes=1)) == "expires in 5 h"
+    assert expiry_words(datetime.now(timezone.utc) - timedelta(days=2)).startswith("expired 48 h")
+
+
+def test_expiry_across_time_zones_is_the_same_instant():
+    plus_five = timezone(timedelta(hours=5))
+    assert expiry_words((NOW + timedelta(minutes=30)).astimezone(plus_five), now=NOW) == \
+        "expires in 30 min"
+
+
+# -- error_message ------------------------------------------------------------------------------
+
+
+def raised(error: BaseException) -> BaseException:
+    """The error with a real traceback and cause attached, as the card receives it."""
+    try:
+        try:
+            raise OSError("the underlying cause")
+        except OSError as cause:
+            raise error from cause
+    except BaseException as caught:  # noqa: BLE001
+        return caught
+
+
+TASK = Task("task_E", TaskStatus.FAILED, error="content moderation rejected the prompt")
+ERRORS = [
+    (qw.RequestValidationError("n", "must be from 1 to 6", 9), ["n", "must be from 1 to 6"]),
+    (qw.AuthenticationError("Invalid or missing API key", status_code=401), ["401", "check your key"]),
+    (qw.PermissionDeniedError("insufficient balance", status_code=402), ["402", "balance", "insufficient"]),
+    (qw.NotFoundError("task not found", status_code=404, task_id="task_E"), ["404", "not found", "task_E"]),
+    (qw.RateLimitError("slow down", status_code=429, retry_after=3), ["429", "try again"]),
+    (qw.ServerError("internal server error", status_code=503), ["503", "internal server error"]),
+    (qw.MalformedResponseError("task response has no 'status'"), ["status"]),
+    (qw.TransportError("connection refused"), ["Network", "connection refused"]),
+    (qw.SubmitOutcomeUnknownError(ImageRequest("a fox"), "read timeout"), ["NOT resent", "read timeout"]),
+    (qw.TaskFailedError(TASK), ["task_E", "failed", "moderation"]),
+    (qw.TaskTimeoutError("task_E", None, 600), ["task_E", "600 s", "client.wait"]),
+    (qw.ImageFetchError("https://img.example/0.png", "HTTP 403 (the URL has expired)"), ["403", "expired"]),
+    (ValueError("something odd"), ["ValueError", "something odd"]),
+]
+
+
+@pytest.mark.parametrize(("error", "words"), ERRORS, ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else "")
+def test_error_message_is_one_readable_line(error, words):
+    message = error_message(raised(error))
+    for word in words:
+        assert word.lower() in message.lower(), (word, message)
+    assert "\n" not in message
+    assert "Traceback" not in message and 'File "' not in message
+    assert "the underlying cause" not in message  # the chained cause is not dumped
+
+
+def test_validation_message_names_the_field_and_rule():
+    message = error_message(qw.RequestValidationError("negative_prompt", "must be at most 500 characters", "x"))
+    assert message.startswith("Invalid negative_prompt")
+    assert "500" in message
+
+
+def test_authentication_message_names_the_variable_but_not_the_key():
+    key = "sk-secret-0123456789abcdef"
+    message = error_message(qw.AuthenticationError("Invalid key", status_code=401))
+    assert "APIMART_API_KEY" in message and key not in message
+
+
+def test_error_message_stays_one_line_for_a_multiline_server_body():
+    body = b'Traceback (most recent call last):\n  File "app.py", line 3, in handler\nKeyError: x'
+    simulator = Simulator(time_scale=0.01)
+    simulator.inject(SimResponse(500, {"Content-Type": "text/plain"}, body), method="GET", count=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", qw.DemoModeWarning)
+        client = qw.QwenClient(simulator=simulator,
+                               **fast_options(retry=qw.RetryPolicy(max_attempts=1)))
+    with pytest.raises(qw.ServerError) as caught:
+        client.get_task("task_abc")
+    message = error_message(caught.value)
+    assert "\n" not in message
+    assert "Traceback" not in message
+
+
+# -- retry_message ------------------------------------------------------------------------------
+
+
+def test_retry_message_for_rate_limits():
+    error = qw.RateLimitError("slow down", status_code=429, retry_after=4)
+    assert retry_message(error, 4.0) == "rate limited, retrying in 4 s"
+    assert retry_message(error, 2.6) == "rate limited, retrying in 3 s"
+
+
+def test_retry_message_for_other_errors_explains_and_gives_the_delay():
+    message = retry_message(qw.ServerError("bad gateway", status_code=502), 1.2)
+    assert "502" in message and "bad gateway" in message
+    assert message.endswith("Retrying in 1 s.")
+    assert "\n" not in message
+
+
+# -- safe_link ----------------------------------------------------------------------------------
+
+
+def test_safe_link_for_https():
+    link = safe_link("https://img.example/a.png?x=1&y=2", "image URL")
+    assert link.startswith("<a ") and link.endswith(">image URL</a>")
+    assert 'href="https://img.example/a.png?x=1&amp;y=2"' in link
+    assert 'target="_blank"' in link and "noopener" in link
+
+
+def test_safe_link_shows_the_url_when_no_text():
+    link = safe_link("http://img.example/a.png")
+    assert ">http://img.example/a.png</a>" in link
+
+
+def test_safe_link_escapes_quotes_and_angle_brackets():
+    url = 'https://img.example/a.png?q="><script>alert(1)</script>\'x'
+    link = safe_link(url, '<b>"caption"</b>')
+    assert "<script>" not in link and "<b>" not in link
+    href = re.search(r'href="([^"]*)"', link).group(1)
+    assert "&quot;" in href and "&lt;script&gt;" in href and "&#x27;x" in href
+    assert link.count('"') == 6  # only the three attribute values are quoted
+    assert "&lt;b&gt;&quot;caption&quot;&lt;/b&gt;" in link
+
+
+@pytest.mark.parametrize("url", [
+    "javascript:alert(document.cookie)",
+    "JavaScript:alert(1)",
+    " javascript:alert(1)",
+    "data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==",
+    "data:text/html,<script>alert(1)</script>",
+    "vbscript:msgbox(1)",
+    "//evil.example/x.png",
+    "file:///etc/passwd",
+])
+def test_safe_link_makes_other_schemes_inert(url):
+    link = safe_link(url, None)
+    assert link.startswith("<code>") and link.endswith("</code>")
+    assert "href" not in link and "<a" not in link
+    assert "<script>" not in link
+    inner = link[len("<code>"):-len("</code>")]
+    assert "<" not in inner and ">" not in inner
+
+
+def test_safe_link_inert_text_keeps_the_given_label_escaped():
+    assert safe_link("javascript:alert(1)", "<i>x</i>") == "<code>&lt;i&gt;x&lt;/i&gt;</code>"
+
+
+# -- save_image and sidecar -----------------------------------------------------------------------
+
+
+EXPIRES = NOW + timedelta(hours=24)
+
+
+def saved_task(task_id="task_S01", request=True) -> Task:
+    req = ImageRequest("a red fox in snow", size="16:9", resolution="2K", n=2,
+                       negative_prompt="blurry") if request else None
+    images = tuple(GeneratedImage(f"https://img.example/{task_id}/{i}.png", i, EXPIRES, 2048, 1152)
+                   for i in range(2))
+    return Task(task_id, TaskStatus.COMPLETED, progress=100, estimated_time=60.0, actual_time=21.5,
+                created_at=NOW, completed_at=NOW + timedelta(seconds=21), images=images, request=req)
+
+
+def test_save_image_writes_the_image_and_a_sidecar(tmp_path):
+    task = saved_task()
+    image = task.images[1]
+    path = save_image(task, image, PNG, tmp_path / "out")
+    assert path == tmp_path / "out" / "task_S01_1.png"
+    assert path.read_bytes() == PNG
+    record = json.loads((tmp_path / "out" / "task_S01_1.json").read_text())
+    assert record["task_id"] == "task_S01"
+    assert record["image_index"] == 1
+    assert record["url"] == image.url
+    assert datetime.fromisoformat(record["expires_at"]) == EXPIRES
+    assert record["request"] == task.request.to_payload()
+    assert record["request"]["negative_prompt"] == "blurry"
+    assert (record["width"], record["height"]) == (2048, 1152)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["task_S01_1.json", "task_S01_1.png"]
+
+
+def test_saving_twice_leaves_exactly_two_files(tmp_path):
+    task = saved_task()
+    first = save_image(task, task.images[0], PNG, tmp_path)
+    second = save_image(task, task.images[0], PNG + b"more", tmp_path)
+    assert first == second
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["task_S01_0.json", "task_S01_0.png"]
+    assert second.read_bytes() == PNG + b"more"  # overwritten, not copied
+
+
+def test_save_uses_the_real_format_for_the_extension(tmp_path):
+    task = saved_task()
+    path = save_image(task, task.images[0], JPEG, tmp_path)
+    assert path.stem == "task_S01_0"
+    assert path.suffix in (".jpg", ".jpeg")
+
+
+def test_save_two_images_of_a_task(tmp_path):
+    task = saved_task()
+    for image in task.images:
+        save_image(task, image, PNG, tmp_path)
+    assert len(list(tmp_path.iterdir())) == 4
+
+
+def test_sidecar_content():
+    task = saved_task()
+    record = sidecar(task, task.images[0])
+    assert record["task_id"] == "task_S01"
+    assert record["status"] == "completed"
+    assert record["request"] == {"model": "qwen-image-2.0", "prompt": "a red fox in snow",
+                                 "size": "16:9", "resolution": "2K", "n": 2,
+                                 "negative_prompt": "blurry"}
+    assert record["url"] == "https://img.example/task_S01/0.png"
+    assert record["expires_at"] == EXPIRES.isoformat()
+    assert record["created_at"] == NOW.isoformat()
+    assert datetime.fromisoformat(record["completed_at"]) == NOW + timedelta(seconds=21)
+    assert record["actual_time"] == 21.5 and record["estimated_time"] == 60.0
+    json.dumps(record)  # serialisable as is
+
+
+def test_sidecar_without_request_or_expiry():
+    task = saved_task(request=False)
+    image = GeneratedImage("https://img.example/r/0.png", 0)
+    record = sidecar(task, image)
+    assert record["request"] is None
+    assert record["expires_at"] is None
+    assert record["width"] is None
+
+
+def test_failed_write_leaves_no_partial_file(tmp_path, monkeypatch):
+    task = saved_task()
+
+    def broken_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(_save.os, "replace", broken_replace)
+    with pytest.raises(OSError, match="disk full"):
+        save_image(task, task.images[0], PNG, tmp_path)
+    assert os.listdir(tmp_path) == []
