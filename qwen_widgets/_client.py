@@ -6,7 +6,8 @@ import inspect
 import os
 import threading
 import warnings
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable
 
 import httpx
 

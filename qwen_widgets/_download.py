@@ -20,6 +20,7 @@ __all__ = ["ImageFetcher", "image_format", "thumbnail", "DEFAULT_MAX_IMAGE_BYTES
 
 DEFAULT_MAX_IMAGE_BYTES = 40 * 1024 * 1024  # a 2K PNG is a few MB; 40 MB leaves room
 _MAX_REDIRECTS = 5
+_IMAGE_RETRY = RetryPolicy(max_attempts=3)
 _SIGNATURES = (
     (b"\x89PNG\r\n\x1a\n", "png"),
     (b"\xff\xd8\xff", "jpeg"),
@@ -53,7 +54,7 @@ class ImageFetcher:
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: float = 30.0,
         max_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
-        retry: RetryPolicy = RetryPolicy(max_attempts=3),
+        retry: RetryPolicy = _IMAGE_RETRY,
         clock: Clock = SYSTEM_CLOCK,
     ):
         self.max_bytes = max_bytes

@@ -9,7 +9,6 @@ import warnings
 from datetime import datetime, timedelta, timezone
 
 import pandas as pd
-import pytest
 
 import qwen_widgets as qw
 from qwen_widgets import GeneratedImage, ImageRequest, Task, TaskStatus

@@ -17,7 +17,8 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
+from collections.abc import Callable, Mapping
 from urllib.parse import parse_qs, urlsplit
 
 from .._errors import RequestValidationError

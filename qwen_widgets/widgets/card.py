@@ -14,7 +14,7 @@ import html
 import logging
 import time
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import ipywidgets as widgets
 
