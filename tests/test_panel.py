@@ -266,3 +266,32 @@ def test_card_without_panel_has_no_panel_actions():
     card.start_generation(card.request).result(30)
     labels = {b.description for b in walk(card.tiles) if isinstance(b, widgets.Button)}
     assert labels == {"View", "Save"}
+
+
+def test_reference_previews_load_in_the_background(panel):
+    first = panel.client.generate("a reference", size="16:9")
+    missing = first.urls[0].replace(first.task_id, "task_01MISSING")
+    panel.prompt.value = "refine it"
+    panel.image_urls.value = f"{first.urls[0]}\n{missing}"
+    boxes = panel.previews.children
+    assert len(boxes) == 2
+    wait_until(lambda: boxes[0].children[0].value and "cannot" in boxes[1].children[1].value)
+    assert max(Image.open(io.BytesIO(boxes[0].children[0].value)).size) <= 96
+    assert "HTTP 404" in boxes[1].children[1].value
+    assert not panel.generate_button.disabled  # the server fetches references, not the kernel
+    assert panel.request.image_urls == (first.urls[0], missing)
+
+
+def test_timeout_lands_in_the_card_with_the_task_id():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", qw.DemoModeWarning)
+        simulator = Simulator(time_scale=TIME_SCALE, duration=10_000)  # 100 s at this scale
+        client = qw.QwenClient(simulator=simulator, **fast_options(poll_schedule=qw.PollSchedule(
+            first_delay=0.01, min_interval=0.01, max_interval=0.05, min_deadline=0.3,
+            deadline_factor=0.0)))
+    panel = Panel(client)
+    panel.prompt.value = "a fox that takes forever"
+    card = panel.generate()
+    assert card.future.result(10) is None
+    assert card.task.task_id in card.message.value and "may still complete" in card.message.value
+    assert card.attach_button.layout.display is None  # offered, since the task is not done
