@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import os
+import re
 import threading
 import warnings
 from typing import Any, TypeVar
@@ -50,6 +52,7 @@ OnUpdate = Callable[[Task], Any]
 OnRetry = Callable[[QwenError, float], Any]
 """Called as on_retry(error, delay_seconds) before each automatic retry."""
 T = TypeVar("T")
+_KEY_CHARS = re.compile(r"[\x21-\x7e]+")
 
 
 class DemoModeWarning(UserWarning):
@@ -112,6 +115,12 @@ class AsyncQwenClient:
     ):
         key = api_key if api_key is not None else os.environ.get("APIMART_API_KEY")
         key = (key or "").strip() or None
+        if key is not None and not _KEY_CHARS.fullmatch(key):
+            # checked here: h11 would refuse the header later and quote it in its error
+            raise RequestValidationError(
+                "api_key", "must be printable ASCII without spaces or line breaks "
+                "(check for a stray character when pasting)", show_value=False,
+            )
         self.demo = simulator is not None or key is None or demo_forced()
         """True when requests go to the built-in simulator, not to the real API."""
         if self.demo:
@@ -130,6 +139,9 @@ class AsyncQwenClient:
         self._budget = poll_budget or DEFAULT_POLL_BUDGET
         self._retry = retry or RetryPolicy()
         self._clock = clock
+        # an overall cap per HTTP call: httpx's timeouts are per read, so a server that drips
+        # its answer a byte at a time would otherwise hold a call open indefinitely
+        self._call_limit = 2 * (timeout or 30.0)
         self._auth = _BearerAuth(key, httpx.URL(self.base_url))
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
@@ -166,18 +178,29 @@ class AsyncQwenClient:
         """Send one generation request; returns the new task (status `submitted`).
 
         Raises SubmitOutcomeUnknownError, without resending, when the request may have
-        reached the server but no usable answer came back.
+        reached the server but no usable answer came back. Cancelling (Ctrl-C) while the
+        request is on the wire waits for its answer first, so the task id is never lost.
         """
         if not isinstance(request, ImageRequest):
             raise RequestValidationError("request", "must be an ImageRequest", request)
-        return await self._call(
+        posting = asyncio.ensure_future(self._call(
             "POST",
             "/v1/images/generations",
             lambda body: parse_submit_response(body, request),
             json=request.to_payload(),
             submitted=request,
             on_retry=on_retry,
-        )
+        ))
+        try:
+            return await asyncio.shield(posting)
+        except asyncio.CancelledError:
+            if posting.cancelled():
+                raise
+            task = await _unstoppable(posting)  # its QwenError, if any, says more than a cancel
+            raise asyncio.CancelledError(
+                f"interrupted after the server accepted task {task.task_id}; it will run and "
+                f"be billed. Re-attach with wait({task.task_id!r})."
+            ) from None
 
     async def get_task(
         self,
@@ -200,8 +223,9 @@ class AsyncQwenClient:
         """Poll until the task is completed, failed or cancelled, and return it.
 
         A failed task is returned, not raised (generate() raises). `on_update(task)` runs
-        after every poll. TaskTimeoutError after `timeout` seconds (default: the larger of
-        10 minutes and 3x the server's estimate); the task may still finish.
+        after every poll. Transient failures are retried until the deadline: `timeout`
+        seconds, by default the larger of 10 minutes and 3x the server's estimate. Then
+        TaskTimeoutError; the task may still finish.
         """
         if isinstance(task_or_id, Task):
             task_id, request, last = task_or_id.task_id, task_or_id.request, task_or_id
@@ -210,17 +234,26 @@ class AsyncQwenClient:
         tracker = PollTracker(self._schedule, timeout=timeout)
         start = self._clock.monotonic()
         elapsed = 0.0
-        while True:
-            await self._clock.sleep(tracker.next_delay(elapsed))
-            last = await self._poll(task_id, request, on_retry, start + tracker.deadline())
-            elapsed = self._clock.monotonic() - start
-            tracker.observe(elapsed, last)
-            if on_update is not None:
-                await _maybe_await(on_update(last))
-            if last.done:
-                return last
-            if elapsed >= tracker.deadline():
-                raise TaskTimeoutError(task_id, last, tracker.deadline())
+        try:
+            while True:
+                await self._clock.sleep(tracker.next_delay(elapsed))
+                try:
+                    last = await self._poll(task_id, request, on_retry, start + tracker.deadline())
+                except _DeadlineReached as reached:
+                    raise TaskTimeoutError(task_id, last, tracker.deadline()) from reached.error
+                elapsed = self._clock.monotonic() - start
+                tracker.observe(elapsed, last)
+                if on_update is not None:
+                    await _maybe_await(on_update(last))
+                if last.done:
+                    return last
+                if elapsed >= tracker.deadline():
+                    raise TaskTimeoutError(task_id, last, tracker.deadline())
+        except asyncio.CancelledError:
+            raise asyncio.CancelledError(
+                f"stopped watching task {task_id}; it may still complete and be billed. "
+                f"Re-attach with wait({task_id!r})."
+            ) from None
 
     async def generate(
         self,
@@ -281,26 +314,38 @@ class AsyncQwenClient:
         on_retry: OnRetry | None = None,
         deadline: float | None = None,
     ) -> T:
-        """One API call with retries decided by _retry; parse() turns the body into a result."""
+        """One API call with retries decided by _retry; parse() turns the body into a result.
+
+        With a `deadline` (clock.monotonic() seconds) attempts continue until it, each one cut
+        off there, and _DeadlineReached ends the call; without, RetryPolicy bounds attempts.
+        """
         attempt = 0
+        error: QwenError | None = None
         while True:
             attempt += 1
             if method == "GET":
                 await self._clock.sleep(self._budget.reserve(self._clock.monotonic()))
+            limit = self._call_limit
+            if deadline is not None:
+                limit = min(limit, deadline - self._clock.monotonic())
+                if limit <= 0:
+                    raise _DeadlineReached(error or TransportError("no time left before the deadline"))
             retry_after = None
             try:
-                response = await self._http.request(method, path, json=json)
-            except httpx.TransportError as exc:
-                verdict = classify_exception(exc, method)
-                error: QwenError = TransportError(
-                    f"{method} {self.base_url}{path} failed: {_describe(exc)}"
-                )
+                response = await asyncio.wait_for(self._http.request(method, path, json=json), limit)
+            except (httpx.RequestError, asyncio.TimeoutError) as exc:
+                if isinstance(exc, httpx.RequestError):
+                    verdict, reason = classify_exception(exc, method), _describe(exc)
+                else:  # the request may have been answered in part: as unknown as a reset
+                    verdict = Verdict.RETRY if method == "GET" else Verdict.OUTCOME_UNKNOWN
+                    reason = f"no complete answer within {limit:.0f} s"
+                error = TransportError(self._auth.redact(f"{method} {self.base_url}{path} failed: {reason}"))
                 cause: BaseException = exc
             else:
                 if response.is_success:
                     try:
                         return parse(response.json())
-                    except (ValueError, MalformedResponseError) as exc:
+                    except (ValueError, RecursionError, MalformedResponseError) as exc:
                         verdict = Verdict.OUTCOME_UNKNOWN if method == "POST" else Verdict.RETRY
                         error = _malformed(response, exc, task_id, self._auth.redact)
                         cause = exc
@@ -314,15 +359,34 @@ class AsyncQwenClient:
                 raise SubmitOutcomeUnknownError(submitted, str(error)) from cause
             delay = None
             if verdict is Verdict.RETRY:
-                delay = self._retry.delay(attempt, retry_after, self._clock.random())
+                delay = self._retry.delay(attempt, retry_after, self._clock.random(),
+                                          bounded=deadline is None)
                 if delay is not None and deadline is not None:
-                    if self._clock.monotonic() + delay > deadline:
-                        delay = None
+                    if self._clock.monotonic() + delay >= deadline:
+                        raise _DeadlineReached(error)
             if delay is None:
                 raise error from (cause if cause is not error else None)
             if on_retry is not None:
                 await _maybe_await(on_retry(error, delay))
             await self._clock.sleep(delay)
+
+
+class _DeadlineReached(Exception):
+    """Internal: a call stopped because the caller's deadline came; carries the last error."""
+
+    def __init__(self, error: QwenError):
+        self.error = error
+        super().__init__(str(error))
+
+
+async def _unstoppable(future: asyncio.Future[T]) -> T:
+    """Await `future` to its end even if we are cancelled meanwhile (a POST on the wire)."""
+    while True:
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            if future.cancelled():
+                raise
 
 
 class QwenClient:
@@ -334,7 +398,9 @@ class QwenClient:
 
     def __init__(self, api_key: str | None = None, **options: Any):
         self.aio = AsyncQwenClient(api_key, **options)
-        """The underlying async client, for `await` and for scheduling on the private loop."""
+        """The underlying async client. It belongs to the package's private loop: use it in
+        coroutines run there (as the widgets do). To `await` in a notebook cell, create an
+        AsyncQwenClient of your own."""
 
     demo = property(lambda self: self.aio.demo, doc="True when running against the simulator.")
     base_url = property(lambda self: self.aio.base_url, doc="The API's base URL.")
@@ -402,17 +468,18 @@ def generate(prompt: ImageRequest | str, **fields: Any) -> Task:
 
 def as_request(request_or_prompt: ImageRequest | str, fields: dict[str, Any]) -> ImageRequest:
     """An ImageRequest from a prompt or a request plus field overrides."""
-    try:
-        if isinstance(request_or_prompt, ImageRequest):
-            return request_or_prompt.replace(**fields) if fields else request_or_prompt
-        if isinstance(request_or_prompt, str):
-            return ImageRequest(prompt=request_or_prompt, **fields)
-    except TypeError as exc:  # an unknown keyword
-        unknown = next((k for k in fields if k not in ImageRequest.__dataclass_fields__), "?")
-        allowed = ", ".join(ImageRequest.__dataclass_fields__)
-        raise RequestValidationError(
-            unknown, f"is not a request field; allowed: {allowed}", show_value=False
-        ) from exc
+    allowed = ImageRequest.__dataclass_fields__
+    for name in fields:
+        if name not in allowed:
+            raise RequestValidationError(
+                name, f"is not a request field; allowed: {', '.join(allowed)}", show_value=False
+            )
+    if isinstance(request_or_prompt, ImageRequest):
+        return request_or_prompt.replace(**fields) if fields else request_or_prompt
+    if isinstance(request_or_prompt, str):
+        if "prompt" in fields:
+            raise RequestValidationError("prompt", "given twice", show_value=False)
+        return ImageRequest(prompt=request_or_prompt, **fields)
     raise RequestValidationError("prompt", "must be a string or an ImageRequest", request_or_prompt)
 
 

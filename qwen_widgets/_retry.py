@@ -32,12 +32,16 @@ _POST_UNKNOWN_STATUSES = frozenset({502, 504})
 
 
 def classify_exception(exc: BaseException, method: str) -> Verdict:
-    """Verdict for a transport exception raised while sending `method`."""
+    """Verdict for an exception raised while sending `method` or reading its answer."""
     if isinstance(exc, _NEVER_SENT):
         return Verdict.RETRY
-    # never sent either, but no retry can fix a URL scheme httpx does not speak
-    if isinstance(exc, httpx.UnsupportedProtocol) or not isinstance(exc, httpx.TransportError):
+    # never sent either, but retrying cannot fix a URL scheme httpx does not speak, nor a
+    # request h11 refuses to write (LocalProtocolError: an illegal header value)
+    if isinstance(exc, (httpx.UnsupportedProtocol, httpx.LocalProtocolError)):
         return Verdict.FAIL
+    if not isinstance(exc, httpx.RequestError):
+        return Verdict.FAIL
+    # everything else (timeouts, resets, undecodable bodies) happened after the request left
     return Verdict.RETRY if method == "GET" else Verdict.OUTCOME_UNKNOWN
 
 
@@ -89,16 +93,20 @@ class RetryPolicy:
     max_retry_after: float = 60.0
     """Longest wait accepted from a Retry-After header; longer ones give up instead."""
 
-    def delay(self, attempt: int, retry_after: float | None, random: float) -> float | None:
+    def delay(
+        self, attempt: int, retry_after: float | None, random: float, *, bounded: bool = True
+    ) -> float | None:
         """Wait before attempt number `attempt + 1` (attempt counts from 1), or None to give up.
 
         Backoff uses "equal jitter" (half fixed, half random) so that many clients that failed
         together do not come back together; a server's Retry-After is honoured, plus up to 10%.
+        `bounded=False` lifts max_attempts and max_retry_after for a caller that stops at a
+        deadline of its own (watching a task keeps trying through an outage).
         """
-        if attempt >= self.max_attempts:
+        if bounded and attempt >= self.max_attempts:
             return None
         if retry_after is not None:
-            if retry_after > self.max_retry_after:
+            if bounded and retry_after > self.max_retry_after:
                 return None
             return retry_after * (1 + 0.1 * random)
         ceiling = min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))

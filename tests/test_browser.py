@@ -1,0 +1,349 @@
+"""A real browser: JupyterLab on loopback, Debian's Chromium driven by Playwright (DESIGN 5.5).
+
+The quick start notebook is opened in JupyterLab, its cells are run up to the `%qwen` panel,
+and the panel is used the way a person uses it: type a prompt, set the number of images,
+press Generate. While the (simulated, demo-mode) generation runs, another cell is executed to
+show that the kernel stays free; then the gallery must show the thumbnails.
+
+Text is only ever matched inside output areas (`.jp-OutputArea-output`): the notebook's own
+source contains the same words ("Generate", "the kernel answered at").
+
+`playwright install` is not used: the test drives `/usr/bin/chromium` (`apt-get install -y
+chromium`). A screenshot lands in `artifacts/browser-quickstart.png`, the browser console's
+errors in `artifacts/browser-console.log`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOK = REPO / "notebooks" / "quickstart.ipynb"
+ARTIFACTS = REPO / "artifacts"
+SCREENSHOT = ARTIFACTS / "browser-quickstart.png"
+CONSOLE_LOG = ARTIFACTS / "browser-console.log"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    # without these Chromium keeps calling home, which a closed network answers with refusals
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--no-proxy-server",
+]
+PROMPT = "A lighthouse on a cliff at dusk, watercolor"
+IMAGES = 2  # set through the slider's editable readout
+KERNEL_CELL_TEXT = "the kernel answered at"
+SERVER_START_TIMEOUT = 60.0
+GENERATION_TIMEOUT_MS = 60_000
+# Cells of quickstart.ipynb up to and including `%qwen`: markdown, client, markdown,
+# %load_ext, %qwen.
+CELLS_UP_TO_PANEL = 5
+
+# Lab settings that keep the UI deterministic and offline: every cell stays in the DOM
+# (no windowing), and no news or update checks (no toast asking about them either).
+LAB_SETTINGS = {
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
+        "fetchNews": "false", "checkForUpdates": False,
+    },
+}
+
+# Thumbnails are the <img> of each card tile: the tile is a VBox whose next child is the
+# caption label "#<i> · <w>x<h>". The panel's other Image widgets (the card's large viewer,
+# reference previews) have no such caption and never count.
+_THUMBNAILS_JS = r"""
+(root) => {
+  const tiles = Array.from(root.querySelectorAll('img')).filter((img) => {
+    const box = img.parentElement;
+    if (!box) return false;
+    return Array.from(box.children).some(
+      (el) => el !== img && el.classList.contains('widget-label')
+        && /^#\d+ /.test(el.textContent.trim()));
+  });
+  const loaded = tiles.filter((img) => img.complete && img.naturalWidth > 0);
+  return {
+    tiles: tiles.length,
+    loaded: loaded.length,
+    sizes: loaded.map((img) => [img.naturalWidth, img.naturalHeight]),
+  };
+}
+"""
+_STATUS_RE = re.compile(r"^\S+ · (submitted|pending|processing|completed|failed|cancelled|unknown)\b")
+_LABELS_JS = "(root) => Array.from(root.querySelectorAll('.widget-label')).map((el) => el.textContent.trim())"
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _require_chromium() -> None:
+    if CHROMIUM.exists():
+        return
+    message = (f"{CHROMIUM} is missing: the browser test drives Debian's Chromium "
+               "(install it with `apt-get install -y chromium`; `playwright install` is not used)")
+    if os.environ.get("CI") is None:
+        pytest.skip(message)
+    pytest.fail(message)
+
+
+def _server_env(home: Path) -> dict[str, str]:
+    """The server's (and so the kernel's) environment: no key, nothing of the developer's."""
+    env = dict(os.environ)
+    for name in ("APIMART_API_KEY", "APIMART_BASE_URL", "QWEN_WIDGETS_DEMO",
+                 "JUPYTER_PATH", "JUPYTER_CONFIG_PATH", "JUPYTER_TOKEN", "JUPYTER_PREFER_ENV_PATH"):
+        env.pop(name, None)
+    dirs = {
+        "JUPYTER_CONFIG_DIR": home / "config",
+        "JUPYTER_DATA_DIR": home / "data",
+        "JUPYTER_RUNTIME_DIR": home / "runtime",
+        "JUPYTERLAB_SETTINGS_DIR": home / "lab-settings",
+        "JUPYTERLAB_WORKSPACES_DIR": home / "lab-workspaces",
+        "IPYTHONDIR": home / "ipython",
+        "QWEN_WIDGETS_HOME": home / "qwen_home",
+    }
+    for name, path in dirs.items():
+        path.mkdir(parents=True, exist_ok=True)
+        env[name] = str(path)
+    env["JUPYTER_PLATFORM_DIRS"] = "1"
+    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
+    for name, settings in LAB_SETTINGS.items():
+        path = dirs["JUPYTERLAB_SETTINGS_DIR"] / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(settings))
+    return env
+
+
+def _wait_for_server(url: str, token: str, process: subprocess.Popen) -> bool:
+    """True once /api/status answers with the token; False if the server exited first."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback, no proxy
+    request = urllib.request.Request(f"{url}/api/status", headers={"Authorization": f"token {token}"})
+    deadline = time.monotonic() + SERVER_START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return False
+        try:
+            with opener.open(request, timeout=2) as response:
+                if response.status == 200:
+                    json.load(response)
+                    return True
+        except (urllib.error.URLError, OSError, ValueError):
+            pass
+        time.sleep(0.25)
+    pytest.fail(f"jupyter lab did not answer /api/status within {SERVER_START_TIMEOUT:.0f} s")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()  # the server shuts its kernels down on SIGTERM
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def _tail(path: Path, lines: int = 60) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+@pytest.fixture
+def chromium():
+    """Debian's Chromium, checked before anything is started."""
+    _require_chromium()
+    return CHROMIUM
+
+
+@pytest.fixture
+def jupyter_lab(tmp_path):
+    """JupyterLab on loopback, serving a copy of the quick start; yields (base url, token)."""
+    root = tmp_path / "root"
+    root.mkdir()
+    shutil.copy(NOTEBOOK, root / NOTEBOOK.name)
+    env = _server_env(tmp_path / "home")  # no APIMART_API_KEY: the kernel runs in demo mode
+    token = secrets.token_hex(24)
+    log = tmp_path / "jupyter-lab.log"
+    process = None
+    try:
+        for _attempt in range(3):  # the free port may be taken between probe and bind
+            port = _free_port()
+            command = [
+                sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root",
+                "--ip=127.0.0.1", f"--port={port}", "--ServerApp.port_retries=0",
+                f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+                "--LabApp.news_url=None",
+                "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+                "--LanguageServerManager.autodetect=False",
+            ]
+            with log.open("ab") as out:
+                process = subprocess.Popen(command, cwd=root, env=env, stdin=subprocess.DEVNULL,
+                                           stdout=out, stderr=subprocess.STDOUT)
+            url = f"http://127.0.0.1:{port}"
+            if _wait_for_server(url, token, process):
+                break
+        else:
+            pytest.fail(f"jupyter lab did not start (exit {process.returncode}):\n{_tail(log)}")
+        yield url, token
+    finally:
+        if process is not None:
+            _stop(process)
+        print(f"\n--- jupyter lab log (tail) ---\n{_tail(log, 25)}")
+
+
+@pytest.mark.browser
+@pytest.mark.timeout(300)
+def test_quickstart_panel_generates_in_a_real_browser(chromium, jupyter_lab):
+    from playwright.sync_api import Error as PlaywrightError
+    from playwright.sync_api import expect, sync_playwright
+
+    url, token = jupyter_lab
+    ARTIFACTS.mkdir(exist_ok=True)
+    problems: list[str] = []  # console errors and uncaught exceptions: they fail the test
+    warnings: list[str] = []
+    marks: dict[str, float] = {}
+    started = time.monotonic()
+
+    def mark(name: str) -> None:
+        marks[name] = round(time.monotonic() - started, 2)
+
+    def on_console(message) -> None:
+        if message.type == "error":
+            problems.append(f"console.error: {message.text} ({message.location.get('url', '')})")
+        elif message.type == "warning":
+            warnings.append(f"console.warning: {message.text}")
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS,
+                                             headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 2400})
+            page.set_default_timeout(30_000)
+            page.on("console", on_console)
+            page.on("pageerror", lambda error: problems.append(f"pageerror: {error}"))
+            try:
+                _drive(page, expect, url, token, mark)
+            finally:
+                try:
+                    page.screenshot(path=str(SCREENSHOT))
+                except PlaywrightError as error:  # the screenshot must not hide the real failure
+                    print(f"screenshot failed: {error}")
+                CONSOLE_LOG.write_text("".join(f"{line}\n" for line in problems + warnings))
+                print(f"\ntimings (s since the browser opened): {marks}")
+                print(f"browser console: {len(problems)} errors, {len(warnings)} warnings")
+                for line in problems + warnings:
+                    print("  " + line[:400])
+        finally:
+            browser.close()
+    assert not problems, "errors in the browser console:\n" + "\n".join(problems)
+
+
+def _drive(page, expect, url: str, token: str, mark) -> None:
+    page.goto(f"{url}/lab/tree/{NOTEBOOK.name}?token={token}")
+    notebook = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook")
+    expect(notebook.locator(".jp-Cell").first).to_be_visible(timeout=60_000)
+    # The toolbar's execution indicator says "idle" before the kernel exists; the status
+    # bar's kernel item goes from "Initializing" to "Idle" once the kernel really answered.
+    kernel_status = page.locator('.jp-StatusBar-TextItem[title^="Change kernel"]')
+    expect(kernel_status).to_have_text(re.compile(r"\| Idle$"), timeout=60_000)
+    expect(page.locator('.jp-Notebook-ExecutionIndicator[data-status="idle"]')).to_have_count(1)
+    mark("kernel idle")
+
+    cells = notebook.locator(".jp-Cell")
+    outputs = notebook.locator(".jp-OutputArea-output")
+    # select the first (markdown) cell in command mode, then run the cells one at a time,
+    # each code cell until its prompt shows an execution count
+    cells.first.click()
+    for index in range(CELLS_UP_TO_PANEL):
+        cell = cells.nth(index)
+        page.keyboard.press("Shift+Enter")
+        if "jp-CodeCell" in (cell.get_attribute("class") or ""):
+            expect(cell.locator(".jp-InputPrompt")).to_have_text(re.compile(r"\[\d+\]"),
+                                                                 timeout=60_000)
+    mark("cells run")
+
+    # (by text, not by role: the accessible name also holds the icon font's glyph)
+    generate_button = page.locator("button", has_text=re.compile(r"^\s*Generate\s*$"))
+    panel = outputs.filter(has=generate_button)
+    generate = panel.locator("button", has_text=re.compile(r"^\s*Generate\s*$"))
+    expect(generate).to_be_visible(timeout=60_000)
+    expect(panel).to_have_count(1)
+    mark("panel shown")
+    expect(panel).to_contain_text("Simulated images: no API key set")  # demo mode, no key leaked
+
+    prompt = panel.get_by_placeholder("Describe the image…")
+    prompt.click()
+    prompt.fill(PROMPT)
+    expect(generate).to_be_enabled()
+
+    # the number of images, through the slider's editable readout (Enter commits it)
+    slider = panel.locator(".widget-slider").filter(has_text="Images")
+    readout = slider.locator(".widget-readout")
+    readout.click()
+    page.keyboard.press("ControlOrMeta+A")
+    page.keyboard.type(str(IMAGES))
+    page.keyboard.press("Enter")
+    expect(readout).to_have_text(str(IMAGES))
+    # the kernel answered the new value: the output-size line says so
+    expect(panel.locator(".widget-label").filter(has_text=re.compile(rf"\b{IMAGES} images$"))) \
+        .to_have_count(1)
+    expect(generate).to_be_enabled()
+
+    generate.click()
+    mark("generate clicked")
+    status = panel.locator(".widget-label").filter(has_text=_STATUS_RE)
+    expect(status).to_have_count(1, timeout=30_000)
+    mark("card status shown")
+
+    # the kernel is free while the generation runs: another cell answers before any image
+    kernel_cell = notebook.locator(".jp-CodeCell").filter(
+        has=page.locator(".jp-InputArea-editor", has_text=KERNEL_CELL_TEXT))
+    expect(kernel_cell).to_have_count(1)
+    kernel_cell.locator(".jp-InputArea-editor").click()
+    page.keyboard.press("Shift+Enter")
+    answer = kernel_cell.locator(".jp-OutputArea-output").filter(has_text=KERNEL_CELL_TEXT)
+    expect(answer).to_have_count(1, timeout=30_000)
+    mark("kernel answered")
+    thumbnails = panel.evaluate(_THUMBNAILS_JS)
+    status_text = status.inner_text()
+    print(f"\nwhen the kernel answered: status {status_text!r}, thumbnails {thumbnails}")
+    assert thumbnails["tiles"] == 0 and thumbnails["loaded"] == 0, (
+        f"the kernel only answered after the images arrived ({thumbnails}, status {status_text!r})")
+    assert "completed" not in status_text
+
+    # then the images: exactly n loaded thumbnails, and the card says completed
+    deadline = time.monotonic() + GENERATION_TIMEOUT_MS / 1000
+    while True:
+        thumbnails = panel.evaluate(_THUMBNAILS_JS)
+        status_text = status.inner_text() if status.count() == 1 else "(no status)"
+        if thumbnails["loaded"] >= IMAGES and "completed" in status_text:
+            break
+        if time.monotonic() > deadline:
+            labels = panel.evaluate(_LABELS_JS)
+            pytest.fail(f"no {IMAGES} thumbnails within {GENERATION_TIMEOUT_MS / 1000:.0f} s: "
+                        f"{thumbnails}, status {status_text!r}, labels {labels}")
+        page.wait_for_timeout(200)
+    mark("thumbnails loaded")
+    assert thumbnails["tiles"] == IMAGES and thumbnails["loaded"] == IMAGES, thumbnails
+    assert all(w > 0 and h > 0 for w, h in thumbnails["sizes"]), thumbnails
+    print(f"thumbnails {thumbnails}, status {status_text!r}")
+    expect(status).to_contain_text("completed")
+
+    # the screenshot: the gallery's thumbnails and, below them, the kernel's answer
+    answer.scroll_into_view_if_needed()
+    page.wait_for_timeout(300)  # let the scroll settle
