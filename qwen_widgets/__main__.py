@@ -10,6 +10,7 @@ import pathlib
 import time
 
 from ._client import QwenClient
+from ._save import save_image
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -20,7 +21,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="qwen_images", help="folder for the images")
     args = parser.parse_args(argv)
     out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     with QwenClient() as client:
         print(f"{'Simulator' if client.demo else 'APIMart'}: generating {args.n} image(s)…")
         started = time.monotonic()
@@ -32,9 +32,9 @@ def main(argv: list[str] | None = None) -> None:
         )
         print(f"done in {time.monotonic() - started:.1f} s; {len(task.images)} image(s):")
         for image in task.images:
-            path = out / f"{task.task_id}_{image.index}.png"
-            path.write_bytes(client.fetch_image(image))
-            print(f"  {path.resolve()}  ({image.width}x{image.height}, URL expires {image.expires_at:%Y-%m-%d %H:%M} UTC)")
+            path = save_image(task, image, client.fetch_image(image), out)
+            expiry = f"{image.expires_at:%Y-%m-%d %H:%M} UTC" if image.expires_at else "unknown"
+            print(f"  {path.resolve()}  ({image.width}x{image.height}, URL expires {expiry})")
 
 
 if __name__ == "__main__":

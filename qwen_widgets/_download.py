@@ -8,12 +8,11 @@ an image and not, say, an HTML error page.
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 import httpx
 
 from ._clock import SYSTEM_CLOCK, Clock
 from ._errors import ImageFetchError
+from ._request import is_http_url
 from ._retry import RetryPolicy, Verdict, classify_exception, classify_status
 
 __all__ = ["ImageFetcher", "image_format", "thumbnail", "DEFAULT_MAX_IMAGE_BYTES"]
@@ -40,8 +39,7 @@ def image_format(data: bytes) -> str | None:
 
 
 def _check_scheme(url: httpx.URL | str) -> None:
-    parts = urlsplit(str(url))
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+    if not is_http_url(str(url)):
         raise ImageFetchError(str(url), "only http(s) URLs with a host are fetched")
 
 
@@ -86,8 +84,11 @@ class ImageFetcher:
                 async with self._http.stream("GET", current) as response:
                     if response.is_redirect:
                         location = response.headers.get("location", "")
-                        current = current.join(location)
-                        _check_scheme(current)
+                        target = current.join(location)
+                        _check_scheme(target)
+                        if current.scheme == "https" and target.scheme != "https":
+                            raise ImageFetchError(url, "refused a redirect from https to http")
+                        current = target
                         continue
                     if response.status_code != 200:
                         reason = f"HTTP {response.status_code}"
@@ -97,7 +98,7 @@ class ImageFetcher:
                             reason += " (the URL may have expired: result URLs live about 24 h)"
                         raise ImageFetchError(url, reason)
                     data = await self._read_capped(url, response)
-            except httpx.TransportError as exc:
+            except httpx.RequestError as exc:  # transport failures, undecodable bodies
                 reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 if classify_exception(exc, "GET") is Verdict.RETRY:
                     raise _Retryable(reason) from exc
@@ -131,13 +132,19 @@ class _Retryable(Exception):
 
 
 def thumbnail(data: bytes, max_edge: int = 320) -> bytes:
-    """A JPEG no larger than `max_edge` on its long side, so saved notebooks stay small."""
+    """A JPEG no larger than `max_edge` on its long side, so saved notebooks stay small.
+
+    ValueError when the bytes cannot be decoded (Pillow's many error types, in one).
+    """
     import io
 
     from PIL import Image
 
-    with Image.open(io.BytesIO(data)) as image:
-        image.thumbnail((max_edge, max_edge))
-        buffer = io.BytesIO()
-        image.convert("RGB").save(buffer, "JPEG", quality=82, optimize=True)
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.thumbnail((max_edge, max_edge))
+            buffer = io.BytesIO()
+            image.convert("RGB").save(buffer, "JPEG", quality=82, optimize=True)
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise ValueError(f"not a readable image ({type(exc).__name__}: {exc})") from exc
     return buffer.getvalue()

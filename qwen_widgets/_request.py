@@ -23,6 +23,7 @@ __all__ = [
     "output_size",
     "field_errors",
     "check_image_url",
+    "is_http_url",
 ]
 
 MODELS = ("qwen-image-2.0", "qwen-image-2.0-pro")
@@ -134,6 +135,8 @@ def field_errors(**values: Any) -> dict[str, str]:
     """
     errors = {}
     for name, value in values.items():
+        if name not in _CHECKS:
+            raise RequestValidationError(name, "is not a request field", show_value=False)
         try:
             _CHECKS[name](value)
         except RequestValidationError as exc:
@@ -141,11 +144,30 @@ def field_errors(**values: Any) -> dict[str, str]:
     return errors
 
 
+def is_http_url(url: str) -> bool:
+    """True for an http(s) URL with a host: the only kind fetched, linked or shown."""
+    try:
+        parts = urlsplit(url)
+        return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        return False
+
+
+def _check_encodable(name: str, value: str) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RequestValidationError(
+            name, "must be valid Unicode text (it holds a lone surrogate)", show_value=False
+        ) from None
+
+
 def _check_text(name: str, value: Any, limit: int, *, required: bool) -> str | None:
     if value is None and not required:
         return None
     if not isinstance(value, str):
         raise RequestValidationError(name, "must be a string", value)
+    _check_encodable(name, value)
     if not value.strip():
         if required:
             raise RequestValidationError(name, "must not be empty or only whitespace", value)
@@ -187,6 +209,7 @@ def check_image_url(index: int, url: Any) -> str:
     name = f"image_urls[{index}]"
     if not isinstance(url, str):
         raise RequestValidationError(name, "must be a string URL", url)
+    _check_encodable(name, url)
     url = url.strip()
     compact = "".join(url.split())  # base64 tools wrap lines
     if url.lower().startswith("data:") or (
@@ -200,13 +223,9 @@ def check_image_url(index: int, url: Any) -> str:
         )
     if len(url) > MAX_URL_CHARS:
         raise RequestValidationError(name, f"must be at most {MAX_URL_CHARS} characters", url)
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-    except ValueError:
-        parts, host = None, None
-    if parts is None or parts.scheme.lower() not in ("http", "https") or not host:
+    if not is_http_url(url):
         raise RequestValidationError(name, "must be a public http(s) URL with a host", url)
+    parts = urlsplit(url)
     if parts.username is not None or parts.password is not None:
         raise RequestValidationError(
             name, "must not contain credentials (user:password@); use a public URL", url,

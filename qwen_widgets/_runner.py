@@ -47,16 +47,46 @@ def submit(coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run `coro` on the private loop and wait for it; Ctrl-C cancels it."""
+    """Run `coro` on the private loop and wait for it.
+
+    Ctrl-C cancels it, then waits for it to wind down, so a submission already on the wire
+    is answered and its task id reported in the KeyboardInterrupt rather than lost.
+    """
     if threading.current_thread() is _thread:
         coro.close()
         raise RuntimeError(
             "a synchronous qwen_widgets call was made from the package's own event loop "
             "(e.g. inside an on_update callback); use the async client there"
         )
-    future = submit(coro)
+    started: list[asyncio.Task] = []
+
+    async def tracked() -> T:
+        started.append(asyncio.current_task())
+        try:
+            return await coro
+        except asyncio.CancelledError as cancelled:
+            # a plain exception survives the trip to this thread; a cancel's message does not
+            raise _Interrupted(str(cancelled)) from None
+
+    future = asyncio.run_coroutine_threadsafe(tracked(), get_loop())
     try:
         return future.result()
-    except BaseException:
-        future.cancel()
+    except KeyboardInterrupt:
+        if not started:
+            future.cancel()
+            raise
+        get_loop().call_soon_threadsafe(started[0].cancel)
+        try:
+            future.result(timeout=_WIND_DOWN_SECONDS)
+        except _Interrupted as interrupted:
+            raise KeyboardInterrupt(str(interrupted)) from None
+        except concurrent.futures.TimeoutError:
+            pass
         raise
+
+
+_WIND_DOWN_SECONDS = 120.0  # longer than a POST's own time cap
+
+
+class _Interrupted(Exception):
+    """Carries a cancelled coroutine's last words (e.g. which task id to re-attach)."""

@@ -39,7 +39,8 @@ class SimResponse:
     body: bytes = b""
     action: str | None = None
     """None, or 'drop' (close without answering), 'refuse' (as if nobody listened);
-    'late' marks a fault that delays the real answer (see Simulator.inject)."""
+    'late' marks a fault that delays the real answer (see Simulator.inject); 'render' is
+    internal: an image to draw once the simulator's lock is released."""
     delay: float = 0.0
     """Seconds to stall before answering."""
 
@@ -180,6 +181,16 @@ class Simulator:
         parts = urlsplit(target)
         path = parts.path
         headers = {k.lower(): v for k, v in headers.items()}
+        response = self._locked_handle(method, path, parts.query, headers, body)
+        if response.action == "render":  # outside the lock: a 2K render takes a while
+            from ._render import render_placeholder
+
+            prompt, index, width, height = json.loads(response.body)
+            png = render_placeholder(prompt, index, width, height)
+            return SimResponse(200, {"Content-Type": "image/png", "Cache-Control": "max-age=86400"}, png)
+        return response
+
+    def _locked_handle(self, method: str, path: str, query: str, headers: dict, body: bytes) -> SimResponse:
         with self._lock:
             entry = {"method": method, "path": path, "authorization": "authorization" in headers,
                      "time": self.clock()}
@@ -188,7 +199,7 @@ class Simulator:
             if fault is not None and not fault.process:
                 entry["status"] = fault.response.action or fault.response.status
                 return fault.response
-            response = self._route(method, path, parse_qs(parts.query), headers, body)
+            response = self._route(method, path, parse_qs(query), headers, body)
             entry["status"] = response.status
             if fault is None:
                 return response
@@ -310,8 +321,6 @@ class Simulator:
         return [{"url": url, "expires_at": expires} for url in urls]
 
     def _image(self, path: str, query: dict) -> SimResponse:
-        from ._render import render_placeholder
-
         task_id, _, name = path[len(IMAGE_ROUTE):].partition("/")
         task = self.tasks.get(task_id)
         index = name.removesuffix(".png")
@@ -322,8 +331,8 @@ class Simulator:
             return SimResponse(403, {"Content-Type": "application/xml"},
                                b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>")
         width, height = task.request.output_size
-        png = render_placeholder(task.request.prompt, int(index), width, height)
-        return SimResponse(200, {"Content-Type": "image/png", "Cache-Control": "max-age=86400"}, png)
+        order = json.dumps([task.request.prompt, int(index), width, height]).encode()
+        return SimResponse(200, body=order, action="render")
 
 
 def _bearer(value: str) -> str | None:

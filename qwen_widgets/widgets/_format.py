@@ -15,7 +15,7 @@ from .._errors import (
     TransportError,
 )
 from .._models import Task, TaskStatus
-from .._request import ImageRequest, output_size
+from .._request import ImageRequest, is_http_url, output_size
 
 __all__ = [
     "output_size_line",
@@ -128,6 +128,6 @@ def retry_message(error: QwenError, delay: float) -> str:
 def safe_link(url: str, text: str | None = None) -> str:
     """An escaped <a> for http(s) URLs; anything else becomes inert escaped text."""
     shown = html.escape(text if text is not None else url)
-    if not url.lower().startswith(("http://", "https://")):
+    if not is_http_url(url.strip()) or url != url.strip():
         return f"<code>{shown}</code>"
     return f'<a href="{html.escape(url, quote=True)}" target="_blank" rel="noopener noreferrer">{shown}</a>'

@@ -81,21 +81,24 @@ class Card(widgets.VBox):
         self.params = widgets.Label(params_line(request))
         self.status = widgets.Label("")
         self.progress = widgets.FloatProgress(value=0, min=0, max=100, layout={"width": "100%"})
-        self.message = widgets.Label("", style={"text_color": _RED})
+        self.message = widgets.Label("", style={"text_color": _RED}, layout={"display": "none"})
+        self.message.observe(_hide_when_empty, "value")
         self.stop_button = widgets.Button(description="Stop", icon="stop",
                                           tooltip="Stop watching (the task may still finish and be billed)")
         self.attach_button = widgets.Button(description="Re-attach", icon="refresh",
                                             tooltip="Watch this task again", layout={"display": "none"})
         self.stop_button.on_click(lambda _: self.stop())
         self.attach_button.on_click(lambda _: self.reattach())
-        self.timings = widgets.Label("")
+        self.timings = widgets.Label("", layout={"display": "none"})
+        self.timings.observe(_hide_when_empty, "value")
+        self.buttons = widgets.HBox([self.stop_button, self.attach_button])
         self.tiles = widgets.HBox(layout={"flex_flow": "row wrap"})
         self.viewer = widgets.Image(format="png", layout={"display": "none", "max_width": "100%"})
         self.viewer_close = widgets.Button(description="Close large view", layout={"display": "none"})
         self.viewer_close.on_click(lambda _: self._close_viewer())
         super().__init__(
             [self.title, self.params, self.status, self.progress,
-             widgets.HBox([self.stop_button, self.attach_button]), self.message,
+             self.buttons, self.message,
              self.timings, self.tiles, self.viewer_close, self.viewer],
             layout={"border": "1px solid #ccc", "padding": "6px", "margin": "4px 0"},
         )
@@ -143,6 +146,7 @@ class Card(widgets.VBox):
     def _launch(self, coro) -> concurrent.futures.Future:
         self._stop_requested = False
         self._started = time.monotonic()
+        self.buttons.layout.display = None
         self.stop_button.layout.display = None
         self.attach_button.layout.display = "none"
         self.future = _runner.submit(coro)
@@ -173,18 +177,21 @@ class Card(widgets.VBox):
         return await self._watch(task)
 
     async def _watch(self, task_or_id: Task | str) -> Task | None:
-        self._watcher = asyncio.current_task()
+        # Stop cancels only this inner task: once the task is done, a late Stop cannot cut
+        # short the loading of its images
+        watcher = asyncio.ensure_future(self.client.aio.wait(
+            task_or_id, on_update=self._on_update, on_retry=self._on_retry))
+        self._watcher = watcher
         # stop() sets the flag before it looks for a watcher: checking after registering
         # one means no Stop is lost, whichever thread gets there first
         if self._stop_requested:
-            self._watcher = None
-            self._show_stopped()
-            return None
+            watcher.cancel()
         ticker = asyncio.ensure_future(self._tick())
         try:
-            final = await self.client.aio.wait(task_or_id, on_update=self._on_update,
-                                               on_retry=self._on_retry)
+            final = await watcher
         except asyncio.CancelledError:
+            if not watcher.cancelled():
+                raise
             self._show_stopped()
             return None
         except QwenError as error:
@@ -215,25 +222,27 @@ class Card(widgets.VBox):
         self.message.value = retry_message(error, delay)
 
     async def _show_result(self, task: Task, watched: bool = True) -> None:
-        self.stop_button.layout.display = "none"
-        if task.status is not TaskStatus.COMPLETED:
-            self.progress.bar_style = "danger"
-            self.message.value = f"The task {task.status.value}: {task.error or 'no reason given'}"
-        else:
+        self.buttons.layout.display = "none"
+        try:
+            if task.status is not TaskStatus.COMPLETED:
+                self.progress.bar_style = "danger"
+                self.message.value = f"The task {task.status.value}: {task.error or 'no reason given'}"
+                return
             self.progress.bar_style = "success"
             self.timings.value = timings_line(task, self._elapsed() if watched else None)
             self.tiles.children = [self._tile(image) for image in task.images]
             await asyncio.gather(*(self._load(image, tile)
                                    for image, tile in zip(task.images, self.tiles.children)))
-        if self._on_finished is not None:
-            self._on_finished(task)
+        finally:  # the task is finished whatever happened to its thumbnails
+            if self._on_finished is not None:
+                self._on_finished(task)
 
     async def _load(self, image: GeneratedImage, tile: widgets.VBox) -> None:
         picture, caption = tile.children[0], tile.children[1]
         try:
             data = await self.client.aio.fetch_image(image)
             picture.value = await asyncio.to_thread(thumbnail, data, THUMBNAIL_EDGE)
-        except QwenError as error:
+        except (QwenError, ValueError) as error:
             caption.value = error_message(error)
             caption.style.text_color = _RED
             return
@@ -306,8 +315,14 @@ class Card(widgets.VBox):
         self.stop_button.layout.display = "none"
         self.progress.bar_style = "danger"
         self.message.value = error_message(error)
-        if self.task is not None and not self.task.done:
-            self.attach_button.layout.display = None
+        resumable = self.task is not None and not self.task.done
+        self.attach_button.layout.display = None if resumable else "none"
+        self.buttons.layout.display = None if resumable else "none"
+
+
+def _hide_when_empty(change: dict) -> None:
+    """Observer: an empty label takes no room in the card."""
+    change["owner"].layout.display = None if change["new"] else "none"
 
 
 def show(tasks: Task | list[Task], client: QwenClient | None = None) -> list[Card]:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import time
 from pathlib import Path
 from typing import Any
 
 import ipywidgets as widgets
+from traitlets import Unicode
 
 from .. import _client, _runner
 from .._client import QwenClient
@@ -31,6 +34,7 @@ __all__ = ["Panel"]
 
 _RED = "#b71c1c"
 _PREVIEW_EDGE = 96
+_DOUBLE_CLICK_SECONDS = 0.6
 _DEMO_BANNER = (
     "<b>Simulated images: no API key set.</b> Everything runs against the built-in simulator. "
     "For real images set <code>APIMART_API_KEY</code> before starting Jupyter, or paste a key "
@@ -40,6 +44,16 @@ _DEMO_BANNER = (
 _FORCED_BANNER = (
     "<b>Simulated images: QWEN_WIDGETS_DEMO=1 is set</b>, so the simulator is used even with a key."
 )
+
+
+class _KeyField(widgets.Password):
+    """A password field whose value is never echoed back to the frontends.
+
+    ipywidgets 8 echoes every incoming value to all connected frontends before observers
+    run; the key must reach only this kernel, which clears the field at once.
+    """
+
+    value = Unicode(help="The pasted key, until the panel takes it").tag(sync=True, echo_update=False)
 
 
 class Panel(widgets.VBox):
@@ -63,8 +77,8 @@ class Panel(widgets.VBox):
         self.negative_count = widgets.Label()
         self.model = widgets.Dropdown(options=MODELS, description="Model")
         self.size = widgets.Dropdown(options=SIZES, description="Size", layout={"width": "180px"})
-        self.resolution = widgets.ToggleButtons(options=RESOLUTIONS, description="Resolution",
-                                                style={"button_width": "48px"})
+        self.resolution = widgets.Dropdown(options=RESOLUTIONS, description="Resolution",
+                                           layout={"width": "180px"})
         self.n = widgets.IntSlider(value=1, min=1, max=6, description="Images")
         self.image_urls = widgets.Textarea(
             placeholder="Reference image URLs for image-to-image, one per line (optional)",
@@ -80,10 +94,11 @@ class Panel(widgets.VBox):
                        for name in ("prompt", "negative_prompt", "model", "size", "resolution", "n",
                                     "image_urls", "generate")}
         self._preview_boxes: dict[str, widgets.VBox] = {}
+        self._last_click = -1.0
 
         self.banner = widgets.HTML()
-        self.key_field = widgets.Password(placeholder="APIMart key (kept in memory only)",
-                                          continuous_update=False)
+        self.key_field = _KeyField(placeholder="APIMart key (kept in memory only)",
+                                   continuous_update=False)
         self.key_button = widgets.Button(description="Use key", icon="key")
         self.key_field.observe(self._take_key, "value")
         self.key_button.on_click(lambda _: None)  # clicking blurs the field, which submits it
@@ -188,6 +203,10 @@ class Panel(widgets.VBox):
         self.request = request
 
     def _on_generate_click(self) -> None:
+        now = time.monotonic()
+        if now - self._last_click < _DOUBLE_CLICK_SECONDS:
+            return  # a double click is one intent; a second POST would be billed
+        self._last_click = now
         try:
             self.generate()
         except QwenError as error:
@@ -230,7 +249,12 @@ class Panel(widgets.VBox):
     def _start_preview(self, url: str) -> widgets.VBox:
         picture = widgets.Image(format="jpeg", layout={"max_width": f"{_PREVIEW_EDGE}px"})
         note = widgets.Label("loading…", layout={"max_width": "220px"})
-        _runner.submit(self._load_preview(url, picture, note))
+
+        def report(future: concurrent.futures.Future) -> None:
+            if not future.cancelled() and future.exception() is not None:
+                note.value = f"cannot be previewed: {error_message(future.exception())}"
+
+        _runner.submit(self._load_preview(url, picture, note)).add_done_callback(report)
         return widgets.VBox([picture, note], layout={"margin": "0 6px 0 0"})
 
     async def _load_preview(self, url: str, picture: widgets.Image, note: widgets.Label) -> None:
@@ -238,7 +262,7 @@ class Panel(widgets.VBox):
             data = await self.client.aio.fetch_image(url)
             picture.value = await asyncio.to_thread(thumbnail, data, _PREVIEW_EDGE)
             note.value = ""
-        except QwenError as error:
+        except (QwenError, ValueError) as error:
             note.value = f"cannot be previewed: {error_message(error)}"
             note.style.text_color = _RED
 
