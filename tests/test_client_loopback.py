@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import io
 import socket
+import subprocess
+import sys
+import textwrap
 import threading
+import time
 
+import httpx
 import pytest
 from PIL import Image
 
@@ -286,3 +292,98 @@ def test_sync_client_from_several_threads(server):
         for t in threads:
             t.join(30)
     assert len({t.task_id for t in results}) == 4
+
+
+# -- regressions found in review ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["sk-abc\ndef-0123456789", "sk-abc def-0123456789", "sk-\x00-0123456789"])
+def test_unusable_key_is_refused_at_construction_without_echo(key):
+    with pytest.raises(qw.RequestValidationError) as caught:
+        qw.AsyncQwenClient(key, base_url="http://127.0.0.1:9")
+    assert caught.value.field == "api_key"
+    assert key.strip() not in str(caught.value) and "0123456789" not in str(caught.value)
+
+
+async def test_undecodable_submit_answer_is_outcome_unknown(server, make_client):
+    server.simulator.inject(SimResponse(200, {"Content-Encoding": "gzip"}, b"not gzip at all"),
+                            method="POST", process=True)
+    async with make_client() as client:
+        with pytest.raises(qw.SubmitOutcomeUnknownError):
+            await client.submit(qw.ImageRequest("a fox"))
+    assert server.simulator.count("POST") == 1
+
+
+async def test_absurdly_nested_poll_answer_is_malformed_not_recursion_error(server, make_client):
+    server.simulator.inject(SimResponse(200, {}, b"[" * 100_000), method="GET", count=100)
+    async with make_client() as client:
+        with pytest.raises(qw.MalformedResponseError):
+            await client.get_task("task_01ABC")
+
+
+async def test_watching_rides_out_an_outage_longer_than_the_retry_policy(server, make_client):
+    server.simulator.inject(SimResponse(502, {}, b"bad gateway"), method="GET", count=12)
+    retries = []
+    async with make_client(retry=qw.RetryPolicy(max_attempts=3, backoff_base=0.005, backoff_cap=0.01)) as client:
+        task = await client.generate("a fox", on_retry=lambda e, d: retries.append(e))
+    assert task.status is qw.TaskStatus.COMPLETED and len(retries) == 12
+
+
+async def test_slow_answers_never_hold_wait_past_its_deadline(server, make_client):
+    server.simulator.duration = 10_000
+    async with make_client() as client:
+        task = await client.submit(qw.ImageRequest("a fox"))
+        server.simulator.inject(delay=3.0, method="GET", count=10)
+        started = time.monotonic()
+        with pytest.raises(qw.TaskTimeoutError) as caught:
+            await client.wait(task, timeout=0.5)
+    assert time.monotonic() - started < 2.0
+    assert caught.value.task_id == task.task_id
+
+
+async def test_retries_cut_by_the_deadline_end_as_timeout_not_server_error(server, make_client):
+    server.simulator.duration = 10_000
+    server.simulator.inject(SimResponse(503, {"Retry-After": "5"}, b"{}"), method="GET", count=100)
+    async with make_client() as client:
+        task = await client.submit(qw.ImageRequest("a fox"))
+        with pytest.raises(qw.TaskTimeoutError) as caught:
+            await client.wait(task, timeout=1.0)
+    assert isinstance(caught.value.__cause__, qw.ServerError)
+
+
+async def test_image_redirect_from_https_to_http_is_refused():
+    def handler(request):
+        if request.url.scheme == "https":
+            return httpx.Response(302, headers={"Location": "http://cdn.example/a.png"})
+        return httpx.Response(200, content=b"\x89PNG\r\n\x1a\n" + b"0" * 10)
+
+    async with qw.AsyncQwenClient(TEST_KEY, base_url="http://127.0.0.1:9",
+                                  image_transport=httpx.MockTransport(handler)) as client:
+        with pytest.raises(qw.ImageFetchError, match="https to http"):
+            await client.fetch_image("https://cdn.example/a.png")
+        assert (await client.fetch_image("http://cdn.example/a.png")).startswith(b"\x89PNG")
+
+
+def test_ctrl_c_during_submit_reports_the_task_id_instead_of_losing_it():
+    """A real SIGINT in a real process, while the POST's answer is still on its way."""
+    script = textwrap.dedent("""
+        import os, signal, threading, warnings
+        warnings.simplefilter("ignore")
+        import qwen_widgets as qw
+        from qwen_widgets.simulator import Simulator
+        sim = Simulator(time_scale=1.0)
+        sim.inject(delay=1.0, method="POST")
+        client = qw.QwenClient(simulator=sim)
+        threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+        try:
+            client.generate("a fox")
+        except KeyboardInterrupt as interrupt:
+            print("INTERRUPT", interrupt)
+            print("SERVER", list(sim.tasks), sim.count("POST"))
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    lines = dict(line.split(" ", 1) for line in result.stdout.splitlines())
+    task_ids, posts = lines["SERVER"].rsplit(" ", 1)
+    created = ast.literal_eval(task_ids)  # the list printed by the child
+    assert posts == "1" and len(created) == 1
+    assert created[0] in lines["INTERRUPT"] and "Re-attach" in lines["INTERRUPT"]

@@ -295,3 +295,49 @@ def test_timeout_lands_in_the_card_with_the_task_id():
     assert card.future.result(10) is None
     assert card.task.task_id in card.message.value and "may still complete" in card.message.value
     assert card.attach_button.layout.display is None  # offered, since the task is not done
+
+
+# -- regressions found in review ---------------------------------------------------------------
+
+
+def test_undecodable_image_keeps_the_finished_task(panel):
+    panel.client.simulator.inject(SimResponse(200, {}, b"\x89PNG\r\n\x1a\nbroken"),
+                                  path_prefix="/sim-images/", count=1)
+    panel.request = qw.ImageRequest("a fox", n=2)
+    card = panel.generate()
+    task = card.future.result(30)
+    assert task.status is qw.TaskStatus.COMPLETED and panel.results == [task]
+    captions = [tile.children[1].value for tile in card.tiles.children]
+    assert sum("not a readable image" in c for c in captions) == 1
+    assert len(card.full_images) == 1  # the other image loaded normally
+
+
+def test_pasted_key_is_never_echoed_to_frontends():
+    panel = Panel(demo_client())
+    sent = []
+    panel.key_field._send = lambda message, buffers=None: sent.append(message)
+    panel.key_field.set_state({"value": TEST_KEY})  # what a frontend sends on Enter
+    assert TEST_KEY not in json.dumps(sent) and panel.key_field.value == ""
+    assert not panel.client.demo
+
+
+def test_a_double_click_submits_once(panel):
+    panel.prompt.value = "a fox"
+    panel.generate_button.click()
+    panel.generate_button.click()  # the second click of a double click, a moment later
+    assert len(panel.gallery.cards) == 1
+    panel._last_click -= 1.0  # as if a second had passed
+    panel.generate_button.click()  # a deliberate second generation
+    assert len(panel.gallery.cards) == 2
+    for card in panel.gallery.cards:
+        card.future.result(30)
+    assert panel.client.simulator.count("POST") == 2
+
+
+def test_empty_labels_take_no_room(panel):
+    panel.prompt.value = "a fox"
+    card = panel.generate()
+    card.future.result(30)
+    assert card.message.value == "" and card.message.layout.display == "none"
+    assert card.timings.layout.display is None  # filled, so shown
+    assert card.buttons.layout.display == "none"  # nothing to stop or re-attach
