@@ -7,7 +7,7 @@ With no APIMART_API_KEY set, everything runs against a built-in offline simulato
 Importing this package is cheap: pandas, Pillow and ipywidgets load only when used.
 """
 
-from ._client import DEFAULT_BASE_URL, AsyncQwenClient, DemoModeWarning, QwenClient, generate
+from ._client import DEFAULT_BASE_URL, AsyncQwenClient, DemoModeWarning, QwenClient, generate, resume
 from ._errors import (
     APIError,
     AuthenticationError,
@@ -24,11 +24,13 @@ from ._errors import (
     TaskTimeoutError,
     TransportError,
 )
-from ._frame import to_frame
+from ._frame import history, to_frame
+from ._journal import Journal
 from ._models import GeneratedImage, Task, TaskStatus
 from ._polling import PollBudget, PollSchedule
 from ._request import MODELS, RESOLUTIONS, SIZES, ImageRequest
 from ._retry import RetryPolicy
+from ._save import disk_usage, prune, save
 
 __version__ = "0.1.0"
 
@@ -70,6 +72,12 @@ __all__ = [
     "AsyncQwenClient",
     "QwenClient",
     "generate",
+    "resume",
+    "history",
+    "save",
+    "disk_usage",
+    "prune",
+    "Journal",
     "to_frame",
     "Panel",
     "Gallery",

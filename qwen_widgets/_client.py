@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
+import logging
 import os
 import re
 import threading
+import time
 import warnings
 from typing import Any, TypeVar
 from collections.abc import Awaitable, Callable
@@ -32,6 +35,7 @@ from ._errors import (
     TransportError,
     shorten,
 )
+from ._journal import URL_LIFETIME, EntryState, Journal
 from ._models import (
     GeneratedImage,
     Task,
@@ -43,6 +47,7 @@ from ._models import (
 )
 from ._polling import DEFAULT_POLL_BUDGET, PollBudget, PollSchedule, PollTracker
 from ._request import ImageRequest
+from ._save import keep_copy
 from ._retry import RetryPolicy, Verdict, classify_exception, classify_status, parse_retry_after
 
 __all__ = ["AsyncQwenClient", "QwenClient", "generate", "DemoModeWarning", "DEFAULT_BASE_URL"]
@@ -53,6 +58,7 @@ OnRetry = Callable[[QwenError, float], Any]
 """Called as on_retry(error, delay_seconds) before each automatic retry."""
 T = TypeVar("T")
 _KEY_CHARS = re.compile(r"[\x21-\x7e]+")
+_log = logging.getLogger("qwen_widgets")
 
 
 class DemoModeWarning(UserWarning):
@@ -112,6 +118,8 @@ class AsyncQwenClient:
         poll_budget: PollBudget | None = None,
         retry: RetryPolicy | None = None,
         max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
+        journal: Journal | None = None,
+        keep_images: bool | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ):
         key = api_key if api_key is not None else os.environ.get("APIMART_API_KEY")
@@ -151,6 +159,13 @@ class AsyncQwenClient:
             timeout=httpx.Timeout(timeout or 30.0, connect=min(timeout or 10.0, 10.0)),
             follow_redirects=False,
         )
+        # demo tasks die with the in-process simulator: journal them in memory only
+        self.journal = journal or (Journal(":memory:") if self.demo else Journal.default())
+        """Where every submission is recorded before it is sent (see qwen_widgets.history)."""
+        if keep_images is None:
+            keep_images = not self.demo and os.environ.get("QWEN_WIDGETS_KEEP_IMAGES", "1") != "0"
+        self.keep_images = keep_images
+        """Copy a completed task's images into the home folder before returning it."""
         self._images = ImageFetcher(
             transport=image_transport,
             timeout=timeout or 60.0,
@@ -184,14 +199,7 @@ class AsyncQwenClient:
         """
         if not isinstance(request, ImageRequest):
             raise RequestValidationError("request", "must be an ImageRequest", request)
-        posting = asyncio.ensure_future(self._call(
-            "POST",
-            "/v1/images/generations",
-            lambda body: parse_submit_response(body, request),
-            json=request.to_payload(),
-            submitted=request,
-            on_retry=on_retry,
-        ))
+        posting = asyncio.ensure_future(self._post(request, on_retry))
         try:
             return await asyncio.shield(posting)
         except asyncio.CancelledError:
@@ -202,6 +210,28 @@ class AsyncQwenClient:
                 f"interrupted after the server accepted task {task.task_id}; it will run and "
                 f"be billed. Re-attach with wait({task.task_id!r})."
             ) from None
+
+    async def _post(self, request: ImageRequest, on_retry: OnRetry | None) -> Task:
+        """The POST between its two journal writes: the row exists before any byte is sent."""
+        local_id = await asyncio.to_thread(self.journal.begin, request, self.base_url)
+        try:
+            task = await self._call(
+                "POST",
+                "/v1/images/generations",
+                lambda body: parse_submit_response(body, request),
+                json=request.to_payload(),
+                submitted=request,
+                on_retry=on_retry,
+            )
+        except BaseException as error:
+            # only a clear refusal proves nothing was created; anything odd counts as unknown
+            refused = isinstance(error, QwenError) and not isinstance(error, SubmitOutcomeUnknownError)
+            state = EntryState.REFUSED if refused else EntryState.UNKNOWN
+            reason = getattr(error, "reason", None) or str(error) or type(error).__name__
+            await asyncio.to_thread(self.journal.failed_to_submit, local_id, state, reason)
+            raise
+        await asyncio.to_thread(self.journal.submitted, local_id, task)
+        return task
 
     async def get_task(
         self,
@@ -244,6 +274,8 @@ class AsyncQwenClient:
                     raise TaskTimeoutError(task_id, last, tracker.deadline()) from reached.error
                 elapsed = self._clock.monotonic() - start
                 tracker.observe(elapsed, last)
+                if last.done:
+                    last = await self._finish(last)
                 if on_update is not None:
                     await _maybe_await(on_update(last))
                 if last.done:
@@ -278,14 +310,71 @@ class AsyncQwenClient:
             raise TaskFailedError(task)
         return task
 
+    async def resume(self, *, on_update: OnUpdate | None = None) -> list[Task]:
+        """Re-attach to every unfinished task of the journal younger than 24 h; wait for all.
+
+        Submissions whose outcome is unknown (including those cut off by a crash mid-POST)
+        are reported with a warning and never resent. Results are journaled (and their images
+        kept) as if the original session had finished them.
+        """
+        await asyncio.to_thread(self.journal.settle_orphans)
+        unknown = await asyncio.to_thread(
+            self.journal.entries, base_url=self.base_url, states=(EntryState.UNKNOWN,),
+            newer_than=time.time() - URL_LIFETIME)
+        if unknown:
+            warnings.warn(
+                f"{len(unknown)} submission(s) of the last 24 h may have reached the server, but "
+                "their outcome is unknown; they were not resent, to avoid paying twice. Check your "
+                "APIMart console; qwen_widgets.history() lists them (journal_state 'unknown').",
+                UserWarning, stacklevel=2)
+        entries = await asyncio.to_thread(self.journal.unfinished, self.base_url)
+        results = await asyncio.gather(
+            *(self.wait(entry.task, on_update=on_update) for entry in entries if entry.task),
+            return_exceptions=True)
+        tasks = []
+        for result in results:
+            if isinstance(result, Task):
+                tasks.append(result)
+            elif isinstance(result, Exception):
+                _log.warning("could not resume a task: %s", result)
+            else:
+                raise result
+        return tasks
+
     async def fetch_image(self, url_or_image: str | GeneratedImage) -> bytes:
-        """Download an image (no credentials are sent); returns its bytes."""
+        """The image's bytes: the local copy when there is one, else a download (without
+        credentials)."""
+        if isinstance(url_or_image, GeneratedImage) and url_or_image.local_path is not None:
+            try:
+                return await asyncio.to_thread(url_or_image.local_path.read_bytes)
+            except OSError:
+                pass  # removed or pruned: fall back to the URL
         url = url_or_image.url if isinstance(url_or_image, GeneratedImage) else url_or_image
         if not isinstance(url, str):
             raise RequestValidationError("url", "must be a string URL", url)
         return await self._images.fetch(url)
 
     # -- plumbing ----------------------------------------------------------------------------
+
+    async def _finish(self, task: Task) -> Task:
+        """A task just seen done: keep its images (if asked), then journal it."""
+        if self.keep_images and task.status is TaskStatus.COMPLETED:
+            kept = await asyncio.gather(*(self._keep(task, image) for image in task.images))
+            task = dataclasses.replace(task, images=tuple(kept))
+        await asyncio.to_thread(self.journal.record, task, self.base_url)
+        return task
+
+    async def _keep(self, task: Task, image: GeneratedImage) -> GeneratedImage:
+        if image.local_path is not None and image.local_path.exists():
+            return image
+        try:
+            data = await self._images.fetch(image.url)
+            path, digest = await asyncio.to_thread(keep_copy, task, image, data)
+        except (QwenError, OSError) as error:
+            _log.warning("image %d of task %s was not saved locally: %s", image.index, task.task_id, error)
+            return image
+        await asyncio.to_thread(self.journal.add_image_copy, task.task_id, image.index, path, digest)
+        return dataclasses.replace(image, local_path=path)
 
     async def _poll(
         self,
@@ -440,6 +529,10 @@ class QwenClient:
         """See AsyncQwenClient.fetch_image."""
         return _runner.run(self.aio.fetch_image(url_or_image))
 
+    def resume(self, **kwargs: Any) -> list[Task]:
+        """See AsyncQwenClient.resume."""
+        return _runner.run(self.aio.resume(**kwargs))
+
 
 
 _default: QwenClient | None = None
@@ -465,6 +558,11 @@ def set_default_client(client: QwenClient) -> None:
 def generate(prompt: ImageRequest | str, **fields: Any) -> Task:
     """Generate images and wait for them: `qw.generate("a red fox in snow", n=2)`."""
     return default_client().generate(prompt, **fields)
+
+
+def resume() -> list[Task]:
+    """Pick up every unfinished task of the last 24 h (e.g. after a kernel restart)."""
+    return default_client().resume()
 
 
 def as_request(request_or_prompt: ImageRequest | str, fields: dict[str, Any]) -> ImageRequest:

@@ -10,14 +10,17 @@ from ._models import Task
 if TYPE_CHECKING:
     import pandas
 
-__all__ = ["to_frame", "task_rows", "COLUMNS"]
+    from ._journal import Journal
+
+__all__ = ["to_frame", "history", "task_rows", "COLUMNS", "HISTORY_COLUMNS"]
 
 COLUMNS = (
     "task_id", "model", "prompt", "negative_prompt", "size", "resolution", "n",
-    "width", "height", "image_index", "url", "expires_at", "status", "error",
-    "created_at", "completed_at", "actual_time", "estimated_time",
+    "width", "height", "image_index", "url", "expires_at", "local_path", "warning",
+    "status", "error", "created_at", "completed_at", "actual_time", "estimated_time",
 )  # fmt: skip
-_TIMES = ("expires_at", "created_at", "completed_at")
+HISTORY_COLUMNS = ("local_id", "journal_state", "submitted_at", *COLUMNS)
+_TIMES = ("expires_at", "created_at", "completed_at", "submitted_at")
 _INTEGERS = ("n", "width", "height", "image_index")
 _FLOATS = ("actual_time", "estimated_time")
 
@@ -43,10 +46,12 @@ def task_rows(task: Task) -> list[dict[str, Any]]:
     if not task.images:
         width, height = request.output_size if request else (None, None)
         return [{**common, "width": width, "height": height, "image_index": None,
-                 "url": None, "expires_at": None}]
+                 "url": None, "expires_at": None, "local_path": None, "warning": None}]
     return [
         {**common, "width": image.width, "height": image.height, "image_index": image.index,
-         "url": image.url, "expires_at": image.expires_at}
+         "url": image.url, "expires_at": image.expires_at,
+         "local_path": str(image.local_path) if image.local_path else None,
+         "warning": image.expiry_warning()}
         for image in task.images
     ]
 
@@ -56,18 +61,49 @@ def to_frame(tasks: Task | Iterable[Task]) -> pandas.DataFrame:
 
     Times are tz-aware UTC; counts are nullable integers; durations are float seconds.
     """
-    import pandas as pd
-
     if isinstance(tasks, Task):
         tasks = [tasks]
-    rows = [row for task in tasks for row in task_rows(task)]
-    frame = pd.DataFrame(rows, columns=list(COLUMNS))
-    for column in _TIMES:
-        frame[column] = pd.to_datetime(frame[column], utc=True)
-    for column in _INTEGERS:
-        frame[column] = frame[column].astype("Int64")
-    for column in _FLOATS:
-        frame[column] = frame[column].astype("float64")
-    for column in set(COLUMNS) - set(_TIMES) - set(_INTEGERS) - set(_FLOATS):
-        frame[column] = frame[column].astype("string")
+    return _typed([row for task in tasks for row in task_rows(task)], COLUMNS)
+
+
+def history(journal: Journal | None = None) -> pandas.DataFrame:
+    """Every journaled submission: one row per image, one per failed, refused or unknown one.
+
+    The columns of to_frame() plus local_id, journal_state and submitted_at. Defaults to the
+    journal of the client behind `qwen_widgets.generate`.
+    """
+    if journal is None:
+        from ._client import default_client
+
+        journal = default_client().aio.journal
+    journal.settle_orphans()
+    rows = []
+    for entry in journal.entries():
+        extra = {"local_id": entry.local_id, "journal_state": entry.state.value,
+                 "submitted_at": entry.created_at}
+        if entry.task is not None:
+            rows.extend({**extra, **row} for row in task_rows(entry.task))
+        else:
+            request = entry.request
+            rows.append({**extra, "model": request and request.model,
+                         "prompt": request and request.prompt, "size": request and request.size,
+                         "resolution": request and request.resolution, "n": request and request.n,
+                         "negative_prompt": request and request.negative_prompt,
+                         "error": entry.error})
+    return _typed(rows, HISTORY_COLUMNS)
+
+
+def _typed(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> pandas.DataFrame:
+    import pandas as pd
+
+    frame = pd.DataFrame(rows, columns=list(columns))
+    for column in columns:
+        if column in _TIMES:
+            frame[column] = pd.to_datetime(frame[column], utc=True)
+        elif column in _INTEGERS:
+            frame[column] = frame[column].astype("Int64")
+        elif column in _FLOATS:
+            frame[column] = frame[column].astype("float64")
+        else:
+            frame[column] = frame[column].astype("string")
     return frame

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import Enum
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._errors import MalformedResponseError, RequestValidationError, shorten
@@ -87,6 +88,19 @@ class GeneratedImage:
     """Pixel width, from the request's size table; None when the request is unknown."""
     height: int | None = None
     """Pixel height, like `width`."""
+    local_path: Path | None = None
+    """A full-resolution copy on this machine, once one was saved; it outlives the URL."""
+
+    def expiry_warning(self, now: datetime | None = None) -> str | None:
+        """A warning when the URL dies within the hour (or died) and no local copy exists."""
+        if self.local_path is not None or self.expires_at is None:
+            return None
+        left = (self.expires_at - (now or datetime.now(timezone.utc))).total_seconds()
+        if left <= 0:
+            return "URL expired and no local copy was saved"
+        if left < 3600:
+            return f"URL expires in {max(1, round(left / 60))} min and the image is not saved locally"
+        return None
 
 
 @dataclass(frozen=True)
@@ -129,6 +143,12 @@ class Task:
         from ._frame import to_frame
 
         return to_frame([self])
+
+    def save(self, folder: str | Path) -> list[Path]:
+        """Export the images to `folder`, each with a JSON sidecar (see `qwen_widgets.save`)."""
+        from ._save import save
+
+        return save([self], folder)
 
     def __repr__(self) -> str:
         parts = [f"task_id={self.task_id!r}", f"status={self.status.value}"]

@@ -117,12 +117,17 @@ async def test_polls_of_many_tasks_stay_within_the_shared_budget(server, make_cl
     server.simulator.duration = 100  # 1 s tasks at this time scale
     budget = qw.PollBudget(20)
     eager = qw.PollSchedule(first_delay=0.0, min_interval=0.01, max_interval=0.01)
-    async with make_client(poll_budget=budget, poll_schedule=eager) as client:
+    # keep_images=False: the in-process server renders PNGs while holding the GIL, which
+    # would stall the client's loop and bunch its polls in a way no remote server causes
+    async with make_client(poll_budget=budget, poll_schedule=eager, keep_images=False) as client:
         tasks = await asyncio.gather(*(client.generate(f"fox {i}") for i in range(30)))
     assert all(t.status is qw.TaskStatus.COMPLETED for t in tasks)
-    times = sorted(e["time"] for e in server.simulator.log if e["method"] == "GET")
+    times = sorted(e["time"] for e in server.simulator.log if e["path"].startswith("/v1/tasks/"))
     busiest = max(sum(1 for t in times[i:] if t < start + 1.0) for i, start in enumerate(times))
-    assert len(times) > 40 and busiest <= 20 + 1  # +1: a window closed at both ends
+    # slots are 50 ms apart when reserved; a window can gain one more poll from a closed
+    # boundary and one from a loop stall that releases two late slots together
+    assert len(times) > 40 and busiest <= 20 + 2
+    assert (len(times) - 1) / (times[-1] - times[0]) <= 20.5  # and on average, the budget
 
 
 async def test_5xx_burst_while_polling_is_retried(server, make_client):

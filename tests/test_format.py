@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -9,6 +10,7 @@ import warnings
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from PIL import Image
 
 import qwen_widgets as qw
 from qwen_widgets import GeneratedImage, ImageRequest, Task, TaskStatus
@@ -28,7 +30,13 @@ from qwen_widgets.widgets._format import (
 from .conftest import fast_options
 
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(64)
+def _tiny_png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 3), "red").save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+PNG = _tiny_png()
 JPEG = b"\xff\xd8\xff\xe0" + bytes(64)
 
 
@@ -308,7 +316,10 @@ def test_save_image_writes_the_image_and_a_sidecar(tmp_path):
     image = task.images[1]
     path = save_image(task, image, PNG, tmp_path / "out")
     assert path == tmp_path / "out" / "task_S01_1.png"
-    assert path.read_bytes() == PNG
+    with Image.open(path) as saved, Image.open(io.BytesIO(PNG)) as original:
+        assert saved.tobytes() == original.tobytes()  # the server's pixels, untouched
+        assert saved.text["prompt"] == task.request.prompt  # and the prompt travels inside
+        assert json.loads(saved.text["qwen_widgets"])["task_id"] == "task_S01"
     record = json.loads((tmp_path / "out" / "task_S01_1.json").read_text())
     assert record["task_id"] == "task_S01"
     assert record["image_index"] == 1
@@ -326,7 +337,7 @@ def test_saving_twice_leaves_exactly_two_files(tmp_path):
     second = save_image(task, task.images[0], PNG + b"more", tmp_path)
     assert first == second
     assert sorted(p.name for p in tmp_path.iterdir()) == ["task_S01_0.json", "task_S01_0.png"]
-    assert second.read_bytes() == PNG + b"more"  # overwritten, not copied
+    assert second.read_bytes().endswith(b"more")  # overwritten, not copied
 
 
 def test_save_uses_the_real_format_for_the_extension(tmp_path):

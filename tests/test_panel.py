@@ -240,7 +240,8 @@ def test_image_actions_reference_reuse_view_save(panel, tmp_path):
     assert Image.open(io.BytesIO(card.viewer.value)).size == (1248, 832)  # full resolution
     buttons["Save"].click()
     saved = tmp_path / "saved" / f"{task.task_id}_1.png"
-    assert saved.read_bytes() == card.full_images[1]
+    with Image.open(saved) as copy, Image.open(io.BytesIO(card.full_images[1])) as original:
+        assert copy.tobytes() == original.tobytes() and copy.text["prompt"] == "a fox"
     assert json.loads(saved.with_suffix(".json").read_text())["request"]["size"] == "3:2"
     expiry = [w.value for w in walk(card.tiles.children[1]) if isinstance(w, widgets.HTML)]
     assert any("expires in 24 h" in v for v in expiry)
