@@ -48,9 +48,12 @@ def __getattr__(name: str):
 
 def load_ipython_extension(ipython) -> None:
     """`%load_ext qwen_widgets`: register %qwen and %%qwen, quietly."""
-    from ._magics import register
+    from ._magics import register, unfinished_notice
 
     register(ipython)
+    notice = unfinished_notice()
+    if notice:
+        print(notice)
 
 
 def unload_ipython_extension(ipython) -> None:

@@ -11,7 +11,7 @@ from ._client import default_client
 from ._errors import RequestValidationError
 from ._request import MODELS, RESOLUTIONS, SIZES, ImageRequest
 
-__all__ = ["QwenMagics", "register", "unregister"]
+__all__ = ["QwenMagics", "register", "unregister", "unfinished_notice"]
 
 
 def _unquote(text: str | None) -> str | None:
@@ -88,6 +88,34 @@ def _generate_in_cell(request: ImageRequest):
             print(f"Stopped watching task {task_id}; it may still complete and be billed. "
                   f"Re-attach with qw.Panel().attach({task_id!r}) or qw.QwenClient().wait({task_id!r}).")
         return None
+
+
+def unfinished_notice() -> str | None:
+    """One line when the journal holds unfinished tasks for the configured API, else None.
+
+    Reads the journal file without creating a client (no demo notice, nothing to create).
+    """
+    import os
+
+    from ._client import DEFAULT_BASE_URL, demo_forced
+    from ._journal import Journal, home_dir
+
+    if not os.environ.get("APIMART_API_KEY") or demo_forced():
+        return None
+    path = home_dir() / "journal.sqlite"
+    if not path.exists():
+        return None
+    base_url = (os.environ.get("APIMART_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+    journal = Journal(path)
+    try:
+        journal.settle_orphans()
+        waiting = len(journal.unfinished(base_url))
+    finally:
+        journal.close()
+    if not waiting:
+        return None
+    return (f"qwen_widgets: {waiting} unfinished task(s) from earlier sessions; "
+            "run qw.resume() or press Resume in the %qwen panel to pick them up.")
 
 
 def register(ipython) -> None:

@@ -14,7 +14,7 @@ from .._errors import (
     RequestValidationError,
     TransportError,
 )
-from .._models import Task, TaskStatus
+from .._models import GeneratedImage, Task, TaskStatus
 from .._request import ImageRequest, is_http_url, output_size
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "status_line",
     "timings_line",
     "expiry_words",
+    "expiry_line",
     "error_message",
     "retry_message",
     "safe_link",
@@ -86,6 +87,17 @@ def expiry_words(expires_at: datetime | None, now: datetime | None = None) -> st
     seconds = (expires_at - now).total_seconds()
     span = _span(abs(seconds))
     return f"expires in {span}" if seconds >= 0 else f"expired {span} ago"
+
+
+def expiry_line(image: GeneratedImage) -> str:
+    """HTML: the URL's expiry, whether a local copy exists, and a red warning when neither
+    will last the hour. Only fixed text and numbers: nothing here needs escaping."""
+    if image.local_path is not None:
+        return f"{expiry_words(image.expires_at)} · saved locally"
+    warning = image.expiry_warning()
+    if warning:
+        return f'<span style="color: #b71c1c; font-weight: 600">{html.escape(warning)}: save it now</span>'
+    return expiry_words(image.expires_at)
 
 
 def _span(seconds: float) -> str:

@@ -27,7 +27,7 @@ from .._request import ImageRequest
 from .._save import save_image
 from ._format import (
     error_message,
-    expiry_words,
+    expiry_line,
     params_line,
     retry_message,
     safe_link,
@@ -115,10 +115,11 @@ class Card(widgets.VBox):
         self._submitting = True  # from now until the POST is answered, Stop must wait
         return self._launch(self._generate(request))
 
-    def start_attach(self, task_id: str) -> concurrent.futures.Future:
-        """Watch an existing task by id, in the background."""
+    def start_attach(self, task_or_id: Task | str) -> concurrent.futures.Future:
+        """Watch an existing task (by id, or a Task that keeps its request), in the background."""
+        task_id = task_or_id.task_id if isinstance(task_or_id, Task) else task_or_id
         self.status.value = f"{task_id} · re-attaching…"
-        return self._launch(self._watch(task_id))
+        return self._launch(self._watch(task_or_id))
 
     def show_task(self, task: Task) -> concurrent.futures.Future:
         """Show a task that has already finished (its images load in the background)."""
@@ -254,7 +255,7 @@ class Card(widgets.VBox):
         picture = widgets.Image(format="jpeg", layout={"max_width": f"{THUMBNAIL_EDGE}px"})
         size = f"{image.width}x{image.height}" if image.width else "size unknown"
         caption = widgets.Label(f"#{image.index + 1} · {size}")
-        link = widgets.HTML(f"{safe_link(image.url, 'image URL')} · {expiry_words(image.expires_at)}")
+        link = widgets.HTML(f"{safe_link(image.url, 'image URL')} · {expiry_line(image)}")
         buttons = [self._button("View", "search-plus", lambda: self._view(image.index))]
         if self._on_use_reference is not None:
             buttons.append(self._button("Use as reference", "share",

@@ -90,6 +90,12 @@ class Panel(widgets.VBox):
                                               icon="play")
         self.generate_button.on_click(lambda _: self._on_generate_click())
         self.gallery = Gallery()
+        self.resume_note = widgets.Label()
+        self.resume_button = widgets.Button(description="Resume", icon="history",
+                                            tooltip="Watch the unfinished tasks of earlier sessions")
+        self.resume_button.on_click(lambda _: self.resume())
+        self.resume_box = widgets.HBox([self.resume_note, self.resume_button],
+                                       layout={"display": "none", "align_items": "center"})
         self.errors = {name: widgets.Label(style={"text_color": _RED})
                        for name in ("prompt", "negative_prompt", "model", "size", "resolution", "n",
                                     "image_urls", "generate")}
@@ -127,10 +133,12 @@ class Panel(widgets.VBox):
             labelled("Reference images", self.image_urls, self.errors["image_urls"], self.previews),
             widgets.HBox([self.generate_button, self.output_size, self.errors["generate"]],
                          layout={"align_items": "center"}),
+            self.resume_box,
             self.gallery,
         ])
         self._refresh_banner()
         self._refresh()
+        self._offer_resume()
 
     def __repr__(self) -> str:
         return f"Panel(cards={len(self.gallery.cards)}, results={len(self.results)})"
@@ -180,6 +188,25 @@ class Panel(widgets.VBox):
         card = self._new_card(None)
         card.start_attach(task_id)
         return card
+
+    def resume(self) -> list[Card]:
+        """A card for every unfinished task of the journal (e.g. from before a kernel restart)."""
+        self.resume_box.layout.display = "none"
+        aio = self.client.aio
+        aio.journal.settle_orphans()
+        cards = []
+        for entry in aio.journal.unfinished(aio.base_url):
+            card = self._new_card(entry.request)
+            card.start_attach(entry.task)
+            cards.append(card)
+        return cards
+
+    def _offer_resume(self) -> None:
+        aio = self.client.aio
+        waiting = len(aio.journal.unfinished(aio.base_url))
+        if waiting:
+            self.resume_note.value = f"{waiting} unfinished task(s) from earlier sessions."
+            self.resume_box.layout.display = None
 
     def add_reference(self, url: str) -> None:
         """Append an image URL to the reference list (the image-to-image loop)."""
