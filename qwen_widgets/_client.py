@@ -383,10 +383,15 @@ class AsyncQwenClient:
         on_retry: OnRetry | None,
         deadline: float | None,
     ) -> Task:
+        def parse(body: Any) -> Task:
+            task = parse_task_response(body, task_id=task_id, request=request)
+            # the server's words reach reprs, cards and the journal: never with the key in them
+            return dataclasses.replace(task, error=self._auth.redact(task.error)) if task.error else task
+
         return await self._call(
             "GET",
             f"/v1/tasks/{task_id}",
-            lambda body: parse_task_response(body, task_id=task_id, request=request),
+            parse,
             task_id=task_id,
             on_retry=on_retry,
             deadline=deadline,

@@ -103,13 +103,18 @@ class Journal:
     def __init__(self, path: str | Path):
         self.path = str(path)
         self._lock = threading.Lock()
+        if self.path != ":memory:":
+            # create it private before SQLite opens it: SQLite gives the -wal and -shm files
+            # (which hold the same rows) the database file's mode
+            os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
+            for suffix in ("", "-wal", "-shm"):
+                if os.path.exists(self.path + suffix):
+                    os.chmod(self.path + suffix, 0o600)
         self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None,
                                    check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
-        if self.path != ":memory:":
-            os.chmod(self.path, 0o600)
 
     @classmethod
     def default(cls) -> Journal:
