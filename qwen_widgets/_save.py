@@ -8,6 +8,7 @@ and exports to any folder carry a JSON sidecar and the prompt in the PNG's own m
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import struct
@@ -121,6 +122,8 @@ def save(tasks: Task | Iterable[Task], folder: str | Path, client: Any = None) -
     """
     if isinstance(tasks, Task):
         tasks = [tasks]
+    if client is not None and inspect.iscoroutinefunction(client.fetch_image):
+        raise TypeError("save() needs a synchronous QwenClient, not an AsyncQwenClient")
     paths = []
     for task in tasks:
         for image in task.images:
