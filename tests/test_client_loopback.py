@@ -127,7 +127,8 @@ async def test_polls_of_many_tasks_stay_within_the_shared_budget(server, make_cl
     # slots are 50 ms apart when reserved; a window can gain one more poll from a closed
     # boundary and one from a loop stall that releases two late slots together
     assert len(times) > 40 and busiest <= 20 + 2
-    assert (len(times) - 1) / (times[-1] - times[0]) <= 20.5  # and on average, the budget
+    # on average, the budget (two slots of slack for arrival jitter at either end)
+    assert len(times) <= 20 * (times[-1] - times[0]) + 2
 
 
 async def test_5xx_burst_while_polling_is_retried(server, make_client):
