@@ -31,6 +31,7 @@ from ._polling import PollBudget, PollSchedule
 from ._request import MODELS, RESOLUTIONS, SIZES, ImageRequest
 from ._retry import RetryPolicy
 from ._save import disk_usage, prune, save
+from ._sweep import Sweep, sweep
 
 __version__ = "0.1.0"
 
@@ -76,6 +77,8 @@ __all__ = [
     "QwenClient",
     "generate",
     "resume",
+    "sweep",
+    "Sweep",
     "history",
     "save",
     "disk_usage",

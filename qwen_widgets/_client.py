@@ -418,8 +418,8 @@ class AsyncQwenClient:
         error: QwenError | None = None
         while True:
             attempt += 1
-            if method == "GET":
-                await self._clock.sleep(self._budget.reserve(self._clock.monotonic()))
+            # polls and submits share one budget: the provider limits requests per account
+            await self._clock.sleep(self._budget.reserve(self._clock.monotonic()))
             limit = self._call_limit
             if deadline is not None:
                 limit = min(limit, deadline - self._clock.monotonic())

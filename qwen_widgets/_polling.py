@@ -112,7 +112,8 @@ class PollTracker:
 
 
 class PollBudget:
-    """A process-wide cap on polls per second, shared by every task and client.
+    """A process-wide cap on API requests (polls and submits) per second, shared by every
+    task and client.
 
     Strict spacing (one slot every 1/rate seconds) rather than a bursty token bucket, so no
     one-second window ever holds more than `rate` polls. Thread-safe: clients on different

@@ -1,0 +1,289 @@
+"""Parameter sweeps: every combination of the fields given as lists, with a concurrency cap.
+
+Planning is pure (`plan_sweep`): it validates every request and counts tasks, images and
+cost before anything is sent, refusing more than `max_images` unless the caller raises it.
+`Sweep` runs the plan on the package's private loop; every task goes through the client,
+so through the journal and the shared request budget, like any other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import itertools
+import sys
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+from . import _runner
+from ._errors import QwenError, RequestValidationError
+from ._models import Task, TaskStatus
+from ._request import ImageRequest
+
+if TYPE_CHECKING:
+    import pandas
+
+    from ._client import QwenClient
+
+__all__ = ["sweep", "Sweep", "SweepCell", "plan_sweep", "describe_plan", "AXIS_FIELDS",
+           "DEFAULT_MAX_IMAGES"]
+
+AXIS_FIELDS = ("prompt", "model", "size", "resolution", "negative_prompt", "n")
+"""Fields that become an axis when given as a list (image_urls is a list by nature)."""
+DEFAULT_MAX_IMAGES = 24
+
+
+@dataclass(frozen=True)
+class SweepCell:
+    """One combination of axis values and the request it makes."""
+
+    labels: tuple[tuple[str, Any], ...]
+    """(field, value) for each axis, in axis order."""
+    request: ImageRequest
+
+
+def plan_sweep(fields: dict[str, Any], *, max_images: int = DEFAULT_MAX_IMAGES
+               ) -> tuple[list[tuple[str, list[Any]]], list[SweepCell]]:
+    """The axes and the cells of a sweep; RequestValidationError before anything is sent."""
+    axes = [(name, list(value)) for name, value in fields.items()
+            if name in AXIS_FIELDS and isinstance(value, (list, tuple))]
+    for name, values in axes:
+        if not values:
+            raise RequestValidationError(name, "an axis needs at least one value", values)
+        if len(set(map(repr, values))) != len(values):
+            raise RequestValidationError(name, "an axis must not repeat a value", values)
+    fixed = {name: value for name, value in fields.items() if name not in dict(axes)}
+    names = [name for name, _ in axes]
+    cells = []
+    for combination in itertools.product(*(values for _, values in axes)):
+        labels = tuple(zip(names, combination))
+        try:
+            request = ImageRequest(**fixed, **dict(labels))
+        except TypeError as exc:  # an unknown keyword
+            raise RequestValidationError("fields", str(exc), show_value=False) from None
+        cells.append(SweepCell(labels, request))
+    images = sum(cell.request.n for cell in cells)
+    if images > max_images:
+        raise RequestValidationError(
+            "max_images",
+            f"this sweep makes {len(cells)} tasks and {images} images, more than "
+            f"max_images={max_images}; pass max_images={images} to go ahead",
+            show_value=False,
+        )
+    return axes, cells
+
+
+def describe_plan(cells: list[SweepCell], price_per_image: float | None) -> str:
+    """'12 tasks, 24 images, about $0.50 at $0.021 per image' (the price is the caller's)."""
+    images = sum(cell.request.n for cell in cells)
+    text = f"{len(cells)} task{'s' * (len(cells) != 1)}, {images} image{'s' * (images != 1)}"
+    if price_per_image is not None:
+        text += (f", about ${images * price_per_image:.2f} at ${price_per_image:g} per image "
+                 "(billed per image generated; failures are free)")
+    return text
+
+
+class Sweep:
+    """A running sweep. `wait()` blocks until it ends; `cancel()` stops it early.
+
+    `results[i]` is the Task of `cells[i]` once it finished, `errors[i]` why it did not.
+    Listeners added with `on_change` are called (on the private loop's thread) with the cell
+    index whenever a cell changes.
+    """
+
+    def __init__(self, client: QwenClient, axes: list[tuple[str, list[Any]]],
+                 cells: list[SweepCell], *, concurrency: int, summary: str):
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise RequestValidationError("concurrency", "must be a positive integer", concurrency)
+        self.client = client
+        self.axes = axes
+        self.cells = cells
+        self.concurrency = concurrency
+        self.summary = summary
+        """The plan in words: tasks, images, and cost when a price was given."""
+        self.results: list[Task | None] = [None] * len(cells)
+        self.errors: list[BaseException | None] = [None] * len(cells)
+        self.submitted: list[Task | None] = [None] * len(cells)
+        self._listeners: list[Callable[[int], None]] = []
+        self._cancelled = threading.Event()
+        self._watchers: dict[int, asyncio.Task] = {}
+        self.future: concurrent.futures.Future | None = None
+
+    def __repr__(self) -> str:
+        return f"Sweep({self.summary}; {self.done_count} done, {self.failed_count} failed)"
+
+    # -- state --------------------------------------------------------------------------------
+
+    @property
+    def tasks(self) -> list[Task]:
+        """The finished tasks (completed or failed), in cell order."""
+        return [task for task in self.results if task is not None]
+
+    @property
+    def done_count(self) -> int:
+        return sum(r is not None or e is not None for r, e in zip(self.results, self.errors))
+
+    @property
+    def failed_count(self) -> int:
+        return sum(e is not None or (r is not None and r.status is not TaskStatus.COMPLETED)
+                   for r, e in zip(self.results, self.errors))
+
+    @property
+    def done(self) -> bool:
+        return self.future is not None and self.future.done()
+
+    def on_change(self, listener: Callable[[int], None]) -> None:
+        self._listeners.append(listener)
+
+    # -- control ------------------------------------------------------------------------------
+
+    def start(self) -> Sweep:
+        self.future = _runner.submit(self._run())
+        return self
+
+    def wait(self, timeout: float | None = None) -> list[Task]:
+        """Block until every cell has ended; returns the finished tasks."""
+        assert self.future is not None, "start() the sweep first"
+        self.future.result(timeout)
+        return self.tasks
+
+    def cancel(self, *, wait: bool = True) -> str:
+        """Stop submitting and watching; returns (and says) what may still be billed.
+
+        Submissions already on the wire are answered first, so their task ids are known;
+        `wait=False` returns at once (the report is then partial until the sweep ends).
+        """
+        self._cancelled.set()
+        loop = _runner.get_loop()
+        for watcher in list(self._watchers.values()):
+            loop.call_soon_threadsafe(watcher.cancel)
+        if wait and self.future is not None:
+            try:
+                self.future.result(60)
+            except concurrent.futures.TimeoutError:
+                pass
+        return self.cancel_report()
+
+    def cancel_report(self) -> str:
+        running = [t.task_id for t, r in zip(self.submitted, self.results) if t and r is None]
+        message = f"Sweep cancelled: {self.done_count} of {len(self.cells)} cells ended."
+        if running:
+            message += (f" {len(running)} submitted task(s) were still running and may complete "
+                        "and be billed; qwen_widgets.resume() picks them up: " + ", ".join(running))
+        return message
+
+    def frame(self) -> pandas.DataFrame:
+        """The finished tasks as a DataFrame, one row per image, with a column per axis."""
+        import pandas as pd
+
+        from ._frame import to_frame
+
+        parts = []
+        for cell, task in zip(self.cells, self.results):
+            if task is not None:
+                part = to_frame([task])
+                for position, (name, value) in enumerate(cell.labels):
+                    part.insert(position, f"axis_{name}", str(value))
+                parts.append(part)
+        if not parts:
+            return to_frame([])
+        return pd.concat(parts, ignore_index=True)
+
+    # -- the work, on the private loop ----------------------------------------------------------
+
+    async def _run(self) -> None:
+        gate = asyncio.Semaphore(self.concurrency)
+        await asyncio.gather(*(self._cell(i, gate) for i in range(len(self.cells))))
+
+    async def _cell(self, index: int, gate: asyncio.Semaphore) -> None:
+        async with gate:
+            if self._cancelled.is_set():
+                self._end(index, error=QwenError("cancelled before it was submitted"))
+                return
+            aio = self.client.aio
+            try:  # never cancelled: a submission is always answered, so no task id is lost
+                task = await aio.submit(self.cells[index].request)
+            except QwenError as error:
+                self._end(index, error=error)
+                return
+            self.submitted[index] = task
+            self._changed(index)
+            watcher = asyncio.ensure_future(aio.wait(task))
+            self._watchers[index] = watcher
+            if self._cancelled.is_set():  # set before cancel() looked at the watchers
+                watcher.cancel()
+            try:
+                self._end(index, result=await watcher)
+            except asyncio.CancelledError:
+                if not watcher.cancelled():
+                    raise
+                self._end(index, error=QwenError(
+                    f"stopped watching task {task.task_id}; it may still complete and be billed"))
+            except QwenError as error:
+                self._end(index, error=error)
+            finally:
+                self._watchers.pop(index, None)
+
+    def _end(self, index: int, *, result: Task | None = None, error: BaseException | None = None) -> None:
+        self.results[index], self.errors[index] = result, error
+        self._changed(index)
+
+    def _changed(self, index: int) -> None:
+        for listener in self._listeners:
+            try:
+                listener(index)
+            except Exception as error:  # a view's bug must not stop the sweep
+                print(f"qwen_widgets: sweep view failed: {error}", file=sys.stderr)
+
+
+def sweep(
+    prompt: str | list[str],
+    *,
+    model: str | list[str] = "qwen-image-2.0",
+    size: str | list[str] = "1:1",
+    resolution: str | list[str] = "1K",
+    negative_prompt: str | None | list[str | None] = None,
+    n: int | list[int] = 1,
+    image_urls: tuple[str, ...] | list[str] = (),
+    concurrency: int = 8,
+    max_images: int = DEFAULT_MAX_IMAGES,
+    price_per_image: float | None = None,
+    client: QwenClient | None = None,
+) -> Sweep:
+    """Generate every combination of the fields given as lists, `concurrency` at a time.
+
+        s = qw.sweep(prompt=["a fox", "a wolf"], size=["1:1", "16:9"], n=2)
+
+    States the plan (tasks, images, cost when `price_per_image` is given) before anything is
+    sent and refuses more than `max_images` images. In a notebook it returns at once and shows
+    a live grid; in a script it prints progress. `wait()`, `tasks`, `frame()`, `cancel()`.
+    """
+    from ._client import default_client
+
+    fields = {"prompt": prompt, "model": model, "size": size, "resolution": resolution,
+              "negative_prompt": negative_prompt, "n": n, "image_urls": image_urls}
+    axes, cells = plan_sweep(fields, max_images=max_images)
+    running = Sweep(client or default_client(), axes, cells, concurrency=concurrency,
+                    summary=describe_plan(cells, price_per_image))
+    if _in_notebook():
+        from .widgets.grid import SweepGrid
+        from IPython.display import display
+
+        display(SweepGrid(running))
+    else:
+        print(f"sweep: {running.summary}", file=sys.stderr)
+        running.on_change(lambda index: _print_progress(running, index))
+    return running.start()
+
+
+def _print_progress(running: Sweep, index: int) -> None:
+    if running.results[index] is None and running.errors[index] is None:
+        return  # submitted, not ended
+    print(f"sweep: {running.done_count}/{len(running.cells)} done, {running.failed_count} failed",
+          file=sys.stderr)
+
+
+def _in_notebook() -> bool:
+    shell = sys.modules.get("IPython") and sys.modules["IPython"].get_ipython()
+    return type(shell).__name__ == "ZMQInteractiveShell"
