@@ -26,8 +26,8 @@ if TYPE_CHECKING:
 
     from ._client import QwenClient
 
-__all__ = ["sweep", "Sweep", "SweepCell", "plan_sweep", "describe_plan", "AXIS_FIELDS",
-           "DEFAULT_MAX_IMAGES"]
+__all__ = ["sweep", "prepare_sweep", "Sweep", "SweepCell", "plan_sweep", "describe_plan",
+           "AXIS_FIELDS", "DEFAULT_MAX_IMAGES"]
 
 AXIS_FIELDS = ("prompt", "model", "size", "resolution", "negative_prompt", "n")
 """Fields that become an axis when given as a list (image_urls is a list by nature)."""
@@ -259,13 +259,10 @@ def sweep(
     sent and refuses more than `max_images` images. In a notebook it returns at once and shows
     a live grid; in a script it prints progress. `wait()`, `tasks`, `frame()`, `cancel()`.
     """
-    from ._client import default_client
-
     fields = {"prompt": prompt, "model": model, "size": size, "resolution": resolution,
               "negative_prompt": negative_prompt, "n": n, "image_urls": image_urls}
-    axes, cells = plan_sweep(fields, max_images=max_images)
-    running = Sweep(client or default_client(), axes, cells, concurrency=concurrency,
-                    summary=describe_plan(cells, price_per_image))
+    running = prepare_sweep(fields, client=client, concurrency=concurrency,
+                            max_images=max_images, price_per_image=price_per_image)
     if _in_notebook():
         from .widgets.grid import SweepGrid
         from IPython.display import display
@@ -275,6 +272,16 @@ def sweep(
         print(f"sweep: {running.summary}", file=sys.stderr)
         running.on_change(lambda index: _print_progress(running, index))
     return running.start()
+
+
+def prepare_sweep(fields: dict[str, Any], *, client: QwenClient | None = None, concurrency: int = 8,
+                  max_images: int = DEFAULT_MAX_IMAGES, price_per_image: float | None = None) -> Sweep:
+    """A planned, validated sweep, not started: what sweep() and the panel build on."""
+    from ._client import default_client
+
+    axes, cells = plan_sweep(fields, max_images=max_images)
+    return Sweep(client or default_client(), axes, cells, concurrency=concurrency,
+                 summary=describe_plan(cells, price_per_image))
 
 
 def _print_progress(running: Sweep, index: int) -> None:

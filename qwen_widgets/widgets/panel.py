@@ -26,6 +26,7 @@ from .._request import (
     check_image_url,
     field_errors,
 )
+from .._sweep import DEFAULT_MAX_IMAGES, Sweep, describe_plan, plan_sweep, prepare_sweep
 from ._format import error_message, output_size_line
 from .card import Card
 from .gallery import Gallery
@@ -63,9 +64,12 @@ class Panel(widgets.VBox):
     Generate runs in the background: the kernel stays free while images are made.
     """
 
-    def __init__(self, client: QwenClient | None = None, *, save_dir: str | Path = "qwen_images"):
+    def __init__(self, client: QwenClient | None = None, *, save_dir: str | Path = "qwen_images",
+                 max_images: int = DEFAULT_MAX_IMAGES):
         self.client = client or _client.default_client()
         self.save_dir = Path(save_dir)
+        self.max_images = max_images
+        """The most images one Compare run may make; a larger sweep is refused."""
         self.results: list[Task] = []
         """Every task that finished (completed, failed or cancelled), oldest first."""
 
@@ -80,6 +84,17 @@ class Panel(widgets.VBox):
         self.resolution = widgets.Dropdown(options=RESOLUTIONS, description="Resolution",
                                            layout={"width": "180px"})
         self.n = widgets.IntSlider(value=1, min=1, max=6, description="Images")
+        self.compare = widgets.ToggleButton(
+            description="Compare", icon="th",
+            tooltip="Vary one or two fields (one prompt per line, several models, sizes or "
+                    "resolutions) and compare the results in a grid")
+        self.models = widgets.SelectMultiple(options=MODELS, value=MODELS[:1], rows=2,
+                                             description="Models")
+        self.sizes = widgets.SelectMultiple(options=SIZES, value=SIZES[:1], rows=4,
+                                            description="Sizes", layout={"width": "180px"})
+        self.resolutions = widgets.SelectMultiple(options=RESOLUTIONS, value=RESOLUTIONS[:1],
+                                                  rows=2, description="Resolutions",
+                                                  layout={"width": "180px"})
         self.image_urls = widgets.Textarea(
             placeholder="Reference image URLs for image-to-image, one per line (optional)",
             rows=2, continuous_update=False, layout={"width": "100%"},
@@ -114,9 +129,15 @@ class Panel(widgets.VBox):
         )
 
         for control in (self.prompt, self.negative_prompt, self.model, self.size,
-                        self.resolution, self.n):
+                        self.resolution, self.n, self.models, self.sizes, self.resolutions):
             control.observe(lambda _: self._refresh(), "value")
+        self.compare.observe(lambda _: self._switch_mode(), "value")
         self.image_urls.observe(lambda _: self._refresh_references(), "value")
+
+        self.single_row = widgets.HBox([self.model, self.size, self.resolution],
+                                       layout={"flex_flow": "row wrap"})
+        self.compare_row = widgets.HBox([self.models, self.sizes, self.resolutions],
+                                        layout={"flex_flow": "row wrap", "display": "none"})
 
         def labelled(title: str, *rows: widgets.Widget) -> widgets.VBox:
             return widgets.VBox([widgets.HTML(f"<b>{title}</b>"), *rows])
@@ -126,13 +147,13 @@ class Panel(widgets.VBox):
             labelled("Prompt", self.prompt, widgets.HBox([self.prompt_count, self.errors["prompt"]])),
             labelled("Negative prompt", self.negative_prompt,
                      widgets.HBox([self.negative_count, self.errors["negative_prompt"]])),
-            widgets.HBox([self.model, self.size, self.resolution],
-                         layout={"flex_flow": "row wrap"}),
+            self.single_row,
+            self.compare_row,
             widgets.HBox([self.n, self.errors["n"], self.errors["model"], self.errors["size"],
                           self.errors["resolution"]]),
             labelled("Reference images", self.image_urls, self.errors["image_urls"], self.previews),
-            widgets.HBox([self.generate_button, self.output_size, self.errors["generate"]],
-                         layout={"align_items": "center"}),
+            widgets.HBox([self.generate_button, self.compare, self.output_size,
+                          self.errors["generate"]], layout={"align_items": "center"}),
             self.resume_box,
             self.gallery,
         ])
@@ -235,13 +256,62 @@ class Panel(widgets.VBox):
             return  # a double click is one intent; a second POST would be billed
         self._last_click = now
         try:
-            self.generate()
+            self.run_sweep() if self.compare.value else self.generate()
         except QwenError as error:
             self.errors["generate"].value = error_message(error)
+
+    # -- compare mode: a sweep over one or two fields ------------------------------------------
+
+    def sweep_fields(self) -> dict[str, Any]:
+        """The form in Compare mode: each line of the prompt, and every selected model, size
+        and resolution; a field with several values is an axis of the sweep."""
+
+        def axis(values: list[Any]) -> Any:
+            return values[0] if len(values) == 1 else list(values)
+
+        return {
+            "prompt": axis(_lines(self.prompt.value) or [""]),
+            "model": axis(list(self.models.value) or [""]),
+            "size": axis(list(self.sizes.value) or [""]),
+            "resolution": axis(list(self.resolutions.value) or [""]),
+            "n": self.n.value,
+            "negative_prompt": self.negative_prompt.value or None,
+            "image_urls": _lines(self.image_urls.value),
+        }
+
+    def run_sweep(self) -> Sweep:
+        """What Generate does in Compare mode: a sweep, shown as a grid in the gallery."""
+        fields = self.sweep_fields()
+        _check_axes(fields)
+        sweep = prepare_sweep(fields, client=self.client, max_images=self.max_images)
+        from .grid import SweepGrid
+
+        self.gallery.add(SweepGrid(sweep))
+
+        def collect(index: int) -> None:
+            if sweep.results[index] is not None:
+                self.results.append(sweep.results[index])
+
+        sweep.on_change(collect)
+        return sweep.start()
+
+    def _switch_mode(self) -> None:
+        comparing = self.compare.value
+        if comparing:  # start from the single choices
+            self.models.value, self.sizes.value = (self.model.value,), (self.size.value,)
+            self.resolutions.value = (self.resolution.value,)
+        self.single_row.layout.display = "none" if comparing else None
+        self.compare_row.layout.display = None if comparing else "none"
+        self.prompt.placeholder = ("One prompt per line: each line is compared" if comparing
+                                   else "Describe the image…")
+        self._refresh()
 
     # -- keeping the form honest -------------------------------------------------------------
 
     def _refresh(self) -> None:
+        if self.compare.value:
+            self._refresh_compare()
+            return
         values = self._values()
         errors = field_errors(**values)
         for name, label in self.errors.items():
@@ -256,6 +326,27 @@ class Panel(widgets.VBox):
             self.output_size.value = output_size_line(values["size"], values["resolution"], values["n"])
         self.generate_button.disabled = bool(errors)
         self.generate_button.tooltip = next(iter(errors.values()), "Submit this request")
+
+    def _refresh_compare(self) -> None:
+        for label in self.errors.values():
+            label.value = ""
+        longest = max(_lines(self.prompt.value) or [""], key=len)
+        _count(self.prompt_count, longest, MAX_PROMPT_CHARS)
+        _count(self.negative_count, self.negative_prompt.value, MAX_NEGATIVE_PROMPT_CHARS)
+        try:
+            fields = self.sweep_fields()
+            _check_axes(fields)
+            _, cells = plan_sweep(fields, max_images=self.max_images)
+        except RequestValidationError as error:
+            field = error.field.split("[")[0]
+            self.errors[field if field in self.errors else "generate"].value = str(error)
+            self.output_size.value = ""
+            self.generate_button.disabled = True
+            self.generate_button.tooltip = str(error)
+            return
+        self.output_size.value = f"Compare: {describe_plan(cells, None)}"
+        self.generate_button.disabled = False
+        self.generate_button.tooltip = "Run the comparison"
 
     def _refresh_references(self) -> None:
         boxes, problems = [], []
@@ -311,6 +402,14 @@ class Panel(widgets.VBox):
         forced = _client.demo_forced()
         self.banner.value = _FORCED_BANNER if forced else _DEMO_BANNER
         self.banner_box.layout.display = None
+
+
+def _check_axes(fields: dict[str, Any]) -> None:
+    varied = [name for name, value in fields.items() if name != "image_urls" and isinstance(value, list)]
+    if len(varied) > 2:
+        raise RequestValidationError(
+            "generate", f"vary at most two fields at once; now {', '.join(varied)} vary",
+            show_value=False)
 
 
 def _lines(text: str) -> list[str]:
