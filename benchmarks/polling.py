@@ -42,7 +42,7 @@ async def run_strategy(name, interval_of, tasks: int, scale: float, seed: int) -
     with serve(simulator) as server:
         client = qw.AsyncQwenClient(
             "bench", base_url=server.url, poll_schedule=qw.PollSchedule().scaled(scale),
-            poll_budget=qw.PollBudget(10_000),
+            poll_budget=qw.PollBudget(10_000), journal=qw.Journal(":memory:"), keep_images=False,
         )
         async with client:
             async def one(i: int) -> tuple[int, float]:

@@ -8,6 +8,7 @@ import inspect
 import logging
 import os
 import re
+import sqlite3
 import threading
 import time
 import warnings
@@ -213,7 +214,10 @@ class AsyncQwenClient:
 
     async def _post(self, request: ImageRequest, on_retry: OnRetry | None) -> Task:
         """The POST between its two journal writes: the row exists before any byte is sent."""
-        local_id = await asyncio.to_thread(self.journal.begin, request, self.base_url)
+        try:
+            local_id = await asyncio.to_thread(self.journal.begin, request, self.base_url)
+        except (sqlite3.Error, OSError) as error:  # no record, no send: a crash would lose it
+            raise QwenError(f"could not write the journal ({error}); nothing was sent") from error
         try:
             task = await self._call(
                 "POST",
@@ -228,10 +232,17 @@ class AsyncQwenClient:
             refused = isinstance(error, QwenError) and not isinstance(error, SubmitOutcomeUnknownError)
             state = EntryState.REFUSED if refused else EntryState.UNKNOWN
             reason = getattr(error, "reason", None) or str(error) or type(error).__name__
-            await asyncio.to_thread(self.journal.failed_to_submit, local_id, state, reason)
+            await self._journal_quietly(self.journal.failed_to_submit, local_id, state, reason)
             raise
-        await asyncio.to_thread(self.journal.submitted, local_id, task)
+        await self._journal_quietly(self.journal.submitted, local_id, task)
         return task
+
+    async def _journal_quietly(self, write: Callable[..., None], *args: Any) -> None:
+        """A journal write after the POST: if it fails, the task must still reach the caller."""
+        try:
+            await asyncio.to_thread(write, *args)
+        except (sqlite3.Error, OSError) as error:
+            _log.warning("qwen_widgets could not update the journal (%s): %s", self.journal.path, error)
 
     async def get_task(
         self,
@@ -361,7 +372,7 @@ class AsyncQwenClient:
         if self.keep_images and task.status is TaskStatus.COMPLETED:
             kept = await asyncio.gather(*(self._keep(task, image) for image in task.images))
             task = dataclasses.replace(task, images=tuple(kept))
-        await asyncio.to_thread(self.journal.record, task, self.base_url)
+        await self._journal_quietly(self.journal.record, task, self.base_url)
         return task
 
     async def _keep(self, task: Task, image: GeneratedImage) -> GeneratedImage:
@@ -373,7 +384,7 @@ class AsyncQwenClient:
         except (QwenError, OSError) as error:
             _log.warning("image %d of task %s was not saved locally: %s", image.index, task.task_id, error)
             return image
-        await asyncio.to_thread(self.journal.add_image_copy, task.task_id, image.index, path, digest)
+        await self._journal_quietly(self.journal.add_image_copy, task.task_id, image.index, path, digest)
         return dataclasses.replace(image, local_path=path)
 
     async def _poll(

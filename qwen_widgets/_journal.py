@@ -41,9 +41,10 @@ CREATE TABLE IF NOT EXISTS submissions (
     pid        INTEGER,
     request    TEXT,
     state      TEXT NOT NULL,
-    task_id    TEXT UNIQUE,
+    task_id    TEXT,
     task       TEXT,
-    error      TEXT
+    error      TEXT,
+    UNIQUE (base_url, task_id)
 );
 CREATE TABLE IF NOT EXISTS images (
     task_id     TEXT NOT NULL,
@@ -147,6 +148,10 @@ class Journal:
         self._write(
             "UPDATE submissions SET state = ?, task_id = ?, task = ?, updated_at = ? WHERE local_id = ?",
             (EntryState.SUBMITTED.value, task.task_id, task_to_json(task), time.time(), local_id),
+            # a server that reissues ids (a restarted simulator) makes an older row stale
+            before=("UPDATE submissions SET task_id = NULL WHERE base_url ="
+                    " (SELECT base_url FROM submissions WHERE local_id = ?) AND task_id = ?"
+                    " AND local_id != ?", (local_id, task.task_id, local_id)),
         )
 
     def failed_to_submit(self, local_id: str, state: EntryState, reason: str) -> None:
@@ -164,7 +169,7 @@ class Journal:
         self._write(
             "INSERT INTO submissions (local_id, created_at, updated_at, base_url, request, state,"
             " task_id, task) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT(task_id) DO UPDATE SET state = excluded.state, task = excluded.task,"
+            " ON CONFLICT(base_url, task_id) DO UPDATE SET state = excluded.state, task = excluded.task,"
             " updated_at = excluded.updated_at, request = coalesce(submissions.request, excluded.request)",
             (uuid.uuid4().hex, now, now, base_url, request, state.value, task.task_id,
              task_to_json(task)),
@@ -222,10 +227,12 @@ class Journal:
 
     # -- plumbing -----------------------------------------------------------------------------
 
-    def _write(self, sql: str, args: tuple) -> None:
+    def _write(self, sql: str, args: tuple, before: tuple[str, tuple] | None = None) -> None:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                if before is not None:
+                    self._db.execute(*before)
                 self._db.execute(sql, args)
             except BaseException:
                 self._db.execute("ROLLBACK")

@@ -787,3 +787,41 @@ def test_panel_hides_resume_when_nothing_is_unfinished(server):
         panel = Panel(client)
         assert panel.resume_box.layout.display == "none"
         assert panel.resume() == []
+
+
+# -- robustness -----------------------------------------------------------------------------------
+
+
+async def test_a_reissued_task_id_keeps_both_submissions(tmp_path):
+    """A restarted simulator (same seed) hands out the same ids again: nothing breaks."""
+    journal = qw.Journal(tmp_path / "journal.sqlite")
+    ids = []
+    for _ in range(2):
+        with serve(Simulator(seed=1, time_scale=TIME_SCALE)) as fresh:
+            async with qw.AsyncQwenClient(TEST_KEY, base_url=fresh.url, journal=journal,
+                                          **fast_options()) as client:
+                ids.append((await client.generate("the same fox")).task_id)
+    assert ids[0] == ids[1]
+    entries = journal.entries()
+    assert len(entries) == 2 and entries[-1].task.task_id == ids[1]
+
+
+async def test_a_journal_failure_after_the_post_never_loses_the_task(make_client, monkeypatch, caplog):
+    async with make_client() as client:
+        def broken(*args):
+            raise sqlite3.OperationalError("disk I/O error")
+
+        monkeypatch.setattr(client.journal, "submitted", broken)
+        task = await client.submit(qw.ImageRequest("a fox"))
+    assert task.task_id and "could not update the journal" in caplog.text
+
+
+async def test_no_journal_no_submission(make_client, monkeypatch, server):
+    async with make_client() as client:
+        def broken(*args):
+            raise sqlite3.OperationalError("database is locked")
+
+        monkeypatch.setattr(client.journal, "begin", broken)
+        with pytest.raises(qw.QwenError, match="nothing was sent"):
+            await client.submit(qw.ImageRequest("a fox"))
+    assert server.simulator.count("POST") == 0
