@@ -431,8 +431,6 @@ class AsyncQwenClient:
             attempt += 1
             # polls and submits share one budget: the provider limits requests per account
             await self._clock.sleep(self._budget.reserve(self._clock.monotonic()))
-            while (late := self._budget.claim(self._clock.monotonic())) > 0:
-                await self._clock.sleep(late)
             limit = self._call_limit
             if deadline is not None:
                 limit = min(limit, deadline - self._clock.monotonic())

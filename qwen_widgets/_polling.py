@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import threading
-from collections import deque
 from dataclasses import dataclass, field
 
 from ._models import Task, TaskStatus
@@ -116,11 +115,9 @@ class PollBudget:
     """A process-wide cap on API requests (polls and submits) per second, shared by every
     task and client.
 
-    Two steps. `reserve()` hands out slots 1/rate apart, so waiters wake spread out rather
-    than all at once. `claim()`, at the moment of sending, checks the sends of the last second:
-    a stalled event loop can wake two late slots together, and claim() then makes the second
-    wait, so no one-second window ever holds more than `rate` sends. Thread-safe: clients on
-    different event loops may share it.
+    Strict spacing (one slot every 1/rate seconds) rather than a bursty token bucket, so no
+    one-second window ever holds more than `rate` polls. Thread-safe: clients on different
+    event loops may share it.
     """
 
     def __init__(self, rate: float = 10.0):
@@ -129,8 +126,6 @@ class PollBudget:
         self.rate = rate
         self._chain_start = -math.inf
         self._chain_length = 0
-        self._sent: deque[float] = deque()
-        self._per_window = max(1, math.floor(rate))
         self._lock = threading.Lock()
 
     def reserve(self, now: float) -> float:
@@ -144,17 +139,6 @@ class PollBudget:
             slot = self._chain_start + self._chain_length / self.rate
             self._chain_length += 1
         return slot - now
-
-    def claim(self, now: float) -> float:
-        """At send time: 0 (and the send is counted) if the last second leaves room, else
-        how long to wait before trying again."""
-        with self._lock:
-            while self._sent and self._sent[0] <= now - 1.0:
-                self._sent.popleft()
-            if len(self._sent) < self._per_window:
-                self._sent.append(now)
-                return 0.0
-            return self._sent[0] + 1.0 - now
 
     def __repr__(self) -> str:
         return f"PollBudget(rate={self.rate:g}/s)"
