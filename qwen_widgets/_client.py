@@ -200,19 +200,25 @@ class AsyncQwenClient:
         """
         if not isinstance(request, ImageRequest):
             raise RequestValidationError("request", "must be an ImageRequest", request)
-        posting = asyncio.ensure_future(self._post(request, on_retry))
+        abort = asyncio.Event()
+        posting = asyncio.ensure_future(self._post(request, on_retry, abort))
         try:
             return await asyncio.shield(posting)
         except asyncio.CancelledError:
             if posting.cancelled():
                 raise
-            task = await _unstoppable(posting)  # its QwenError, if any, says more than a cancel
+            abort.set()  # honoured only while the request has not left
+            try:
+                task = await _unstoppable(posting)  # its QwenError, if any, says more than a cancel
+            except _NotSent:
+                raise asyncio.CancelledError("cancelled before the submission was sent; "
+                                             "nothing was created") from None
             raise asyncio.CancelledError(
                 f"interrupted after the server accepted task {task.task_id}; it will run and "
                 f"be billed. Re-attach with wait({task.task_id!r})."
             ) from None
 
-    async def _post(self, request: ImageRequest, on_retry: OnRetry | None) -> Task:
+    async def _post(self, request: ImageRequest, on_retry: OnRetry | None, abort: asyncio.Event) -> Task:
         """The POST between its two journal writes: the row exists before any byte is sent."""
         try:
             local_id = await asyncio.to_thread(self.journal.begin, request, self.base_url)
@@ -226,6 +232,7 @@ class AsyncQwenClient:
                 json=request.to_payload(),
                 submitted=request,
                 on_retry=on_retry,
+                abort=abort,
             )
         except BaseException as error:
             # only a clear refusal proves nothing was created; anything odd counts as unknown
@@ -419,6 +426,7 @@ class AsyncQwenClient:
         task_id: str | None = None,
         on_retry: OnRetry | None = None,
         deadline: float | None = None,
+        abort: asyncio.Event | None = None,
     ) -> T:
         """One API call with retries decided by _retry; parse() turns the body into a result.
 
@@ -431,6 +439,8 @@ class AsyncQwenClient:
             attempt += 1
             # polls and submits share one budget: the provider limits requests per account
             await self._clock.sleep(self._budget.reserve(self._clock.monotonic()))
+            if abort is not None and abort.is_set():
+                raise _NotSent()
             limit = self._call_limit
             if deadline is not None:
                 limit = min(limit, deadline - self._clock.monotonic())
@@ -475,6 +485,13 @@ class AsyncQwenClient:
             if on_retry is not None:
                 await _maybe_await(on_retry(error, delay))
             await self._clock.sleep(delay)
+
+
+class _NotSent(QwenError):
+    """Internal: a submission cancelled while it waited for its turn, before any byte left."""
+
+    def __init__(self) -> None:
+        super().__init__("cancelled before it was sent; nothing was created")
 
 
 class _DeadlineReached(Exception):

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from ._client import QwenClient
 
-__all__ = ["sweep", "prepare_sweep", "Sweep", "SweepCell", "plan_sweep", "describe_plan",
+__all__ = ["sweep", "prepare_sweep", "Sweep", "SweepCell", "SweepCancelled", "plan_sweep", "describe_plan",
            "AXIS_FIELDS", "DEFAULT_MAX_IMAGES"]
 
 AXIS_FIELDS = ("prompt", "model", "size", "resolution", "negative_prompt", "n")
@@ -63,6 +63,7 @@ def plan_sweep(fields: dict[str, Any], *, max_images: int = DEFAULT_MAX_IMAGES
         except TypeError as exc:  # an unknown keyword
             raise RequestValidationError("fields", str(exc), show_value=False) from None
         cells.append(SweepCell(labels, request))
+    _refuse_repeats(axes, cells)
     images = sum(cell.request.n for cell in cells)
     if images > max_images:
         raise RequestValidationError(
@@ -72,6 +73,23 @@ def plan_sweep(fields: dict[str, Any], *, max_images: int = DEFAULT_MAX_IMAGES
             show_value=False,
         )
     return axes, cells
+
+
+def _refuse_repeats(axes: list[tuple[str, list[Any]]], cells: list[SweepCell]) -> None:
+    """Values that differ only before validation normalises them (None and "" as negative
+    prompts) would make identical requests, each billed: refuse them as repeats."""
+    for position, (name, values) in enumerate(axes):
+        normalised = {}
+        for cell in cells:
+            normalised.setdefault(repr(cell.labels[position][1]), getattr(cell.request, name))
+        if len(set(map(repr, normalised.values()))) != len(values):
+            raise RequestValidationError(
+                name, "an axis must not repeat a value (some become the same once normalised)",
+                values)
+
+
+class SweepCancelled(QwenError):
+    """A cell the sweep stopped before it ended: not a failure of the task."""
 
 
 def describe_plan(cells: list[SweepCell], price_per_image: float | None) -> str:
@@ -108,6 +126,7 @@ class Sweep:
         self._listeners: list[Callable[[int], None]] = []
         self._cancelled = threading.Event()
         self._watchers: dict[int, asyncio.Task] = {}
+        self._submits: dict[int, asyncio.Task] = {}
         self.future: concurrent.futures.Future | None = None
 
     def __repr__(self) -> str:
@@ -126,7 +145,9 @@ class Sweep:
 
     @property
     def failed_count(self) -> int:
-        return sum(e is not None or (r is not None and r.status is not TaskStatus.COMPLETED)
+        """Cells that failed (a cancelled cell did not fail)."""
+        return sum((e is not None and not isinstance(e, SweepCancelled))
+                   or (r is not None and r.status is not TaskStatus.COMPLETED)
                    for r, e in zip(self.results, self.errors))
 
     @property
@@ -156,8 +177,8 @@ class Sweep:
         """
         self._cancelled.set()
         loop = _runner.get_loop()
-        for watcher in list(self._watchers.values()):
-            loop.call_soon_threadsafe(watcher.cancel)
+        for running in [*self._submits.values(), *self._watchers.values()]:
+            loop.call_soon_threadsafe(running.cancel)
         if wait and self.future is not None:
             try:
                 self.future.result(60)
@@ -199,14 +220,23 @@ class Sweep:
     async def _cell(self, index: int, gate: asyncio.Semaphore) -> None:
         async with gate:
             if self._cancelled.is_set():
-                self._end(index, error=QwenError("cancelled before it was submitted"))
+                self._end(index, error=SweepCancelled("cancelled before it was submitted"))
                 return
             aio = self.client.aio
-            try:  # never cancelled: a submission is always answered, so no task id is lost
-                task = await aio.submit(self.cells[index].request)
+            submitting = asyncio.ensure_future(aio.submit(self.cells[index].request))
+            self._submits[index] = submitting
+            if self._cancelled.is_set():
+                submitting.cancel()
+            try:  # a cancel stops it only before it leaves; once sent, its answer is awaited
+                task = await submitting
+            except asyncio.CancelledError as stopped:
+                self._end(index, error=SweepCancelled(str(stopped) or "cancelled"))
+                return
             except QwenError as error:
                 self._end(index, error=error)
                 return
+            finally:
+                self._submits.pop(index, None)
             self.submitted[index] = task
             self._changed(index)
             watcher = asyncio.ensure_future(aio.wait(task))
@@ -218,7 +248,7 @@ class Sweep:
             except asyncio.CancelledError:
                 if not watcher.cancelled():
                     raise
-                self._end(index, error=QwenError(
+                self._end(index, error=SweepCancelled(
                     f"stopped watching task {task.task_id}; it may still complete and be billed"))
             except QwenError as error:
                 self._end(index, error=error)

@@ -203,9 +203,6 @@ def test_a_repeated_axis_value_is_refused(name, values):
     assert caught.value.field == name and "repeat" in str(caught.value)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: the repeat check compares repr() of the raw values, "
-                   "so negative_prompt=[None, ''] (both normalised to None) makes two identical, "
-                   "separately billed requests instead of being refused")
 def test_axis_values_that_make_the_same_request_are_refused_as_repeats():
     with pytest.raises(qw.RequestValidationError, match="repeat"):
         plan_sweep(fields(prompt="a fox", negative_prompt=[None, ""]))
@@ -444,6 +441,22 @@ def test_cancel_reports_what_may_be_billed_and_submits_nothing_more(client, serv
     time.sleep(0.3)
     assert sim.count("POST") == posts  # no submission after cancel returned
     assert sim.count("GET", "/v1/tasks/") == polls  # and no more watching
+
+
+def test_cancel_does_not_send_submissions_still_waiting_for_the_budget(server):
+    sim = server.simulator
+    sim.duration = 1000  # 10 s tasks
+    client = loopback_client(server, poll_budget=qw.PollBudget(4))  # a POST every 0.25 s
+    try:
+        sweep = qw.sweep(["a fox", "a wolf", "a bear"], size=["1:1", "16:9"], concurrency=6,
+                         client=client)
+        wait_until(lambda: any(sweep.submitted))
+        cancelled_at = time.time()
+        message = sweep.cancel()
+    finally:
+        client.close()
+    late = [e for e in sim.log if e["method"] == "POST" and e["time"] > cancelled_at + 0.1]
+    assert late == [], f"{len(late)} submissions sent after cancel(): {message}"
 
 
 # -- 6. script mode -----------------------------------------------------------------------------

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 
+from .. import _runner
+
 import ipywidgets as widgets
 
 from .._download import thumbnail
 from .._errors import QwenError
 from .._models import TaskStatus
-from .._sweep import Sweep
+from .._sweep import Sweep, SweepCancelled
 from ._format import error_message
 
 __all__ = ["SweepGrid"]
@@ -39,7 +41,8 @@ class SweepGrid(widgets.VBox):
         self.cancel_button.on_click(lambda _: self._cancel())
         self.cells = [self._cell() for _ in sweep.cells]
         header = [widgets.Label(_axis_title(down))] + [
-            widgets.Label(_short(value), tooltip=str(value)) for value in self._columns]
+            widgets.Label("" if value is None else _short(value), tooltip=str(value))
+            for value in self._columns]
         body = []
         for r, row in enumerate(self._rows):
             body.append(widgets.Label(" · ".join(_short(v) for v in row), tooltip=" · ".join(map(str, row))))
@@ -51,6 +54,9 @@ class SweepGrid(widgets.VBox):
                           self.progress, self.grid],
                          layout={"border": "1px solid #ccc", "padding": "6px"})
         sweep.on_change(self._update)
+        for index in range(len(sweep.cells)):  # a sweep already under way: catch up
+            if sweep.submitted[index] or sweep.results[index] or sweep.errors[index]:
+                self._update(index)
 
     def __repr__(self) -> str:
         return f"SweepGrid({self.sweep!r})"
@@ -64,7 +70,9 @@ class SweepGrid(widgets.VBox):
         """Runs on the private loop whenever a cell changes."""
         sweep, (picture, label) = self.sweep, self.cells[index].children
         result, error, submitted = sweep.results[index], sweep.errors[index], sweep.submitted[index]
-        if error is not None:
+        if isinstance(error, SweepCancelled):
+            label.value = "cancelled"
+        elif error is not None:
             label.value = error_message(error)
             label.style.text_color = _RED
         elif result is not None and result.status is not TaskStatus.COMPLETED:
@@ -73,8 +81,8 @@ class SweepGrid(widgets.VBox):
         elif result is not None:
             count = len(result.images)
             label.value = f"{count} image{'s' * (count != 1)} · {result.actual_time or 0:.1f} s"
-            if result.images:
-                asyncio.ensure_future(self._load(result.images[0], picture, label))
+            if result.images:  # _runner.submit: safe from the loop's thread and from others
+                _runner.submit(self._load(result.images[0], picture, label))
         elif submitted is not None:
             label.value = f"running · {submitted.task_id}"
         self.progress.value = sweep.done_count
