@@ -342,3 +342,51 @@ def test_empty_labels_take_no_room(panel):
     assert card.message.value == "" and card.message.layout.display == "none"
     assert card.timings.layout.display is None  # filled, so shown
     assert card.buttons.layout.display == "none"  # nothing to stop or re-attach
+
+
+# -- Compare mode: a sweep from the panel ---------------------------------------------------------
+
+
+def test_compare_mode_runs_a_sweep_over_prompt_lines_and_sizes(panel):
+    panel.compare.value = True
+    assert panel.compare_row.layout.display is None and panel.single_row.layout.display == "none"
+    panel.prompt.value = "a fox\n\na wolf\n"
+    panel.sizes.value = ("1:1", "16:9")
+    panel.n.value = 2
+    assert panel.sweep_fields()["prompt"] == ["a fox", "a wolf"]
+    assert panel.output_size.value == "Compare: 4 tasks, 8 images"
+    panel.generate_button.click()
+    grid = panel.gallery.children[0]
+    sweep = grid.sweep
+    assert [dict(c.labels) for c in sweep.cells] == [
+        {"prompt": p, "size": s} for p in ("a fox", "a wolf") for s in ("1:1", "16:9")]
+    sweep.wait(60)
+    wait_until(lambda: len(panel.results) == 4)
+    assert {(t.request.prompt, t.request.size, t.request.n) for t in panel.results} == {
+        (p, s, 2) for p in ("a fox", "a wolf") for s in ("1:1", "16:9")}
+
+
+def test_compare_mode_refuses_three_axes_and_too_many_images(panel):
+    panel.compare.value = True
+    panel.prompt.value = "a\nb"
+    panel.models.value = qw.MODELS
+    panel.sizes.value = ("1:1", "4:3")
+    assert panel.generate_button.disabled and "at most two fields" in panel.errors["generate"].value
+    panel.models.value = qw.MODELS[:1]
+    panel.sizes.value = qw.SIZES  # 2 prompts x 7 sizes x 2 images = 28 > 24
+    panel.n.value = 2
+    assert panel.generate_button.disabled and "28 images" in panel.errors["generate"].value
+    panel.max_images = 28
+    panel.n.value = 1
+    panel.n.value = 2  # any change re-checks the plan
+    assert not panel.generate_button.disabled
+    assert panel.client.simulator.count("POST") == 0
+
+
+def test_leaving_compare_mode_restores_the_single_form(panel):
+    panel.size.value = "3:2"
+    panel.compare.value = True
+    assert panel.sizes.value == ("3:2",)  # starts from the single choice
+    panel.compare.value = False
+    panel.prompt.value = "a fox"
+    assert panel.request.size == "3:2" and panel.output_size.value.startswith("3:2 1K")
