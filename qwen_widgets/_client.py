@@ -415,6 +415,18 @@ class AsyncQwenClient:
             deadline=deadline,
         )
 
+    async def _take_budget_slot(self) -> None:
+        """Wait for a slot of the shared request budget (polls and submits alike: the provider
+        limits requests per account). A waiter that wakes more than a slot late, because the
+        loop or machine stalled, takes a fresh slot rather than spend its stale one: spending
+        them all at once after a stall would be a burst."""
+        while True:
+            now = self._clock.monotonic()
+            wait = self._budget.reserve(now)
+            await self._clock.sleep(wait)
+            if self._clock.monotonic() - (now + wait) <= self._budget.spacing:
+                return
+
     async def _call(
         self,
         method: str,
@@ -437,8 +449,7 @@ class AsyncQwenClient:
         error: QwenError | None = None
         while True:
             attempt += 1
-            # polls and submits share one budget: the provider limits requests per account
-            await self._clock.sleep(self._budget.reserve(self._clock.monotonic()))
+            await self._take_budget_slot()
             if abort is not None and abort.is_set():
                 raise _NotSent()
             limit = self._call_limit

@@ -128,6 +128,11 @@ class PollBudget:
         self._chain_length = 0
         self._lock = threading.Lock()
 
+    @property
+    def spacing(self) -> float:
+        """Seconds between slots."""
+        return 1.0 / self.rate
+
     def reserve(self, now: float) -> float:
         """Claim the next free slot; returns how long to wait before using it."""
         with self._lock:
