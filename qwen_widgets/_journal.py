@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
-from typing import Any
 
 from ._errors import RequestValidationError
 from ._models import GeneratedImage, Task, TaskStatus

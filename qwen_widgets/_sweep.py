@@ -14,7 +14,8 @@ import itertools
 import sys
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
 
 from . import _runner
 from ._errors import QwenError, RequestValidationError
