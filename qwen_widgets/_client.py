@@ -293,7 +293,7 @@ class AsyncQwenClient:
                 elapsed = self._clock.monotonic() - start
                 tracker.observe(elapsed, last)
                 if last.done:
-                    last = await self._finish(last)
+                    last = await self._finish(last, start + tracker.deadline())
                 if on_update is not None:
                     await _maybe_await(on_update(last))
                 if last.done:
@@ -349,6 +349,9 @@ class AsyncQwenClient:
         results = await asyncio.gather(
             *(self.wait(entry.task, on_update=on_update) for entry in entries if entry.task),
             return_exceptions=True)
+        if self.keep_images:  # finished earlier, but the images were not saved in time
+            for entry in await asyncio.to_thread(self.journal.unsaved, self.base_url):
+                await self._finish(entry.task)
         tasks = []
         for result in results:
             if isinstance(result, Task):
@@ -374,11 +377,20 @@ class AsyncQwenClient:
 
     # -- plumbing ----------------------------------------------------------------------------
 
-    async def _finish(self, task: Task) -> Task:
-        """A task just seen done: keep its images (if asked), then journal it."""
+    async def _finish(self, task: Task, deadline: float | None = None) -> Task:
+        """A task just seen done: keep its images (if asked, within the deadline), journal it.
+
+        Images not kept in time keep their URL (valid about a day); resume() keeps them later.
+        """
         if self.keep_images and task.status is TaskStatus.COMPLETED:
-            kept = await asyncio.gather(*(self._keep(task, image) for image in task.images))
-            task = dataclasses.replace(task, images=tuple(kept))
+            keeping = asyncio.gather(*(self._keep(task, image) for image in task.images))
+            left = None if deadline is None else max(deadline - self._clock.monotonic(), 0.0)
+            try:
+                kept = await asyncio.wait_for(keeping, left)
+                task = dataclasses.replace(task, images=tuple(kept))
+            except asyncio.TimeoutError:
+                _log.warning("the deadline came before the images of task %s were saved locally; "
+                             "qwen_widgets.resume() saves them later", task.task_id)
         await self._journal_quietly(self.journal.record, task, self.base_url)
         return task
 
@@ -453,8 +465,9 @@ class AsyncQwenClient:
             if abort is not None and abort.is_set():
                 raise _NotSent()
             limit = self._call_limit
-            if deadline is not None:
-                limit = min(limit, deadline - self._clock.monotonic())
+            cut_by_deadline = False
+            if deadline is not None and deadline - self._clock.monotonic() < limit:
+                limit, cut_by_deadline = deadline - self._clock.monotonic(), True
                 if limit <= 0:
                     raise _DeadlineReached(error or TransportError("no time left before the deadline"))
             retry_after = None
@@ -464,8 +477,10 @@ class AsyncQwenClient:
                 if isinstance(exc, httpx.RequestError):
                     verdict, reason = classify_exception(exc, method), _describe(exc)
                 else:  # the request may have been answered in part: as unknown as a reset
+                    if cut_by_deadline and error is not None:  # the deadline, not this server
+                        raise _DeadlineReached(error) from exc
                     verdict = Verdict.RETRY if method == "GET" else Verdict.OUTCOME_UNKNOWN
-                    reason = f"no complete answer within {limit:.0f} s"
+                    reason = f"no complete answer within {limit:.1f} s"
                 error = TransportError(self._auth.redact(f"{method} {self.base_url}{path} failed: {reason}"))
                 cause: BaseException = exc
             else:

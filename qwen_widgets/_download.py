@@ -8,6 +8,8 @@ an image and not, say, an HTML error page.
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 
 from ._clock import SYSTEM_CLOCK, Clock
@@ -56,6 +58,8 @@ class ImageFetcher:
         clock: Clock = SYSTEM_CLOCK,
     ):
         self.max_bytes = max_bytes
+        # httpx times out per read: a host that drips bytes needs an overall cap per attempt
+        self._attempt_limit = 2 * timeout
         self._retry = retry
         self._clock = clock
         # follow_redirects=False: every hop is checked in fetch() before it is taken
@@ -70,12 +74,15 @@ class ImageFetcher:
         while True:
             attempt += 1
             try:
-                return await self._fetch_once(url)
+                return await asyncio.wait_for(self._fetch_once(url), self._attempt_limit)
+            except asyncio.TimeoutError:
+                failure = _Retryable(f"no complete image within {self._attempt_limit:.0f} s")
             except _Retryable as exc:
-                delay = self._retry.delay(attempt, None, self._clock.random())
-                if delay is None:
-                    raise ImageFetchError(url, exc.reason) from exc.__cause__
-                await self._clock.sleep(delay)
+                failure = exc
+            delay = self._retry.delay(attempt, None, self._clock.random())
+            if delay is None:
+                raise ImageFetchError(url, failure.reason) from failure.__cause__
+            await self._clock.sleep(delay)
 
     async def _fetch_once(self, url: str) -> bytes:
         current = httpx.URL(url)

@@ -220,6 +220,13 @@ class Journal:
         return self.entries(base_url=base_url, states=(EntryState.SUBMITTED,),
                             newer_than=time.time() - URL_LIFETIME)
 
+    def unsaved(self, base_url: str) -> list[Entry]:
+        """Completed tasks of the last day with images that have no local copy yet."""
+        finished = self.entries(base_url=base_url, states=(EntryState.FINISHED,),
+                                newer_than=time.time() - URL_LIFETIME)
+        return [e for e in finished if e.task is not None and e.task.status is TaskStatus.COMPLETED
+                and any(image.local_path is None for image in e.task.images)]
+
     def image_copies(self) -> list[tuple[str, int, Path, str, float]]:
         """(task_id, index, path, sha256, saved_at) of every local copy."""
         return [(t, i, Path(p), s, at) for t, i, p, s, at in self._read("SELECT * FROM images", ())]

@@ -192,8 +192,10 @@ def parse_task_response(body: Any, *, task_id: str, request: ImageRequest | None
     data = _field(body, "data", "task response")
     if not isinstance(data, dict):
         raise MalformedResponseError(f"task response 'data' is not an object: {shorten(data)}")
-    if "status" not in data:
-        raise MalformedResponseError("task response has no 'status'", task_id=task_id)
+    if not isinstance(data.get("status"), str):
+        # an unknown *word* is tolerated (still running); a missing or non-text status is not
+        raise MalformedResponseError(
+            f"task response has no usable 'status': {shorten(data.get('status'))}", task_id=task_id)
     status = TaskStatus.parse(data["status"])
     seen_id = data.get("id", task_id)
     if seen_id != task_id:

@@ -36,8 +36,10 @@ class PollSchedule:
     default_estimate: float = 20.0
     """Assumed duration while the server has given no estimate."""
     min_deadline: float = 600.0
-    """The overall deadline is the larger of this and `deadline_factor` x the estimate."""
+    """The overall deadline is the larger of this and `deadline_factor` x the estimate..."""
     deadline_factor: float = 3.0
+    max_deadline: float = 86_400.0
+    """...but never past the day that task ids live, whatever the server estimates."""
 
     def scaled(self, factor: float) -> PollSchedule:
         """The same schedule with every duration multiplied (for time-scaled simulators)."""
@@ -48,6 +50,7 @@ class PollSchedule:
             max_interval=self.max_interval * factor,
             default_estimate=self.default_estimate * factor,
             min_deadline=self.min_deadline * factor,
+            max_deadline=self.max_deadline * factor,
         )
 
 
@@ -78,7 +81,8 @@ class PollTracker:
         if self.timeout is not None:
             return self.timeout
         estimate = self.estimated_time or 0.0
-        return max(self.schedule.min_deadline, self.schedule.deadline_factor * estimate)
+        wanted = max(self.schedule.min_deadline, self.schedule.deadline_factor * estimate)
+        return min(wanted, self.schedule.max_deadline)
 
     def predicted_total(self, elapsed: float) -> float:
         """Predicted task duration, in seconds since submit."""

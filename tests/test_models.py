@@ -339,7 +339,14 @@ def test_status_names_and_aliases(raw, status):
     assert _task({"status": raw}).status is status
 
 
-@pytest.mark.parametrize("raw", ["paused", "", "done?", None, 3, ["completed"], {"s": "completed"}])
+@pytest.mark.parametrize("raw", [None, 3, ["completed"], {"s": "completed"}])
+def test_a_status_that_is_not_text_is_malformed(raw):
+    # an unknown word may be a new state; a number or a list is a broken answer
+    with pytest.raises(MalformedResponseError):
+        _task({"status": raw, "progress": 40})
+
+
+@pytest.mark.parametrize("raw", ["paused", "", "done?"])
 def test_unknown_status_is_unknown_and_still_running(raw):
     task = _task({"status": raw, "progress": 40})
     assert task.status is TaskStatus.UNKNOWN
