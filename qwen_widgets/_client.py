@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import inspect
+import json
 import logging
 import os
 import re
@@ -78,22 +79,53 @@ def demo_forced() -> bool:
     return os.environ.get("QWEN_WIDGETS_DEMO", "").strip().lower() in ("1", "true", "yes", "on")
 
 
+class _Secret:
+    """The API key in a box that shows `***` in reprs, str() and verbose tracebacks (which
+    print every local variable): the plain text never sits in a variable of its own."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        self._value = value.strip()
+
+    def reveal(self) -> str:
+        return self._value
+
+    def usable(self) -> bool:
+        """Printable ASCII without spaces: anything else h11 would refuse (quoting it)."""
+        return bool(_KEY_CHARS.fullmatch(self._value))
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return "***"
+
+    __str__ = __repr__
+
+
+def _as_secret(value: str | _Secret | None) -> _Secret | None:
+    return _Secret(value) if isinstance(value, str) else value
+
+
 class _BearerAuth(httpx.Auth):
     """Adds the key only to requests for the API's own origin; never shows it in a repr."""
 
-    def __init__(self, key: str, origin: httpx.URL):
-        self._key = key
+    def __init__(self, secret: _Secret, origin: httpx.URL):
+        self._secret = secret
         self._origin = (origin.scheme, origin.host, origin.port)
 
     def auth_flow(self, request: httpx.Request):
         if (request.url.scheme, request.url.host, request.url.port) == self._origin:
-            request.headers["Authorization"] = f"Bearer {self._key}"
+            request.headers["Authorization"] = f"Bearer {self._secret.reveal()}"
         yield request
 
     def redact(self, text: str) -> str:
         """`text` with the key masked, for anything a server sends back."""
         # a key of a few characters would mangle every message; real keys are long
-        return text.replace(self._key, "***") if len(self._key) >= 8 else text
+        if len(self._secret.reveal()) < 8:
+            return text
+        return text.replace(self._secret.reveal(), "***")
 
     def __repr__(self) -> str:
         return "_BearerAuth(***)"
@@ -108,7 +140,7 @@ class AsyncQwenClient:
 
     def __init__(
         self,
-        api_key: str | None = None,
+        api_key: str | _Secret | None = None,
         *,
         base_url: str | None = None,
         timeout: float | None = None,
@@ -123,15 +155,14 @@ class AsyncQwenClient:
         keep_images: bool | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ):
-        key = api_key if api_key is not None else os.environ.get("APIMART_API_KEY")
-        key = (key or "").strip() or None
-        if key is not None and not _KEY_CHARS.fullmatch(key):
-            # checked here: h11 would refuse the header later and quote it in its error
+        api_key = _as_secret(api_key)  # rebinding: even this frame's locals show ***
+        secret = api_key if api_key is not None else _Secret(os.environ.get("APIMART_API_KEY", ""))
+        if secret and not secret.usable():
             raise RequestValidationError(
                 "api_key", "must be printable ASCII without spaces or line breaks "
                 "(check for a stray character when pasting)", show_value=False,
             )
-        self.demo = simulator is not None or key is None or demo_forced()
+        self.demo = simulator is not None or not secret or demo_forced()
         """True when requests go to the built-in simulator, not to the real API."""
         if self.demo:
             from .simulator import SIMULATOR_BASE_URL, Simulator, SimulatorTransport
@@ -139,7 +170,7 @@ class AsyncQwenClient:
             self.simulator = simulator if simulator is not None else Simulator.for_demo()
             transport = SimulatorTransport(self.simulator)
             image_transport = SimulatorTransport(self.simulator, passthrough=True)
-            base_url, key = SIMULATOR_BASE_URL, "demo"
+            base_url, secret = SIMULATOR_BASE_URL, _Secret("demo")
             _announce_demo()
         else:
             self.simulator = None
@@ -152,7 +183,7 @@ class AsyncQwenClient:
         # an overall cap per HTTP call: httpx's timeouts are per read, so a server that drips
         # its answer a byte at a time would otherwise hold a call open indefinitely
         self._call_limit = 2 * (timeout or 30.0)
-        self._auth = _BearerAuth(key, httpx.URL(self.base_url))
+        self._auth = _BearerAuth(secret, httpx.URL(self.base_url))
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             auth=self._auth,
@@ -175,6 +206,8 @@ class AsyncQwenClient:
         )
 
     def __repr__(self) -> str:
+        if not hasattr(self, "base_url"):  # half-built: an error in __init__
+            return f"{type(self).__name__}(not ready)"
         mode = "demo (simulated)" if self.demo else "live"
         return f"{type(self).__name__}(base_url={self.base_url!r}, mode={mode})"
 
@@ -229,7 +262,7 @@ class AsyncQwenClient:
                 "POST",
                 "/v1/images/generations",
                 lambda body: parse_submit_response(body, request),
-                json=request.to_payload(),
+                payload=request.to_payload(),
                 submitted=request,
                 on_retry=on_retry,
                 abort=abort,
@@ -276,8 +309,8 @@ class AsyncQwenClient:
         seconds, by default the larger of 10 minutes and 3x the server's estimate. Then
         TaskTimeoutError; the task may still finish.
         """
-        if isinstance(task_or_id, Task):
-            task_id, request, last = task_or_id.task_id, task_or_id.request, task_or_id
+        if isinstance(task_or_id, Task):  # a Task may be hand-built or read from a journal
+            task_id, request, last = validate_task_id(task_or_id.task_id), task_or_id.request, task_or_id
         else:
             task_id, request, last = validate_task_id(task_or_id), None, None
         tracker = PollTracker(self._schedule, timeout=timeout)
@@ -445,7 +478,7 @@ class AsyncQwenClient:
         path: str,
         parse: Callable[[Any], T],
         *,
-        json: Any = None,
+        payload: Any = None,
         submitted: ImageRequest | None = None,
         task_id: str | None = None,
         on_retry: OnRetry | None = None,
@@ -472,7 +505,7 @@ class AsyncQwenClient:
                     raise _DeadlineReached(error or TransportError("no time left before the deadline"))
             retry_after = None
             try:
-                response = await asyncio.wait_for(self._http.request(method, path, json=json), limit)
+                response = await asyncio.wait_for(self._http.request(method, path, json=payload), limit)
             except (httpx.RequestError, asyncio.TimeoutError) as exc:
                 if isinstance(exc, httpx.RequestError):
                     verdict, reason = classify_exception(exc, method), _describe(exc)
@@ -484,16 +517,19 @@ class AsyncQwenClient:
                 error = TransportError(self._auth.redact(f"{method} {self.base_url}{path} failed: {reason}"))
                 cause: BaseException = exc
             else:
+                # masked before anything reads it: messages quote bodies, shortened, and a
+                # shortened key would slip past a later redaction
+                text = self._auth.redact(response.text)
                 if response.is_success:
                     try:
-                        return parse(response.json())
+                        return parse(json.loads(text))
                     except (ValueError, RecursionError, MalformedResponseError) as exc:
                         verdict = Verdict.OUTCOME_UNKNOWN if method == "POST" else Verdict.RETRY
-                        error = _malformed(response, exc, task_id, self._auth.redact)
-                        cause = exc
+                        error = _malformed(response.status_code, text, exc, task_id)
+                        cause = error  # not the decoder's error: it holds the whole body
                 else:
                     verdict = classify_status(response.status_code, method)
-                    error = _api_error(response, task_id, self._auth.redact, self._clock.time())
+                    error = _api_error(response, text, task_id, self._clock.time())
                     retry_after = error.retry_after
                     cause = error
             if verdict is Verdict.OUTCOME_UNKNOWN:
@@ -546,6 +582,7 @@ class QwenClient:
     """
 
     def __init__(self, api_key: str | None = None, **options: Any):
+        api_key = _as_secret(api_key)  # rebinding: even this frame's locals show ***
         self.aio = AsyncQwenClient(api_key, **options)
         """The underlying async client. It belongs to the package's private loop: use it in
         coroutines run there (as the widgets do). To `await` in a notebook cell, create an
@@ -556,6 +593,8 @@ class QwenClient:
     simulator = property(lambda self: self.aio.simulator, doc="The demo simulator, if any.")
 
     def __repr__(self) -> str:
+        if not hasattr(self, "aio"):
+            return "QwenClient(not ready)"
         return repr(self.aio).replace("AsyncQwenClient", "QwenClient", 1)
 
     def __enter__(self) -> QwenClient:
@@ -673,17 +712,16 @@ _STATUS_HINTS = {
 }
 
 
-def _api_error(
-    response: httpx.Response, task_id: str | None, redact: Callable[[str], str], now: float
-) -> APIError:
-    """The typed error for a non-2xx response, with the server's message when it sent one."""
+def _api_error(response: httpx.Response, text: str, task_id: str | None, now: float) -> APIError:
+    """The typed error for a non-2xx response (its body `text` already redacted), with the
+    server's message when it sent one."""
     status = response.status_code
     try:
-        code, message, kind = parse_error_envelope(response.json())
-    except ValueError:
+        code, message, kind = parse_error_envelope(json.loads(text))
+    except (ValueError, RecursionError):
         code, message, kind = None, None, None
     if message is None:
-        text = response.text.strip()
+        text = text.strip()
         what = response.headers.get("content-type", "no content type")
         message = f"{response.reason_phrase or 'error'}; body not JSON ({what}, {len(text)} chars)"
         # quote only a short one-line plain answer: never HTML, never a server traceback
@@ -693,7 +731,7 @@ def _api_error(
         message = f"{message} ({_STATUS_HINTS[status]})"
     cls = _STATUS_ERRORS.get(status, ServerError if status >= 500 else APIError)
     return cls(
-        redact(message),
+        message,
         status_code=status,
         code=code,
         error_type=kind,
@@ -702,16 +740,10 @@ def _api_error(
     )
 
 
-def _malformed(
-    response: httpx.Response, exc: Exception, task_id: str | None, redact: Callable[[str], str]
-) -> MalformedResponseError:
+def _malformed(status: int, text: str, exc: Exception, task_id: str | None) -> MalformedResponseError:
+    """A fresh error (never the decoder's, which holds the whole body) for an unusable 2xx."""
     if isinstance(exc, MalformedResponseError):
-        exc.status_code = response.status_code
-        exc.message = redact(exc.message)
-        return exc
-    snippet = shorten(response.text, 80) if response.content else "an empty body"
-    return MalformedResponseError(
-        redact(f"the response is not valid JSON: {snippet}"),
-        status_code=response.status_code,
-        task_id=task_id,
-    )
+        message = exc.message
+    else:
+        message = f"the response is not valid JSON: {shorten(text, 80) if text else 'an empty body'}"
+    return MalformedResponseError(message, status_code=status, task_id=task_id)

@@ -42,7 +42,9 @@ def image_format(data: bytes) -> str | None:
 
 def _check_scheme(url: httpx.URL | str) -> None:
     if not is_http_url(str(url)):
-        raise ImageFetchError(str(url), "only http(s) URLs with a host are fetched")
+        shown = "a URL with credentials" if "@" in str(url) else str(url)  # never quote a password
+        raise ImageFetchError(shown, "only public http(s) URLs (a host, no credentials, at most "
+                                     "2048 characters) are fetched")
 
 
 class ImageFetcher:

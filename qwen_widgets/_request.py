@@ -145,10 +145,21 @@ def field_errors(**values: Any) -> dict[str, str]:
 
 
 def is_http_url(url: str) -> bool:
-    """True for an http(s) URL with a host: the only kind fetched, linked or shown."""
+    """True for a public http(s) URL: a host, no credentials, no whitespace, not over-long.
+    The only kind of URL that is fetched, linked or sent."""
+    if len(url) > MAX_URL_CHARS or any(ch.isspace() for ch in url) or _has_credentials(url):
+        return False
     try:
         parts = urlsplit(url)
         return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        return False
+
+
+def _has_credentials(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        return parts.username is not None or parts.password is not None
     except ValueError:
         return False
 
@@ -223,16 +234,15 @@ def check_image_url(index: int, url: Any) -> str:
         )
     if len(url) > MAX_URL_CHARS:
         raise RequestValidationError(name, f"must be at most {MAX_URL_CHARS} characters", url)
-    if not is_http_url(url):
-        raise RequestValidationError(name, "must be a public http(s) URL with a host", url)
-    parts = urlsplit(url)
-    if parts.username is not None or parts.password is not None:
+    if _has_credentials(url):
         raise RequestValidationError(
             name, "must not contain credentials (user:password@); use a public URL", url,
             show_value=False,
         )
     if any(ch.isspace() for ch in url):
         raise RequestValidationError(name, "must not contain whitespace", url)
+    if not is_http_url(url):
+        raise RequestValidationError(name, "must be a public http(s) URL with a host", url)
     return url
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "error_message",
     "retry_message",
     "safe_link",
+    "isolate",
 ]
 
 
@@ -37,12 +38,18 @@ def output_size_line(size: str, resolution: str, n: int) -> str:
     return f"{size} {resolution} -> {width}x{height}, {images}"
 
 
+def isolate(text: str) -> str:
+    """User text for a Label, wrapped in a bidi isolate (FSI ... PDI): a right-to-left
+    override inside it cannot reorder the text that follows on screen."""
+    return f"\u2068{text}\u2069"
+
+
 def params_line(request: ImageRequest | None) -> str:
     if request is None:
         return "re-attached by task id (request unknown)"
     parts = [request.model, request.size, request.resolution, f"n={request.n}"]
     if request.negative_prompt:
-        parts.append(f"avoid: {request.negative_prompt}")
+        parts.append(f"avoid: {isolate(request.negative_prompt)}")
     if request.image_urls:
         parts.append(f"{len(request.image_urls)} reference image(s)")
     return " · ".join(parts)

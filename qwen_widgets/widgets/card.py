@@ -76,7 +76,7 @@ class Card(widgets.VBox):
 
         prompt = request.prompt if request is not None else ""
         self.title = widgets.HTML(
-            f'<div style="white-space: pre-wrap; font-weight: 600">{html.escape(prompt)}</div>'
+            f'<div style="white-space: pre-wrap; font-weight: 600"><bdi>{html.escape(prompt)}</bdi></div>'
         )
         self.params = widgets.Label(params_line(request))
         self.status = widgets.Label("")

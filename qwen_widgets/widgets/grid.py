@@ -13,7 +13,7 @@ from .._download import thumbnail
 from .._errors import QwenError
 from .._models import TaskStatus
 from .._sweep import Sweep, SweepCancelled
-from ._format import error_message
+from ._format import error_message, isolate
 
 __all__ = ["SweepGrid"]
 
@@ -41,11 +41,12 @@ class SweepGrid(widgets.VBox):
         self.cancel_button.on_click(lambda _: self._cancel())
         self.cells = [self._cell() for _ in sweep.cells]
         header = [widgets.Label(_axis_title(down))] + [
-            widgets.Label("" if value is None else _short(value), tooltip=str(value))
+            widgets.Label("" if value is None else isolate(_short(value)), tooltip=str(value))
             for value in self._columns]
         body = []
         for r, row in enumerate(self._rows):
-            body.append(widgets.Label(" · ".join(_short(v) for v in row), tooltip=" · ".join(map(str, row))))
+            body.append(widgets.Label(" · ".join(isolate(_short(v)) for v in row),
+                                      tooltip=" · ".join(map(str, row))))
             body.extend(self.cells[r * len(self._columns):(r + 1) * len(self._columns)])
         self.grid = widgets.GridBox(header + body, layout={
             "grid_template_columns": f"minmax(80px, max-content) repeat({len(self._columns)}, {_EDGE + 12}px)",

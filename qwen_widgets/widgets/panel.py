@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import html
 import time
 from pathlib import Path
 from typing import Any
@@ -387,12 +388,17 @@ class Panel(widgets.VBox):
     # -- the key --------------------------------------------------------------------------------
 
     def _take_key(self, change: dict) -> None:
-        key = (change["new"] or "").strip()
-        if not key:
+        secret = _client._Secret(change["new"] or "")  # boxed at once: no plain local
+        if not secret:
             return
         self.key_field.value = ""  # at once: the key must not stay in widget state
-        self.client = QwenClient(api_key=key)
-        _client.set_default_client(self.client)
+        try:
+            client = QwenClient(api_key=secret)
+        except RequestValidationError as error:  # reported here, never as a traceback
+            self.banner.value = f"{_DEMO_BANNER}<br><b>That key was not used:</b> {html.escape(str(error))}."
+            return
+        self.client = client
+        _client.set_default_client(client)
         self._refresh_banner()
 
     def _refresh_banner(self) -> None:
