@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 
-from qwen_widgets import AsyncQwenClient, PollBudget, PollSchedule, RetryPolicy
+from qwen_widgets import AsyncQwenClient, DemoModeWarning, PollBudget, PollSchedule, QwenClient, RetryPolicy
 from qwen_widgets.simulator import Simulator, serve
 
 TIME_SCALE = 0.01  # a 20 s task takes 0.2 s
@@ -54,3 +56,18 @@ def make_client(server):
         return AsyncQwenClient(api_key, base_url=server.url, **fast_options(**overrides))
 
     return make
+
+
+def demo_client(**simulator_options) -> QwenClient:
+    """A demo-mode sync client on a fast in-process simulator."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DemoModeWarning)
+        simulator = Simulator(seed=5, time_scale=TIME_SCALE, **simulator_options)
+        return QwenClient(simulator=simulator, **fast_options())
+
+
+def walk(widget):
+    """The widget and everything below it."""
+    yield widget
+    for child in getattr(widget, "children", ()):
+        yield from walk(child)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import html
 import json
-import warnings
 from html.parser import HTMLParser
 
 import ipywidgets as widgets
@@ -19,12 +18,12 @@ import pytest
 import qwen_widgets as qw
 from qwen_widgets._request import MAX_PROMPT_CHARS, is_http_url
 from qwen_widgets._sweep import prepare_sweep
-from qwen_widgets.simulator import SimResponse, Simulator
+from qwen_widgets.simulator import SimResponse
 from qwen_widgets.widgets import Card, Panel
 from qwen_widgets.widgets._format import safe_link
 from qwen_widgets.widgets.grid import SweepGrid
 
-from .conftest import TEST_KEY, TIME_SCALE, fast_options
+from .conftest import TEST_KEY, fast_options, demo_client, walk
 
 FOX = "\N{FOX FACE}"  # one code point
 FAMILY = "\N{MAN}\u200d\N{WOMAN}\u200d\N{GIRL}\u200d\N{BOY}"  # one glyph, 7 code points (4 + 3 ZWJ)
@@ -61,17 +60,8 @@ ISOLATE_PUSH = {"\u2066", "\u2067", "\u2068"}  # LRI RLI FSI, closed by PDI
 # -- helpers -------------------------------------------------------------------------------------
 
 
-def demo_client(**simulator_options) -> qw.QwenClient:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", qw.DemoModeWarning)
-        simulator = Simulator(seed=5, time_scale=TIME_SCALE, **simulator_options)
-        return qw.QwenClient(simulator=simulator, **fast_options())
 
 
-def walk(widget):
-    yield widget
-    for child in getattr(widget, "children", ()):
-        yield from walk(child)
 
 
 class _Markup(HTMLParser):

@@ -24,7 +24,7 @@ from PIL import Image
 
 import qwen_widgets as qw
 from qwen_widgets import _client
-from qwen_widgets._frame import COLUMNS, HISTORY_COLUMNS
+from qwen_widgets._frame import HISTORY_COLUMNS
 from qwen_widgets._journal import EntryState, Journal, home_dir
 from qwen_widgets._magics import unfinished_notice
 from qwen_widgets._save import disk_usage, png_with_text, prune

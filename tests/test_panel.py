@@ -16,16 +16,11 @@ from qwen_widgets import _client
 from qwen_widgets.simulator import SimResponse, Simulator
 from qwen_widgets.widgets import Card, Panel
 
-from .conftest import TEST_KEY, TIME_SCALE, fast_options
+from .conftest import TEST_KEY, TIME_SCALE, fast_options, demo_client, walk
 
 HOSTILE = "a fox <img src=x onerror=alert(1)> <script>alert(2)</script>"
 
 
-def demo_client(**simulator_options) -> qw.QwenClient:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", qw.DemoModeWarning)
-        simulator = Simulator(seed=5, time_scale=TIME_SCALE, **simulator_options)
-        return qw.QwenClient(simulator=simulator, **fast_options())
 
 
 @pytest.fixture
@@ -33,11 +28,6 @@ def panel(tmp_path):
     return Panel(demo_client(), save_dir=tmp_path / "saved")
 
 
-def walk(widget):
-    """The widget and everything below it."""
-    yield widget
-    for child in getattr(widget, "children", ()):
-        yield from walk(child)
 
 
 def widget_states(root) -> str:

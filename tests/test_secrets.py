@@ -19,7 +19,6 @@ import logging
 import secrets
 import threading
 import traceback
-import warnings
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,7 @@ from qwen_widgets.simulator import SimResponse, Simulator
 from qwen_widgets.widgets import Card, Panel
 from qwen_widgets.widgets.grid import SweepGrid
 
-from .conftest import TIME_SCALE, fast_options
+from .conftest import TIME_SCALE, fast_options, demo_client, walk
 
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 FRAGMENT = 12  # hex digits: a run this long of the key's secret part counts as a leak
@@ -124,10 +123,6 @@ def simulator(image_host):
 # -- sinks ---------------------------------------------------------------------------------------
 
 
-def walk(widget):
-    yield widget
-    for child in getattr(widget, "children", ()):
-        yield from walk(child)
 
 
 def widget_state_json(roots) -> str:
@@ -207,10 +202,6 @@ def echo(status: int, key: str, *, content_type: str = "application/json", **hea
     return SimResponse(status, {"Content-Type": content_type, **headers}, body)
 
 
-def demo_client() -> qw.QwenClient:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", qw.DemoModeWarning)
-        return qw.QwenClient(simulator=Simulator(seed=5, time_scale=TIME_SCALE), **fast_options())
 
 
 NOTEBOOK_CELLS = [

@@ -6,7 +6,6 @@ import io
 import itertools
 import json
 import time
-import warnings
 
 import ipywidgets as widgets
 import pytest
@@ -19,7 +18,7 @@ from qwen_widgets._sweep import AXIS_FIELDS, describe_plan, plan_sweep, prepare_
 from qwen_widgets.simulator import SimResponse, Simulator, serve
 from qwen_widgets.widgets.grid import SweepGrid
 
-from .conftest import TEST_KEY, TIME_SCALE, fast_options
+from .conftest import TEST_KEY, TIME_SCALE, fast_options, demo_client, walk
 
 HOSTILE = "a fox <img src=x onerror=alert(1)> <script>alert(2)</script>"
 RED = "#b71c1c"
@@ -46,11 +45,6 @@ def loopback_client(server, **overrides) -> qw.QwenClient:
     return qw.QwenClient(TEST_KEY, base_url=server.url, **fast_options(**overrides))
 
 
-def demo_client(**simulator_options) -> qw.QwenClient:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", qw.DemoModeWarning)
-        simulator = Simulator(seed=5, time_scale=TIME_SCALE, **simulator_options)
-        return qw.QwenClient(simulator=simulator, **fast_options())
 
 
 def wait_until(predicate, timeout=10.0):
@@ -61,10 +55,6 @@ def wait_until(predicate, timeout=10.0):
         time.sleep(0.01)
 
 
-def walk(widget):
-    yield widget
-    for child in getattr(widget, "children", ()):
-        yield from walk(child)
 
 
 def state_text(widget) -> str:
