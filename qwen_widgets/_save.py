@@ -125,15 +125,12 @@ def save(tasks: Task | Iterable[Task], folder: str | Path, client: Any = None) -
         tasks = [tasks]
     if client is not None and inspect.iscoroutinefunction(client.fetch_image):
         raise TypeError("save() needs a synchronous QwenClient, not an AsyncQwenClient")
-    paths = []
-    for task in tasks:
-        for image in task.images:
-            if client is None:
-                from ._client import default_client
+    images = [(task, image) for task in tasks for image in task.images]
+    if images and client is None:
+        from ._client import default_client
 
-                client = default_client()
-            paths.append(save_image(task, image, client.fetch_image(image), folder))
-    return paths
+        client = default_client()
+    return [save_image(task, image, client.fetch_image(image), folder) for task, image in images]
 
 
 def images_dir() -> Path:

@@ -16,7 +16,7 @@ from qwen_widgets import _client
 from qwen_widgets.simulator import SimResponse, Simulator
 from qwen_widgets.widgets import Card, Panel
 
-from .conftest import TEST_KEY, TIME_SCALE, fast_options, demo_client, walk
+from .conftest import TEST_KEY, TIME_SCALE, fast_options, demo_client, walk, wait_until
 
 HOSTILE = "a fox <img src=x onerror=alert(1)> <script>alert(2)</script>"
 
@@ -35,12 +35,6 @@ def widget_states(root) -> str:
     return json.dumps([w.get_state() for w in walk(root)], default=lambda b: f"<{len(b)} bytes>")
 
 
-def wait_until(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.01)
 
 
 def test_controls_make_the_request(panel):

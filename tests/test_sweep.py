@@ -18,7 +18,7 @@ from qwen_widgets._sweep import AXIS_FIELDS, describe_plan, plan_sweep, prepare_
 from qwen_widgets.simulator import SimResponse, Simulator, serve
 from qwen_widgets.widgets.grid import SweepGrid
 
-from .conftest import TEST_KEY, TIME_SCALE, fast_options, demo_client, walk
+from .conftest import TEST_KEY, TIME_SCALE, fast_options, demo_client, walk, wait_until
 
 HOSTILE = "a fox <img src=x onerror=alert(1)> <script>alert(2)</script>"
 RED = "#b71c1c"
@@ -47,12 +47,6 @@ def loopback_client(server, **overrides) -> qw.QwenClient:
 
 
 
-def wait_until(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.01)
 
 
 
