@@ -242,6 +242,18 @@ def _reset_at_once(server, conn, number):
     rst(conn)
 
 
+def _reset_with_request_unread(server, conn, number):
+    """Reset as soon as the request starts to arrive, reading none of it.
+
+    Not at accept: a reset there races the client's own check that its connect completed,
+    so it surfaces either as a ConnectError (nothing sent, a resend is correct) or as a read
+    error (outcome unknown), by timing alone. Once a byte has arrived the client has
+    provably connected and sent, so it can only see the request die in flight.
+    """
+    conn.recv(1, socket.MSG_PEEK)
+    rst(conn)
+
+
 def _reset_after_head(server, conn, number):
     server.read_request(conn, body=False)
     rst(conn)
@@ -276,7 +288,7 @@ def _half_status_then_reset(server, conn, number):
 
 
 POST_BREAKS = {
-    "rst_at_accept": _reset_at_once,
+    "rst_at_accept": _reset_with_request_unread,
     "rst_after_head": _reset_after_head,
     "rst_after_body": _reset_after_body,
     "fin_after_body": _fin_after_body,
