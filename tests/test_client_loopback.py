@@ -373,15 +373,21 @@ async def test_image_redirect_from_https_to_http_is_refused():
 
 def test_ctrl_c_during_submit_reports_the_task_id_instead_of_losing_it():
     """A real SIGINT in a real process, while the POST's answer is still on its way."""
+    # Ctrl-C comes once the POST has reached the server, not after a fixed time: the journal
+    # write before it can take longer than any fixed time on a loaded machine
     script = textwrap.dedent("""
-        import os, signal, threading, warnings
+        import os, signal, threading, time, warnings
         warnings.simplefilter("ignore")
         import qwen_widgets as qw
         from qwen_widgets.simulator import Simulator
         sim = Simulator(time_scale=1.0)
         sim.inject(delay=1.0, method="POST")
         client = qw.QwenClient(simulator=sim)
-        threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+        def interrupt_once_posted():
+            while sim.count("POST") == 0:
+                time.sleep(0.005)
+            os.kill(os.getpid(), signal.SIGINT)
+        threading.Thread(target=interrupt_once_posted, daemon=True).start()
         try:
             client.generate("a fox")
         except KeyboardInterrupt as interrupt:
@@ -390,6 +396,7 @@ def test_ctrl_c_during_submit_reports_the_task_id_instead_of_losing_it():
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     lines = dict(line.split(" ", 1) for line in result.stdout.splitlines())
+    assert "SERVER" in lines, result.stderr
     task_ids, posts = lines["SERVER"].rsplit(" ", 1)
     created = ast.literal_eval(task_ids)  # the list printed by the child
     assert posts == "1" and len(created) == 1
