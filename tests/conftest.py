@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import warnings
 
@@ -65,6 +66,26 @@ def demo_client(**simulator_options) -> QwenClient:
         warnings.simplefilter("ignore", DemoModeWarning)
         simulator = Simulator(seed=5, time_scale=TIME_SCALE, **simulator_options)
         return QwenClient(simulator=simulator, **fast_options())
+
+
+class FakeClock:
+    """Time advances only when someone sleeps; jitter is fixed at the middle."""
+
+    def __init__(self, start: float = 1_800_000_000.0):
+        self.now = start
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += max(seconds, 0.0)
+        await asyncio.sleep(0)
+
+    def random(self) -> float:
+        return 0.5
 
 
 def walk(widget):

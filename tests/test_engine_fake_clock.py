@@ -15,29 +15,9 @@ import qwen_widgets as qw
 from qwen_widgets import _client
 from qwen_widgets.simulator import Simulator
 
-from .conftest import TEST_KEY, fast_options
+from .conftest import TEST_KEY, FakeClock, fast_options
 
 pytestmark = pytest.mark.anyio
-
-
-class FakeClock:
-    """Time advances only when someone sleeps; jitter is fixed at the middle."""
-
-    def __init__(self, start: float = 1_800_000_000.0):
-        self.now = start
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def time(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += max(seconds, 0.0)
-        await asyncio.sleep(0)
-
-    def random(self) -> float:
-        return 0.5
 
 
 def fake_setup(**simulator_options):
