@@ -67,6 +67,10 @@ def run(script: str, env: dict) -> subprocess.CompletedProcess:
 @pytest.mark.timeout(120)
 def test_killed_mid_poll_then_resume_finds_every_image(world):
     simulator, env, home = world
+    # the simulator's clock stands still until the kill, so the task cannot finish first
+    # however slowly this process reads the child's output
+    frozen = time.time()
+    simulator.clock = lambda: frozen
     child = start(GENERATE, env)
     task_id = None
     for line in child.stdout:  # wait until it is polling a running task
@@ -75,7 +79,8 @@ def test_killed_mid_poll_then_resume_finds_every_image(world):
             break
     assert task_id is not None, child.stderr.read()
     kill(child)
-    assert simulator.tasks[task_id].state(time.time())[0] != "completed"  # killed mid-task
+    assert simulator.tasks[task_id].state(simulator.clock())[0] != "completed"  # killed mid-task
+    simulator.clock = time.time
 
     resumed = run(RESUME, env)
     assert resumed.returncode == 0, resumed.stderr
