@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 import time
 import warnings
 
@@ -28,6 +29,23 @@ def panel(tmp_path):
     return Panel(demo_client(), save_dir=tmp_path / "saved")
 
 
+
+
+def hold_posts(simulator):
+    """Hold the simulator's answers to POSTs (each task is created at once) until released;
+    returns (arrived, release) events."""
+    arrived, release = threading.Event(), threading.Event()
+    handle = simulator.handle
+
+    def held(method, *args):
+        answer = handle(method, *args)
+        if method == "POST":
+            arrived.set()
+            release.wait(30)
+        return answer
+
+    simulator.handle = held
+    return arrived, release
 
 
 def widget_states(root) -> str:
@@ -116,11 +134,16 @@ def test_generate_shows_images_as_small_thumbnails(panel):
 
 
 def test_the_kernel_is_free_while_a_generation_runs(panel):
-    panel.client.simulator.duration = 100  # about 1 s at this time scale
+    simulator = panel.client.simulator
+    frozen = time.time()
+    simulator.clock = lambda: frozen  # the task cannot finish until the clock runs again
     panel.prompt.value = "a slow fox"
     started = time.monotonic()
     card = panel.generate()
-    assert time.monotonic() - started < 0.5 and not card.future.done()
+    # generate() returned although the task cannot have finished; the bound only stops a
+    # blocking generate() from hanging the test
+    assert time.monotonic() - started < 5 and not card.future.done()
+    simulator.clock = time.time
     assert card.future.result(30).status is qw.TaskStatus.COMPLETED
 
 
@@ -155,12 +178,13 @@ def test_stop_says_so_honestly_and_attach_picks_the_task_up(panel):
 
 
 def test_stop_during_submission_waits_for_the_task_id(panel):
-    panel.client.simulator.inject(delay=0.3, method="POST")
+    arrived, release = hold_posts(panel.client.simulator)
     panel.prompt.value = "a fox"
     card = panel.generate()
-    time.sleep(0.05)
+    assert arrived.wait(10)  # the POST is on the wire, its answer held
     card.stop()
     assert "waiting for the server" in card.status.value
+    release.set()
     assert card.future.result(10) is None
     assert card.task is not None  # the submission was answered, so its id is known
     assert card.task.task_id in card.message.value
@@ -184,6 +208,7 @@ def test_rate_limit_retry_is_shown_while_it_waits(panel):
     panel.prompt.value = "a fox"
     card = panel.generate()
     card.message.observe(lambda change: seen.append(change["new"]), "value")
+    seen.append(card.message.value)  # in case the 429 came before the observer (it lasts 1 s)
     assert card.future.result(30).status is qw.TaskStatus.COMPLETED
     assert "rate limited, retrying in 1 s" in seen
     assert card.message.value == ""  # cleared once polling recovered
