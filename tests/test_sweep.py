@@ -430,17 +430,19 @@ def test_cancel_reports_what_may_be_billed_and_submits_nothing_more(client, serv
 def test_cancel_does_not_send_submissions_still_waiting_for_the_budget(server):
     sim = server.simulator
     sim.duration = 1000  # 10 s tasks
-    client = loopback_client(server, poll_budget=qw.PollBudget(4))  # a POST every 0.25 s
+    # a request every 4 s: the first POST goes at once, the second waits far longer than it
+    # takes to see the first answered and cancel (cancel() returns only when the waiting one
+    # has given up, at its slot)
+    client = loopback_client(server, poll_budget=qw.PollBudget(0.25))
     try:
-        sweep = qw.sweep(["a fox", "a wolf", "a bear"], size=["1:1", "16:9"], concurrency=6,
-                         client=client)
+        sweep = qw.sweep(["a fox", "a wolf"], concurrency=2, client=client)
         wait_until(lambda: any(sweep.submitted))
-        cancelled_at = time.time()
-        message = sweep.cancel()
+        message = sweep.cancel()  # returns once every cell ended: a POST it let go is logged
+        posts = sim.count("POST")
     finally:
         client.close()
-    late = [e for e in sim.log if e["method"] == "POST" and e["time"] > cancelled_at + 0.1]
-    assert late == [], f"{len(late)} submissions sent after cancel(): {message}"
+    assert posts == 1 == sum(t is not None for t in sweep.submitted), message
+    assert "cancelled" in str(sweep.errors[sweep.submitted.index(None)])
 
 
 # -- 6. script mode -----------------------------------------------------------------------------
@@ -472,7 +474,7 @@ def test_notebook_mode_shows_a_grid_at_once_and_returns_before_the_tasks_end(
     started = time.monotonic()
     sweep = qw.sweep(["a fox", "a wolf"], size=["1:1", "16:9"], client=client)
     try:
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < 5.0  # the tasks take 10 s
         assert not sweep.done
         assert len(displayed) == 1 and len(displayed[0]) == 1
         grid = displayed[0][0]
