@@ -322,6 +322,7 @@ WRITER = """
     from qwen_widgets._journal import Journal
     path, tag, go = sys.argv[1:4]
     journal = Journal(path)
+    print("ready", flush=True)
     deadline = time.time() + 30
     while not os.path.exists(go) and time.time() < deadline:
         time.sleep(0.001)
@@ -340,7 +341,8 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path):
     children = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(WRITER), str(path), tag, str(go)],
                                  cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                 for tag in ("A", "B")]
-    time.sleep(0.3)  # both are importing / waiting on the start line
+    for child in children:  # both wait on the start line, however long their imports took
+        assert child.stdout.readline() == "ready\n", child.communicate(timeout=60)
     go.touch()
     outputs = [child.communicate(timeout=60) for child in children]
     assert [child.returncode for child in children] == [0, 0], outputs
