@@ -343,10 +343,11 @@ def test_the_planted_key_reaches_no_sink(server, simulator, image_host, make_cli
 
     slow = qw.QwenClient(key, base_url=server.url, timeout=0.2, **fast_options())
     objects["slow client"] = slow
-    simulator.inject(delay=1.0, method="POST")
+    # answers 30 s late, far beyond the 0.2 s read timeout and the 0.6 s deadline
+    simulator.inject(delay=30.0, method="POST")
     expect("timeout submit", qw.SubmitOutcomeUnknownError, slow.submit, qw.ImageRequest("slow"))
     late = slow.submit(qw.ImageRequest("a fox watched too briefly"))
-    simulator.inject(delay=1.0, method="GET", count=100)
+    simulator.inject(delay=30.0, method="GET", count=100)
     expect("timeout wait", qw.TaskTimeoutError, slow.wait, late, timeout=0.6, on_retry=on_retry)
     simulator.faults.clear()
     assert errors["timeout submit"].__cause__ is not None
