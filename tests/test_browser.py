@@ -80,6 +80,27 @@ _THUMBNAILS_JS = r"""
   };
 }
 """
+# An IPython startup file for the kernel: the demo simulator's clock stands still until the
+# test creates the release file, so the generation cannot end before the kernel has answered
+# another cell, however slowly a loaded machine runs the browser. Nothing else changes.
+HOLD_DEMO_CLOCK = """
+import os, time
+from pathlib import Path
+from qwen_widgets.simulator import Simulator
+
+_release = Path(os.environ["QWEN_WIDGETS_TEST_RELEASE"])
+_for_demo = Simulator.for_demo
+
+
+def _held_demo(cls):
+    simulator = _for_demo()
+    held_at = time.time()
+    simulator.clock = lambda: time.time() if _release.exists() else held_at
+    return simulator
+
+
+Simulator.for_demo = classmethod(_held_demo)
+"""
 _STATUS_RE = re.compile(r"^\S+ · (submitted|pending|processing|completed|failed|cancelled|unknown)\b")
 _LABELS_JS = "(root) => Array.from(root.querySelectorAll('.widget-label')).map((el) => el.textContent.trim())"
 
@@ -118,6 +139,10 @@ def _server_env(home: Path) -> dict[str, str]:
     for name, path in dirs.items():
         path.mkdir(parents=True, exist_ok=True)
         env[name] = str(path)
+    startup = dirs["IPYTHONDIR"] / "profile_default" / "startup"
+    startup.mkdir(parents=True)
+    (startup / "00-hold-demo-clock.py").write_text(HOLD_DEMO_CLOCK)
+    env["QWEN_WIDGETS_TEST_RELEASE"] = str(home / "release-demo-clock")
     env["JUPYTER_PLATFORM_DIRS"] = "1"
     env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
     for name, settings in LAB_SETTINGS.items():
@@ -172,7 +197,8 @@ def chromium():
 
 @pytest.fixture
 def jupyter_lab(tmp_path):
-    """JupyterLab on loopback, serving a copy of the quick start; yields (base url, token)."""
+    """JupyterLab on loopback, serving a copy of the quick start; yields (base url, token,
+    the file whose creation lets the demo generation run)."""
     root = tmp_path / "root"
     root.mkdir()
     shutil.copy(NOTEBOOK, root / NOTEBOOK.name)
@@ -199,7 +225,7 @@ def jupyter_lab(tmp_path):
                 break
         else:
             pytest.fail(f"jupyter lab did not start (exit {process.returncode}):\n{_tail(log)}")
-        yield url, token
+        yield url, token, Path(env["QWEN_WIDGETS_TEST_RELEASE"])
     finally:
         if process is not None:
             _stop(process)
@@ -212,7 +238,7 @@ def test_quickstart_panel_generates_in_a_real_browser(chromium, jupyter_lab):
     from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import expect, sync_playwright
 
-    url, token = jupyter_lab
+    url, token, release = jupyter_lab
     ARTIFACTS.mkdir(exist_ok=True)
     problems: list[str] = []  # console errors and uncaught exceptions: they fail the test
     warnings: list[str] = []
@@ -237,7 +263,7 @@ def test_quickstart_panel_generates_in_a_real_browser(chromium, jupyter_lab):
             page.on("console", on_console)
             page.on("pageerror", lambda error: problems.append(f"pageerror: {error}"))
             try:
-                _drive(page, expect, url, token, mark)
+                _drive(page, expect, url, token, release, mark)
             finally:
                 try:
                     page.screenshot(path=str(SCREENSHOT))
@@ -253,7 +279,7 @@ def test_quickstart_panel_generates_in_a_real_browser(chromium, jupyter_lab):
     assert not problems, "errors in the browser console:\n" + "\n".join(problems)
 
 
-def _drive(page, expect, url: str, token: str, mark) -> None:
+def _drive(page, expect, url: str, token: str, release: Path, mark) -> None:
     page.goto(f"{url}/lab/tree/{NOTEBOOK.name}?token={token}")
     notebook = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook")
     expect(notebook.locator(".jp-Cell").first).to_be_visible(timeout=60_000)
@@ -325,6 +351,7 @@ def _drive(page, expect, url: str, token: str, mark) -> None:
     assert thumbnails["tiles"] == 0 and thumbnails["loaded"] == 0, (
         f"the kernel only answered after the images arrived ({thumbnails}, status {status_text!r})")
     assert "completed" not in status_text
+    release.touch()  # now the generation may run and finish
 
     # then the images: exactly n loaded thumbnails, and the card says completed
     deadline = time.monotonic() + GENERATION_TIMEOUT_MS / 1000
