@@ -12,6 +12,7 @@ from ._errors import (
     APIError,
     AuthenticationError,
     ImageFetchError,
+    JournalError,
     MalformedResponseError,
     NotFoundError,
     PermissionDeniedError,
@@ -110,4 +111,5 @@ __all__ = [
     "TaskFailedError",
     "TaskTimeoutError",
     "ImageFetchError",
+    "JournalError",
 ]

@@ -9,7 +9,6 @@ import json
 import logging
 import os
 import re
-import sqlite3
 import threading
 import time
 import warnings
@@ -24,6 +23,8 @@ from ._download import DEFAULT_MAX_IMAGE_BYTES, ImageFetcher
 from ._errors import (
     APIError,
     AuthenticationError,
+    ImageFetchError,
+    JournalError,
     MalformedResponseError,
     NotFoundError,
     PermissionDeniedError,
@@ -49,7 +50,8 @@ from ._models import (
 )
 from ._polling import DEFAULT_POLL_BUDGET, PollBudget, PollSchedule, PollTracker
 from ._request import ImageRequest
-from ._save import keep_copy
+from ._urls import has_credentials, is_http_url
+from ._save import keep_copy, remove_stale_temporary_files
 from ._retry import RetryPolicy, Verdict, classify_exception, classify_status, parse_retry_after
 
 __all__ = ["AsyncQwenClient", "QwenClient", "generate", "DemoModeWarning", "DEFAULT_BASE_URL"]
@@ -175,6 +177,10 @@ class AsyncQwenClient:
         else:
             self.simulator = None
             base_url = base_url or os.environ.get("APIMART_BASE_URL") or DEFAULT_BASE_URL
+            if not is_http_url(base_url):
+                raise RequestValidationError(
+                    "base_url", "must be an http(s) URL with a host, a valid port and no credentials",
+                    show_value=not has_credentials(base_url))
         self.base_url = base_url.rstrip("/")
         self._schedule = poll_schedule or PollSchedule()
         self._budget = poll_budget or DEFAULT_POLL_BUDGET
@@ -255,8 +261,8 @@ class AsyncQwenClient:
         """The POST between its two journal writes: the row exists before any byte is sent."""
         try:
             local_id = await asyncio.to_thread(self.journal.begin, request, self.base_url)
-        except (sqlite3.Error, OSError) as error:  # no record, no send: a crash would lose it
-            raise QwenError(f"could not write the journal ({error}); nothing was sent") from error
+        except JournalError as error:  # no record, no send: a crash would lose it
+            raise JournalError(error.path, error.error, outcome="nothing was sent") from None
         try:
             task = await self._call(
                 "POST",
@@ -277,12 +283,13 @@ class AsyncQwenClient:
         await self._journal_quietly(self.journal.submitted, local_id, task)
         return task
 
-    async def _journal_quietly(self, write: Callable[..., None], *args: Any) -> None:
+    async def _journal_quietly(self, write: Callable[..., T], *args: Any) -> T | None:
         """A journal write after the POST: if it fails, the task must still reach the caller."""
         try:
-            await asyncio.to_thread(write, *args)
-        except (sqlite3.Error, OSError) as error:
+            return await asyncio.to_thread(write, *args)
+        except (JournalError, OSError) as error:
             _log.warning("qwen_widgets could not update the journal (%s): %s", self.journal.path, error)
+            return None
 
     async def get_task(
         self,
@@ -383,8 +390,9 @@ class AsyncQwenClient:
             *(self.wait(entry.task, on_update=on_update) for entry in entries if entry.task),
             return_exceptions=True)
         if self.keep_images:  # finished earlier, but the images were not saved in time
+            await asyncio.to_thread(remove_stale_temporary_files, self.journal.images_folder())
             for entry in await asyncio.to_thread(self.journal.unsaved, self.base_url):
-                await self._finish(entry.task)
+                await self._finish(entry.task)  # record() finds the entry's own row again
         tasks = []
         for result in results:
             if isinstance(result, Task):
@@ -403,6 +411,8 @@ class AsyncQwenClient:
                 return await asyncio.to_thread(url_or_image.local_path.read_bytes)
             except OSError:
                 pass  # removed or pruned: fall back to the URL
+        if isinstance(url_or_image, GeneratedImage) and url_or_image.error is not None:
+            raise ImageFetchError(url_or_image.url, url_or_image.error)
         url = url_or_image.url if isinstance(url_or_image, GeneratedImage) else url_or_image
         if not isinstance(url, str):
             raise RequestValidationError("url", "must be a string URL", url)
@@ -411,12 +421,11 @@ class AsyncQwenClient:
     # -- plumbing ----------------------------------------------------------------------------
 
     async def _finish(self, task: Task, deadline: float | None = None) -> Task:
-        """A task just seen done: keep its images (if asked, within the deadline), journal it.
-
-        Images not kept in time keep their URL (valid about a day); resume() keeps them later.
-        """
-        if self.keep_images and task.status is TaskStatus.COMPLETED:
-            keeping = asyncio.gather(*(self._keep(task, image) for image in task.images))
+        """A task just seen done: journal it, then keep its images (if asked, within the
+        deadline). Images not kept in time keep their URL; resume() keeps them later."""
+        local_id = await self._journal_quietly(self.journal.record, task, self.base_url)
+        if self.keep_images and local_id is not None and task.status is TaskStatus.COMPLETED:
+            keeping = asyncio.gather(*(self._keep(local_id, task, image) for image in task.images))
             left = None if deadline is None else max(deadline - self._clock.monotonic(), 0.0)
             try:
                 kept = await asyncio.wait_for(keeping, left)
@@ -424,19 +433,18 @@ class AsyncQwenClient:
             except asyncio.TimeoutError:
                 _log.warning("the deadline came before the images of task %s were saved locally; "
                              "qwen_widgets.resume() saves them later", task.task_id)
-        await self._journal_quietly(self.journal.record, task, self.base_url)
         return task
 
-    async def _keep(self, task: Task, image: GeneratedImage) -> GeneratedImage:
-        if image.local_path is not None and image.local_path.exists():
+    async def _keep(self, local_id: str, task: Task, image: GeneratedImage) -> GeneratedImage:
+        if image.error is not None or (image.local_path is not None and image.local_path.exists()):
             return image
         try:
             data = await self._images.fetch(image.url)
-            path, digest = await asyncio.to_thread(keep_copy, task, image, data)
+            path, digest = await asyncio.to_thread(keep_copy, self.journal, local_id, task, image, data)
         except (QwenError, OSError) as error:
             _log.warning("image %d of task %s was not saved locally: %s", image.index, task.task_id, error)
             return image
-        await self._journal_quietly(self.journal.add_image_copy, task.task_id, image.index, path, digest)
+        await self._journal_quietly(self.journal.add_image_copy, local_id, image.index, path, digest)
         return dataclasses.replace(image, local_path=path)
 
     async def _poll(
@@ -460,18 +468,6 @@ class AsyncQwenClient:
             deadline=deadline,
         )
 
-    async def _take_budget_slot(self) -> None:
-        """Wait for a slot of the shared request budget (polls and submits alike: the provider
-        limits requests per account). A waiter that wakes more than a slot late, because the
-        loop or machine stalled, takes a fresh slot rather than spend its stale one: spending
-        them all at once after a stall would be a burst."""
-        while True:
-            now = self._clock.monotonic()
-            wait = self._budget.reserve(now)
-            await self._clock.sleep(wait)
-            if self._clock.monotonic() - (now + wait) <= self._budget.spacing:
-                return
-
     async def _call(
         self,
         method: str,
@@ -494,7 +490,7 @@ class AsyncQwenClient:
         error: QwenError | None = None
         while True:
             attempt += 1
-            await self._take_budget_slot()
+            await self._budget.take(self._clock)
             if abort is not None and abort.is_set():
                 raise _NotSent()
             limit = self._call_limit

@@ -14,7 +14,7 @@ import httpx
 
 from ._clock import SYSTEM_CLOCK, Clock
 from ._errors import ImageFetchError
-from ._request import is_http_url
+from ._urls import is_http_url
 from ._retry import RetryPolicy, Verdict, classify_exception, classify_status
 
 __all__ = ["ImageFetcher", "image_format", "thumbnail", "DEFAULT_MAX_IMAGE_BYTES"]
@@ -92,8 +92,8 @@ class ImageFetcher:
             try:
                 async with self._http.stream("GET", current) as response:
                     if response.is_redirect:
-                        location = response.headers.get("location", "")
-                        target = current.join(location)
+                        # httpx has already refused an unparseable Location (RemoteProtocolError)
+                        target = current.join(response.headers.get("location", ""))
                         _check_scheme(target)
                         if current.scheme == "https" and target.scheme != "https":
                             raise ImageFetchError(url, "refused a redirect from https to http")

@@ -14,7 +14,8 @@ QwenError
 ├── SubmitOutcomeUnknownError  the POST may have reached the server: do not resubmit blindly
 ├── TaskFailedError            the task ended failed or cancelled; carries the task
 ├── TaskTimeoutError           we stopped watching at the deadline; the task may still finish
-└── ImageFetchError            an image URL could not be downloaded as an image
+├── ImageFetchError            an image URL could not be downloaded as an image
+└── JournalError               the journal file cannot be read or written; names the file
 ```
 
 Messages never contain the API key: the key never reaches this module.
@@ -22,6 +23,8 @@ Messages never contain the API key: the key never reaches this module.
 
 from __future__ import annotations
 
+import os
+import sqlite3
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -43,6 +46,7 @@ __all__ = [
     "TaskFailedError",
     "TaskTimeoutError",
     "ImageFetchError",
+    "JournalError",
     "shorten",
 ]
 
@@ -176,3 +180,22 @@ class ImageFetchError(QwenError):
         self.url = url
         self.reason = reason
         super().__init__(f"could not fetch image {shorten(url, 100)}: {reason}")
+
+
+class JournalError(QwenError):
+    """The journal file cannot be read or written. Nothing is sent without a journal row, so
+    this stops a submission before the network; the file is never deleted for you."""
+
+    def __init__(self, path: str, error: Exception, *, outcome: str = ""):
+        self.path = path
+        self.reason = str(error) or type(error).__name__
+        self.error = error
+        damaged = isinstance(error, sqlite3.DatabaseError) and not isinstance(error, sqlite3.OperationalError)
+        if damaged:
+            advice = (f"The file is damaged. Move it aside (for example rename it to "
+                      f"{os.path.basename(path)}.damaged) and qwen_widgets starts a new journal; "
+                      "it never deletes your data.")
+        else:
+            advice = "Check that the folder is writable and has free space (QWEN_WIDGETS_HOME)."
+        outcome = f"; {outcome}" if outcome else ""
+        super().__init__(f"the journal {path} cannot be used ({self.reason}){outcome}. {advice}")

@@ -51,7 +51,7 @@ def task_rows(task: Task) -> list[dict[str, Any]]:
         {**common, "width": image.width, "height": image.height, "image_index": image.index,
          "url": image.url, "expires_at": image.expires_at,
          "local_path": str(image.local_path) if image.local_path else None,
-         "warning": image.expiry_warning()}
+         "warning": image.expiry_warning(), "error": image.error or task.error}
         for image in task.images
     ]
 
@@ -70,12 +70,15 @@ def history(journal: Journal | None = None) -> pandas.DataFrame:
     """Every journaled submission: one row per image, one per failed, refused or unknown one.
 
     The columns of to_frame() plus local_id, journal_state and submitted_at. Defaults to the
-    journal of the client behind `qwen_widgets.generate`.
+    journal in the home folder, whatever the mode: demo submissions are never in it (their
+    simulator dies with the process), so without a key this shows the earlier keyed runs.
     """
     if journal is None:
-        from ._client import default_client
+        from ._journal import Journal
 
-        journal = default_client().aio.journal
+        journal = Journal.existing()
+        if journal is None:
+            return _typed([], HISTORY_COLUMNS)
     journal.settle_orphans()
     rows = []
     for entry in journal.entries():

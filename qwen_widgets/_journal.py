@@ -12,6 +12,7 @@ share the file without losing rows, and a row survives a crash the moment it is 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -22,15 +23,20 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
+from typing import NamedTuple
+from collections.abc import Iterator
 
-from ._errors import RequestValidationError
+from ._errors import JournalError, RequestValidationError
 from ._models import GeneratedImage, Task, TaskStatus
 from ._request import ImageRequest
 
-__all__ = ["Journal", "Entry", "EntryState", "home_dir", "task_to_json", "task_from_json"]
+__all__ = ["Journal", "Entry", "EntryState", "ImageCopy", "home_dir", "home_path", "task_to_json",
+           "task_from_json"]
 
 URL_LIFETIME = 86_400.0  # task ids and result URLs live about a day (API.md section 2)
 
+JOURNAL_NAME = "journal.sqlite"
+SCHEMA_VERSION = 1
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS submissions (
     local_id   TEXT PRIMARY KEY,
@@ -46,18 +52,45 @@ CREATE TABLE IF NOT EXISTS submissions (
     UNIQUE (base_url, task_id)
 );
 CREATE TABLE IF NOT EXISTS images (
-    task_id     TEXT NOT NULL,
+    local_id    TEXT NOT NULL,
     image_index INTEGER NOT NULL,
     local_path  TEXT NOT NULL,
     sha256      TEXT NOT NULL,
     saved_at    REAL NOT NULL,
-    PRIMARY KEY (task_id, image_index)
+    PRIMARY KEY (local_id, image_index)
 );
+"""
+# Version 0 keyed kept images by task id, which a server may reissue: move each copy to the
+# submission that now holds its task id.
+_FROM_VERSION_0 = """
+ALTER TABLE images RENAME TO images_v0;
+CREATE TABLE images (
+    local_id    TEXT NOT NULL,
+    image_index INTEGER NOT NULL,
+    local_path  TEXT NOT NULL,
+    sha256      TEXT NOT NULL,
+    saved_at    REAL NOT NULL,
+    PRIMARY KEY (local_id, image_index)
+);
+INSERT OR IGNORE INTO images
+    SELECT s.local_id, i.image_index, i.local_path, i.sha256, i.saved_at
+    FROM images_v0 i JOIN submissions s ON s.task_id = i.task_id;
+DROP TABLE images_v0;
 """
 
 
 def home_dir() -> Path:
-    """QWEN_WIDGETS_HOME, or a per-user data folder; created readable by the user only."""
+    """QWEN_WIDGETS_HOME, or a per-user data folder, as an absolute path (a relative setting
+    is resolved against the current folder once, here); created readable by the user only."""
+    path = home_path()
+    if not path.is_dir():
+        path.mkdir(parents=True, exist_ok=True)
+        path.chmod(0o700)
+    return path
+
+
+def home_path() -> Path:
+    """Where home_dir() is, without creating it."""
     configured = os.environ.get("QWEN_WIDGETS_HOME")
     if configured:
         path = Path(configured).expanduser()
@@ -65,10 +98,18 @@ def home_dir() -> Path:
         path = Path(os.environ.get("LOCALAPPDATA", Path.home())) / "qwen_widgets"
     else:
         path = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "qwen_widgets"
-    if not path.is_dir():
-        path.mkdir(parents=True, exist_ok=True)
-        path.chmod(0o700)
-    return path
+    return path.absolute()
+
+
+class ImageCopy(NamedTuple):
+    """One image kept on disk, and the submission it belongs to."""
+
+    local_id: str
+    task_id: str | None
+    index: int
+    path: Path
+    sha256: str
+    saved_at: float
 
 
 class EntryState(str, Enum):
@@ -101,25 +142,69 @@ class Journal:
     """The journal file (or `:memory:` for demo mode, whose simulator dies with the process)."""
 
     def __init__(self, path: str | Path):
-        self.path = str(path)
+        # absolute from the start: a relative path would name another file after os.chdir
+        self.path = str(path) if str(path) == ":memory:" else os.path.abspath(path)
         self._lock = threading.Lock()
-        if self.path != ":memory:":
-            # create it private before SQLite opens it: SQLite gives the -wal and -shm files
-            # (which hold the same rows) the database file's mode
-            os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
-            for suffix in ("", "-wal", "-shm"):
-                if os.path.exists(self.path + suffix):
-                    os.chmod(self.path + suffix, 0o600)
-        self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None,
-                                   check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        self._folder: Path | None = None
+        try:
+            if self.path != ":memory:":
+                # create it private before SQLite opens it: SQLite gives the -wal and -shm
+                # files (which hold the same rows) the database file's mode
+                os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
+                for suffix in ("", "-wal", "-shm"):
+                    if os.path.exists(self.path + suffix):
+                        os.chmod(self.path + suffix, 0o600)
+            self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None,
+                                       check_same_thread=False)
+        except (sqlite3.Error, OSError) as error:
+            raise JournalError(self.path, error) from None
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._migrate()
+        except sqlite3.Error as error:
+            self._db.close()
+            raise JournalError(self.path, error) from None
+
+    def _migrate(self) -> None:
+        """Bring the file to SCHEMA_VERSION, in one transaction (another kernel may open it too)."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            columns = [row[1] for row in self._db.execute("PRAGMA table_info(images)")]
+            if version == 0 and "task_id" in columns:
+                for statement in _FROM_VERSION_0.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self._db.execute(statement)
+            if version < SCHEMA_VERSION:
+                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def images_folder(self) -> Path:
+        """Where this journal's kept images live: `images/` beside the file (the home folder's
+        for an in-memory journal); created readable by the user only."""
+        if self._folder is None:  # resolved once: the home setting may be relative
+            parent = home_dir() if self.path == ":memory:" else Path(self.path).parent
+            self._folder = parent / "images"
+        self._folder.mkdir(mode=0o700, exist_ok=True)
+        return self._folder
 
     @classmethod
     def default(cls) -> Journal:
         """The journal in the home folder."""
-        return cls(home_dir() / "journal.sqlite")
+        return cls(home_dir() / JOURNAL_NAME)
+
+    @classmethod
+    def existing(cls) -> Journal | None:
+        """The journal in the home folder if one was ever written; creates nothing."""
+        path = home_path() / JOURNAL_NAME
+        return cls(path) if path.is_file() else None
 
     def __repr__(self) -> str:
         return f"Journal({self.path!r})"
@@ -160,8 +245,9 @@ class Journal:
             (state.value, reason, time.time(), local_id),
         )
 
-    def record(self, task: Task, base_url: str) -> None:
-        """The latest state of a task; adds a row for a task submitted elsewhere."""
+    def record(self, task: Task, base_url: str) -> str:
+        """The latest state of a task; adds a row for a task submitted elsewhere. Returns the
+        row's local id."""
         state = EntryState.FINISHED if task.done else EntryState.SUBMITTED
         now = time.time()
         request = json.dumps(task.request.to_payload()) if task.request else None
@@ -173,15 +259,19 @@ class Journal:
             (uuid.uuid4().hex, now, now, base_url, request, state.value, task.task_id,
              task_to_json(task)),
         )
+        (local_id,), = self._read("SELECT local_id FROM submissions WHERE base_url = ? AND task_id = ?",
+                                  (base_url, task.task_id))
+        return local_id
 
-    def add_image_copy(self, task_id: str, index: int, path: Path, sha256: str) -> None:
+    def add_image_copy(self, local_id: str, index: int, path: Path, sha256: str) -> None:
+        """Image `index` of submission `local_id` is kept at `path` (stored absolute)."""
         self._write(
             "INSERT OR REPLACE INTO images VALUES (?, ?, ?, ?, ?)",
-            (task_id, index, str(path), sha256, time.time()),
+            (local_id, index, str(Path(path).absolute()), sha256, time.time()),
         )
 
-    def forget_image_copy(self, task_id: str, index: int) -> None:
-        self._write("DELETE FROM images WHERE task_id = ? AND image_index = ?", (task_id, index))
+    def forget_image_copy(self, local_id: str, index: int) -> None:
+        self._write("DELETE FROM images WHERE local_id = ? AND image_index = ?", (local_id, index))
 
     def settle_orphans(self) -> int:
         """Mark `submitting` rows of processes that died as `unknown`; returns how many."""
@@ -212,8 +302,10 @@ class Journal:
         if where:
             sql += " WHERE " + " AND ".join(where)
         rows = self._read(sql + " ORDER BY created_at", tuple(args))
-        copies = {(t, i): p for t, i, p in self._read("SELECT task_id, image_index, local_path FROM images", ())}
-        return [_entry(row, copies) for row in rows]
+        copies: dict[str, dict[int, str]] = {}
+        for local_id, index, path in self._read("SELECT local_id, image_index, local_path FROM images", ()):
+            copies.setdefault(local_id, {})[index] = path
+        return [_entry(row, copies.get(row[0], {})) for row in rows]
 
     def unfinished(self, base_url: str) -> list[Entry]:
         """Submitted tasks not seen to end, younger than the 24 h that task ids live."""
@@ -225,16 +317,18 @@ class Journal:
         finished = self.entries(base_url=base_url, states=(EntryState.FINISHED,),
                                 newer_than=time.time() - URL_LIFETIME)
         return [e for e in finished if e.task is not None and e.task.status is TaskStatus.COMPLETED
-                and any(image.local_path is None for image in e.task.images)]
+                and any(image.local_path is None and image.error is None for image in e.task.images)]
 
-    def image_copies(self) -> list[tuple[str, int, Path, str, float]]:
-        """(task_id, index, path, sha256, saved_at) of every local copy."""
-        return [(t, i, Path(p), s, at) for t, i, p, s, at in self._read("SELECT * FROM images", ())]
+    def image_copies(self) -> list[ImageCopy]:
+        """Every image kept on disk, with the submission it belongs to."""
+        rows = self._read("SELECT i.local_id, s.task_id, i.image_index, i.local_path, i.sha256,"
+                          " i.saved_at FROM images i LEFT JOIN submissions s USING (local_id)", ())
+        return [ImageCopy(lid, tid, index, Path(path), sha, at) for lid, tid, index, path, sha, at in rows]
 
     # -- plumbing -----------------------------------------------------------------------------
 
     def _write(self, sql: str, args: tuple, before: tuple[str, tuple] | None = None) -> None:
-        with self._lock:
+        with self._lock, self._errors_named():
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 if before is not None:
@@ -246,8 +340,16 @@ class Journal:
             self._db.execute("COMMIT")
 
     def _read(self, sql: str, args: tuple) -> list[tuple]:
-        with self._lock:
+        with self._lock, self._errors_named():
             return self._db.execute(sql, args).fetchall()
+
+    @contextlib.contextmanager
+    def _errors_named(self) -> Iterator[None]:
+        """SQLite's errors name no file: say which one, and what to do."""
+        try:
+            yield
+        except sqlite3.Error as error:
+            raise JournalError(self.path, error) from None
 
 
 def _alive(pid: int | None) -> bool:
@@ -264,7 +366,7 @@ def _alive(pid: int | None) -> bool:
     return True
 
 
-def _entry(row: tuple, copies: dict[tuple[str, int], str]) -> Entry:
+def _entry(row: tuple, copies: dict[int, str]) -> Entry:
     local_id, created_at, base_url, state, request, task, error = row
     try:
         request_obj = ImageRequest.from_payload(json.loads(request)) if request else None
@@ -291,12 +393,13 @@ def task_to_json(task: Task) -> str:
         "completed_at": stamp(task.completed_at),
         "error": task.error,
         "images": [{"url": i.url, "index": i.index, "expires_at": stamp(i.expires_at),
-                    "width": i.width, "height": i.height} for i in task.images],
+                    "width": i.width, "height": i.height, "error": i.error} for i in task.images],
     })
 
 
 def task_from_json(text: str, request: ImageRequest | None,
-                   copies: dict[tuple[str, int], str] | None = None) -> Task:
+                   copies: dict[int, str] | None = None) -> Task:
+    """A Task back from task_to_json; `copies` maps image indexes to kept files."""
     data = json.loads(text)
     copies = copies or {}
 
@@ -305,7 +408,7 @@ def task_from_json(text: str, request: ImageRequest | None,
 
     images = tuple(
         GeneratedImage(i["url"], i["index"], when(i["expires_at"]), i["width"], i["height"],
-                       _path(copies.get((data["task_id"], i["index"]))))
+                       _path(copies.get(i["index"])), i.get("error"))
         for i in data["images"]
     )
     return Task(data["task_id"], TaskStatus(data["status"]), data["progress"],

@@ -91,22 +91,23 @@ def _generate_in_cell(request: ImageRequest):
 
 
 def unfinished_notice() -> str | None:
-    """One line when the journal holds unfinished tasks for the configured API, else None.
+    """One line when the home journal holds unfinished tasks for the configured API, else None.
 
-    Reads the journal file without creating a client (no demo notice, nothing to create).
+    Reads the journal file, whatever the mode, without creating a client or any file.
     """
     import os
 
     from ._client import DEFAULT_BASE_URL, demo_forced
-    from ._journal import Journal, home_dir
+    from ._errors import JournalError
+    from ._journal import Journal
 
-    if not os.environ.get("APIMART_API_KEY") or demo_forced():
-        return None
-    path = home_dir() / "journal.sqlite"
-    if not path.exists():
+    try:
+        journal = Journal.existing()
+    except JournalError as error:  # say so now, not at the first Generate
+        return f"qwen_widgets: {error}"
+    if journal is None:
         return None
     base_url = (os.environ.get("APIMART_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
-    journal = Journal(path)
     try:
         journal.settle_orphans()
         waiting = len(journal.unfinished(base_url))
@@ -114,6 +115,9 @@ def unfinished_notice() -> str | None:
         journal.close()
     if not waiting:
         return None
+    if not os.environ.get("APIMART_API_KEY") or demo_forced():
+        return (f"qwen_widgets: {waiting} unfinished task(s) from earlier sessions with an API key; "
+                "set APIMART_API_KEY (and unset QWEN_WIDGETS_DEMO), then run qw.resume() to pick them up.")
     return (f"qwen_widgets: {waiting} unfinished task(s) from earlier sessions; "
             "run qw.resume() or press Resume in the %qwen panel to pick them up.")
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import MalformedResponseError, RequestValidationError, shorten
 from ._request import ImageRequest
+from ._urls import is_http_url
 
 if TYPE_CHECKING:
     import pandas
@@ -31,6 +32,7 @@ __all__ = [
     "validate_task_id",
 ]
 
+UNUSABLE_URL = "the server sent a URL that cannot be fetched (not a public http(s) URL)"
 _TASK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 
 
@@ -90,10 +92,13 @@ class GeneratedImage:
     """Pixel height, like `width`."""
     local_path: Path | None = None
     """A full-resolution copy on this machine, once one was saved; it outlives the URL."""
+    error: str | None = None
+    """Why this image cannot be had (the server sent a URL that cannot be fetched); the
+    task's other images are unaffected."""
 
     def expiry_warning(self, now: datetime | None = None) -> str | None:
         """A warning when the URL dies within the hour (or died) and no local copy exists."""
-        if self.local_path is not None or self.expires_at is None:
+        if self.local_path is not None or self.expires_at is None or self.error is not None:
             return None
         left = (self.expires_at - (now or datetime.now(timezone.utc))).total_seconds()
         if left <= 0:
@@ -262,7 +267,10 @@ def _parse_images(result: dict, width: int | None, height: int | None) -> tuple[
         expires = _timestamp(entry.get("expires_at"))
         for url in urls if isinstance(urls, list) else [urls]:
             if isinstance(url, str) and url.strip():
-                images.append(GeneratedImage(url.strip(), len(images), expires, width, height))
+                url = url.strip()
+                # kept, not dropped: the image was paid for, and the others must survive it
+                error = None if is_http_url(url) else UNUSABLE_URL
+                images.append(GeneratedImage(url, len(images), expires, width, height, error=error))
     return tuple(images)
 
 

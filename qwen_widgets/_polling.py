@@ -13,10 +13,17 @@ import dataclasses
 import math
 import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ._models import Task, TaskStatus
 
-__all__ = ["PollSchedule", "PollTracker", "PollBudget", "DEFAULT_POLL_BUDGET"]
+if TYPE_CHECKING:
+    from ._clock import Clock
+
+__all__ = ["PollSchedule", "PollTracker", "PollBudget", "DEFAULT_POLL_BUDGET", "PACING_RESOLUTION"]
+
+PACING_RESOLUTION = 0.01
+"""Seconds of lateness an event loop's timers show without any stall (more under load)."""
 
 
 @dataclass(frozen=True)
@@ -148,6 +155,22 @@ class PollBudget:
             slot = self._chain_start + self._chain_length / self.rate
             self._chain_length += 1
         return slot - now
+
+    async def take(self, clock: Clock) -> None:
+        """Wait for a slot of the budget.
+
+        A waiter that wakes more than a slot late, because the loop or machine stalled, takes
+        a fresh slot rather than spend its stale one: spending them all at once after a stall
+        would be a burst. Lateness within PACING_RESOLUTION is the event loop's own timer
+        jitter, not a stall, so a rate finer than the loop can pace simply means no spacing.
+        """
+        tolerance = max(self.spacing, PACING_RESOLUTION)
+        while True:
+            now = clock.monotonic()
+            wait = self.reserve(now)
+            await clock.sleep(wait)
+            if clock.monotonic() - (now + wait) <= tolerance:
+                return
 
     def __repr__(self) -> str:
         return f"PollBudget(rate={self.rate:g}/s)"

@@ -6,9 +6,9 @@ import dataclasses
 import re
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from ._errors import RequestValidationError
+from ._urls import MAX_URL_CHARS, has_credentials, is_http_url
 
 __all__ = [
     "ImageRequest",
@@ -19,11 +19,9 @@ __all__ = [
     "MAX_PROMPT_CHARS",
     "MAX_NEGATIVE_PROMPT_CHARS",
     "MAX_IMAGES",
-    "MAX_URL_CHARS",
     "output_size",
     "field_errors",
     "check_image_url",
-    "is_http_url",
 ]
 
 MODELS = ("qwen-image-2.0", "qwen-image-2.0-pro")
@@ -32,8 +30,6 @@ RESOLUTIONS = ("1K", "2K")
 MAX_PROMPT_CHARS = 800
 MAX_NEGATIVE_PROMPT_CHARS = 500
 MAX_IMAGES = 6
-# Not an API rule: a guard so a pasted blob is refused with a message rather than sent.
-MAX_URL_CHARS = 2048
 
 # Output pixel size is fixed by size x resolution (API.md, section 1).
 OUTPUT_SIZES: dict[tuple[str, str], tuple[int, int]] = {
@@ -144,26 +140,6 @@ def field_errors(**values: Any) -> dict[str, str]:
     return errors
 
 
-def is_http_url(url: str) -> bool:
-    """True for a public http(s) URL: a host, no credentials, no whitespace, not over-long.
-    The only kind of URL that is fetched, linked or sent."""
-    if len(url) > MAX_URL_CHARS or any(ch.isspace() for ch in url) or _has_credentials(url):
-        return False
-    try:
-        parts = urlsplit(url)
-        return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
-    except ValueError:
-        return False
-
-
-def _has_credentials(url: str) -> bool:
-    try:
-        parts = urlsplit(url)
-        return parts.username is not None or parts.password is not None
-    except ValueError:
-        return False
-
-
 def _check_encodable(name: str, value: str) -> None:
     try:
         value.encode("utf-8")
@@ -234,7 +210,7 @@ def check_image_url(index: int, url: Any) -> str:
         )
     if len(url) > MAX_URL_CHARS:
         raise RequestValidationError(name, f"must be at most {MAX_URL_CHARS} characters", url)
-    if _has_credentials(url):
+    if has_credentials(url):
         raise RequestValidationError(
             name, "must not contain credentials (user:password@); use a public URL", url,
             show_value=False,

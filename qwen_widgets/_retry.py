@@ -2,8 +2,10 @@
 
 Polling (GET) is idempotent, so every transient failure is retried. Submitting (POST) is
 not: the API has no idempotency key, so a POST is repeated only when it provably never
-reached the server (no connection was made) or the server refused it outright (429, 503).
-Any other failure after the body left the machine means the outcome is unknown.
+reached the server (no connection was made) or the server refused it outright (408, 429,
+503). Any other 4xx is a clear refusal: nothing was created. Every other answer (a 3xx, a
+500, a gateway's 502/504) and any failure after the body left the machine means the outcome
+is unknown.
 """
 
 from __future__ import annotations
@@ -26,9 +28,7 @@ class Verdict(Enum):
 
 # Raised before a single byte of the request was written: safe to resend anything.
 _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-_POST_RETRY_STATUSES = frozenset({429, 503})
-# A gateway that timed out or lost the upstream answer: the upstream may have acted on it.
-_POST_UNKNOWN_STATUSES = frozenset({502, 504})
+_RETRY_STATUSES = frozenset({408, 429, 503})
 
 
 def classify_exception(exc: BaseException, method: str) -> Verdict:
@@ -46,14 +46,14 @@ def classify_exception(exc: BaseException, method: str) -> Verdict:
 
 
 def classify_status(status: int, method: str) -> Verdict:
-    """Verdict for an HTTP error status (>= 400) answered to `method`."""
-    if method == "GET":
-        return Verdict.RETRY if status == 429 or status >= 500 else Verdict.FAIL
-    if status in _POST_RETRY_STATUSES:
+    """Verdict for a status other than 2xx answered to `method`."""
+    if status in _RETRY_STATUSES or (method == "GET" and status >= 500):
         return Verdict.RETRY
-    if status in _POST_UNKNOWN_STATUSES:
-        return Verdict.OUTCOME_UNKNOWN
-    return Verdict.FAIL
+    if method == "GET" or 400 <= status < 500:
+        return Verdict.FAIL
+    # a redirect means the server processed the POST; a 500 or a gateway's 502/504 may
+    # come after the task was created
+    return Verdict.OUTCOME_UNKNOWN
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:

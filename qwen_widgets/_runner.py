@@ -38,7 +38,38 @@ def get_loop() -> asyncio.AbstractEventLoop:
             _thread.start()
             ready.wait()
             _loop = loop
+            _stop_at_exit(loop)
         return _loop
+
+
+def _stop_at_exit(loop: asyncio.AbstractEventLoop) -> None:
+    """At interpreter exit, cancel what still runs on the loop, quietly, before the thread
+    pools refuse new work: otherwise a card still loading thumbnails when a script ends
+    (`qw.show(task)` as its last line) dies with "cannot schedule new futures after
+    interpreter shutdown" printed at the user.
+
+    threading's exit hooks run newest first, before the interpreter's thread pools shut down
+    (their hook was registered when asyncio was imported, before this one).
+    """
+
+    def stop() -> None:
+        async def cancel_all() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.wait(tasks, timeout=_EXIT_GRACE_SECONDS)
+
+        if loop.is_running():
+            try:
+                asyncio.run_coroutine_threadsafe(cancel_all(), loop).result(_EXIT_GRACE_SECONDS + 1)
+            except (concurrent.futures.TimeoutError, RuntimeError):
+                pass
+            loop.call_soon_threadsafe(loop.stop)
+
+    register = getattr(threading, "_register_atexit", None)
+    if register is not None:
+        register(stop)
 
 
 def submit(coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
@@ -86,6 +117,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 _WIND_DOWN_SECONDS = 120.0  # longer than a POST's own time cap
+_EXIT_GRACE_SECONDS = 5.0  # a POST on the wire at exit gets this long to be answered
 
 
 class _Interrupted(Exception):

@@ -32,11 +32,15 @@ __all__ = [
     "atomic_write",
     "png_with_text",
     "keep_copy",
-    "images_dir",
+    "stale_temporary_files",
+    "remove_stale_temporary_files",
     "disk_usage",
     "prune",
 ]
 
+TEMPORARY_SUFFIX = ".part"
+STALE_TEMPORARY_SECONDS = 600.0
+"""A temporary file older than this belongs to a write that died: no write takes that long."""
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _IHDR_END = 8 + 4 + 4 + 13 + 4  # signature, then IHDR: length, type, 13 bytes of data, CRC
 
@@ -64,8 +68,10 @@ def sidecar(task: Task, image: GeneratedImage) -> dict[str, Any]:
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write via a temporary file and a rename, so a crash never leaves half a file."""
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    """Write via a temporary file and a rename, so a crash never leaves half a file (a crash
+    leaves a `.<name>.<random>.part` file instead, which stale_temporary_files() finds)."""
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                                             suffix=TEMPORARY_SUFFIX)
     try:
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(data)
@@ -100,12 +106,13 @@ def _chunk(kind: bytes, payload: bytes) -> bytes:
 def save_image(task: Task, image: GeneratedImage, data: bytes, folder: str | Path) -> Path:
     """Save one image as `<task_id>_<index>.<ext>` plus a `.json` sidecar; returns the image path.
 
-    Saving the same image again overwrites the same two files rather than adding copies.
+    Saving the same image again overwrites its own two files rather than adding copies; a
+    different image under the same name (a server that reissued a task id) gets `-2`, `-3`...
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    stem = f"{task.task_id}_{image.index}"
-    record = sidecar(task, image)
+    record = {**sidecar(task, image), "sha256": hashlib.sha256(data).hexdigest()}
+    stem = _free_stem(folder, f"{task.task_id}_{image.index}", record)
     text = {"qwen_widgets": json.dumps(record, ensure_ascii=False)}
     if task.request is not None:
         text = {"prompt": task.request.prompt, **text}
@@ -113,6 +120,32 @@ def save_image(task: Task, image: GeneratedImage, data: bytes, folder: str | Pat
     atomic_write(path, png_with_text(data, text))
     atomic_write(folder / f"{stem}.json", json.dumps(record, indent=2, ensure_ascii=False).encode())
     return path
+
+
+def _free_stem(folder: Path, stem: str, record: dict[str, Any]) -> str:
+    """`stem`, or the first `stem-N` whose sidecar is absent or describes this same image."""
+    number = 0
+    while True:
+        number += 1
+        candidate = stem if number == 1 else f"{stem}-{number}"
+        try:
+            existing = json.loads((folder / f"{candidate}.json").read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            if not any(folder.glob(f"{candidate}.*")):
+                return candidate
+            continue  # an image without its sidecar: not ours to overwrite
+        except (OSError, ValueError):
+            continue
+        if isinstance(existing, dict) and _same_image(existing, record):
+            return candidate
+
+
+def _same_image(existing: dict[str, Any], record: dict[str, Any]) -> bool:
+    if existing.get("sha256") is not None:
+        return existing["sha256"] == record["sha256"]
+    # a sidecar written before sidecars carried the hash
+    keys = ("task_id", "image_index", "url", "created_at")
+    return all(existing.get(key) == record[key] for key in keys)
 
 
 def save(tasks: Task | Iterable[Task], folder: str | Path, client: Any = None) -> list[Path]:
@@ -133,46 +166,74 @@ def save(tasks: Task | Iterable[Task], folder: str | Path, client: Any = None) -
     return [save_image(task, image, client.fetch_image(image), folder) for task, image in images]
 
 
-def images_dir() -> Path:
-    """`<home>/images`, where completed tasks' images are kept."""
-    from ._journal import home_dir
-
-    path = home_dir() / "images"
-    path.mkdir(mode=0o700, exist_ok=True)
-    return path
-
-
-def keep_copy(task: Task, image: GeneratedImage, data: bytes) -> tuple[Path, str]:
-    """Write the automatic copy of one image; returns its path and sha256."""
-    path = images_dir() / f"{task.task_id}_{image.index}.{image_format(data) or 'bin'}"
+def keep_copy(journal: Journal, local_id: str, task: Task, image: GeneratedImage,
+              data: bytes) -> tuple[Path, str]:
+    """Write the automatic copy of one image of submission `local_id`; returns its path and
+    sha256. The name carries the submission, so a reissued task id never overwrites it."""
+    name = f"{task.task_id}_{image.index}-{local_id[:12]}.{image_format(data) or 'bin'}"
+    path = journal.images_folder() / name
     atomic_write(path, data)
     return path, hashlib.sha256(data).hexdigest()
 
 
+def stale_temporary_files(folder: Path, now: float | None = None) -> list[Path]:
+    """Temporary files in `folder` left by writes that died (a crash mid-copy)."""
+    cutoff = (time.time() if now is None else now) - STALE_TEMPORARY_SECONDS
+    found = []
+    for path in folder.glob(f".*{TEMPORARY_SUFFIX}"):
+        try:
+            if path.is_file() and path.stat().st_mtime < cutoff:
+                found.append(path)
+        except OSError:  # removed meanwhile by another kernel
+            continue
+    return found
+
+
+def remove_stale_temporary_files(folder: Path) -> tuple[int, int]:
+    """Delete what stale_temporary_files() finds; returns (files, bytes) removed."""
+    removed = freed = 0
+    for path in stale_temporary_files(folder):
+        try:
+            size = path.stat().st_size
+            path.unlink()
+        except OSError:
+            continue
+        removed, freed = removed + 1, freed + size
+    return removed, freed
+
+
 def disk_usage(journal: Journal | None = None) -> dict[str, Any]:
-    """How many images are kept locally, how many bytes they take, and where."""
+    """How many images are kept locally, how many bytes they take, and where; temporary
+    files left by interrupted writes are counted apart (prune() removes them)."""
     journal = journal or _home_journal()
-    copies = [c for c in journal.image_copies() if c[2].exists()]
+    folder = journal.images_folder()
+    copies = [copy for copy in journal.image_copies() if copy.path.exists()]
+    leftovers = stale_temporary_files(folder)
     return {
-        "folder": str(images_dir()),
+        "folder": str(folder),
         "images": len(copies),
-        "bytes": sum(path.stat().st_size for _, _, path, _, _ in copies),
+        "bytes": sum(copy.path.stat().st_size for copy in copies),
+        "temporary_files": len(leftovers),
+        "temporary_bytes": sum(path.stat().st_size for path in leftovers),
     }
 
 
 def prune(older_than_days: float, journal: Journal | None = None) -> dict[str, Any]:
-    """Delete local copies saved more than `older_than_days` ago; returns what was freed."""
+    """Delete local copies saved more than `older_than_days` ago, and temporary files left by
+    interrupted writes; returns what was freed."""
     journal = journal or _home_journal()
     cutoff = time.time() - older_than_days * 86_400
     removed = freed = 0
-    for task_id, index, path, _, saved_at in journal.image_copies():
-        if saved_at < cutoff:
-            if path.exists():
-                freed += path.stat().st_size
-                path.unlink()
-            journal.forget_image_copy(task_id, index)
+    for copy in journal.image_copies():
+        if copy.saved_at < cutoff:
+            if copy.path.exists():
+                freed += copy.path.stat().st_size
+                copy.path.unlink()
+            journal.forget_image_copy(copy.local_id, copy.index)
             removed += 1
-    return {"removed": removed, "bytes_freed": freed}
+    temporary, temporary_bytes = remove_stale_temporary_files(journal.images_folder())
+    return {"removed": removed, "bytes_freed": freed + temporary_bytes,
+            "temporary_files_removed": temporary}
 
 
 def _home_journal() -> Journal:

@@ -145,10 +145,10 @@ async def test_5xx_burst_while_polling_is_retried(server, make_client):
     assert all(isinstance(e, qw.ServerError) for e in retries)
 
 
-async def test_submit_500_is_not_resent(server, make_client):
+async def test_submit_500_is_outcome_unknown_and_not_resent(server, make_client):
     server.simulator.inject(SimResponse(500, {}, b'{"error":{"message":"boom"}}'), method="POST")
     async with make_client() as client:
-        with pytest.raises(qw.ServerError, match="boom"):
+        with pytest.raises(qw.SubmitOutcomeUnknownError, match="boom"):
             await client.submit(qw.ImageRequest("a fox"))
     assert server.simulator.count("POST") == 1
 

@@ -16,7 +16,8 @@ import ipywidgets as widgets
 import pytest
 
 import qwen_widgets as qw
-from qwen_widgets._request import MAX_PROMPT_CHARS, is_http_url
+from qwen_widgets._request import MAX_PROMPT_CHARS
+from qwen_widgets._urls import is_http_url
 from qwen_widgets._sweep import prepare_sweep
 from qwen_widgets.simulator import SimResponse
 from qwen_widgets.widgets import Card, Panel

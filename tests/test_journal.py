@@ -248,7 +248,7 @@ async def test_the_key_never_reaches_any_file_in_the_home_folder(server, make_cl
         with pytest.raises(qw.APIError):                                     # refused, echoed
             await client.submit(qw.ImageRequest(f"{marker} echoed"))
         sim.inject(SimResponse(500, {}, f"boom {key}".encode()), method="POST")
-        with pytest.raises(qw.ServerError):                                  # refused, 5xx
+        with pytest.raises(qw.SubmitOutcomeUnknownError):                   # unknown, 5xx
             await client.submit(qw.ImageRequest(f"{marker} 500"))
         sim.failure_rate = 1.0
         with pytest.raises(qw.TaskFailedError):                              # finished, failed
@@ -258,7 +258,7 @@ async def test_the_key_never_reaches_any_file_in_the_home_folder(server, make_cl
             await client.submit(qw.ImageRequest(f"{marker} 401"))
         history = qw.history(client.journal)
 
-    assert sorted(s for s, _, _ in states()) == ["finished"] * 3 + ["refused"] * 3 + ["unknown"] * 2
+    assert sorted(s for s, _, _ in states()) == ["finished"] * 3 + ["refused"] * 2 + ["unknown"] * 3
     assert all(e["authorization"] for e in sim.log if e["path"].startswith("/v1/"))
     files = files_under(home())
     assert journal_file() in files and len(list((home() / "images").iterdir())) == 3
@@ -392,9 +392,10 @@ async def test_completed_images_are_kept_with_the_journaled_sha256(make_client):
         task = await client.generate("a kept fox", n=3)
         fresh = [await client.fetch_image(url) for url in task.urls]
     images_folder = home() / "images"
-    assert [image.local_path for image in task.images] == \
-        [images_folder / f"{task.task_id}_{i}.png" for i in range(3)]
-    copies = {(t, i): (path, digest) for t, i, path, digest, _ in Journal(journal_file()).image_copies()}
+    assert [image.local_path.parent for image in task.images] == [images_folder] * 3
+    assert all(image.local_path.name.startswith(f"{task.task_id}_{i}-") for i, image in enumerate(task.images))
+    assert all(image.local_path.suffix == ".png" for image in task.images)
+    copies = {(c.task_id, c.index): (c.path, c.sha256) for c in Journal(journal_file()).image_copies()}
     assert set(copies) == {(task.task_id, i) for i in range(3)}
     for image, data in zip(task.images, fresh):
         path, digest = copies[task.task_id, image.index]
@@ -675,13 +676,14 @@ async def test_disk_usage_and_prune(make_client):
         journal = client.journal
         sizes = [i.local_path.stat().st_size for i in task.images]
         usage = disk_usage(journal)
-        assert usage == {"folder": str(home() / "images"), "images": 2, "bytes": sum(sizes)}
+        assert usage == {"folder": str(home() / "images"), "images": 2, "bytes": sum(sizes),
+                         "temporary_files": 0, "temporary_bytes": 0}
 
         assert prune(older_than_days=1, journal=journal)["removed"] == 0  # too young
         assert all(i.local_path.exists() for i in task.images)
 
         freed = prune(older_than_days=0, journal=journal)
-        assert freed == {"removed": 2, "bytes_freed": sum(sizes)}
+        assert freed == {"removed": 2, "bytes_freed": sum(sizes), "temporary_files_removed": 0}
         assert not any(i.local_path.exists() for i in task.images)
         assert journal.image_copies() == []
         assert disk_usage(journal)["images"] == 0 and disk_usage(journal)["bytes"] == 0
@@ -743,11 +745,12 @@ def test_unfinished_notice_counts_tasks_of_the_configured_api(server, monkeypatc
     assert "2 unfinished" in notice and "resume" in notice
     assert TEST_KEY not in notice
 
+    # without a key the on-disk journal still tells, and says how to pick the tasks up
     monkeypatch.setenv("QWEN_WIDGETS_DEMO", "1")
-    assert unfinished_notice() is None
+    assert "2 unfinished" in unfinished_notice() and "APIMART_API_KEY" in unfinished_notice()
     monkeypatch.delenv("QWEN_WIDGETS_DEMO")
     monkeypatch.delenv("APIMART_API_KEY")
-    assert unfinished_notice() is None
+    assert "2 unfinished" in unfinished_notice() and "APIMART_API_KEY" in unfinished_notice()
 
 
 def test_unfinished_notice_is_silent_without_a_journal_or_unfinished_work(server, monkeypatch):
@@ -793,11 +796,11 @@ def test_panel_hides_resume_when_nothing_is_unfinished(server):
 
 
 async def test_a_reissued_task_id_keeps_both_submissions(tmp_path):
-    """A restarted simulator (same seed) hands out the same ids again: nothing breaks."""
+    """A restarted server that hands out the same ids again: nothing breaks."""
     journal = qw.Journal(tmp_path / "journal.sqlite")
     ids = []
     for _ in range(2):
-        with serve(Simulator(seed=1, time_scale=TIME_SCALE)) as fresh:
+        with serve(Simulator(seed=1, time_scale=TIME_SCALE, task_id_seed="restarted")) as fresh:
             async with qw.AsyncQwenClient(TEST_KEY, base_url=fresh.url, journal=journal,
                                           **fast_options()) as client:
                 ids.append((await client.generate("the same fox")).task_id)
@@ -809,7 +812,7 @@ async def test_a_reissued_task_id_keeps_both_submissions(tmp_path):
 async def test_a_journal_failure_after_the_post_never_loses_the_task(make_client, monkeypatch, caplog):
     async with make_client() as client:
         def broken(*args):
-            raise sqlite3.OperationalError("disk I/O error")
+            raise qw.JournalError(client.journal.path, sqlite3.OperationalError("disk I/O error"))
 
         monkeypatch.setattr(client.journal, "submitted", broken)
         task = await client.submit(qw.ImageRequest("a fox"))
@@ -819,9 +822,10 @@ async def test_a_journal_failure_after_the_post_never_loses_the_task(make_client
 async def test_no_journal_no_submission(make_client, monkeypatch, server):
     async with make_client() as client:
         def broken(*args):
-            raise sqlite3.OperationalError("database is locked")
+            raise qw.JournalError(client.journal.path, sqlite3.OperationalError("database is locked"))
 
         monkeypatch.setattr(client.journal, "begin", broken)
-        with pytest.raises(qw.QwenError, match="nothing was sent"):
+        with pytest.raises(qw.JournalError, match="nothing was sent") as caught:
             await client.submit(qw.ImageRequest("a fox"))
+    assert caught.value.path in str(caught.value)
     assert server.simulator.count("POST") == 0

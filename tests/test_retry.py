@@ -57,9 +57,12 @@ STATUSES = [
     (403, FAIL, FAIL),
     (404, FAIL, FAIL),
     (422, FAIL, FAIL),
+    (408, RETRY, RETRY),  # the request never arrived whole: nothing was done
     (429, RETRY, RETRY),  # refused outright: nothing was done
     (503, RETRY, RETRY),  # refused outright: nothing was done
-    (500, RETRY, FAIL),  # the server says it failed: do not risk a second bill
+    (500, RETRY, UNKNOWN),  # the server failed, perhaps after creating the task
+    (301, FAIL, UNKNOWN),  # a redirect: the server processed the POST
+    (303, FAIL, UNKNOWN),
     (502, RETRY, UNKNOWN),  # a gateway lost the upstream answer
     (504, RETRY, UNKNOWN),  # a gateway timed out waiting: upstream may have acted
 ]
@@ -72,17 +75,26 @@ def test_classify_status(status, get_verdict, post_verdict):
 
 
 def test_post_is_never_retried_unless_refused_outright():
-    for status in range(400, 600):
+    for status in range(300, 600):
         verdict = classify_status(status, "POST")
-        if status in (429, 503):
+        if status in (408, 429, 503):
             assert verdict is RETRY, status
         else:
             assert verdict is not RETRY, status
 
 
+def test_only_a_4xx_says_a_post_created_nothing():
+    for status in range(300, 600):
+        verdict = classify_status(status, "POST")
+        if 400 <= status < 500 and status not in (408, 429):
+            assert verdict is FAIL, status
+        elif status not in (503,):
+            assert verdict in (UNKNOWN, RETRY), status
+
+
 def test_get_retries_rate_limits_and_server_errors():
-    for status in range(400, 600):
-        expected = RETRY if status == 429 or status >= 500 else FAIL
+    for status in range(300, 600):
+        expected = RETRY if status in (408, 429) or status >= 500 else FAIL
         assert classify_status(status, "GET") is expected, status
 
 

@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import random
+import secrets
 import threading
 import time
 from collections import deque
@@ -95,7 +96,9 @@ class Simulator:
     Durations are in real seconds before `time_scale` shrinks them (0.01: a 20 s task takes
     0.2 s). `rate_limit` is requests per second per key over a sliding second; requests
     above it get 429 with Retry-After. `api_keys`, when given, are the only keys accepted;
-    otherwise any bearer key is.
+    otherwise any bearer key is. Task lives follow `seed`, but task ids are new in every
+    instance, like the real service's; two instances with the same `task_id_seed` issue the
+    same ids (a restarted server that reissues them).
     """
 
     def __init__(
@@ -114,6 +117,7 @@ class Simulator:
         url_lifetime: float = 86_400.0,
         image_base_url: str | None = None,
         api_keys: set[str] | None = None,
+        task_id_seed: str | None = None,
         clock: Callable[[], float] = time.time,
     ):
         if url_style not in ("string", "list", "mixed"):
@@ -131,6 +135,8 @@ class Simulator:
         self.url_lifetime = url_lifetime
         self.image_base_url = image_base_url
         self.api_keys = api_keys
+        # ids are never seen before, unless a test asks for a server that reissues them
+        self.task_id_seed = task_id_seed if task_id_seed is not None else secrets.token_hex(8)
         self.clock = clock
         self.faults: list[Fault] = []
         self.log: list[dict[str, Any]] = []
@@ -266,7 +272,7 @@ class Simulator:
     def _new_task(self, request: ImageRequest) -> _SimTask:
         number = len(self.tasks)
         rng = random.Random(f"{self.seed}:{number}")
-        digest = hashlib.sha256(f"{self.seed}:{number}".encode()).hexdigest().upper()
+        digest = hashlib.sha256(f"{self.task_id_seed}:{number}".encode()).hexdigest().upper()
         task_id = f"task_01SIM{digest[:15]}{number:05d}"
         real = self.duration * math.exp(rng.gauss(0.0, self.duration_spread))
         estimate = max(1, round(real * rng.uniform(*self.estimate_factor)))

@@ -15,7 +15,8 @@ from .._errors import (
     TransportError,
 )
 from .._models import GeneratedImage, Task, TaskStatus
-from .._request import ImageRequest, is_http_url, output_size
+from .._request import ImageRequest, output_size
+from .._urls import is_http_url
 
 __all__ = [
     "output_size_line",
