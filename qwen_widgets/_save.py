@@ -106,8 +106,9 @@ def _chunk(kind: bytes, payload: bytes) -> bytes:
 def save_image(task: Task, image: GeneratedImage, data: bytes, folder: str | Path) -> Path:
     """Save one image as `<task_id>_<index>.<ext>` plus a `.json` sidecar; returns the image path.
 
-    Saving the same image again overwrites its own two files rather than adding copies; a
-    different image under the same name (a server that reissued a task id) gets `-2`, `-3`...
+    Saving the same image again overwrites its own two files rather than adding copies; an
+    image of another submission under the same name (a server that reissued a task id) gets
+    `-2`, `-3`... The sidecar records the bytes' sha256.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -141,11 +142,8 @@ def _free_stem(folder: Path, stem: str, record: dict[str, Any]) -> str:
 
 
 def _same_image(existing: dict[str, Any], record: dict[str, Any]) -> bool:
-    if existing.get("sha256") is not None:
-        return existing["sha256"] == record["sha256"]
-    # a sidecar written before sidecars carried the hash
-    keys = ("task_id", "image_index", "url", "created_at")
-    return all(existing.get(key) == record[key] for key in keys)
+    """A reissued task id comes with its own URL and creation time."""
+    return all(existing.get(key) == record[key] for key in ("task_id", "image_index", "url", "created_at"))
 
 
 def save(tasks: Task | Iterable[Task], folder: str | Path, client: Any = None) -> list[Path]:

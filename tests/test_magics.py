@@ -313,6 +313,30 @@ def _main_thread_waits_on_result() -> bool:
     return False
 
 
+def _interrupt_main_thread(interrupted: threading.Event) -> None:
+    """Ctrl-C for the main thread, sent again until its handler has run.
+
+    A signal that lands after the main thread last ran Python code but before it blocked on
+    a lock does not wake it: the handler would wait for the lock (on a loaded machine the
+    thread is easily preempted in that gap). A signal sent while it is blocked does wake it.
+    """
+    while True:
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+        if interrupted.wait(0.2):
+            return
+
+
+def _sigint_once(interrupted: threading.Event):
+    """A SIGINT handler that raises KeyboardInterrupt the first time only."""
+
+    def handler(signum, frame):
+        if not interrupted.is_set():
+            interrupted.set()
+            raise KeyboardInterrupt
+
+    return handler
+
+
 def test_interrupt_stops_watching_and_prints_the_task_id(monkeypatch, shown, capsys):
     """Ctrl-C while the magic waits: the card stops, the id to re-attach is printed."""
     if threading.current_thread() is not threading.main_thread():
@@ -329,12 +353,11 @@ def test_interrupt_stops_watching_and_prints_the_task_id(monkeypatch, shown, cap
             # the task has an id, the watcher is running and the main thread is blocked
             if cards and cards[0].task is not None and cards[0]._watcher is not None \
                     and _main_thread_waits_on_result():
-                interrupted.set()
-                os.kill(os.getpid(), signal.SIGINT)
+                _interrupt_main_thread(interrupted)
                 return
             time.sleep(0.005)
 
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    previous = signal.signal(signal.SIGINT, _sigint_once(interrupted))
     helper = threading.Thread(target=interrupt, daemon=True)
     helper.start()
     try:
@@ -366,16 +389,16 @@ def test_interrupt_during_submission_waits_for_the_answer_then_reports_the_id(mo
     slow = make_client(time_scale=1.0, duration=1000.0, duration_spread=0.0)
     monkeypatch.setattr(_client, "_default", slow)
     release = threading.Event()
-    _runner.get_loop().call_soon_threadsafe(release.wait, 10)  # hold the loop: nothing is sent yet
-    stop_seen = threading.Event()
+    _runner.get_loop().call_soon_threadsafe(release.wait, 60)  # hold the loop: nothing is sent yet
+    stop_seen, interrupted = threading.Event(), threading.Event()
 
     def interrupt() -> None:
         try:
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + 30
             while time.monotonic() < deadline and not _main_thread_waits_on_result():
                 time.sleep(0.005)
             assert slow.simulator.count("POST") == 0
-            os.kill(os.getpid(), signal.SIGINT)
+            _interrupt_main_thread(interrupted)
             while time.monotonic() < deadline:
                 cards = [obj for obj in shown if isinstance(obj, qw.Card)]
                 if cards and cards[0].status.value.startswith("Stop requested"):
@@ -385,7 +408,7 @@ def test_interrupt_during_submission_waits_for_the_answer_then_reports_the_id(mo
         finally:
             release.set()
 
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    previous = signal.signal(signal.SIGINT, _sigint_once(interrupted))
     helper = threading.Thread(target=interrupt, daemon=True)
     helper.start()
     try:

@@ -309,7 +309,7 @@ def test_the_planted_key_reaches_no_sink(server, simulator, image_host, make_cli
     simulator.inject(echo(503, key), method="GET", count=2)
     objects["after 503s"] = client.generate("a fox after 503s", on_retry=on_retry)
     simulator.inject(echo(500, key), method="POST")
-    expect("500 submit", qw.ServerError, client.submit, qw.ImageRequest("a fox"))
+    expect("500 submit", qw.SubmitOutcomeUnknownError, client.submit, qw.ImageRequest("a fox"))
     simulator.inject(echo(502, key, content_type="text/plain"), method="POST", process=True)
     expect("502 submit", qw.SubmitOutcomeUnknownError, client.submit, qw.ImageRequest("a fox"))
     simulator.inject(echo(400, key, content_type="text/plain"), method="POST")

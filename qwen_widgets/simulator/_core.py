@@ -137,6 +137,7 @@ class Simulator:
         self.api_keys = api_keys
         # ids are never seen before, unless a test asks for a server that reissues them
         self.task_id_seed = task_id_seed if task_id_seed is not None else secrets.token_hex(8)
+        self._signature = secrets.token_hex(8)
         self.clock = clock
         self.faults: list[Fault] = []
         self.log: list[dict[str, Any]] = []
@@ -320,7 +321,8 @@ class Simulator:
     def _images_of(self, task: _SimTask) -> list[dict[str, Any]]:
         expires = int(task.created + task.duration + self.url_lifetime)
         base = self.image_base_url or SIMULATOR_BASE_URL
-        urls = [f"{base}{IMAGE_ROUTE}{task.task_id}/{i}.png?expires={expires}"
+        # signed like real result URLs: unique to this server even for a reissued task id
+        urls = [f"{base}{IMAGE_ROUTE}{task.task_id}/{i}.png?expires={expires}&sig={self._signature}"
                 for i in range(task.images_returned)]
         if task.url_as_list:
             return [{"url": [url], "expires_at": expires} for url in urls]
