@@ -374,19 +374,31 @@ async def test_image_redirect_from_https_to_http_is_refused():
 def test_ctrl_c_during_submit_reports_the_task_id_instead_of_losing_it():
     """A real SIGINT in a real process, while the POST's answer is still on its way."""
     # Ctrl-C comes once the POST has reached the server, not after a fixed time: the journal
-    # write before it can take longer than any fixed time on a loaded machine
+    # write before it can take longer than any fixed time on a loaded machine. It is sent to
+    # the main thread until its handler ran: one that lands just before the thread blocks on
+    # a lock is not handled until the lock is released. The handler acts once, like a person
+    # pressing Ctrl-C once.
     script = textwrap.dedent("""
-        import os, signal, threading, time, warnings
+        import signal, threading, time, warnings
         warnings.simplefilter("ignore")
         import qwen_widgets as qw
         from qwen_widgets.simulator import Simulator
         sim = Simulator(time_scale=1.0)
         sim.inject(delay=1.0, method="POST")
         client = qw.QwenClient(simulator=sim)
+        interrupted = threading.Event()
+        def on_sigint(signum, frame):
+            if not interrupted.is_set():
+                interrupted.set()
+                raise KeyboardInterrupt
+        signal.signal(signal.SIGINT, on_sigint)
         def interrupt_once_posted():
             while sim.count("POST") == 0:
                 time.sleep(0.005)
-            os.kill(os.getpid(), signal.SIGINT)
+            while True:
+                signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+                if interrupted.wait(0.2):
+                    return
         threading.Thread(target=interrupt_once_posted, daemon=True).start()
         try:
             client.generate("a fox")
