@@ -350,11 +350,13 @@ async def test_slow_answers_never_hold_wait_past_its_deadline(server, make_clien
 
 async def test_retries_cut_by_the_deadline_end_as_timeout_not_server_error(server, make_client):
     server.simulator.duration = 10_000
-    server.simulator.inject(SimResponse(503, {"Retry-After": "5"}, b"{}"), method="GET", count=100)
+    # the first poll (at 0.01 s) is answered long before the 5 s deadline, however loaded the
+    # machine, and the wait it asks for crosses the deadline
+    server.simulator.inject(SimResponse(503, {"Retry-After": "60"}, b"{}"), method="GET", count=100)
     async with make_client() as client:
         task = await client.submit(qw.ImageRequest("a fox"))
         with pytest.raises(qw.TaskTimeoutError) as caught:
-            await client.wait(task, timeout=1.0)
+            await client.wait(task, timeout=5.0)
     assert isinstance(caught.value.__cause__, qw.ServerError)
 
 
