@@ -6,6 +6,7 @@ import asyncio
 import time
 import warnings
 
+import httpx
 import pytest
 
 from qwen_widgets import AsyncQwenClient, DemoModeWarning, PollBudget, PollSchedule, QwenClient, RetryPolicy
@@ -86,6 +87,30 @@ class FakeClock:
 
     def random(self) -> float:
         return 0.5
+
+
+class SendRecorder(httpx.AsyncBaseTransport):
+    """The real transport, noting when the client handed it each request: the client's own
+    send times, which a request budget governs, free of the server's arrival jitter."""
+
+    def __init__(self):
+        self.inner = httpx.AsyncHTTPTransport()
+        self.sent: list[tuple[float, str, int]] = []
+        """(time.monotonic() at send, method, status) per request."""
+
+    async def handle_async_request(self, request):
+        at = time.monotonic()
+        response = await self.inner.handle_async_request(request)
+        self.sent.append((at, request.method, response.status_code))
+        return response
+
+    async def aclose(self):
+        await self.inner.aclose()
+
+
+def busiest_second(times: list[float]) -> int:
+    """The most of `times` (sorted) in any one-second window that starts at one of them."""
+    return max(sum(1 for t in times[i:] if t < start + 1.0) for i, start in enumerate(times))
 
 
 def walk(widget):
