@@ -31,7 +31,7 @@ import polling  # noqa: E402  (the strategies benchmark, a sibling script)
 
 import qwen_widgets as qw  # noqa: E402
 from qwen_widgets import _runner  # noqa: E402
-from qwen_widgets._sweep import prepare_sweep  # noqa: E402
+from qwen_widgets._sweep import Sweep, SweepPlan  # noqa: E402
 from qwen_widgets.simulator import Simulator, serve  # noqa: E402
 
 
@@ -62,8 +62,7 @@ def sweep_makespan(scale: float, tasks: int = 48, concurrency: int = 16) -> dict
     simulator = Simulator(seed=2026, time_scale=scale)
     with serve(simulator) as server:
         client = client_for(server, scale)
-        sweep = prepare_sweep({"prompt": [f"sweep prompt {i}" for i in range(tasks)]},
-                              client=client, concurrency=concurrency, max_images=tasks)
+        sweep = Sweep(client, SweepPlan.of({"prompt": [f"sweep prompt {i}" for i in range(tasks)]}, max_images=tasks), concurrency=concurrency)
         started = time.time()
         sweep.start().wait()
         makespan = time.time() - started
@@ -121,8 +120,7 @@ def scale_run(scale: float, tasks: int = 1000, limit_per_s: float = 20.0, budget
     with serve(simulator) as server:
         transport = CountingTransport()
         client = client_for(server, scale, transport=transport, budget_per_s=budget_per_s)
-        sweep = prepare_sweep({"prompt": [f"load {i}" for i in range(tasks)]}, client=client,
-                              concurrency=tasks, max_images=tasks)
+        sweep = Sweep(client, SweepPlan.of({"prompt": [f"load {i}" for i in range(tasks)]}, max_images=tasks), concurrency=tasks)
         seen: dict[int, float] = {}
         sweep.on_change(lambda i: sweep.results[i] is not None and seen.setdefault(i, time.time()))
         cpu_before = _runner.run(_thread_cpu())

@@ -7,36 +7,43 @@ With no APIMART_API_KEY set, everything runs against a built-in offline simulato
 Importing this package is cheap: pandas, Pillow and ipywidgets load only when used.
 """
 
-from ._client import DEFAULT_BASE_URL, AsyncQwenClient, DemoModeWarning, QwenClient, generate, resume
-from ._errors import (
-    APIError,
-    AuthenticationError,
-    ImageFetchError,
-    JournalError,
-    MalformedResponseError,
-    NotFoundError,
-    PermissionDeniedError,
-    QwenError,
-    RateLimitError,
-    RequestValidationError,
-    ServerError,
-    SubmitOutcomeUnknownError,
-    TaskFailedError,
-    TaskTimeoutError,
-    TransportError,
-)
-from ._frame import history, to_frame
-from ._journal import Journal
-from ._models import GeneratedImage, Task, TaskStatus
-from ._polling import PollBudget, PollSchedule
-from ._request import MODELS, RESOLUTIONS, SIZES, ImageRequest
-from ._retry import RetryPolicy
-from ._save import disk_usage, prune, save
-from ._sweep import Sweep, sweep
+# Each private module's __all__ lists exactly its public names.
+from ._api import *  # noqa: F403
+from ._budget import *  # noqa: F403
+from ._client import *  # noqa: F403
+from ._config import *  # noqa: F403
+from ._errors import *  # noqa: F403
+from ._frame import *  # noqa: F403
+from ._journal import *  # noqa: F403
+from ._polling import *  # noqa: F403
+from ._request import *  # noqa: F403
+from ._retry import *  # noqa: F403
+from ._store import *  # noqa: F403
+from ._sweep import *  # noqa: F403
+from ._sync import *  # noqa: F403
+from ._task import *  # noqa: F403
+from . import _api, _budget, _client, _config, _errors, _frame, _journal, _polling, _request, _retry, _store, _sweep, _sync, _task
 
 __version__ = "0.1.0"
 
 _WIDGETS = ("Panel", "Gallery", "Card", "show")
+
+__all__ = [
+    "__version__",
+    *_api.__all__, *_budget.__all__, *_client.__all__, *_config.__all__, *_errors.__all__,
+    *_frame.__all__, *_journal.__all__, *_polling.__all__, *_request.__all__, *_retry.__all__,
+    *_store.__all__, *_sweep.__all__, *_sync.__all__, *_task.__all__,
+    *_WIDGETS,
+    "load_ipython_extension", "unload_ipython_extension",
+]
+
+# Public names report the package as their home, as httpx's do: `qwen_widgets.TaskFailedError`
+for _name in __all__:
+    _value = globals().get(_name)
+    if isinstance(_value, type) or callable(_value):
+        if getattr(_value, "__module__", "").startswith("qwen_widgets._"):
+            _value.__module__ = "qwen_widgets"
+del _name, _value
 
 
 def __getattr__(name: str):
@@ -63,53 +70,3 @@ def unload_ipython_extension(ipython) -> None:
     from ._magics import unregister
 
     unregister(ipython)
-
-
-__all__ = [
-    "__version__",
-    "ImageRequest",
-    "MODELS",
-    "SIZES",
-    "RESOLUTIONS",
-    "Task",
-    "TaskStatus",
-    "GeneratedImage",
-    "AsyncQwenClient",
-    "QwenClient",
-    "generate",
-    "resume",
-    "sweep",
-    "Sweep",
-    "history",
-    "save",
-    "disk_usage",
-    "prune",
-    "Journal",
-    "to_frame",
-    "Panel",
-    "Gallery",
-    "Card",
-    "show",
-    "load_ipython_extension",
-    "unload_ipython_extension",
-    "DEFAULT_BASE_URL",
-    "DemoModeWarning",
-    "PollSchedule",
-    "PollBudget",
-    "RetryPolicy",
-    "QwenError",
-    "RequestValidationError",
-    "APIError",
-    "AuthenticationError",
-    "PermissionDeniedError",
-    "NotFoundError",
-    "RateLimitError",
-    "ServerError",
-    "MalformedResponseError",
-    "TransportError",
-    "SubmitOutcomeUnknownError",
-    "TaskFailedError",
-    "TaskTimeoutError",
-    "ImageFetchError",
-    "JournalError",
-]

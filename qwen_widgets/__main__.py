@@ -9,8 +9,8 @@ import argparse
 import pathlib
 import time
 
-from ._client import QwenClient
-from ._save import save_image
+from ._export import save_image
+from ._sync import QwenClient
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,7 +17,7 @@ from ._errors import ImageFetchError
 from ._urls import is_http_url
 from ._retry import RetryPolicy, Verdict, classify_exception, classify_status
 
-__all__ = ["ImageFetcher", "image_format", "thumbnail", "DEFAULT_MAX_IMAGE_BYTES"]
+__all__: list[str] = []
 
 DEFAULT_MAX_IMAGE_BYTES = 40 * 1024 * 1024  # a 2K PNG is a few MB; 40 MB leaves room
 _MAX_REDIRECTS = 5
@@ -54,14 +54,15 @@ class ImageFetcher:
         self,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
-        timeout: float = 30.0,
+        timeout: httpx.Timeout | float = 60.0,
+        call_limit: float | None = 120.0,
         max_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
         retry: RetryPolicy = _IMAGE_RETRY,
         clock: Clock = SYSTEM_CLOCK,
     ):
         self.max_bytes = max_bytes
         # httpx times out per read: a host that drips bytes needs an overall cap per attempt
-        self._attempt_limit = 2 * timeout
+        self._attempt_limit = call_limit
         self._retry = retry
         self._clock = clock
         # follow_redirects=False: every hop is checked in fetch() before it is taken
@@ -78,7 +79,7 @@ class ImageFetcher:
             try:
                 return await asyncio.wait_for(self._fetch_once(url), self._attempt_limit)
             except asyncio.TimeoutError:
-                failure = _Retryable(f"no complete image within {self._attempt_limit:.0f} s")
+                failure = _Retryable(f"no complete image within {self._attempt_limit:g} s")
             except _Retryable as exc:
                 failure = exc
             delay = self._retry.delay(attempt, None, self._clock.random())

@@ -23,12 +23,13 @@ Messages never contain the API key: the key never reaches this module.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._models import Task
+    from ._task import Task
     from ._request import ImageRequest
 
 __all__ = [
@@ -47,7 +48,6 @@ __all__ = [
     "TaskTimeoutError",
     "ImageFetchError",
     "JournalError",
-    "shorten",
 ]
 
 
@@ -57,6 +57,13 @@ def shorten(value: Any, limit: int = 60) -> str:
     if len(text) <= limit:
         return text
     return text[: limit - 5] + "…" + text[-4:]
+
+
+def stopped_watching(task_id: str, *reattach: str) -> str:
+    """The one sentence for a task no longer watched: it runs on, may bill, and can be
+    re-attached with any of `reattach` (functions taking the id; client.wait by default)."""
+    ways = " or ".join(f"{way}({task_id!r})" for way in reattach or ("client.wait",))
+    return f"stopped watching task {task_id}; it may still complete and be billed. Re-attach with {ways}."
 
 
 class QwenError(Exception):
@@ -103,6 +110,30 @@ class APIError(QwenError):
         suffix = f" (task {self.task_id})" if self.task_id else ""
         return f"{prefix}{self.message}{suffix}"
 
+    @staticmethod
+    def from_response(status: int, text: str, *, reason: str = "", content_type: str | None = None,
+                      task_id: str | None = None, retry_after: float | None = None) -> APIError:
+        """The typed error for a non-2xx answer, with the server's message when it sent one.
+
+        `text` is the body, already redacted: it may be quoted.
+        """
+        try:
+            code, message, kind = parse_error_envelope(json.loads(text))
+        except (ValueError, RecursionError):
+            code, message, kind = None, None, None
+        if message is None:
+            text = text.strip()
+            what = content_type or "no content type"
+            message = f"{reason or 'error'}; body not JSON ({what}, {len(text)} chars)"
+            # quote only a short one-line plain answer: never HTML, never a server traceback
+            if text and "json" not in what and len(text) < 200 and "<" not in text and "\n" not in text:
+                message += f": {text}"
+        if status in _STATUS_HINTS:
+            message = f"{message} ({_STATUS_HINTS[status]})"
+        cls = _STATUS_ERRORS.get(status, ServerError if status >= 500 else APIError)
+        return cls(message, status_code=status, code=code, error_type=kind, task_id=task_id,
+                   retry_after=retry_after)
+
 
 class AuthenticationError(APIError):
     """401: the API key is missing or wrong."""
@@ -126,6 +157,47 @@ class ServerError(APIError):
 
 class MalformedResponseError(APIError):
     """A response whose body does not follow the documented envelope."""
+
+    @classmethod
+    def from_body(cls, status: int, text: str, error: Exception, task_id: str | None) -> MalformedResponseError:
+        """A fresh error for an unusable 2xx body (never the decoder's, which holds the whole body)."""
+        if isinstance(error, MalformedResponseError):
+            message = error.message
+        else:
+            message = f"the response is not valid JSON: {shorten(text, 80) if text else 'an empty body'}"
+        return cls(message, status_code=status, task_id=task_id)
+
+
+_STATUS_ERRORS: dict[int, type[APIError]] = {
+    401: AuthenticationError,
+    402: PermissionDeniedError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    429: RateLimitError,
+}
+_STATUS_HINTS = {
+    401: "check your API key (APIMART_API_KEY)",
+    402: "check your APIMart balance",
+    429: "rate limited",
+}
+
+
+def parse_error_envelope(body: Any) -> tuple[Any, str | None, str | None]:
+    """(code, message, type) from `{"error": {...}}` or other common shapes; Nones if absent."""
+    if not isinstance(body, dict):
+        return None, None, None
+    error = body.get("error", body)
+    if isinstance(error, str):
+        return body.get("code"), error, None
+    if not isinstance(error, dict):
+        return None, None, None
+    message = error.get("message", body.get("message"))
+    kind = error.get("type")
+    return (
+        error.get("code", body.get("code")),
+        message if isinstance(message, str) else None,
+        kind if isinstance(kind, str) else None,
+    )
 
 
 class TransportError(QwenError):
@@ -167,10 +239,7 @@ class TaskTimeoutError(QwenError):
         self.task = last
         self.timeout = timeout
         state = f"last seen {last.status.value} at {last.progress}%" if last else "never seen"
-        super().__init__(
-            f"stopped watching task {task_id} after {timeout:.0f} s ({state}); it may still "
-            f"complete and be billed. Re-attach with client.wait({task_id!r})."
-        )
+        super().__init__(f"after {timeout:.0f} s ({state}): {stopped_watching(task_id)}")
 
 
 class ImageFetchError(QwenError):

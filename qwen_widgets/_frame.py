@@ -1,18 +1,20 @@
-"""Tasks as pandas DataFrames, one row per image. pandas is imported only here, on demand."""
+"""Tasks and journal entries as pandas DataFrames, one row per image. pandas loads only here."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
 from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from ._models import Task
+from ._record import image_rows
+from ._task import Task
 
 if TYPE_CHECKING:
     import pandas
 
-    from ._journal import Journal
+    from ._journal import Entry
 
-__all__ = ["to_frame", "history", "task_rows", "COLUMNS", "HISTORY_COLUMNS"]
+__all__ = ["to_frame"]
 
 COLUMNS = (
     "task_id", "model", "prompt", "negative_prompt", "size", "resolution", "n",
@@ -25,37 +27,6 @@ _INTEGERS = ("n", "width", "height", "image_index")
 _FLOATS = ("actual_time", "estimated_time")
 
 
-def task_rows(task: Task) -> list[dict[str, Any]]:
-    """Plain dict rows for one task: one per image, or one without a URL when it has none."""
-    request = task.request
-    common = {
-        "task_id": task.task_id,
-        "model": request.model if request else None,
-        "prompt": request.prompt if request else None,
-        "negative_prompt": request.negative_prompt if request else None,
-        "size": request.size if request else None,
-        "resolution": request.resolution if request else None,
-        "n": request.n if request else None,
-        "status": task.status.value,
-        "error": task.error,
-        "created_at": task.created_at,
-        "completed_at": task.completed_at,
-        "actual_time": task.actual_time,
-        "estimated_time": task.estimated_time,
-    }
-    if not task.images:
-        width, height = request.output_size if request else (None, None)
-        return [{**common, "width": width, "height": height, "image_index": None,
-                 "url": None, "expires_at": None, "local_path": None, "warning": None}]
-    return [
-        {**common, "width": image.width, "height": image.height, "image_index": image.index,
-         "url": image.url, "expires_at": image.expires_at,
-         "local_path": str(image.local_path) if image.local_path else None,
-         "warning": image.expiry_warning(), "error": image.error or task.error}
-        for image in task.images
-    ]
-
-
 def to_frame(tasks: Task | Iterable[Task]) -> pandas.DataFrame:
     """One row per image (failed tasks: one row with status and error, no url).
 
@@ -63,29 +34,18 @@ def to_frame(tasks: Task | Iterable[Task]) -> pandas.DataFrame:
     """
     if isinstance(tasks, Task):
         tasks = [tasks]
-    return _typed([row for task in tasks for row in task_rows(task)], COLUMNS)
+    return _typed([row for task in tasks for row in image_rows(task)], COLUMNS)
 
 
-def history(journal: Journal | None = None) -> pandas.DataFrame:
-    """Every journaled submission: one row per image, one per failed, refused or unknown one.
-
-    The columns of to_frame() plus local_id, journal_state and submitted_at. Defaults to the
-    journal in the home folder, whatever the mode: demo submissions are never in it (their
-    simulator dies with the process), so without a key this shows the earlier keyed runs.
-    """
-    if journal is None:
-        from ._journal import Journal
-
-        journal = Journal.existing()
-        if journal is None:
-            return _typed([], HISTORY_COLUMNS)
-    journal.settle_orphans()
+def history_frame(entries: Iterable[Entry]) -> pandas.DataFrame:
+    """Journal entries as to_frame() rows plus local_id, journal_state and submitted_at; a
+    submission without a task (refused, unknown) is one row with its request and error."""
     rows = []
-    for entry in journal.entries():
+    for entry in entries:
         extra = {"local_id": entry.local_id, "journal_state": entry.state.value,
                  "submitted_at": entry.created_at}
         if entry.task is not None:
-            rows.extend({**extra, **row} for row in task_rows(entry.task))
+            rows.extend({**extra, **row} for row in image_rows(entry.task))
         else:
             request = entry.request
             rows.append({**extra, "model": request and request.model,
@@ -108,5 +68,5 @@ def _typed(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> pandas.DataF
         elif column in _FLOATS:
             frame[column] = frame[column].astype("float64")
         else:
-            frame[column] = frame[column].astype("string")
+            frame[column] = frame[column].map(lambda v: str(v) if isinstance(v, Path) else v).astype("string")
     return frame

@@ -26,12 +26,13 @@ from pathlib import Path
 from typing import NamedTuple
 from collections.abc import Iterator
 
+from ._config import home_dir, home_path
 from ._errors import JournalError, RequestValidationError
-from ._models import GeneratedImage, Task, TaskStatus
+from ._record import task_from_record, task_record
 from ._request import ImageRequest
+from ._task import Task, TaskStatus
 
-__all__ = ["Journal", "Entry", "EntryState", "ImageCopy", "home_dir", "home_path", "task_to_json",
-           "task_from_json"]
+__all__ = ["Journal"]
 
 URL_LIFETIME = 86_400.0  # task ids and result URLs live about a day (API.md section 2)
 
@@ -77,28 +78,6 @@ INSERT OR IGNORE INTO images
     FROM images_v0 i JOIN submissions s ON s.task_id = i.task_id;
 DROP TABLE images_v0;
 """
-
-
-def home_dir() -> Path:
-    """QWEN_WIDGETS_HOME, or a per-user data folder, as an absolute path (a relative setting
-    is resolved against the current folder once, here); created readable by the user only."""
-    path = home_path()
-    if not path.is_dir():
-        path.mkdir(parents=True, exist_ok=True)
-        path.chmod(0o700)
-    return path
-
-
-def home_path() -> Path:
-    """Where home_dir() is, without creating it."""
-    configured = os.environ.get("QWEN_WIDGETS_HOME")
-    if configured:
-        path = Path(configured).expanduser()
-    elif os.name == "nt":
-        path = Path(os.environ.get("LOCALAPPDATA", Path.home())) / "qwen_widgets"
-    else:
-        path = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "qwen_widgets"
-    return path.absolute()
 
 
 class ImageCopy(NamedTuple):
@@ -231,7 +210,7 @@ class Journal:
         """The server answered with a task id."""
         self._write(
             "UPDATE submissions SET state = ?, task_id = ?, task = ?, updated_at = ? WHERE local_id = ?",
-            (EntryState.SUBMITTED.value, task.task_id, task_to_json(task), time.time(), local_id),
+            (EntryState.SUBMITTED.value, task.task_id, json.dumps(task_record(task)), time.time(), local_id),
             # a server that reissues ids (a restarted simulator) makes an older row stale
             before=("UPDATE submissions SET task_id = NULL WHERE base_url ="
                     " (SELECT base_url FROM submissions WHERE local_id = ?) AND task_id = ?"
@@ -257,7 +236,7 @@ class Journal:
             " ON CONFLICT(base_url, task_id) DO UPDATE SET state = excluded.state, task = excluded.task,"
             " updated_at = excluded.updated_at, request = coalesce(submissions.request, excluded.request)",
             (uuid.uuid4().hex, now, now, base_url, request, state.value, task.task_id,
-             task_to_json(task)),
+             json.dumps(task_record(task))),
         )
         (local_id,), = self._read("SELECT local_id FROM submissions WHERE base_url = ? AND task_id = ?",
                                   (base_url, task.task_id))
@@ -372,49 +351,6 @@ def _entry(row: tuple, copies: dict[int, str]) -> Entry:
         request_obj = ImageRequest.from_payload(json.loads(request)) if request else None
     except (ValueError, RequestValidationError):
         request_obj = None
-    task_obj = task_from_json(task, request_obj, copies) if task else None
+    task_obj = task_from_record(json.loads(task), request_obj, copies) if task else None
     return Entry(local_id, datetime.fromtimestamp(created_at, timezone.utc), base_url,
                  EntryState(state), request_obj, task_obj, error)
-
-
-def task_to_json(task: Task) -> str:
-    """The wire-level facts of a task (its request is stored in its own column)."""
-
-    def stamp(value: datetime | None) -> float | None:
-        return value.timestamp() if value is not None else None
-
-    return json.dumps({
-        "task_id": task.task_id,
-        "status": task.status.value,
-        "progress": task.progress,
-        "estimated_time": task.estimated_time,
-        "actual_time": task.actual_time,
-        "created_at": stamp(task.created_at),
-        "completed_at": stamp(task.completed_at),
-        "error": task.error,
-        "images": [{"url": i.url, "index": i.index, "expires_at": stamp(i.expires_at),
-                    "width": i.width, "height": i.height, "error": i.error} for i in task.images],
-    })
-
-
-def task_from_json(text: str, request: ImageRequest | None,
-                   copies: dict[int, str] | None = None) -> Task:
-    """A Task back from task_to_json; `copies` maps image indexes to kept files."""
-    data = json.loads(text)
-    copies = copies or {}
-
-    def when(value: float | None) -> datetime | None:
-        return datetime.fromtimestamp(value, timezone.utc) if value is not None else None
-
-    images = tuple(
-        GeneratedImage(i["url"], i["index"], when(i["expires_at"]), i["width"], i["height"],
-                       _path(copies.get(i["index"])), i.get("error"))
-        for i in data["images"]
-    )
-    return Task(data["task_id"], TaskStatus(data["status"]), data["progress"],
-                data["estimated_time"], data["actual_time"], when(data["created_at"]),
-                when(data["completed_at"]), images, data["error"], request)
-
-
-def _path(text: str | None) -> Path | None:
-    return Path(text) if text else None

@@ -7,11 +7,11 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from IPython.display import display
 
-from ._client import default_client
-from ._errors import RequestValidationError
+from ._api import default_client
+from ._errors import RequestValidationError, stopped_watching
 from ._request import MODELS, RESOLUTIONS, SIZES, ImageRequest
 
-__all__ = ["QwenMagics", "register", "unregister", "unfinished_notice"]
+__all__: list[str] = []
 
 
 def _unquote(text: str | None) -> str | None:
@@ -85,8 +85,7 @@ def _generate_in_cell(request: ImageRequest):
         if task_id is None:
             print("Interrupted before the server assigned a task id.")
         else:
-            print(f"Stopped watching task {task_id}; it may still complete and be billed. "
-                  f"Re-attach with qw.Panel().attach({task_id!r}) or qw.QwenClient().wait({task_id!r}).")
+            print("S" + stopped_watching(task_id, "qw.Panel().attach", "qw.QwenClient().wait")[1:])
         return None
 
 
@@ -95,9 +94,7 @@ def unfinished_notice() -> str | None:
 
     Reads the journal file, whatever the mode, without creating a client or any file.
     """
-    import os
-
-    from ._client import DEFAULT_BASE_URL, demo_forced
+    from . import _config
     from ._errors import JournalError
     from ._journal import Journal
 
@@ -107,7 +104,7 @@ def unfinished_notice() -> str | None:
         return f"qwen_widgets: {error}"
     if journal is None:
         return None
-    base_url = (os.environ.get("APIMART_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+    base_url = _config.base_url()
     try:
         journal.settle_orphans()
         waiting = len(journal.unfinished(base_url))
@@ -115,7 +112,7 @@ def unfinished_notice() -> str | None:
         journal.close()
     if not waiting:
         return None
-    if not os.environ.get("APIMART_API_KEY") or demo_forced():
+    if not _config.api_key() or _config.demo_forced():
         return (f"qwen_widgets: {waiting} unfinished task(s) from earlier sessions with an API key; "
                 "set APIMART_API_KEY (and unset QWEN_WIDGETS_DEMO), then run qw.resume() to pick them up.")
     return (f"qwen_widgets: {waiting} unfinished task(s) from earlier sessions; "

@@ -10,19 +10,7 @@ from typing import Any
 from ._errors import RequestValidationError
 from ._urls import MAX_URL_CHARS, has_credentials, is_http_url
 
-__all__ = [
-    "ImageRequest",
-    "MODELS",
-    "SIZES",
-    "RESOLUTIONS",
-    "OUTPUT_SIZES",
-    "MAX_PROMPT_CHARS",
-    "MAX_NEGATIVE_PROMPT_CHARS",
-    "MAX_IMAGES",
-    "output_size",
-    "field_errors",
-    "check_image_url",
-]
+__all__ = ["ImageRequest", "MODELS", "SIZES", "RESOLUTIONS"]
 
 MODELS = ("qwen-image-2.0", "qwen-image-2.0-pro")
 SIZES = ("1:1", "4:3", "3:4", "16:9", "9:16", "3:2", "2:3")
@@ -121,6 +109,23 @@ class ImageRequest:
             if value != f.default:
                 fields.append(f"{f.name}={value!r}")
         return f"ImageRequest({', '.join(fields)})"
+
+
+def make_request(request_or_prompt: ImageRequest | str, fields: dict[str, Any]) -> ImageRequest:
+    """An ImageRequest from a prompt, or from a request plus field overrides."""
+    allowed = ImageRequest.__dataclass_fields__
+    for name in fields:
+        if name not in allowed:
+            raise RequestValidationError(
+                name, f"is not a request field; allowed: {', '.join(allowed)}", show_value=False
+            )
+    if isinstance(request_or_prompt, ImageRequest):
+        return request_or_prompt.replace(**fields) if fields else request_or_prompt
+    if isinstance(request_or_prompt, str):
+        if "prompt" in fields:
+            raise RequestValidationError("prompt", "given twice", show_value=False)
+        return ImageRequest(prompt=request_or_prompt, **fields)
+    raise RequestValidationError("prompt", "must be a string or an ImageRequest", request_or_prompt)
 
 
 def field_errors(**values: Any) -> dict[str, str]:

@@ -17,7 +17,7 @@ from enum import Enum
 
 import httpx
 
-__all__ = ["Verdict", "RetryPolicy", "classify_exception", "classify_status", "parse_retry_after"]
+__all__ = ["RetryPolicy"]
 
 
 class Verdict(Enum):

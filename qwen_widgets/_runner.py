@@ -12,7 +12,7 @@ import threading
 from typing import Any, TypeVar
 from collections.abc import Coroutine
 
-__all__ = ["get_loop", "submit", "run"]
+__all__: list[str] = []
 
 T = TypeVar("T")
 

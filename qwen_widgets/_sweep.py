@@ -1,9 +1,10 @@
 """Parameter sweeps: every combination of the fields given as lists, with a concurrency cap.
 
-Planning is pure (`plan_sweep`): it validates every request and counts tasks, images and
+Planning is pure (`SweepPlan.of`): it validates every request and counts tasks, images and
 cost before anything is sent, refusing more than `max_images` unless the caller raises it.
 `Sweep` runs the plan on the package's private loop; every task goes through the client,
-so through the journal and the shared request budget, like any other.
+so through the journal and the shared request budget, like any other. Showing a sweep is
+the front door's business (`qwen_widgets.sweep`), not this module's.
 """
 
 from __future__ import annotations
@@ -11,28 +12,28 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import itertools
-import sys
+import logging
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from collections.abc import Callable
 
 from . import _runner
-from ._errors import QwenError, RequestValidationError
-from ._models import Task, TaskStatus
+from ._errors import QwenError, RequestValidationError, stopped_watching
+from ._task import Task, TaskStatus
 from ._request import ImageRequest
 
 if TYPE_CHECKING:
     import pandas
 
-    from ._client import QwenClient
+    from ._sync import QwenClient
 
-__all__ = ["sweep", "prepare_sweep", "Sweep", "SweepCell", "SweepCancelled", "plan_sweep", "describe_plan",
-           "AXIS_FIELDS", "DEFAULT_MAX_IMAGES"]
+__all__ = ["Sweep"]
 
 AXIS_FIELDS = ("prompt", "model", "size", "resolution", "negative_prompt", "n")
 """Fields that become an axis when given as a list (image_urls is a list by nature)."""
 DEFAULT_MAX_IMAGES = 24
+_log = logging.getLogger("qwen_widgets")
 
 
 @dataclass(frozen=True)
@@ -44,36 +45,59 @@ class SweepCell:
     request: ImageRequest
 
 
-def plan_sweep(fields: dict[str, Any], *, max_images: int = DEFAULT_MAX_IMAGES
-               ) -> tuple[list[tuple[str, list[Any]]], list[SweepCell]]:
-    """The axes and the cells of a sweep; RequestValidationError before anything is sent."""
-    axes = [(name, list(value)) for name, value in fields.items()
-            if name in AXIS_FIELDS and isinstance(value, (list, tuple))]
-    for name, values in axes:
-        if not values:
-            raise RequestValidationError(name, "an axis needs at least one value", values)
-        if len(set(map(repr, values))) != len(values):
-            raise RequestValidationError(name, "an axis must not repeat a value", values)
-    fixed = {name: value for name, value in fields.items() if name not in dict(axes)}
-    names = [name for name, _ in axes]
-    cells = []
-    for combination in itertools.product(*(values for _, values in axes)):
-        labels = tuple(zip(names, combination))
-        try:
-            request = ImageRequest(**fixed, **dict(labels))
-        except TypeError as exc:  # an unknown keyword
-            raise RequestValidationError("fields", str(exc), show_value=False) from None
-        cells.append(SweepCell(labels, request))
-    _refuse_repeats(axes, cells)
-    images = sum(cell.request.n for cell in cells)
-    if images > max_images:
-        raise RequestValidationError(
-            "max_images",
-            f"this sweep makes {len(cells)} tasks and {images} images, more than "
-            f"max_images={max_images}; pass max_images={images} to go ahead",
-            show_value=False,
-        )
-    return axes, cells
+@dataclass(frozen=True)
+class SweepPlan:
+    """What a sweep will send: its axes and one cell per combination, all validated."""
+
+    axes: list[tuple[str, list[Any]]]
+    """(field, values) for each field given as a list, in field order."""
+    cells: list[SweepCell]
+    """Every combination, the last axis varying fastest."""
+
+    @classmethod
+    def of(cls, fields: dict[str, Any], *, max_images: int = DEFAULT_MAX_IMAGES) -> SweepPlan:
+        """Plan a sweep of `fields`; RequestValidationError before anything is sent."""
+        axes = [(name, list(value)) for name, value in fields.items()
+                if name in AXIS_FIELDS and isinstance(value, (list, tuple))]
+        for name, values in axes:
+            if not values:
+                raise RequestValidationError(name, "an axis needs at least one value", values)
+            if len(set(map(repr, values))) != len(values):
+                raise RequestValidationError(name, "an axis must not repeat a value", values)
+        fixed = {name: value for name, value in fields.items() if name not in dict(axes)}
+        names = [name for name, _ in axes]
+        cells = []
+        for combination in itertools.product(*(values for _, values in axes)):
+            labels = tuple(zip(names, combination))
+            try:
+                request = ImageRequest(**fixed, **dict(labels))
+            except TypeError as exc:  # an unknown keyword
+                raise RequestValidationError("fields", str(exc), show_value=False) from None
+            cells.append(SweepCell(labels, request))
+        _refuse_repeats(axes, cells)
+        plan = cls(axes, cells)
+        if plan.images > max_images:
+            raise RequestValidationError(
+                "max_images",
+                f"this sweep makes {len(cells)} tasks and {plan.images} images, more than "
+                f"max_images={max_images}; pass max_images={plan.images} to go ahead",
+                show_value=False,
+            )
+        return plan
+
+    @property
+    def images(self) -> int:
+        """How many images the plan asks for (the server may return fewer)."""
+        return sum(cell.request.n for cell in self.cells)
+
+    def describe(self, price_per_image: float | None = None) -> str:
+        """'12 tasks, 24 images, about $0.50 at $0.021 per image' (the price is the caller's)."""
+        tasks, images = len(self.cells), self.images
+        text = f"{tasks} task{'s' * (tasks != 1)}, {images} image{'s' * (images != 1)}"
+        if price_per_image is not None:
+            text += (f", about ${images * price_per_image:.2f} at ${price_per_image:g} per image "
+                     "(billed per image generated; failures are free)")
+        return text
 
 
 def _refuse_repeats(axes: list[tuple[str, list[Any]]], cells: list[SweepCell]) -> None:
@@ -93,16 +117,6 @@ class SweepCancelled(QwenError):
     """A cell the sweep stopped before it ended: not a failure of the task."""
 
 
-def describe_plan(cells: list[SweepCell], price_per_image: float | None) -> str:
-    """'12 tasks, 24 images, about $0.50 at $0.021 per image' (the price is the caller's)."""
-    images = sum(cell.request.n for cell in cells)
-    text = f"{len(cells)} task{'s' * (len(cells) != 1)}, {images} image{'s' * (images != 1)}"
-    if price_per_image is not None:
-        text += (f", about ${images * price_per_image:.2f} at ${price_per_image:g} per image "
-                 "(billed per image generated; failures are free)")
-    return text
-
-
 class Sweep:
     """A running sweep. `wait()` blocks until it ends; `cancel()` stops it early.
 
@@ -111,16 +125,18 @@ class Sweep:
     index whenever a cell changes.
     """
 
-    def __init__(self, client: QwenClient, axes: list[tuple[str, list[Any]]],
-                 cells: list[SweepCell], *, concurrency: int, summary: str):
+    def __init__(self, client: QwenClient, plan: SweepPlan, *, concurrency: int = 8,
+                 price_per_image: float | None = None):
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise RequestValidationError("concurrency", "must be a positive integer", concurrency)
         self.client = client
-        self.axes = axes
-        self.cells = cells
+        self.plan = plan
+        self.axes = plan.axes
+        self.cells = plan.cells
         self.concurrency = concurrency
-        self.summary = summary
+        self.summary = plan.describe(price_per_image)
         """The plan in words: tasks, images, and cost when a price was given."""
+        cells = plan.cells
         self.results: list[Task | None] = [None] * len(cells)
         self.errors: list[BaseException | None] = [None] * len(cells)
         self.submitted: list[Task | None] = [None] * len(cells)
@@ -249,8 +265,7 @@ class Sweep:
             except asyncio.CancelledError:
                 if not watcher.cancelled():
                     raise
-                self._end(index, error=SweepCancelled(
-                    f"stopped watching task {task.task_id}; it may still complete and be billed"))
+                self._end(index, error=SweepCancelled(stopped_watching(task.task_id)))
             except QwenError as error:
                 self._end(index, error=error)
             finally:
@@ -264,64 +279,5 @@ class Sweep:
         for listener in self._listeners:
             try:
                 listener(index)
-            except Exception as error:  # a view's bug must not stop the sweep
-                print(f"qwen_widgets: sweep view failed: {error}", file=sys.stderr)
-
-
-def sweep(
-    prompt: str | list[str],
-    *,
-    model: str | list[str] = "qwen-image-2.0",
-    size: str | list[str] = "1:1",
-    resolution: str | list[str] = "1K",
-    negative_prompt: str | None | list[str | None] = None,
-    n: int | list[int] = 1,
-    image_urls: tuple[str, ...] | list[str] = (),
-    concurrency: int = 8,
-    max_images: int = DEFAULT_MAX_IMAGES,
-    price_per_image: float | None = None,
-    client: QwenClient | None = None,
-) -> Sweep:
-    """Generate every combination of the fields given as lists, `concurrency` at a time.
-
-        s = qw.sweep(prompt=["a fox", "a wolf"], size=["1:1", "16:9"], n=2)
-
-    States the plan (tasks, images, cost when `price_per_image` is given) before anything is
-    sent and refuses more than `max_images` images. In a notebook it returns at once and shows
-    a live grid; in a script it prints progress. `wait()`, `tasks`, `frame()`, `cancel()`.
-    """
-    fields = {"prompt": prompt, "model": model, "size": size, "resolution": resolution,
-              "negative_prompt": negative_prompt, "n": n, "image_urls": image_urls}
-    running = prepare_sweep(fields, client=client, concurrency=concurrency,
-                            max_images=max_images, price_per_image=price_per_image)
-    if _in_notebook():
-        from .widgets.grid import SweepGrid
-        from IPython.display import display
-
-        display(SweepGrid(running))
-    else:
-        print(f"sweep: {running.summary}", file=sys.stderr)
-        running.on_change(lambda index: _print_progress(running, index))
-    return running.start()
-
-
-def prepare_sweep(fields: dict[str, Any], *, client: QwenClient | None = None, concurrency: int = 8,
-                  max_images: int = DEFAULT_MAX_IMAGES, price_per_image: float | None = None) -> Sweep:
-    """A planned, validated sweep, not started: what sweep() and the panel build on."""
-    from ._client import default_client
-
-    axes, cells = plan_sweep(fields, max_images=max_images)
-    return Sweep(client or default_client(), axes, cells, concurrency=concurrency,
-                 summary=describe_plan(cells, price_per_image))
-
-
-def _print_progress(running: Sweep, index: int) -> None:
-    if running.results[index] is None and running.errors[index] is None:
-        return  # submitted, not ended
-    print(f"sweep: {running.done_count}/{len(running.cells)} done, {running.failed_count} failed",
-          file=sys.stderr)
-
-
-def _in_notebook() -> bool:
-    shell = sys.modules.get("IPython") and sys.modules["IPython"].get_ipython()
-    return type(shell).__name__ == "ZMQInteractiveShell"
+            except Exception:  # a view's bug must not stop the sweep
+                _log.exception("a sweep listener failed")

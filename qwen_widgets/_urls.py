@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-__all__ = ["MAX_URL_CHARS", "is_http_url", "has_credentials"]
+__all__: list[str] = []
 
 # Not an API rule: a guard so a pasted blob is refused with a message rather than sent.
 MAX_URL_CHARS = 2048

@@ -24,6 +24,16 @@ def clean_env(monkeypatch, tmp_path):
     monkeypatch.setenv("QWEN_WIDGETS_HOME", str(tmp_path / "qwen_home"))
 
 
+@pytest.fixture(autouse=True)
+def forget_default_client():
+    """Each test starts and ends without a default client (qw.set_default_client is the seam)."""
+    import qwen_widgets as qw
+
+    qw.set_default_client(None)
+    yield
+    qw.set_default_client(None)
+
+
 @pytest.fixture
 def anyio_backend():
     return "asyncio"

@@ -5,14 +5,13 @@ Also demo mode: which configuration selects the simulator, and the notice it giv
 
 from __future__ import annotations
 
-import asyncio
 import statistics
 import warnings
 
 import pytest
 
 import qwen_widgets as qw
-from qwen_widgets import _client
+from qwen_widgets import _config
 from qwen_widgets.simulator import Simulator
 
 from .conftest import TEST_KEY, FakeClock, fast_options
@@ -99,7 +98,7 @@ async def test_generate_accepts_request_and_overrides():
 
 @pytest.fixture
 def fresh_notice(monkeypatch):
-    monkeypatch.setattr(_client, "_demo_notice_shown", False)
+    monkeypatch.setattr(_config, "_demo_announced", False)
 
 
 async def test_no_key_means_demo_with_a_single_notice(fresh_notice):
@@ -146,7 +145,7 @@ def test_module_generate_uses_the_default_client(monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", qw.DemoModeWarning)
         client = qw.QwenClient(simulator=Simulator(time_scale=0.01), **fast_options())
-    monkeypatch.setattr(_client, "_default", client)
+    qw.set_default_client(client)
     task = qw.generate("a fox", n=2)
     assert task.status is qw.TaskStatus.COMPLETED and len(task.images) == 2
     assert client.simulator.tasks[task.task_id].request.n == 2

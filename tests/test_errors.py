@@ -23,7 +23,7 @@ from qwen_widgets._errors import (
     TaskTimeoutError,
     TransportError,
 )
-from qwen_widgets._models import Task, TaskStatus
+from qwen_widgets._task import Task, TaskStatus
 from qwen_widgets._request import ImageRequest
 
 # As drawn in the _errors module docstring.

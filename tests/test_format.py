@@ -14,8 +14,8 @@ from PIL import Image
 
 import qwen_widgets as qw
 from qwen_widgets import GeneratedImage, ImageRequest, Task, TaskStatus
-from qwen_widgets import _save
-from qwen_widgets._save import save_image, sidecar
+from qwen_widgets import _store
+from qwen_widgets._export import save_image, sidecar
 from qwen_widgets.simulator import SimResponse, Simulator
 from qwen_widgets.widgets._format import (
     error_message,
@@ -385,7 +385,7 @@ def test_failed_write_leaves_no_partial_file(tmp_path, monkeypatch):
     def broken_replace(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(_save.os, "replace", broken_replace)
+    monkeypatch.setattr(_store.os, "replace", broken_replace)
     with pytest.raises(OSError, match="disk full"):
         save_image(task, task.images[0], PNG, tmp_path)
     assert os.listdir(tmp_path) == []

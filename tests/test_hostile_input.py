@@ -18,7 +18,7 @@ import pytest
 import qwen_widgets as qw
 from qwen_widgets._request import MAX_PROMPT_CHARS
 from qwen_widgets._urls import is_http_url
-from qwen_widgets._sweep import prepare_sweep
+from qwen_widgets._sweep import Sweep, SweepPlan
 from qwen_widgets.simulator import SimResponse
 from qwen_widgets.widgets import Card, Panel
 from qwen_widgets.widgets._format import safe_link
@@ -163,8 +163,7 @@ def test_hostile_prompt_is_intact_in_the_data_and_inert_in_every_view(prompt, tm
     assert shown_by_pandas(prompt, history.to_html())
 
     # a sweep over it: grid labels are plain Labels; the tooltip keeps the whole prompt
-    sweep = prepare_sweep({"prompt": [prompt, "a plain wolf"], "size": ["1:1", "16:9"]},
-                          client=panel.client)
+    sweep = Sweep(panel.client, SweepPlan.of({"prompt": [prompt, "a plain wolf"], "size": ["1:1", "16:9"]}))
     grid = SweepGrid(sweep)
     sweep.start().wait(60)
     assert [t.request.prompt for t in sweep.tasks][:2] == [prompt, prompt]
@@ -200,8 +199,8 @@ def test_lengths_are_counted_in_code_points():
 def test_an_rtl_override_cannot_reorder_the_text_that_follows_it(view):
     spoof = "a fox \u202egnp.exe"
     if view == "grid-row-label":
-        sweep = prepare_sweep({"prompt": [spoof, "a wolf"], "model": list(qw.MODELS),
-                               "size": ["1:1", "16:9"]}, client=demo_client())
+        sweep = Sweep(demo_client(), SweepPlan.of({"prompt": [spoof, "a wolf"], "model": list(qw.MODELS),
+                               "size": ["1:1", "16:9"]}))
         text = SweepGrid(sweep).grid.children[3].value
         follows = text.index(qw.MODELS[0], text.index(spoof))
     else:

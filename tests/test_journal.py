@@ -22,11 +22,12 @@ import pytest
 from PIL import Image
 
 import qwen_widgets as qw
-from qwen_widgets import _client
 from qwen_widgets._frame import HISTORY_COLUMNS
-from qwen_widgets._journal import EntryState, Journal, home_dir
+from qwen_widgets._config import home_dir
+from qwen_widgets._journal import EntryState, Journal
 from qwen_widgets._magics import unfinished_notice
-from qwen_widgets._save import disk_usage, png_with_text, prune
+from qwen_widgets._export import png_with_text
+from qwen_widgets._store import disk_usage, prune
 from qwen_widgets.simulator import SimResponse, Simulator, serve
 
 from .conftest import TEST_KEY, TIME_SCALE, fast_options
@@ -637,7 +638,7 @@ def test_save_uses_the_local_copy_without_downloading(server, tmp_path):
 
 def test_task_save_uses_the_default_client(server, tmp_path, monkeypatch):
     client = qw.QwenClient(TEST_KEY, base_url=server.url, **fast_options(), keep_images=False)
-    monkeypatch.setattr(_client, "_default", client)
+    qw.set_default_client(client)
     with client:
         task = client.generate("a fox saved by the task", n=2)
         assert all(i.local_path is None for i in task.images)  # so save() must download

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 import qwen_widgets as qw
-from qwen_widgets._sweep import prepare_sweep
+from qwen_widgets._sweep import Sweep, SweepPlan
 from qwen_widgets.simulator import Simulator, serve
 
 from .conftest import TEST_KEY
@@ -41,8 +41,7 @@ def test_500_tasks_under_a_20_per_second_limit_get_no_429_and_all_finish():
             TEST_KEY, base_url=server.url, transport=recorder,
             poll_schedule=qw.PollSchedule().scaled(SCALE), poll_budget=qw.PollBudget(budget / SCALE),
             journal=qw.Journal(":memory:"), keep_images=False)
-        sweep = prepare_sweep({"prompt": [f"load {i}" for i in range(tasks)]}, client=client,
-                              concurrency=tasks, max_images=tasks)
+        sweep = Sweep(client, SweepPlan.of({"prompt": [f"load {i}" for i in range(tasks)]}, max_images=tasks), concurrency=tasks)
         started = time.monotonic()
         sweep.start().wait(100)
         elapsed = (time.monotonic() - started) / SCALE

@@ -15,7 +15,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
 import qwen_widgets as qw
-from qwen_widgets import _client, _magics
+from qwen_widgets import _magics
 from qwen_widgets.simulator import Simulator
 
 from .conftest import TIME_SCALE, fast_options
@@ -51,7 +51,7 @@ def shell():
 @pytest.fixture
 def client(monkeypatch):
     fast = make_client()
-    monkeypatch.setattr(_client, "_default", fast)
+    qw.set_default_client(fast)
     return fast
 
 
@@ -213,7 +213,7 @@ def test_no_prompt_display_reaches_the_output(loaded, client):
 
 def test_failed_task_is_returned_not_raised(shell, monkeypatch, shown):
     failing = make_client(failure_rate=1.0)
-    monkeypatch.setattr(_client, "_default", failing)
+    qw.set_default_client(failing)
     with capture_output():
         shell.run_line_magic("load_ext", "qwen_widgets")
     task = shell.run_line_magic("qwen", "a fox -n 2")
@@ -342,7 +342,7 @@ def test_interrupt_stops_watching_and_prints_the_task_id(monkeypatch, shown, cap
     if threading.current_thread() is not threading.main_thread():
         pytest.skip("needs the main thread to receive SIGINT")
     slow = make_client(time_scale=1.0, duration=1000.0, duration_spread=0.0)
-    monkeypatch.setattr(_client, "_default", slow)
+    qw.set_default_client(slow)
     request = qw.ImageRequest("a very slow fox", n=2)
     interrupted = threading.Event()
 
@@ -387,7 +387,7 @@ def test_interrupt_during_submission_waits_for_the_answer_then_reports_the_id(mo
     from qwen_widgets import _runner
 
     slow = make_client(time_scale=1.0, duration=1000.0, duration_spread=0.0)
-    monkeypatch.setattr(_client, "_default", slow)
+    qw.set_default_client(slow)
     release = threading.Event()
     _runner.get_loop().call_soon_threadsafe(release.wait, 60)  # hold the loop: nothing is sent yet
     stop_seen, interrupted = threading.Event(), threading.Event()

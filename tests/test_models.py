@@ -8,15 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qwen_widgets._errors import APIError, MalformedResponseError, RequestValidationError
-from qwen_widgets._models import (
-    Task,
-    TaskStatus,
-    parse_error_envelope,
-    parse_submit_response,
-    parse_task_response,
-    validate_task_id,
-)
+from qwen_widgets._errors import APIError, MalformedResponseError, RequestValidationError, parse_error_envelope
+from qwen_widgets._task import Task, TaskStatus, validate_task_id
+from qwen_widgets._wire import parse_submit_response, parse_task_response
 from qwen_widgets._request import ImageRequest
 
 TID = "task_01J9ZQ4ABCDEF"

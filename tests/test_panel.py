@@ -13,7 +13,6 @@ import pytest
 from PIL import Image
 
 import qwen_widgets as qw
-from qwen_widgets import _client
 from qwen_widgets.simulator import SimResponse, Simulator
 from qwen_widgets.widgets import Card, Panel
 
@@ -260,11 +259,11 @@ def test_key_field_moves_the_key_and_clears_at_once(monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", qw.DemoModeWarning)
         panel = Panel(demo_client())
-    monkeypatch.setattr(_client, "_default", panel.client)
+    qw.set_default_client(panel.client)
     assert panel.client.demo and "Simulated images" in panel.banner.value
     panel.key_field.value = TEST_KEY
     assert panel.key_field.value == ""
-    assert not panel.client.demo and _client.default_client() is panel.client
+    assert not panel.client.demo and qw.default_client() is panel.client
     assert panel.banner_box.layout.display == "none"
     assert TEST_KEY not in widget_states(panel)
     assert TEST_KEY not in repr(panel) + repr(panel.client)

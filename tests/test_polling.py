@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qwen_widgets._models import Task, TaskStatus
-from qwen_widgets._polling import PollBudget, PollSchedule, PollTracker
+from qwen_widgets._task import Task, TaskStatus
+from qwen_widgets._budget import PollBudget
+from qwen_widgets._polling import PollSchedule, PollTracker
 
 TID = "task_poll"
 EPS = 1e-9

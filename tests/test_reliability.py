@@ -17,7 +17,7 @@ import pytest
 
 import qwen_widgets as qw
 from qwen_widgets._journal import SCHEMA_VERSION, Journal
-from qwen_widgets._save import STALE_TEMPORARY_SECONDS, disk_usage, prune
+from qwen_widgets._store import STALE_TEMPORARY_SECONDS, disk_usage, prune
 from qwen_widgets.simulator import SimResponse, Simulator, serve
 
 from .conftest import TEST_KEY, TIME_SCALE, fast_options

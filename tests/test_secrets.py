@@ -31,8 +31,7 @@ from IPython.core.ultratb import FormattedTB, VerboseTB
 from nbclient import NotebookClient
 
 import qwen_widgets as qw
-from qwen_widgets import _client
-from qwen_widgets._sweep import prepare_sweep
+from qwen_widgets._sweep import Sweep, SweepPlan
 from qwen_widgets.simulator import SimResponse, Simulator
 from qwen_widgets.widgets import Card, Panel
 from qwen_widgets.widgets.grid import SweepGrid
@@ -236,7 +235,7 @@ def test_the_planted_key_reaches_no_sink(server, simulator, image_host, make_cli
     caplog.set_level(logging.DEBUG)
     for name in ("httpx", "httpcore", "qwen_widgets", "asyncio", "traitlets"):
         caplog.set_level(logging.DEBUG, logger=name)
-    monkeypatch.setattr(_client, "_default", None)
+    qw.set_default_client(None)
     sinks = Sinks(key, hex_part)
     errors: dict[str, BaseException] = {}
     retried: list[qw.QwenError] = []
@@ -354,7 +353,7 @@ def test_the_planted_key_reaches_no_sink(server, simulator, image_host, make_cli
 
     # -- a sweep, with one cell refused by an echoing server -----------------------------------
     simulator.inject(echo(400, key), method="POST")
-    sweep = prepare_sweep({"prompt": ["a fox", "a wolf"], "size": ["1:1", "16:9"]}, client=client)
+    sweep = Sweep(client, SweepPlan.of({"prompt": ["a fox", "a wolf"], "size": ["1:1", "16:9"]}))
     grid = SweepGrid(sweep)
     sweep.start().wait(60)
     assert sweep.done_count == 4 and sweep.failed_count == 1
@@ -367,7 +366,7 @@ def test_the_planted_key_reaches_no_sink(server, simulator, image_host, make_cli
     monkeypatch.setenv("APIMART_API_KEY", key)
     monkeypatch.setenv("APIMART_BASE_URL", server.url)
     objects["qw.generate"] = qw.generate("a fox from the environment")
-    objects["default client"] = _client.default_client()
+    objects["default client"] = qw.default_client()
 
     # -- resume: an unfinished task picked up by a new client --------------------------------
     pending = client.submit(qw.ImageRequest("a fox to resume"))
@@ -550,7 +549,7 @@ def test_a_traceback_with_locals_of_a_failed_construction_can_be_formatted():
 
 
 def test_a_malformed_key_pasted_into_the_panel_is_reported_not_raised(monkeypatch):
-    monkeypatch.setattr(_client, "_default", None)
+    qw.set_default_client(None)
     key, hex_part = planted_key()
     panel = Panel(demo_client())
     raised = None

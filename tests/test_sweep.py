@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 
 import qwen_widgets as qw
-from qwen_widgets import _sweep
+from qwen_widgets import _api
 from qwen_widgets._journal import EntryState
-from qwen_widgets._sweep import AXIS_FIELDS, describe_plan, plan_sweep, prepare_sweep
+from qwen_widgets._sweep import AXIS_FIELDS, Sweep, SweepPlan
 from qwen_widgets.simulator import SimResponse, Simulator, serve
 from qwen_widgets.widgets.grid import SweepGrid
 
@@ -22,7 +22,7 @@ from .conftest import (TEST_KEY, TIME_SCALE, SendRecorder, busiest_second, demo_
                        walk, wait_until)
 
 HOSTILE = "a fox <img src=x onerror=alert(1)> <script>alert(2)</script>"
-RED = "#b71c1c"
+from qwen_widgets.widgets._theme import ERROR_COLOR as RED
 BASE = {"prompt": "a fox", "model": "qwen-image-2.0", "size": "1:1", "resolution": "1K",
         "negative_prompt": None, "n": 1, "image_urls": ()}
 
@@ -62,14 +62,15 @@ def max_in_flight(simulator, task_ids) -> int:
     return max(sum(1 for start, end in spans if start <= moment < end) for moment, _ in spans)
 
 
-# -- 1. plan_sweep ------------------------------------------------------------------------------
+# -- 1. SweepPlan.of ----------------------------------------------------------------------------
 
 
 def test_lists_become_axes_in_row_major_order_and_fixed_fields_are_shared():
     urls = ["https://example.com/a.png", "https://example.com/b.png"]
-    axes, cells = plan_sweep(fields(prompt=["a fox", "a wolf"], size=["1:1", "16:9", "9:16"],
+    plan = SweepPlan.of(fields(prompt=["a fox", "a wolf"], size=["1:1", "16:9", "9:16"],
                                     model="qwen-image-2.0-pro", resolution="2K",
                                     negative_prompt="blurry", n=2, image_urls=urls))
+    axes, cells = plan.axes, plan.cells
     assert axes == [("prompt", ["a fox", "a wolf"]), ("size", ["1:1", "16:9", "9:16"])]
     assert [cell.labels for cell in cells] == [
         (("prompt", "a fox"), ("size", "1:1")), (("prompt", "a fox"), ("size", "16:9")),
@@ -91,7 +92,8 @@ def test_lists_become_axes_in_row_major_order_and_fixed_fields_are_shared():
     ("n", [1, 3]),
 ])
 def test_each_axis_field_given_as_a_list_is_an_axis(name, values):
-    axes, cells = plan_sweep(fields(**{name: values}))
+    plan = SweepPlan.of(fields(**{name: values}))
+    axes, cells = plan.axes, plan.cells
     assert axes == [(name, list(values))]
     assert [cell.labels for cell in cells] == [((name, value),) for value in values]
     assert [getattr(cell.request, name) for cell in cells] == list(values)
@@ -100,7 +102,8 @@ def test_each_axis_field_given_as_a_list_is_an_axis(name, values):
 def test_six_axes_make_the_cartesian_product_in_axis_order():
     values = {"prompt": ["a", "b"], "model": list(qw.MODELS), "size": ["1:1", "2:3"],
               "resolution": ["1K", "2K"], "negative_prompt": ["fog", "rain"], "n": [1, 2]}
-    axes, cells = plan_sweep(fields(**values), max_images=96)
+    plan = SweepPlan.of(fields(**values), max_images=96)
+    axes, cells = plan.axes, plan.cells
     assert [name for name, _ in axes] == list(AXIS_FIELDS)
     assert len(cells) == 64
     assert [tuple(v for _, v in cell.labels) for cell in cells] == list(
@@ -112,7 +115,8 @@ def test_six_axes_make_the_cartesian_product_in_axis_order():
 
 def test_image_urls_is_never_an_axis():
     urls = ["https://example.com/a.png", "https://example.com/b.png", "https://example.com/c.png"]
-    axes, cells = plan_sweep(fields(image_urls=urls))
+    plan = SweepPlan.of(fields(image_urls=urls))
+    axes, cells = plan.axes, plan.cells
     assert axes == []
     assert len(cells) == 1 and cells[0].labels == ()
     assert cells[0].request.image_urls == tuple(urls)
@@ -130,20 +134,20 @@ def test_image_urls_is_never_an_axis():
 ])
 def test_a_bad_value_anywhere_is_refused_naming_its_field(name, values):
     with pytest.raises(qw.RequestValidationError) as caught:
-        plan_sweep(fields(**{"prompt": ["a fox", "a wolf"], name: values}))
+        SweepPlan.of(fields(**{"prompt": ["a fox", "a wolf"], name: values}))
     assert caught.value.field == name
     assert str(caught.value).startswith(f"{name}:")
 
 
 def test_a_bad_fixed_field_is_refused_naming_it():
     with pytest.raises(qw.RequestValidationError) as caught:
-        plan_sweep(fields(prompt=["a", "b"], image_urls=["data:image/png;base64,iVBORw0KGgo="]))
+        SweepPlan.of(fields(prompt=["a", "b"], image_urls=["data:image/png;base64,iVBORw0KGgo="]))
     assert caught.value.field == "image_urls[0]" and "base64" in str(caught.value)
 
 
 def test_an_unknown_field_is_refused():
     with pytest.raises(qw.RequestValidationError, match="fields"):
-        plan_sweep({"prompt": ["a", "b"], "colour": "red"})
+        SweepPlan.of({"prompt": ["a", "b"], "colour": "red"})
 
 
 def test_an_invalid_sweep_sends_nothing(client, server):
@@ -164,7 +168,7 @@ def test_an_invalid_sweep_sends_nothing(client, server):
 def test_concurrency_must_be_a_positive_integer(concurrency):
     client = demo_client()
     with pytest.raises(qw.RequestValidationError) as caught:
-        prepare_sweep(fields(prompt=["a", "b"]), client=client, concurrency=concurrency)
+        Sweep(client, SweepPlan.of(fields(prompt=["a", "b"])), concurrency=concurrency)
     assert caught.value.field == "concurrency"
     assert client.simulator.log == []
 
@@ -172,7 +176,7 @@ def test_concurrency_must_be_a_positive_integer(concurrency):
 @pytest.mark.parametrize("name, values", [("size", []), ("prompt", ()), ("n", [])])
 def test_an_empty_axis_is_refused(name, values):
     with pytest.raises(qw.RequestValidationError) as caught:
-        plan_sweep(fields(**{name: values}))
+        SweepPlan.of(fields(**{name: values}))
     assert caught.value.field == name and "at least one value" in str(caught.value)
 
 
@@ -184,36 +188,38 @@ def test_an_empty_axis_is_refused(name, values):
 ])
 def test_a_repeated_axis_value_is_refused(name, values):
     with pytest.raises(qw.RequestValidationError) as caught:
-        plan_sweep(fields(**{name: values}))
+        SweepPlan.of(fields(**{name: values}))
     assert caught.value.field == name and "repeat" in str(caught.value)
 
 
 def test_axis_values_that_make_the_same_request_are_refused_as_repeats():
     with pytest.raises(qw.RequestValidationError, match="repeat"):
-        plan_sweep(fields(prompt="a fox", negative_prompt=[None, ""]))
+        SweepPlan.of(fields(prompt="a fox", negative_prompt=[None, ""]))
 
 
 def test_more_images_than_max_images_is_refused_with_the_counts_and_the_way_on():
     big = fields(prompt=["a", "b", "c"], size=["1:1", "16:9", "9:16"], n=3)  # 9 tasks, 27 images
     with pytest.raises(qw.RequestValidationError) as caught:
-        plan_sweep(big)
+        SweepPlan.of(big)
     message = str(caught.value)
     assert caught.value.field == "max_images"
     assert "9 tasks" in message and "27 images" in message
     assert "max_images=24" in message and "pass max_images=27" in message
     with pytest.raises(qw.RequestValidationError, match="max_images=26"):
-        plan_sweep(big, max_images=26)
-    _, cells = plan_sweep(big, max_images=27)
+        SweepPlan.of(big, max_images=26)
+    plan = SweepPlan.of(big, max_images=27)
+    cells = plan.cells
     assert len(cells) == 9 and sum(cell.request.n for cell in cells) == 27
 
 
 def test_max_images_counts_images_not_tasks():
     # 24 images is the default limit exactly; the sum of n counts, including an n axis
-    _, cells = plan_sweep(fields(prompt=["a", "b", "c", "d"], size=["1:1", "16:9", "9:16"], n=2))
+    plan = SweepPlan.of(fields(prompt=["a", "b", "c", "d"], size=["1:1", "16:9", "9:16"], n=2))
+    cells = plan.cells
     assert len(cells) == 12
     with pytest.raises(qw.RequestValidationError, match="3 tasks and 6 images"):
-        plan_sweep(fields(n=[1, 2, 3]), max_images=5)
-    assert len(plan_sweep(fields(n=[1, 2, 3]), max_images=6)[1]) == 3
+        SweepPlan.of(fields(n=[1, 2, 3]), max_images=5)
+    assert len(SweepPlan.of(fields(n=[1, 2, 3]), max_images=6).cells) == 3
 
 
 def test_sweep_refuses_too_many_images_before_sending(client, server, capsys):
@@ -223,17 +229,17 @@ def test_sweep_refuses_too_many_images_before_sending(client, server, capsys):
     assert capsys.readouterr().err == ""  # not even the plan line: nothing was planned to run
 
 
-# -- 2. describe_plan ---------------------------------------------------------------------------
+# -- 2. SweepPlan.describe------------------------------------------------------------------------
 
 
-def test_describe_plan_counts_tasks_and_images_with_plurals():
-    one = plan_sweep(fields())[1]
-    assert describe_plan(one, None) == "1 task, 1 image"
-    assert describe_plan(plan_sweep(fields(n=3))[1], None) == "1 task, 3 images"
-    assert describe_plan(plan_sweep(fields(prompt=["a", "b"]))[1], None) == "2 tasks, 2 images"
-    assert describe_plan(plan_sweep(fields(prompt=["a", "b"], n=[1, 2]))[1], None) == \
+def test_plan_describe_counts_tasks_and_images_with_plurals():
+    one = SweepPlan.of(fields())
+    assert one.describe() == "1 task, 1 image"
+    assert SweepPlan.of(fields(n=3)).describe() == "1 task, 3 images"
+    assert SweepPlan.of(fields(prompt=["a", "b"])).describe() == "2 tasks, 2 images"
+    assert SweepPlan.of(fields(prompt=["a", "b"], n=[1, 2])).describe() == \
         "4 tasks, 6 images"
-    assert "$" not in describe_plan(one, None)
+    assert "$" not in one.describe()
 
 
 @pytest.mark.parametrize("prompts, n, price, expected", [
@@ -243,13 +249,13 @@ def test_describe_plan_counts_tasks_and_images_with_plurals():
     (["a", "b"], 5, 0.1, "2 tasks, 10 images, about $1.00 at $0.1"),
     (["a", "b"], 3, 0.0333, "2 tasks, 6 images, about $0.20 at $0.0333"),  # 0.1998
 ])
-def test_describe_plan_states_the_cost_to_the_cent(prompts, n, price, expected):
-    cells = plan_sweep(fields(prompt=prompts, n=n))[1]
-    assert describe_plan(cells, price).startswith(expected + " per image")
+def test_plan_describe_states_the_cost_to_the_cent(prompts, n, price, expected):
+    plan = SweepPlan.of(fields(prompt=prompts, n=n))
+    assert plan.describe(price).startswith(expected + " per image")
 
 
 def test_the_sweep_summary_is_the_plan_in_words():
-    sweep = prepare_sweep(fields(prompt=["a", "b"], n=2), client=demo_client(), price_per_image=0.05)
+    sweep = Sweep(demo_client(), SweepPlan.of(fields(prompt=["a", "b"], n=2)), price_per_image=0.05)
     assert sweep.summary.startswith("2 tasks, 4 images, about $0.20")
     assert "Sweep(2 tasks, 4 images" in repr(sweep)
 
@@ -297,8 +303,7 @@ def test_concurrency_cap_holds_between_submit_and_finish(server):
     sim = server.simulator
     client = loopback_client(server)
     try:
-        sweep = prepare_sweep(fields(prompt=["a", "b", "c", "d"], size=["1:1", "16:9"]),
-                              client=client, concurrency=2)
+        sweep = Sweep(client, SweepPlan.of(fields(prompt=["a", "b", "c", "d"], size=["1:1", "16:9"])), concurrency=2)
         running, events = set(), []
         peak = [0]
 
@@ -341,8 +346,7 @@ def test_failed_cells_are_counted_and_shown_in_red_with_the_reason():
     with serve(simulator) as server:
         client = loopback_client(server)
         try:
-            sweep = prepare_sweep(fields(prompt=["a fox", "a wolf"], size=["1:1", "16:9"]),
-                                  client=client, concurrency=4)
+            sweep = Sweep(client, SweepPlan.of(fields(prompt=["a fox", "a wolf"], size=["1:1", "16:9"])), concurrency=4)
             grid = SweepGrid(sweep)
             sweep.start().wait(timeout=20)
             failing = {i for i, t in enumerate(sweep.results)
@@ -350,7 +354,7 @@ def test_failed_cells_are_counted_and_shown_in_red_with_the_reason():
             assert len(failing) == 2
             assert sweep.failed_count == 2 and sweep.done_count == 4
             assert sweep.errors == [None] * 4  # a failed task is a result, not an error
-            for index, (task, cell) in enumerate(zip(sweep.results, grid.cells)):
+            for index, (task, cell) in enumerate(zip(sweep.results, grid.tiles)):
                 picture, label = cell.children
                 if index in failing:
                     assert task.status is qw.TaskStatus.FAILED
@@ -362,7 +366,7 @@ def test_failed_cells_are_counted_and_shown_in_red_with_the_reason():
                     wait_until(lambda p=picture: len(p.value) > 0)
                     with Image.open(io.BytesIO(picture.value)) as thumb:
                         assert max(thumb.size) <= 200
-            assert all(len(c.children[0].value) == 0 for i, c in enumerate(grid.cells) if i in failing)
+            assert all(len(c.children[0].value) == 0 for i, c in enumerate(grid.tiles) if i in failing)
             assert grid.status.value == "4/4 done, 2 failed"
             assert grid.progress.value == 4 and grid.progress.bar_style == "warning"
             frame = sweep.frame()
@@ -379,8 +383,7 @@ def test_a_refused_submission_is_an_error_of_its_cell(server):
                             method="POST", count=1)
     client = loopback_client(server)
     try:
-        sweep = prepare_sweep(fields(prompt=["a fox", "a wolf", "a bear"]), client=client,
-                              concurrency=1)
+        sweep = Sweep(client, SweepPlan.of(fields(prompt=["a fox", "a wolf", "a bear"])), concurrency=1)
         grid = SweepGrid(sweep)
         tasks = sweep.start().wait(timeout=20)
     finally:
@@ -389,7 +392,7 @@ def test_a_refused_submission_is_an_error_of_its_cell(server):
     assert sweep.results[0] is None and sweep.submitted[0] is None
     assert sweep.errors[1:] == [None, None] and len(tasks) == 2
     assert sweep.failed_count == 1 and sweep.done_count == 3
-    label = grid.cells[0].children[1]
+    label = grid.tiles[0].children[1]
     assert "insufficient balance" in label.value and label.style.text_color == RED
 
 
@@ -452,7 +455,7 @@ def test_cancel_does_not_send_submissions_still_waiting_for_the_budget(server):
 def test_script_mode_prints_plan_and_progress_and_shows_no_widget(client, capsys, monkeypatch):
     displayed = []
     monkeypatch.setattr("IPython.display.display", lambda *a, **k: displayed.append(a))
-    assert not _sweep._in_notebook()
+    assert not _api._in_notebook()
     sweep = qw.sweep(["a fox", "a wolf"], n=2, price_per_image=0.05, concurrency=1,
                      client=client)
     sweep.wait(timeout=20)
@@ -470,7 +473,7 @@ def test_notebook_mode_shows_a_grid_at_once_and_returns_before_the_tasks_end(
         client, server, capsys, monkeypatch):
     server.simulator.duration = 1000  # 10 s tasks
     displayed = []
-    monkeypatch.setattr(_sweep, "_in_notebook", lambda: True)
+    monkeypatch.setattr(_api, "_in_notebook", lambda: True)
     monkeypatch.setattr("IPython.display.display", lambda *a, **k: displayed.append(a))
     started = time.monotonic()
     sweep = qw.sweep(["a fox", "a wolf"], size=["1:1", "16:9"], client=client)
@@ -481,7 +484,7 @@ def test_notebook_mode_shows_a_grid_at_once_and_returns_before_the_tasks_end(
         grid = displayed[0][0]
         assert isinstance(grid, SweepGrid) and grid.sweep is sweep
         assert grid.summary.value == "Sweep: 4 tasks, 4 images"
-        wait_until(lambda: all(c.children[1].value.startswith("running · task_") for c in grid.cells))
+        wait_until(lambda: all(c.children[1].value.startswith("running · task_") for c in grid.tiles))
         assert not sweep.done
         assert capsys.readouterr().err == ""  # no script-mode progress lines
     finally:
@@ -498,7 +501,7 @@ def _plain(label: str) -> str:
 
 def test_grid_two_axes_prompts_down_sizes_across():
     prompts, sizes = ["a fox", "a wolf", "a bear"], ["1:1", "16:9"]
-    sweep = prepare_sweep(fields(prompt=prompts, size=sizes), client=demo_client())
+    sweep = Sweep(demo_client(), SweepPlan.of(fields(prompt=prompts, size=sizes)))
     grid = SweepGrid(sweep)
     children = grid.grid.children
     assert len(children) == (len(prompts) + 1) * (len(sizes) + 1)
@@ -507,15 +510,14 @@ def test_grid_two_axes_prompts_down_sizes_across():
     assert [_plain(children[(r + 1) * width].value) for r in range(len(prompts))] == prompts
     for r, c in itertools.product(range(len(prompts)), range(len(sizes))):
         index = r * len(sizes) + c
-        assert children[(r + 1) * width + 1 + c] is grid.cells[index]
+        assert children[(r + 1) * width + 1 + c] is grid.tiles[index]
         assert sweep.cells[index].labels == (("prompt", prompts[r]), ("size", sizes[c]))
-    assert all(cell.children[1].value == "queued" for cell in grid.cells)
+    assert all(cell.children[1].value == "queued" for cell in grid.tiles)
     assert grid.progress.max == 6 and grid.status.value == "0/6 done"
 
 
 def test_grid_three_axes_rows_are_the_product_of_the_first_two():
-    sweep = prepare_sweep(fields(prompt=["a fox", "a wolf"], size=["1:1", "16:9"], n=[1, 2]),
-                          client=demo_client())
+    sweep = Sweep(demo_client(), SweepPlan.of(fields(prompt=["a fox", "a wolf"], size=["1:1", "16:9"], n=[1, 2])))
     grid = SweepGrid(sweep)
     children = grid.grid.children
     assert len(children) == (4 + 1) * (2 + 1)
@@ -523,7 +525,7 @@ def test_grid_three_axes_rows_are_the_product_of_the_first_two():
     assert [_plain(children[3 * (r + 1)].value) for r in range(4)] == [
         "a fox · 1:1", "a fox · 16:9", "a wolf · 1:1", "a wolf · 16:9"]
     for r, c in itertools.product(range(4), range(2)):
-        assert children[3 * (r + 1) + 1 + c] is grid.cells[r * 2 + c]
+        assert children[3 * (r + 1) + 1 + c] is grid.tiles[r * 2 + c]
         labels = dict(sweep.cells[r * 2 + c].labels)
         assert _plain(children[3 * (r + 1)].value) == f"{labels['prompt']} · {labels['size']}"
         assert labels["n"] == [1, 2][c]
@@ -531,11 +533,10 @@ def test_grid_three_axes_rows_are_the_product_of_the_first_two():
 
 def test_a_hostile_axis_value_only_reaches_labels():
     client = demo_client()
-    sweep = prepare_sweep(fields(prompt=[HOSTILE, "a calm lake"], size=["1:1", "16:9"]),
-                          client=client)
+    sweep = Sweep(client, SweepPlan.of(fields(prompt=[HOSTILE, "a calm lake"], size=["1:1", "16:9"])))
     grid = SweepGrid(sweep)
     sweep.start().wait(timeout=20)
-    wait_until(lambda: all(len(c.children[0].value) > 0 for c in grid.cells))
+    wait_until(lambda: all(len(c.children[0].value) > 0 for c in grid.tiles))
     carriers = [w for w in walk(grid) if "onerror" in state_text(w)]
     assert carriers, "the hostile prompt should be shown (as text) somewhere"
     assert all(isinstance(w, widgets.Label) for w in carriers)

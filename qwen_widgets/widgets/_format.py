@@ -14,7 +14,7 @@ from .._errors import (
     RequestValidationError,
     TransportError,
 )
-from .._models import GeneratedImage, Task, TaskStatus
+from .._task import GeneratedImage, Task, TaskStatus
 from .._request import ImageRequest, output_size
 from .._urls import is_http_url
 
@@ -104,7 +104,7 @@ def expiry_line(image: GeneratedImage) -> str:
         return f"{expiry_words(image.expires_at)} · saved locally"
     warning = image.expiry_warning()
     if warning:
-        return f'<span style="color: #b71c1c; font-weight: 600">{html.escape(warning)}: save it now</span>'
+        return f'<span style="color: var(--jp-error-color1, #b71c1c); font-weight: 600">{html.escape(warning)}: save it now</span>'
     return expiry_words(image.expires_at)
 
 

@@ -19,12 +19,12 @@ from collections.abc import Callable
 import ipywidgets as widgets
 
 from .. import _runner
-from .._client import QwenClient
-from .._download import thumbnail
-from .._errors import QwenError
-from .._models import GeneratedImage, Task, TaskStatus
+from .._sync import QwenClient
+from .._errors import QwenError, stopped_watching
+from .._task import GeneratedImage, Task, TaskStatus
 from .._request import ImageRequest
-from .._save import save_image
+from .._export import save_image
+from ._theme import BORDER, ERROR_COLOR, load_thumbnail
 from ._format import (
     error_message,
     expiry_line,
@@ -39,7 +39,6 @@ __all__ = ["Card", "show", "THUMBNAIL_EDGE"]
 
 THUMBNAIL_EDGE = 320
 _log = logging.getLogger("qwen_widgets")
-_RED = "#b71c1c"
 
 
 class Card(widgets.VBox):
@@ -81,7 +80,7 @@ class Card(widgets.VBox):
         self.params = widgets.Label(params_line(request))
         self.status = widgets.Label("")
         self.progress = widgets.FloatProgress(value=0, min=0, max=100, layout={"width": "100%"})
-        self.message = widgets.Label("", style={"text_color": _RED}, layout={"display": "none"})
+        self.message = widgets.Label("", style={"text_color": ERROR_COLOR}, layout={"display": "none"})
         self.message.observe(_hide_when_empty, "value")
         self.stop_button = widgets.Button(description="Stop", icon="stop",
                                           tooltip="Stop watching (the task may still finish and be billed)")
@@ -100,7 +99,7 @@ class Card(widgets.VBox):
             [self.title, self.params, self.status, self.progress,
              self.buttons, self.message,
              self.timings, self.tiles, self.viewer_close, self.viewer],
-            layout={"border": "1px solid #ccc", "padding": "6px", "margin": "4px 0"},
+            layout={"border": BORDER, "padding": "6px", "margin": "4px 0"},
         )
 
     def __repr__(self) -> str:
@@ -240,14 +239,9 @@ class Card(widgets.VBox):
 
     async def _load(self, image: GeneratedImage, tile: widgets.VBox) -> None:
         picture, caption = tile.children[0], tile.children[1]
-        try:
-            data = await self.client.aio.fetch_image(image)
-            picture.value = await asyncio.to_thread(thumbnail, data, THUMBNAIL_EDGE)
-        except (QwenError, ValueError) as error:
-            caption.value = error_message(error)
-            caption.style.text_color = _RED
-            return
-        self.full_images[image.index] = data
+        data = await load_thumbnail(self.client, image, picture, caption, THUMBNAIL_EDGE)
+        if data is not None:
+            self.full_images[image.index] = data
 
     # -- per-image widgets and actions ----------------------------------------------------------
 
@@ -309,8 +303,7 @@ class Card(widgets.VBox):
         self.stop_button.layout.display = "none"
         self.attach_button.layout.display = None if self.task else "none"
         self.status.value = f"{task_id} · stopped watching"
-        self.message.value = (f"Stopped watching task {task_id}. It may still complete and be billed; "
-                              "Re-attach to pick it up again.")
+        self.message.value = "S" + stopped_watching(task_id)[1:]
 
     def _show_error(self, error: BaseException) -> None:
         self.stop_button.layout.display = "none"
@@ -330,7 +323,7 @@ def show(tasks: Task | list[Task], client: QwenClient | None = None) -> list[Car
     """Display finished tasks as gallery cards, e.g. the result of `qw.generate(...)`."""
     from IPython.display import display
 
-    from .._client import default_client
+    from .._api import default_client
 
     cards = []
     for task in [tasks] if isinstance(tasks, Task) else tasks:

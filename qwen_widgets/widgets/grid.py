@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 
 from .. import _runner
 
 import ipywidgets as widgets
 
-from .._download import thumbnail
-from .._errors import QwenError
-from .._models import TaskStatus
+from .._task import TaskStatus
 from .._sweep import Sweep, SweepCancelled
 from ._format import error_message, isolate
+from ._theme import BORDER, load_thumbnail, show_error
 
 __all__ = ["SweepGrid"]
 
 _EDGE = 200
-_RED = "#b71c1c"
 
 
 class SweepGrid(widgets.VBox):
@@ -39,7 +36,7 @@ class SweepGrid(widgets.VBox):
         self.cancel_button = widgets.Button(description="Cancel", icon="stop",
                                             tooltip="Stop submitting and watching")
         self.cancel_button.on_click(lambda _: self._cancel())
-        self.cells = [self._cell() for _ in sweep.cells]
+        self.tiles = [self._tile() for _ in sweep.cells]
         header = [widgets.Label(_axis_title(down))] + [
             widgets.Label("" if value is None else isolate(_short(value)), tooltip=str(value))
             for value in self._columns]
@@ -47,13 +44,13 @@ class SweepGrid(widgets.VBox):
         for r, row in enumerate(self._rows):
             body.append(widgets.Label(" · ".join(isolate(_short(v)) for v in row),
                                       tooltip=" · ".join(map(str, row))))
-            body.extend(self.cells[r * len(self._columns):(r + 1) * len(self._columns)])
+            body.extend(self.tiles[r * len(self._columns):(r + 1) * len(self._columns)])
         self.grid = widgets.GridBox(header + body, layout={
             "grid_template_columns": f"minmax(80px, max-content) repeat({len(self._columns)}, {_EDGE + 12}px)",
             "grid_gap": "6px"})
         super().__init__([self.summary, widgets.HBox([self.cancel_button, self.status]),
                           self.progress, self.grid],
-                         layout={"border": "1px solid #ccc", "padding": "6px"})
+                         layout={"border": BORDER, "padding": "6px"})
         sweep.on_change(self._update)
         for index in range(len(sweep.cells)):  # a sweep already under way: catch up
             if sweep.submitted[index] or sweep.results[index] or sweep.errors[index]:
@@ -63,27 +60,25 @@ class SweepGrid(widgets.VBox):
         return f"SweepGrid({self.sweep!r})"
 
     @staticmethod
-    def _cell() -> widgets.VBox:
+    def _tile() -> widgets.VBox:
         return widgets.VBox([widgets.Image(format="jpeg", layout={"max_width": f"{_EDGE}px"}),
                              widgets.Label("queued", layout={"max_width": f"{_EDGE}px"})])
 
     def _update(self, index: int) -> None:
         """Runs on the private loop whenever a cell changes."""
-        sweep, (picture, label) = self.sweep, self.cells[index].children
+        sweep, (picture, label) = self.sweep, self.tiles[index].children
         result, error, submitted = sweep.results[index], sweep.errors[index], sweep.submitted[index]
         if isinstance(error, SweepCancelled):
             label.value = "cancelled"
         elif error is not None:
-            label.value = error_message(error)
-            label.style.text_color = _RED
+            show_error(label, error_message(error))
         elif result is not None and result.status is not TaskStatus.COMPLETED:
-            label.value = f"{result.status.value}: {result.error or 'no reason given'}"
-            label.style.text_color = _RED
+            show_error(label, f"{result.status.value}: {result.error or 'no reason given'}")
         elif result is not None:
             count = len(result.images)
             label.value = f"{count} image{'s' * (count != 1)} · {result.actual_time or 0:.1f} s"
             if result.images:  # _runner.submit: safe from the loop's thread and from others
-                _runner.submit(self._load(result.images[0], picture, label))
+                _runner.submit(load_thumbnail(sweep.client, result.images[0], picture, label, _EDGE))
         elif submitted is not None:
             label.value = f"running · {submitted.task_id}"
         self.progress.value = sweep.done_count
@@ -92,13 +87,6 @@ class SweepGrid(widgets.VBox):
             self.cancel_button.layout.display = "none"
             self.progress.bar_style = "success" if not sweep.failed_count else "warning"
 
-    async def _load(self, image, picture: widgets.Image, label: widgets.Label) -> None:
-        try:
-            data = await self.sweep.client.aio.fetch_image(image)
-            picture.value = await asyncio.to_thread(thumbnail, data, _EDGE)
-        except (QwenError, ValueError) as error:
-            label.value = error_message(error)
-            label.style.text_color = _RED
 
     def _cancel(self) -> None:
         self.cancel_button.disabled = True

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
-import html
 import time
 from pathlib import Path
 from typing import Any
 
 import ipywidgets as widgets
-from traitlets import Unicode
 
-from .. import _client, _runner
-from .._client import QwenClient
-from .._download import thumbnail
+from .. import _api, _runner
+from .._sync import QwenClient
 from .._errors import QwenError, RequestValidationError
-from .._models import Task, validate_task_id
+from .._task import Task, validate_task_id
 from .._request import (
     MAX_NEGATIVE_PROMPT_CHARS,
     MAX_PROMPT_CHARS,
@@ -27,37 +23,17 @@ from .._request import (
     check_image_url,
     field_errors,
 )
-from .._sweep import DEFAULT_MAX_IMAGES, Sweep, describe_plan, plan_sweep, prepare_sweep
+from .._sweep import DEFAULT_MAX_IMAGES, Sweep, SweepPlan
 from ._format import error_message, output_size_line
+from ._theme import ERROR_COLOR, load_thumbnail
+from .banner import DemoBanner
 from .card import Card
 from .gallery import Gallery
 
 __all__ = ["Panel"]
 
-_RED = "#b71c1c"
 _PREVIEW_EDGE = 96
 _DOUBLE_CLICK_SECONDS = 0.6
-_DEMO_BANNER = (
-    "<b>Simulated images: no API key set.</b> Everything runs against the built-in simulator. "
-    "For real images set <code>APIMART_API_KEY</code> before starting Jupyter, or paste a key "
-    "below: it is moved into this session's client and the field is cleared at once, so it is "
-    "never saved in the notebook."
-)
-_FORCED_BANNER = (
-    "<b>Simulated images: QWEN_WIDGETS_DEMO=1 is set</b>, so the simulator is used even with a key."
-)
-
-
-class _KeyField(widgets.Password):
-    """A password field whose value is never echoed back to the frontends.
-
-    ipywidgets 8 echoes every incoming value to all connected frontends before observers
-    run; the key must reach only this kernel, which clears the field at once.
-    """
-
-    value = Unicode(help="The pasted key, until the panel takes it").tag(sync=True, echo_update=False)
-
-
 class Panel(widgets.VBox):
     """A form for every request field, a Generate button, and a gallery of results.
 
@@ -67,13 +43,25 @@ class Panel(widgets.VBox):
 
     def __init__(self, client: QwenClient | None = None, *, save_dir: str | Path = "qwen_images",
                  max_images: int = DEFAULT_MAX_IMAGES):
-        self.client = client or _client.default_client()
+        self.client = client or _api.default_client()
         self.save_dir = Path(save_dir)
         self.max_images = max_images
         """The most images one Compare run may make; a larger sweep is refused."""
         self.results: list[Task] = []
         """Every task that finished (completed, failed or cancelled), oldest first."""
+        self._preview_boxes: dict[str, widgets.VBox] = {}
+        self._last_click = -1.0
+        self._build_request_controls()
+        self._build_compare_controls()
+        self._build_actions()
+        self._build_key_banner()
+        super().__init__(self._layout())
+        self._refresh_banner()
+        self._refresh()
+        self._offer_resume()
 
+    def _build_request_controls(self) -> None:
+        """A control for every request field, each with a label for its problems."""
         self.prompt = widgets.Textarea(placeholder="Describe the image…", rows=4,
                                        layout={"width": "100%"})
         self.prompt_count = widgets.Label()
@@ -85,6 +73,22 @@ class Panel(widgets.VBox):
         self.resolution = widgets.Dropdown(options=RESOLUTIONS, description="Resolution",
                                            layout={"width": "180px"})
         self.n = widgets.IntSlider(value=1, min=1, max=6, description="Images")
+        self.image_urls = widgets.Textarea(
+            placeholder="Reference image URLs for image-to-image, one per line (optional)",
+            rows=2, continuous_update=False, layout={"width": "100%"},
+        )
+        self.previews = widgets.HBox(layout={"flex_flow": "row wrap"})
+        self.errors = {name: widgets.Label(style={"text_color": ERROR_COLOR})
+                       for name in ("prompt", "negative_prompt", "model", "size", "resolution", "n",
+                                    "image_urls", "generate")}
+        for control in (self.prompt, self.negative_prompt, self.model, self.size, self.resolution, self.n):
+            control.observe(lambda _: self._refresh(), "value")
+        self.image_urls.observe(lambda _: self._refresh_references(), "value")
+        self.single_row = widgets.HBox([self.model, self.size, self.resolution],
+                                       layout={"flex_flow": "row wrap"})
+
+    def _build_compare_controls(self) -> None:
+        """Compare mode: several values of one or two fields, run as a sweep."""
         self.compare = widgets.ToggleButton(
             description="Compare", icon="th",
             tooltip="Vary one or two fields (one prompt per line, several models, sizes or "
@@ -96,11 +100,14 @@ class Panel(widgets.VBox):
         self.resolutions = widgets.SelectMultiple(options=RESOLUTIONS, value=RESOLUTIONS[:1],
                                                   rows=2, description="Resolutions",
                                                   layout={"width": "180px"})
-        self.image_urls = widgets.Textarea(
-            placeholder="Reference image URLs for image-to-image, one per line (optional)",
-            rows=2, continuous_update=False, layout={"width": "100%"},
-        )
-        self.previews = widgets.HBox(layout={"flex_flow": "row wrap"})
+        for control in (self.models, self.sizes, self.resolutions):
+            control.observe(lambda _: self._refresh(), "value")
+        self.compare.observe(lambda _: self._switch_mode(), "value")
+        self.compare_row = widgets.HBox([self.models, self.sizes, self.resolutions],
+                                        layout={"flex_flow": "row wrap", "display": "none"})
+
+    def _build_actions(self) -> None:
+        """Generate, the size line, Resume, and the gallery of cards."""
         self.output_size = widgets.Label()
         self.generate_button = widgets.Button(description="Generate", button_style="primary",
                                               icon="play")
@@ -112,38 +119,16 @@ class Panel(widgets.VBox):
         self.resume_button.on_click(lambda _: self.resume())
         self.resume_box = widgets.HBox([self.resume_note, self.resume_button],
                                        layout={"display": "none", "align_items": "center"})
-        self.errors = {name: widgets.Label(style={"text_color": _RED})
-                       for name in ("prompt", "negative_prompt", "model", "size", "resolution", "n",
-                                    "image_urls", "generate")}
-        self._preview_boxes: dict[str, widgets.VBox] = {}
-        self._last_click = -1.0
 
-        self.banner = widgets.HTML()
-        self.key_field = _KeyField(placeholder="APIMart key (kept in memory only)",
-                                   continuous_update=False)
-        self.key_button = widgets.Button(description="Use key", icon="key")
-        self.key_field.observe(self._take_key, "value")
-        self.key_button.on_click(lambda _: None)  # clicking blurs the field, which submits it
-        self.banner_box = widgets.VBox(
-            [self.banner, widgets.HBox([self.key_field, self.key_button])],
-            layout={"border": "1px solid #e0a800", "padding": "4px 8px", "margin": "0 0 6px 0"},
-        )
+    def _build_key_banner(self) -> None:
+        self.banner_box = DemoBanner(on_client=self._use_client)
+        self.banner, self.key_field = self.banner_box.message, self.banner_box.key_field
 
-        for control in (self.prompt, self.negative_prompt, self.model, self.size,
-                        self.resolution, self.n, self.models, self.sizes, self.resolutions):
-            control.observe(lambda _: self._refresh(), "value")
-        self.compare.observe(lambda _: self._switch_mode(), "value")
-        self.image_urls.observe(lambda _: self._refresh_references(), "value")
-
-        self.single_row = widgets.HBox([self.model, self.size, self.resolution],
-                                       layout={"flex_flow": "row wrap"})
-        self.compare_row = widgets.HBox([self.models, self.sizes, self.resolutions],
-                                        layout={"flex_flow": "row wrap", "display": "none"})
-
+    def _layout(self) -> list[widgets.Widget]:
         def labelled(title: str, *rows: widgets.Widget) -> widgets.VBox:
             return widgets.VBox([widgets.HTML(f"<b>{title}</b>"), *rows])
 
-        super().__init__([
+        return [
             self.banner_box,
             labelled("Prompt", self.prompt, widgets.HBox([self.prompt_count, self.errors["prompt"]])),
             labelled("Negative prompt", self.negative_prompt,
@@ -157,10 +142,7 @@ class Panel(widgets.VBox):
                           self.errors["generate"]], layout={"align_items": "center"}),
             self.resume_box,
             self.gallery,
-        ])
-        self._refresh_banner()
-        self._refresh()
-        self._offer_resume()
+        ]
 
     def __repr__(self) -> str:
         return f"Panel(cards={len(self.gallery.cards)}, results={len(self.results)})"
@@ -214,18 +196,15 @@ class Panel(widgets.VBox):
     def resume(self) -> list[Card]:
         """A card for every unfinished task of the journal (e.g. from before a kernel restart)."""
         self.resume_box.layout.display = "none"
-        aio = self.client.aio
-        aio.journal.settle_orphans()
         cards = []
-        for entry in aio.journal.unfinished(aio.base_url):
-            card = self._new_card(entry.request)
-            card.start_attach(entry.task)
+        for task in self.client.unfinished():
+            card = self._new_card(task.request)
+            card.start_attach(task)
             cards.append(card)
         return cards
 
     def _offer_resume(self) -> None:
-        aio = self.client.aio
-        waiting = len(aio.journal.unfinished(aio.base_url))
+        waiting = len(self.client.unfinished())
         if waiting:
             self.resume_note.value = f"{waiting} unfinished task(s) from earlier sessions."
             self.resume_box.layout.display = None
@@ -284,7 +263,7 @@ class Panel(widgets.VBox):
         """What Generate does in Compare mode: a sweep, shown as a grid in the gallery."""
         fields = self.sweep_fields()
         _check_axes(fields)
-        sweep = prepare_sweep(fields, client=self.client, max_images=self.max_images)
+        sweep = Sweep(self.client, SweepPlan.of(fields, max_images=self.max_images))
         from .grid import SweepGrid
 
         self.gallery.add(SweepGrid(sweep))
@@ -337,7 +316,7 @@ class Panel(widgets.VBox):
         try:
             fields = self.sweep_fields()
             _check_axes(fields)
-            _, cells = plan_sweep(fields, max_images=self.max_images)
+            plan = SweepPlan.of(fields, max_images=self.max_images)
         except RequestValidationError as error:
             field = error.field.split("[")[0]
             self.errors[field if field in self.errors else "generate"].value = str(error)
@@ -345,7 +324,7 @@ class Panel(widgets.VBox):
             self.generate_button.disabled = True
             self.generate_button.tooltip = str(error)
             return
-        self.output_size.value = f"Compare: {describe_plan(cells, None)}"
+        self.output_size.value = f"Compare: {plan.describe()}"
         self.generate_button.disabled = False
         self.generate_button.tooltip = "Run the comparison"
 
@@ -377,37 +356,20 @@ class Panel(widgets.VBox):
         return widgets.VBox([picture, note], layout={"margin": "0 6px 0 0"})
 
     async def _load_preview(self, url: str, picture: widgets.Image, note: widgets.Label) -> None:
-        try:
-            data = await self.client.aio.fetch_image(url)
-            picture.value = await asyncio.to_thread(thumbnail, data, _PREVIEW_EDGE)
+        if await load_thumbnail(self.client, url, picture, note, _PREVIEW_EDGE,
+                                note_prefix="cannot be previewed: ") is not None:
             note.value = ""
-        except (QwenError, ValueError) as error:
-            note.value = f"cannot be previewed: {error_message(error)}"
-            note.style.text_color = _RED
 
     # -- the key --------------------------------------------------------------------------------
 
-    def _take_key(self, change: dict) -> None:
-        secret = _client._Secret(change["new"] or "")  # boxed at once: no plain local
-        if not secret:
-            return
-        self.key_field.value = ""  # at once: the key must not stay in widget state
-        try:
-            client = QwenClient(api_key=secret)
-        except RequestValidationError as error:  # reported here, never as a traceback
-            self.banner.value = f"{_DEMO_BANNER}<br><b>That key was not used:</b> {html.escape(str(error))}."
-            return
+    def _use_client(self, client: QwenClient) -> None:
+        """A key was entered: this panel, and qw.generate, use it from now on."""
         self.client = client
-        _client.set_default_client(client)
+        _api.set_default_client(client)
         self._refresh_banner()
 
     def _refresh_banner(self) -> None:
-        if not self.client.demo:
-            self.banner_box.layout.display = "none"
-            return
-        forced = _client.demo_forced()
-        self.banner.value = _FORCED_BANNER if forced else _DEMO_BANNER
-        self.banner_box.layout.display = None
+        self.banner_box.show_for(self.client)
 
 
 def _check_axes(fields: dict[str, Any]) -> None:
@@ -424,5 +386,5 @@ def _lines(text: str) -> list[str]:
 
 def _count(label: widgets.Label, text: str, limit: int) -> None:
     label.value = f"{len(text)} / {limit}"
-    label.style.text_color = _RED if len(text) > limit else None
+    label.style.text_color = ERROR_COLOR if len(text) > limit else None
     label.style.font_weight = "bold" if len(text) > limit else None

@@ -1,0 +1,146 @@
+"""The front door: the module-level functions most users call, and the client behind them.
+
+This is the only module above both the engine and the views: `sweep()` shows a live grid in
+a notebook, everything else here returns values. Values (Task, Sweep) never reach up here;
+functions here reach down.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._errors import RequestValidationError
+from ._export import save_images
+from ._journal import Journal
+from ._request import ImageRequest
+from ._sweep import DEFAULT_MAX_IMAGES, Sweep, SweepPlan
+from ._sync import QwenClient
+from ._task import Task
+
+if TYPE_CHECKING:
+    import pandas
+
+__all__ = ["generate", "resume", "sweep", "history", "save", "default_client", "set_default_client"]
+
+_default: QwenClient | None = None
+_default_lock = threading.Lock()
+
+
+def default_client() -> QwenClient:
+    """The process-wide client behind `qwen_widgets.generate`, created on first use."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = QwenClient()
+        return _default
+
+
+def set_default_client(client: QwenClient | None) -> None:
+    """Make `client` the one behind `qwen_widgets.generate` (e.g. after a key is entered);
+    None forgets it, so the next call builds one from the environment again."""
+    global _default
+    if client is not None and not isinstance(client, QwenClient):
+        raise RequestValidationError("client", "must be a QwenClient (the synchronous client)", client)
+    with _default_lock:
+        _default = client
+
+
+def generate(prompt: ImageRequest | str, **fields: Any) -> Task:
+    """Generate images and wait for them: `qw.generate("a red fox in snow", n=2)`.
+
+    `fields` are request fields (model, size, resolution, n, negative_prompt, image_urls) and
+    the options of QwenClient.generate (on_update, timeout, on_retry).
+    """
+    return default_client().generate(prompt, **fields)
+
+
+def resume() -> list[Task]:
+    """Pick up every unfinished task of the last 24 h (e.g. after a kernel restart)."""
+    return default_client().resume()
+
+
+def history(journal: Journal | None = None) -> pandas.DataFrame:
+    """Every journaled submission: one row per image, one per failed, refused or unknown one.
+
+    The columns of to_frame() plus local_id, journal_state and submitted_at. Defaults to the
+    journal in the home folder, whatever the mode: demo submissions are never in it (their
+    simulator dies with the process), so without a key this shows the earlier keyed runs.
+    """
+    from ._frame import history_frame
+
+    if journal is None:
+        journal = Journal.existing()
+        if journal is None:
+            return history_frame([])
+    journal.settle_orphans()
+    return history_frame(journal.entries())
+
+
+def save(tasks: Task | Iterable[Task], folder: str | Path, client: QwenClient | None = None) -> list[Path]:
+    """Export every image of `tasks` to `folder` with sidecars; returns the image paths.
+
+    Uses the local copy when there is one, else downloads the URL (with `client`, by default
+    the one behind `qwen_widgets.generate`). Saving again overwrites, never duplicates.
+    """
+    tasks = [tasks] if isinstance(tasks, Task) else list(tasks)
+    if client is not None and inspect.iscoroutinefunction(client.fetch_image):
+        raise TypeError("save() needs a synchronous QwenClient, not an AsyncQwenClient")
+    if not any(task.images for task in tasks):
+        return []
+    return save_images(tasks, folder, (client or default_client()).fetch_image)
+
+
+def sweep(
+    prompt: str | list[str],
+    *,
+    model: str | list[str] = "qwen-image-2.0",
+    size: str | list[str] = "1:1",
+    resolution: str | list[str] = "1K",
+    negative_prompt: str | None | list[str | None] = None,
+    n: int | list[int] = 1,
+    image_urls: tuple[str, ...] | list[str] = (),
+    concurrency: int = 8,
+    max_images: int = DEFAULT_MAX_IMAGES,
+    price_per_image: float | None = None,
+    client: QwenClient | None = None,
+) -> Sweep:
+    """Generate every combination of the fields given as lists, `concurrency` at a time.
+
+        s = qw.sweep(prompt=["a fox", "a wolf"], size=["1:1", "16:9"], n=2)
+
+    States the plan (tasks, images, cost when `price_per_image` is given) before anything is
+    sent and refuses more than `max_images` images. In a notebook it returns at once and shows
+    a live grid; in a script it prints progress. `wait()`, `tasks`, `frame()`, `cancel()`.
+    """
+    fields = {"prompt": prompt, "model": model, "size": size, "resolution": resolution,
+              "negative_prompt": negative_prompt, "n": n, "image_urls": image_urls}
+    plan = SweepPlan.of(fields, max_images=max_images)
+    running = Sweep(client or default_client(), plan, concurrency=concurrency,
+                    price_per_image=price_per_image)
+    if _in_notebook():
+        from IPython.display import display
+
+        from .widgets.grid import SweepGrid
+
+        display(SweepGrid(running))
+    else:
+        print(f"sweep: {running.summary}", file=sys.stderr)
+        running.on_change(lambda index: _print_progress(running, index))
+    return running.start()
+
+
+def _print_progress(running: Sweep, index: int) -> None:
+    if running.results[index] is None and running.errors[index] is None:
+        return  # submitted, not ended
+    print(f"sweep: {running.done_count}/{len(running.cells)} done, {running.failed_count} failed",
+          file=sys.stderr)
+
+
+def _in_notebook() -> bool:
+    shell = sys.modules.get("IPython") and sys.modules["IPython"].get_ipython()
+    return type(shell).__name__ == "ZMQInteractiveShell"

@@ -1,0 +1,69 @@
+"""The API key in a box that never shows it, and the auth that sends it only to the API.
+
+The key must never appear in a repr, a log line, an exception message, a DataFrame, the
+journal or a saved notebook (DESIGN.md section 3), so it lives in a `Secret` from the moment
+it is read, and `BearerAuth` masks it in anything the server sends back.
+"""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+
+__all__: list[str] = []  # nothing public: clients take the key as a plain string
+
+_KEY_CHARS = re.compile(r"[\x21-\x7e]+")
+
+
+class Secret:
+    """The API key in a box that shows `***` in reprs, str() and verbose tracebacks (which
+    print every local variable): the plain text never sits in a variable of its own."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        self._value = value.strip()
+
+    def reveal(self) -> str:
+        return self._value
+
+    def usable(self) -> bool:
+        """Printable ASCII without spaces: anything else h11 would refuse (quoting it)."""
+        return bool(_KEY_CHARS.fullmatch(self._value))
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return "***"
+
+    __str__ = __repr__
+
+
+def as_secret(value: str | Secret | None) -> Secret | None:
+    """Box a plain key at once; a Secret or None passes through."""
+    return Secret(value) if isinstance(value, str) else value
+
+
+class BearerAuth(httpx.Auth):
+    """Adds the key only to requests for the API's own origin; never shows it in a repr."""
+
+    def __init__(self, secret: Secret, origin: httpx.URL):
+        self._secret = secret
+        self._origin = (origin.scheme, origin.host, origin.port)
+
+    def auth_flow(self, request: httpx.Request):
+        if (request.url.scheme, request.url.host, request.url.port) == self._origin:
+            request.headers["Authorization"] = f"Bearer {self._secret.reveal()}"
+        yield request
+
+    def redact(self, text: str) -> str:
+        """`text` with the key masked, for anything a server sends back."""
+        # a key of a few characters would mangle every message; real keys are long
+        if len(self._secret.reveal()) < 8:
+            return text
+        return text.replace(self._secret.reveal(), "***")
+
+    def __repr__(self) -> str:
+        return "BearerAuth(***)"

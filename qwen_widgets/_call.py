@@ -1,0 +1,207 @@
+"""One API call: a slot of the shared request budget, a time cap, and retries by verdict.
+
+Every request to the API (submits and polls alike) goes through `Caller.call`: it waits for
+a budget slot, sends, cuts the attempt off at the call's time cap or the caller's deadline,
+reads the answer into a result or a typed error, and asks `_retry` what to do next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import httpx
+
+from ._auth import BearerAuth
+from ._budget import RequestBudget
+from ._clock import Clock
+from ._config import NOT_GIVEN, NotGiven
+from ._errors import (
+    APIError,
+    MalformedResponseError,
+    QwenError,
+    RequestValidationError,
+    SubmitOutcomeUnknownError,
+    TransportError,
+)
+from ._request import ImageRequest
+from ._retry import RetryPolicy, Verdict, classify_exception, classify_status, parse_retry_after
+
+__all__: list[str] = []
+
+T = TypeVar("T")
+_CONNECT_TIMEOUT = 10.0
+OnRetry = Callable[[QwenError, float], Any]
+"""Called as on_retry(error, delay_seconds) before each automatic retry."""
+
+
+class NotSent(QwenError):
+    """A submission cancelled while it waited for its turn, before any byte left."""
+
+    def __init__(self) -> None:
+        super().__init__("cancelled before it was sent; nothing was created")
+
+
+class DeadlineReached(Exception):
+    """A call stopped because the caller's deadline came; carries the last error."""
+
+    def __init__(self, error: QwenError):
+        self.error = error
+        super().__init__(str(error))
+
+
+@dataclass
+class _Failed:
+    verdict: Verdict
+    error: QwenError
+    cause: BaseException
+    retry_after: float | None = None
+
+
+@dataclass
+class _Answered(Generic[T]):
+    value: T
+
+
+class Caller:
+    """Sends API requests for one client: its HTTP connection, key, budget and retry policy."""
+
+    def __init__(self, http: httpx.AsyncClient, auth: BearerAuth, *, base_url: str,
+                 budget: RequestBudget, retry: RetryPolicy, clock: Clock, call_limit: float | None):
+        self._http = http
+        self._base_url = base_url
+        self._auth = auth
+        self._budget = budget
+        self._retry = retry
+        self._clock = clock
+        # an overall cap per HTTP call: httpx's timeouts are per read, so a server that drips
+        # its answer a byte at a time would otherwise hold a call open indefinitely
+        self._call_limit = call_limit
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        parse: Callable[[Any], T],
+        *,
+        payload: Any = None,
+        submitted: ImageRequest | None = None,
+        task_id: str | None = None,
+        on_retry: OnRetry | None = None,
+        deadline: float | None = None,
+        abort: asyncio.Event | None = None,
+    ) -> T:
+        """One API call with retries decided by _retry; parse() turns the body into a result.
+
+        With a `deadline` (clock.monotonic() seconds) attempts continue until it, each one cut
+        off there, and DeadlineReached ends the call; without, RetryPolicy bounds attempts.
+        `abort`, once set, stops a call that has not yet been sent (NotSent).
+        """
+        attempt = 0
+        last: QwenError | None = None
+        while True:
+            attempt += 1
+            await self._budget.take(self._clock)
+            if abort is not None and abort.is_set():
+                raise NotSent()
+            outcome = await self._attempt(method, path, parse, payload, task_id, deadline, last)
+            if isinstance(outcome, _Answered):
+                return outcome.value
+            last = outcome.error
+            if outcome.verdict is Verdict.OUTCOME_UNKNOWN:
+                assert submitted is not None
+                raise SubmitOutcomeUnknownError(submitted, str(outcome.error)) from outcome.cause
+            delay = self._delay(outcome, attempt, deadline)
+            if delay is None:
+                cause = outcome.cause if outcome.cause is not outcome.error else None
+                raise outcome.error from cause
+            if on_retry is not None:
+                await maybe_await(on_retry(outcome.error, delay))
+            await self._clock.sleep(delay)
+
+    async def _attempt(self, method: str, path: str, parse: Callable[[Any], T], payload: Any,
+                       task_id: str | None, deadline: float | None,
+                       last: QwenError | None) -> _Answered[T] | _Failed:
+        """Send once, within the time cap; the answer read into a result or a failure."""
+        limit, cut_by_deadline = self._call_limit, False
+        if deadline is not None and (limit is None or deadline - self._clock.monotonic() < limit):
+            limit, cut_by_deadline = deadline - self._clock.monotonic(), True
+            if limit <= 0:
+                raise DeadlineReached(last or TransportError("no time left before the deadline"))
+        try:
+            response = await asyncio.wait_for(self._http.request(method, path, json=payload), limit)
+        except httpx.RequestError as exc:
+            error = self._transport_error(method, path, _describe(exc))
+            return _Failed(classify_exception(exc, method), error, exc)
+        except asyncio.TimeoutError as exc:
+            if cut_by_deadline and last is not None:  # the deadline, not this server
+                raise DeadlineReached(last) from exc
+            # the request may have been answered in part: as unknown as a reset
+            verdict = Verdict.RETRY if method == "GET" else Verdict.OUTCOME_UNKNOWN
+            reason = f"no complete answer within {limit:.1f} s"
+            return _Failed(verdict, self._transport_error(method, path, reason), exc)
+        # masked before anything reads it: messages quote bodies, shortened, and a shortened
+        # key would slip past a later redaction
+        text = self._auth.redact(response.text)
+        if response.is_success:
+            try:
+                return _Answered(parse(json.loads(text)))
+            except (ValueError, RecursionError, MalformedResponseError) as exc:
+                error = MalformedResponseError.from_body(response.status_code, text, exc, task_id)
+                # not the decoder's error as the cause: it holds the whole body
+                return _Failed(Verdict.OUTCOME_UNKNOWN if method == "POST" else Verdict.RETRY, error, error)
+        retry_after = parse_retry_after(response.headers.get("retry-after"), self._clock.time())
+        error = APIError.from_response(
+            response.status_code, text, reason=response.reason_phrase,
+            content_type=response.headers.get("content-type"), task_id=task_id, retry_after=retry_after)
+        return _Failed(classify_status(response.status_code, method), error, error, retry_after)
+
+    def _delay(self, failed: _Failed, attempt: int, deadline: float | None) -> float | None:
+        """Seconds to wait before trying again, or None to give up."""
+        if failed.verdict is not Verdict.RETRY:
+            return None
+        delay = self._retry.delay(attempt, failed.retry_after, self._clock.random(), bounded=deadline is None)
+        if delay is not None and deadline is not None and self._clock.monotonic() + delay >= deadline:
+            raise DeadlineReached(failed.error)
+        return delay
+
+    def _transport_error(self, method: str, path: str, reason: str) -> TransportError:
+        return TransportError(self._auth.redact(f"{method} {self._base_url}{path} failed: {reason}"))
+
+
+def check_timeout(timeout: float | None | NotGiven) -> None:
+    """A client's `timeout` option: left out, None (no limit) or a positive number of seconds."""
+    if timeout is NOT_GIVEN or timeout is None:
+        return
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0 \
+            or math.isinf(timeout):
+        raise RequestValidationError("timeout", "must be a positive number of seconds, or None for no limit",
+                                     timeout)
+
+
+def http_timeout(timeout: float | None | NotGiven, default: float) -> httpx.Timeout:
+    """httpx's per-read timeout for the option (`default` when it was left out)."""
+    seconds = default if timeout is NOT_GIVEN else timeout
+    return httpx.Timeout(seconds, connect=_CONNECT_TIMEOUT if seconds is None else min(seconds, _CONNECT_TIMEOUT))
+
+
+def call_limit(timeout: float | None | NotGiven, default: float) -> float | None:
+    """The cap on a whole HTTP call: twice the per-read timeout (None: no cap)."""
+    seconds = default if timeout is NOT_GIVEN else timeout
+    return None if seconds is None else 2 * seconds
+
+
+async def maybe_await(value: Awaitable[Any] | Any) -> None:
+    """Await a callback's result when it is awaitable (callbacks may be sync or async)."""
+    if inspect.isawaitable(value):
+        await value
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

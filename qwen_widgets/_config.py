@@ -1,0 +1,104 @@
+"""Settings from the environment, read in one place: the key, the API's base URL, the demo
+switch, the home folder and whether completed images are kept there.
+
+Each is read when a client is built (or a function asks), never at import, so a notebook can
+set a variable and then create a client.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+__all__ = ["DEFAULT_BASE_URL", "DemoModeWarning"]
+
+DEFAULT_BASE_URL = "https://api.apimart.ai"
+"""The APIMart API, used unless `base_url=` or APIMART_BASE_URL says otherwise."""
+
+API_KEY = "APIMART_API_KEY"
+BASE_URL = "APIMART_BASE_URL"
+DEMO = "QWEN_WIDGETS_DEMO"
+HOME = "QWEN_WIDGETS_HOME"
+KEEP_IMAGES = "QWEN_WIDGETS_KEEP_IMAGES"
+
+
+class DemoModeWarning(UserWarning):
+    """Shown once per process when the clients fall back to the built-in simulator."""
+
+
+def api_key() -> str:
+    """The key from APIMART_API_KEY, or "" when it is not set."""
+    return os.environ.get(API_KEY, "")
+
+
+def base_url(given: str | None = None) -> str:
+    """`given`, else APIMART_BASE_URL, else the APIMart API; without a trailing slash."""
+    return (given or os.environ.get(BASE_URL) or DEFAULT_BASE_URL).rstrip("/")
+
+
+def demo_forced() -> bool:
+    """True when QWEN_WIDGETS_DEMO asks for the simulator even if a key is set."""
+    return os.environ.get(DEMO, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def keep_images() -> bool:
+    """Whether completed images are copied into the home folder (QWEN_WIDGETS_KEEP_IMAGES)."""
+    return os.environ.get(KEEP_IMAGES, "1") != "0"
+
+
+def home_path() -> Path:
+    """QWEN_WIDGETS_HOME, or a per-user data folder, as an absolute path (a relative setting
+    is resolved against the current folder here, once per call); nothing is created."""
+    configured = os.environ.get(HOME)
+    if configured:
+        path = Path(configured).expanduser()
+    elif os.name == "nt":
+        path = Path(os.environ.get("LOCALAPPDATA", Path.home())) / "qwen_widgets"
+    else:
+        path = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "qwen_widgets"
+    return path.absolute()
+
+
+def home_dir() -> Path:
+    """home_path(), created readable by the user only."""
+    path = home_path()
+    if not path.is_dir():
+        path.mkdir(parents=True, exist_ok=True)
+        path.chmod(0o700)
+    return path
+
+
+_demo_announced = False
+
+
+def announce_demo() -> None:
+    """Say once per process that images are simulated."""
+    global _demo_announced
+    if not _demo_announced:
+        _demo_announced = True
+        # warn_explicit: one clean line, without echoing whichever source line created the client
+        warnings.warn_explicit(
+            "Simulated images: no API key set, so qwen_widgets uses its built-in offline simulator. "
+            f"To generate real images set {API_KEY} (or pass api_key=...).",
+            DemoModeWarning, "qwen_widgets", 0)
+
+
+class NotGiven:
+    """The type of NOT_GIVEN: an option left out, as opposed to one set to None or 0."""
+
+    _instance: NotGiven | None = None
+
+    def __new__(cls) -> NotGiven:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "NOT_GIVEN"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+NOT_GIVEN = NotGiven()

@@ -1,0 +1,131 @@
+"""QwenClient: AsyncQwenClient's methods as blocking calls, run on the package's private loop.
+
+Blocking on the private loop (not the caller's) is what lets `client.generate(...)` work
+inside a notebook cell, whose own loop is already running. Every method spells out its
+parameters so that help() and completion show them; the docstrings are the engine's own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import httpx
+
+from . import _runner
+from ._auth import as_secret
+from ._budget import RequestBudget
+from ._call import OnRetry
+from ._clock import SYSTEM_CLOCK, Clock
+from ._client import AsyncQwenClient, OnUpdate
+from ._config import NOT_GIVEN, NotGiven
+from ._download import DEFAULT_MAX_IMAGE_BYTES
+from ._journal import Journal
+from ._polling import PollSchedule
+from ._request import ImageRequest
+from ._retry import RetryPolicy
+from ._task import GeneratedImage, Task
+
+__all__ = ["QwenClient"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _doc_of(engine_method: Callable[..., Any]) -> Callable[[F], F]:
+    """Give a blocking method the docstring of the coroutine it runs."""
+
+    def give(method: F) -> F:
+        method.__doc__ = engine_method.__doc__
+        return method
+
+    return give
+
+
+class QwenClient:
+    """The synchronous client: AsyncQwenClient's methods, run on the package's private loop.
+
+    Works in scripts and inside a running notebook cell alike. Callbacks (`on_update`,
+    `on_retry`) run on the loop's thread. The options are AsyncQwenClient's, documented there.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        timeout: float | None | NotGiven = NOT_GIVEN,
+        transport: httpx.AsyncBaseTransport | None = None,
+        image_transport: httpx.AsyncBaseTransport | None = None,
+        simulator: Any = None,
+        poll_schedule: PollSchedule | None = None,
+        poll_budget: RequestBudget | None = None,
+        retry: RetryPolicy | None = None,
+        max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
+        journal: Journal | None = None,
+        keep_images: bool | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+    ):
+        api_key = as_secret(api_key)  # rebinding: even this frame's locals show ***
+        self.aio = AsyncQwenClient(
+            api_key, base_url=base_url, timeout=timeout, transport=transport,
+            image_transport=image_transport, simulator=simulator, poll_schedule=poll_schedule,
+            poll_budget=poll_budget, retry=retry, max_image_bytes=max_image_bytes, journal=journal,
+            keep_images=keep_images, clock=clock)
+        """The underlying async client. It belongs to the package's private loop: use it in
+        coroutines run there (as the widgets do). To `await` in a notebook cell, create an
+        AsyncQwenClient of your own."""
+
+    demo = property(lambda self: self.aio.demo, doc="True when running against the simulator.")
+    base_url = property(lambda self: self.aio.base_url, doc="The API's base URL.")
+    simulator = property(lambda self: self.aio.simulator, doc="The demo simulator, if any.")
+    journal = property(lambda self: self.aio.journal, doc="Where every submission is recorded.")
+
+    def __repr__(self) -> str:
+        if not hasattr(self, "aio"):
+            return "QwenClient(not ready)"
+        return repr(self.aio).replace("AsyncQwenClient", "QwenClient", 1)
+
+    def __enter__(self) -> QwenClient:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the HTTP clients."""
+        _runner.run(self.aio.aclose())
+
+    @_doc_of(AsyncQwenClient.submit)
+    def submit(self, request: ImageRequest, *, on_retry: OnRetry | None = None) -> Task:
+        return _runner.run(self.aio.submit(request, on_retry=on_retry))
+
+    @_doc_of(AsyncQwenClient.get_task)
+    def get_task(self, task_id: str, *, request: ImageRequest | None = None,
+                 on_retry: OnRetry | None = None) -> Task:
+        return _runner.run(self.aio.get_task(task_id, request=request, on_retry=on_retry))
+
+    @_doc_of(AsyncQwenClient.wait)
+    def wait(self, task_or_id: Task | str, *, on_update: OnUpdate | None = None,
+             timeout: float | None = None, on_retry: OnRetry | None = None) -> Task:
+        return _runner.run(self.aio.wait(task_or_id, on_update=on_update, timeout=timeout,
+                                         on_retry=on_retry))
+
+    @_doc_of(AsyncQwenClient.generate)
+    def generate(self, request_or_prompt: ImageRequest | str, *, on_update: OnUpdate | None = None,
+                 timeout: float | None = None, on_retry: OnRetry | None = None, **fields: Any) -> Task:
+        return _runner.run(self.aio.generate(request_or_prompt, on_update=on_update, timeout=timeout,
+                                             on_retry=on_retry, **fields))
+
+    @_doc_of(AsyncQwenClient.fetch_image)
+    def fetch_image(self, url_or_image: str | GeneratedImage) -> bytes:
+        return _runner.run(self.aio.fetch_image(url_or_image))
+
+    @_doc_of(AsyncQwenClient.resume)
+    def resume(self, *, on_update: OnUpdate | None = None) -> list[Task]:
+        return _runner.run(self.aio.resume(on_update=on_update))
+
+    def unfinished(self) -> list[Task]:
+        """The journal's tasks for this client's API that were submitted and not seen to end
+        (younger than a day), with their requests; what resume() would pick up."""
+        self.journal.settle_orphans()
+        return [entry.task for entry in self.journal.unfinished(self.base_url) if entry.task]

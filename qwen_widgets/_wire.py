@@ -1,0 +1,152 @@
+"""Reading the API's JSON into Tasks: tolerant of every quirk the contract documents.
+
+The wire format has quirks (API.md section 2): `url` is a string or a list of strings, numbers
+arrive as strings, optional fields go missing, unknown fields appear. Parsing accepts all of
+that; a body it cannot use raises MalformedResponseError, never KeyError or TypeError.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from typing import Any
+
+from ._errors import MalformedResponseError, RequestValidationError, shorten
+from ._request import ImageRequest
+from ._task import GeneratedImage, Task, TaskStatus, validate_task_id
+from ._urls import is_http_url
+
+__all__: list[str] = []
+
+UNUSABLE_URL = "the server sent a URL that cannot be fetched (not a public http(s) URL)"
+
+
+def parse_submit_response(body: Any, request: ImageRequest) -> Task:
+    """Read `{"code": 200, "data": [{"status": "submitted", "task_id": ...}]}`."""
+    data = _field(body, "data", "submit response")
+    if isinstance(data, list):  # documented as a one-element list; accept a bare object too
+        if not data:
+            raise MalformedResponseError("submit response has an empty 'data' list")
+        data = data[0]
+    task_id = _field(data, "task_id", "submit response data")
+    try:
+        validate_task_id(task_id)
+    except RequestValidationError:
+        raise MalformedResponseError(
+            f"submit response carries an unusable task id {shorten(task_id)}"
+        ) from None
+    status = TaskStatus.parse(data.get("status", "submitted"))
+    return Task(task_id=task_id, status=status, request=request)
+
+
+def parse_task_response(body: Any, *, task_id: str, request: ImageRequest | None) -> Task:
+    """Read the envelope of `GET /v1/tasks/{id}` into a Task."""
+    data = _field(body, "data", "task response")
+    if not isinstance(data, dict):
+        raise MalformedResponseError(f"task response 'data' is not an object: {shorten(data)}")
+    if not isinstance(data.get("status"), str):
+        # an unknown *word* is tolerated (still running); a missing or non-text status is not
+        raise MalformedResponseError(
+            f"task response has no usable 'status': {shorten(data.get('status'))}", task_id=task_id)
+    status = TaskStatus.parse(data["status"])
+    seen_id = data.get("id", task_id)
+    if seen_id != task_id:
+        raise MalformedResponseError(
+            f"asked for task {task_id} but the answer is about {shorten(seen_id)}"
+        )
+    progress = _number(data.get("progress"))
+    if status is TaskStatus.COMPLETED:
+        progress = 100
+    width, height = request.output_size if request is not None else (None, None)
+    result = data.get("result")
+    images = _parse_images(result, width, height) if isinstance(result, dict) else ()
+    return Task(
+        task_id=task_id,
+        status=status,
+        progress=int(min(max(progress or 0, 0), 100)),
+        estimated_time=_number(data.get("estimated_time")),
+        actual_time=_number(data.get("actual_time")),
+        created_at=_timestamp(data.get("created")),
+        completed_at=_timestamp(data.get("completed")),
+        images=images,
+        error=_error_text(data.get("error")) if status is TaskStatus.FAILED else None,
+        request=request,
+    )
+
+
+def _field(container: Any, name: str, what: str) -> Any:
+    if not isinstance(container, dict):
+        raise MalformedResponseError(f"{what} is not a JSON object: {shorten(container)}")
+    if name not in container:
+        raise MalformedResponseError(f"{what} has no {name!r} field: {shorten(container)}")
+    return container[name]
+
+
+def _parse_images(result: dict, width: int | None, height: int | None) -> tuple[GeneratedImage, ...]:
+    entries = result.get("images")
+    if not isinstance(entries, list):
+        return ()
+    images: list[GeneratedImage] = []
+    for entry in entries:
+        if isinstance(entry, str):
+            entry = {"url": entry}
+        if not isinstance(entry, dict):
+            continue
+        urls = entry.get("url")
+        expires = _timestamp(entry.get("expires_at"))
+        for url in urls if isinstance(urls, list) else [urls]:
+            if isinstance(url, str) and url.strip():
+                url = url.strip()
+                # kept, not dropped: the image was paid for, and the others must survive it
+                error = None if is_http_url(url) else UNUSABLE_URL
+                images.append(GeneratedImage(url, len(images), expires, width, height, error=error))
+    return tuple(images)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if not isinstance(value, (str, int, float)):
+        return None
+    try:
+        number = float(value.strip() if isinstance(value, str) else value)
+    except (ValueError, OverflowError):  # OverflowError: an int beyond float range
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _timestamp(value: Any) -> datetime | None:
+    number = _number(value)
+    if number is None:
+        if isinstance(value, str):
+            return _iso_timestamp(value)
+        return None
+    if number > 1e11:  # milliseconds
+        number /= 1000
+    try:
+        return datetime.fromtimestamp(number, tz=timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _iso_timestamp(text: str) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    try:
+        return parsed.astimezone(timezone.utc)
+    except OverflowError:  # e.g. year 1 with a positive offset
+        return None
+
+
+def _error_text(error: Any) -> str:
+    if isinstance(error, dict):
+        message = error.get("message") or error.get("msg") or error.get("code")
+        if message is not None:
+            return str(message)
+    elif error:
+        return str(error)
+    return "the task failed without a message"
