@@ -68,6 +68,45 @@ class _Answered(Generic[T]):
     value: T
 
 
+RESPONSE_VERSION = "2026-07-27"
+"""The answer shape asked for with X-APIMart-Response-Version (API.md section 5)."""
+
+
+@dataclass
+class Submission:
+    """One logical generation request across all its attempts: every attempt carries the same
+    idempotency key, so the server answers a resend with the task the first one created."""
+
+    request: ImageRequest
+    idempotency_key: str
+    resend: bool
+    """Send again (same key) when an answer is lost; off for gateways that ignore the key."""
+    on_attempt: Callable[[], Awaitable[Any]]
+    """Called before each attempt leaves (the journal counts them)."""
+    attempts: int = 0
+    lost: QwenError | None = None
+    """Why the last attempt whose answer was lost failed; None while every answer arrived."""
+
+    def headers(self) -> dict[str, str]:
+        return {"Idempotency-Key": self.idempotency_key, "X-APIMart-Response-Version": RESPONSE_VERSION}
+
+    def judge(self, failed: _Failed) -> Verdict:
+        """What to do after a failed attempt. A refusal that follows a lost answer proves
+        nothing: the lost attempt may have created the task, so the outcome stays unknown."""
+        if failed.verdict is Verdict.OUTCOME_UNKNOWN:
+            self.lost = failed.error
+            return Verdict.RETRY if self.resend else Verdict.OUTCOME_UNKNOWN
+        if failed.verdict is Verdict.FAIL and self.lost is not None:
+            return Verdict.OUTCOME_UNKNOWN
+        return failed.verdict
+
+    def unknown(self, last: str) -> SubmitOutcomeUnknownError:
+        """The error for a submission whose outcome stays unknown; `last` says what ended it."""
+        reason = last if self.lost is None or str(self.lost) == last else f"{self.lost}; then {last}"
+        return SubmitOutcomeUnknownError(self.request, reason, idempotency_key=self.idempotency_key,
+                                         attempts=self.attempts, resent=self.resend)
+
+
 class Caller:
     """Sends API requests for one client: its HTTP connection, key, budget and retry policy."""
 
@@ -87,20 +126,22 @@ class Caller:
         self,
         method: str,
         path: str,
-        parse: Callable[[Any], T],
+        parse: Callable[[Any, httpx.Headers], T],
         *,
         payload: Any = None,
-        submitted: ImageRequest | None = None,
+        submission: Submission | None = None,
         task_id: str | None = None,
         on_retry: OnRetry | None = None,
         deadline: float | None = None,
         abort: asyncio.Event | None = None,
     ) -> T:
-        """One API call with retries decided by _retry; parse() turns the body into a result.
+        """One API call with retries decided by _retry; parse(body, headers) turns the answer
+        into a result.
 
         With a `deadline` (clock.monotonic() seconds) attempts continue until it, each one cut
         off there, and DeadlineReached ends the call; without, RetryPolicy bounds attempts.
-        `abort`, once set, stops a call that has not yet been sent (NotSent).
+        A `submission` (a POST) sends its key with every attempt and is sent again, with the
+        same key, when an answer is lost. `abort`, once set, stops a call not yet sent (NotSent).
         """
         attempt = 0
         last: QwenError | None = None
@@ -108,24 +149,33 @@ class Caller:
             attempt += 1
             await self._budget.take(self._clock)
             if abort is not None and abort.is_set():
+                if submission is not None and submission.lost is not None:
+                    raise submission.unknown("stopped before sending it again")
                 raise NotSent()
-            outcome = await self._attempt(method, path, parse, payload, task_id, deadline, last)
+            if submission is not None:
+                submission.attempts += 1
+                await submission.on_attempt()
+            headers = submission.headers() if submission is not None else None
+            outcome = await self._attempt(method, path, parse, payload, headers, task_id, deadline, last)
             if isinstance(outcome, _Answered):
                 return outcome.value
             last = outcome.error
-            if outcome.verdict is Verdict.OUTCOME_UNKNOWN:
-                assert submitted is not None
-                raise SubmitOutcomeUnknownError(submitted, str(outcome.error)) from outcome.cause
-            delay = self._delay(outcome, attempt, deadline)
+            verdict = submission.judge(outcome) if submission is not None else outcome.verdict
+            if verdict is Verdict.OUTCOME_UNKNOWN:
+                assert submission is not None
+                raise submission.unknown(str(outcome.error)) from outcome.cause
+            delay = self._delay(outcome, verdict, attempt, deadline)
             if delay is None:
+                if submission is not None and submission.lost is not None:
+                    raise submission.unknown(str(outcome.error)) from outcome.cause
                 cause = outcome.cause if outcome.cause is not outcome.error else None
                 raise outcome.error from cause
             if on_retry is not None:
                 await maybe_await(on_retry(outcome.error, delay))
             await self._clock.sleep(delay)
 
-    async def _attempt(self, method: str, path: str, parse: Callable[[Any], T], payload: Any,
-                       task_id: str | None, deadline: float | None,
+    async def _attempt(self, method: str, path: str, parse: Callable[[Any, httpx.Headers], T], payload: Any,
+                       headers: dict[str, str] | None, task_id: str | None, deadline: float | None,
                        last: QwenError | None) -> _Answered[T] | _Failed:
         """Send once, within the time cap; the answer read into a result or a failure."""
         limit, cut_by_deadline = self._call_limit, False
@@ -134,7 +184,8 @@ class Caller:
             if limit <= 0:
                 raise DeadlineReached(last or TransportError("no time left before the deadline"))
         try:
-            response = await asyncio.wait_for(self._http.request(method, path, json=payload), limit)
+            response = await asyncio.wait_for(
+                self._http.request(method, path, json=payload, headers=headers), limit)
         except httpx.RequestError as exc:
             error = self._transport_error(method, path, _describe(exc))
             return _Failed(classify_exception(exc, method), error, exc)
@@ -150,7 +201,7 @@ class Caller:
         text = self._auth.redact(response.text)
         if response.is_success:
             try:
-                return _Answered(parse(json.loads(text)))
+                return _Answered(parse(json.loads(text), response.headers))
             except (ValueError, RecursionError, MalformedResponseError) as exc:
                 error = MalformedResponseError.from_body(response.status_code, text, exc, task_id)
                 # not the decoder's error as the cause: it holds the whole body
@@ -159,11 +210,11 @@ class Caller:
         error = APIError.from_response(
             response.status_code, text, reason=response.reason_phrase,
             content_type=response.headers.get("content-type"), task_id=task_id, retry_after=retry_after)
-        return _Failed(classify_status(response.status_code, method), error, error, retry_after)
+        return _Failed(classify_status(response.status_code, method, error.code), error, error, retry_after)
 
-    def _delay(self, failed: _Failed, attempt: int, deadline: float | None) -> float | None:
+    def _delay(self, failed: _Failed, verdict: Verdict, attempt: int, deadline: float | None) -> float | None:
         """Seconds to wait before trying again, or None to give up."""
-        if failed.verdict is not Verdict.RETRY:
+        if verdict is not Verdict.RETRY:
             return None
         delay = self._retry.delay(attempt, failed.retry_after, self._clock.random(), bounded=deadline is None)
         if delay is not None and deadline is not None and self._clock.monotonic() + delay >= deadline:

@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import time
-import warnings
+import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -19,7 +18,17 @@ import httpx
 from . import _config
 from ._auth import BearerAuth, Secret, as_secret
 from ._budget import DEFAULT_BUDGET, RequestBudget
-from ._call import Caller, DeadlineReached, NotSent, OnRetry, call_limit, check_timeout, http_timeout, maybe_await
+from ._call import (
+    Caller,
+    DeadlineReached,
+    NotSent,
+    OnRetry,
+    Submission,
+    call_limit,
+    check_timeout,
+    http_timeout,
+    maybe_await,
+)
 from ._clock import SYSTEM_CLOCK, Clock
 from ._config import NOT_GIVEN, NotGiven
 from ._download import DEFAULT_MAX_IMAGE_BYTES, ImageFetcher
@@ -33,13 +42,12 @@ from ._errors import (
     TaskTimeoutError,
     stopped_watching,
 )
-from ._journal import URL_LIFETIME, EntryState, Journal
+from ._journal import Entry, EntryState, Journal
 from ._polling import PollSchedule, PollTracker
 from ._request import ImageRequest, make_request
 from ._retry import RetryPolicy
-from ._store import keep_copy, remove_stale_temporary_files
+from ._store import keep_copy
 from ._task import GeneratedImage, Task, TaskStatus, validate_task_id
-from ._urls import has_credentials, is_http_url
 from ._wire import parse_submit_response, parse_task_response
 
 __all__ = ["AsyncQwenClient"]
@@ -73,6 +81,9 @@ class AsyncQwenClient:
             mode: in memory, since its simulator dies with the process).
         keep_images: copy completed images into the home folder; by default yes with a key
             unless QWEN_WIDGETS_KEEP_IMAGES=0, never in demo mode.
+        resend_with_key: when a submission's answer is lost, send it again with its idempotency
+            key (the contract's way: the server answers with the task the first attempt made).
+            Turn off only for a gateway that ignores keys: then a lost answer is never resent.
         clock: time, sleep and randomness (tests pass a fake one).
     """
 
@@ -91,6 +102,7 @@ class AsyncQwenClient:
         max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
         journal: Journal | None = None,
         keep_images: bool | None = None,
+        resend_with_key: bool = True,
         clock: Clock = SYSTEM_CLOCK,
     ):
         api_key = as_secret(api_key)  # rebinding: even this frame's locals show ***
@@ -108,7 +120,7 @@ class AsyncQwenClient:
         if self.demo:
             transport, image_transport, base_url, secret = self._use_simulator(simulator)
         else:
-            base_url = _checked_base_url(_config.base_url(base_url))
+            base_url = _config.base_url(base_url)
         self.base_url = base_url.rstrip("/")
         """The API's base URL."""
         self._schedule = poll_schedule or PollSchedule()
@@ -127,6 +139,7 @@ class AsyncQwenClient:
             keep_images = not self.demo and _config.keep_images()
         self.keep_images = keep_images
         """Copy a completed task's images into the home folder before returning it."""
+        self._resend = resend_with_key
         self._images = ImageFetcher(transport=image_transport, timeout=http_timeout(timeout, _IMAGE_TIMEOUT),
                                     call_limit=call_limit(timeout, _IMAGE_TIMEOUT),
                                     max_bytes=max_image_bytes, clock=clock)
@@ -200,6 +213,8 @@ class AsyncQwenClient:
         seconds, by default the larger of 10 minutes and 3x the server's estimate. Then
         TaskTimeoutError; the task may still finish.
         """
+        if isinstance(task_or_id, Task) and task_or_id.done:  # e.g. a synchronous result
+            return task_or_id
         if isinstance(task_or_id, Task):  # a Task may be hand-built or read from a journal
             task_id, request, last = validate_task_id(task_or_id.task_id), task_or_id.request, task_or_id
         else:
@@ -244,39 +259,25 @@ class AsyncQwenClient:
         return task
 
     async def resume(self, *, on_update: OnUpdate | None = None) -> list[Task]:
-        """Re-attach to every unfinished task of the journal younger than 24 h; wait for all.
+        """Finish everything the journal left open in the last 72 h, and wait for it all.
 
-        Submissions whose outcome is unknown (including those cut off by a crash mid-POST)
-        are reported with a warning and never resent. Results are journaled (and their images
-        kept) as if the original session had finished them.
+        Submissions whose answer was lost (a crash mid-POST, a dropped connection) are sent
+        again with their idempotency key, so the server answers with the task they created
+        (or creates it once), then watched; unfinished tasks are re-attached; images not yet
+        kept are saved. A task id the service has forgotten (404 after a day) is journaled
+        `expired`. Rows sent with `resend_with_key=False` are only reported, never resent.
         """
-        await asyncio.to_thread(self.journal.settle_orphans)
-        unknown = await asyncio.to_thread(
-            self.journal.entries, base_url=self.base_url, states=(EntryState.UNKNOWN,),
-            newer_than=time.time() - URL_LIFETIME)
-        if unknown:
-            warnings.warn(
-                f"{len(unknown)} submission(s) of the last 24 h may have reached the server, but "
-                "their outcome is unknown; they were not resent, to avoid paying twice. Check your "
-                "APIMart console; qwen_widgets.history() lists them (journal_state 'unknown').",
-                UserWarning, stacklevel=2)
-        entries = await asyncio.to_thread(self.journal.unfinished, self.base_url)
-        results = await asyncio.gather(
-            *(self.wait(entry.task, on_update=on_update) for entry in entries if entry.task),
-            return_exceptions=True)
-        if self.keep_images:  # finished earlier, but the images were not saved in time
-            await asyncio.to_thread(remove_stale_temporary_files, self.journal.images_folder())
-            for entry in await asyncio.to_thread(self.journal.unsaved, self.base_url):
-                await self._finish(entry.task)  # record() finds the entry's own row again
-        tasks = []
-        for result in results:
-            if isinstance(result, Task):
-                tasks.append(result)
-            elif isinstance(result, Exception):
-                _log.warning("could not resume a task: %s", result)
-            else:
-                raise result
-        return tasks
+        from ._reconcile import reconcile
+
+        return await reconcile(self, on_update)
+
+    async def resend(self, lost: Entry, *, on_retry: OnRetry | None = None) -> Task:
+        """Send a submission whose answer was lost again, with its original idempotency key;
+        returns its task (the one the lost attempt created, if it did)."""
+        if not (lost.idempotency_key and lost.request and lost.resend):
+            raise RequestValidationError("lost", "must be a journal entry that may be resent with its key",
+                                         show_value=False)
+        return await self._post(lost.request, on_retry, asyncio.Event(), lost)
 
     async def fetch_image(self, url_or_image: str | GeneratedImage) -> bytes:
         """The image's bytes: the local copy when there is one, else a download (without
@@ -295,29 +296,51 @@ class AsyncQwenClient:
 
     # -- plumbing ----------------------------------------------------------------------------
 
-    async def _post(self, request: ImageRequest, on_retry: OnRetry | None, abort: asyncio.Event) -> Task:
-        """The POST between its two journal writes: the row exists before any byte is sent."""
+    async def _post(self, request: ImageRequest, on_retry: OnRetry | None, abort: asyncio.Event,
+                    lost: Entry | None = None) -> Task:
+        """The POST between its journal writes: the row, with the idempotency key every attempt
+        carries, exists before any byte is sent. `lost`: a submission whose answer was lost,
+        sent again with its own row and key."""
         try:
-            local_id = await asyncio.to_thread(self.journal.begin, request, self.base_url)
+            if lost is None:
+                key = str(uuid.uuid4())
+                local_id = await asyncio.to_thread(self.journal.begin, request, self.base_url, key,
+                                                   resend=self._resend)
+            else:
+                key, local_id = lost.idempotency_key, lost.local_id
+                await asyncio.to_thread(self.journal.resending, local_id)
         except JournalError as error:  # no record, no send: a crash would lose it
             raise JournalError(error.path, error.error, outcome="nothing was sent") from None
+        replayed = False
+
+        def parse(body: Any, headers: httpx.Headers) -> Task:
+            nonlocal replayed
+            replayed = headers.get("idempotency-replayed", "").strip().lower() == "true"
+            return parse_submit_response(body, request)
+
+        submission = Submission(request, key, resend=self._resend if lost is None else lost.resend,
+                                on_attempt=lambda: self._journal_quietly(self.journal.attempted, local_id))
         try:
-            task = await self._caller.call(
-                "POST", "/v1/images/generations", lambda body: parse_submit_response(body, request),
-                payload=request.to_payload(), submitted=request, on_retry=on_retry, abort=abort)
+            task = await self._caller.call("POST", "/v1/images/generations", parse,
+                                           payload=request.to_payload(), submission=submission,
+                                           on_retry=on_retry, abort=abort)
         except BaseException as error:
             # only a clear refusal proves nothing was created; anything odd counts as unknown
             refused = isinstance(error, QwenError) and not isinstance(error, SubmitOutcomeUnknownError)
-            state = EntryState.REFUSED if refused else EntryState.UNKNOWN
+            state = EntryState.REFUSED if refused and submission.lost is None else EntryState.UNKNOWN
             reason = getattr(error, "reason", None) or str(error) or type(error).__name__
             await self._journal_quietly(self.journal.failed_to_submit, local_id, state, reason)
             raise
-        await self._journal_quietly(self.journal.submitted, local_id, task)
+        if replayed:
+            _log.info("the server replayed task %s for a resent submission: no second task", task.task_id)
+        await self._journal_quietly(self.journal.submitted, local_id, task, replayed)
+        if task.done:  # a synchronous result: nothing to poll
+            task = await self._finish(task)
         return task
 
     async def _poll(self, task_id: str, request: ImageRequest | None, on_retry: OnRetry | None,
                     deadline: float | None) -> Task:
-        def parse(body: Any) -> Task:
+        def parse(body: Any, headers: httpx.Headers) -> Task:
             task = parse_task_response(body, task_id=task_id, request=request)
             # the server's words reach reprs, cards and the journal: never with the key in them
             return dataclasses.replace(task, error=self._auth.redact(task.error)) if task.error else task
@@ -369,11 +392,3 @@ async def _unstoppable(future: asyncio.Future[T]) -> T:
         except asyncio.CancelledError:
             if future.cancelled():
                 raise
-
-
-def _checked_base_url(base_url: str) -> str:
-    if not is_http_url(base_url):
-        raise RequestValidationError(
-            "base_url", "must be an http(s) URL with a host, a valid port and no credentials",
-            base_url, show_value=not has_credentials(base_url))
-    return base_url

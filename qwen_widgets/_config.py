@@ -11,6 +11,9 @@ import os
 import warnings
 from pathlib import Path
 
+from ._errors import RequestValidationError
+from ._urls import has_credentials, is_http_url
+
 __all__ = ["DEFAULT_BASE_URL", "DemoModeWarning"]
 
 DEFAULT_BASE_URL = "https://api.apimart.ai"
@@ -33,8 +36,14 @@ def api_key() -> str:
 
 
 def base_url(given: str | None = None) -> str:
-    """`given`, else APIMART_BASE_URL, else the APIMart API; without a trailing slash."""
-    return (given or os.environ.get(BASE_URL) or DEFAULT_BASE_URL).rstrip("/")
+    """`given`, else APIMART_BASE_URL, else the APIMart API; without a trailing slash.
+    RequestValidationError when it is not a usable http(s) URL."""
+    url = given or os.environ.get(BASE_URL) or DEFAULT_BASE_URL
+    if not is_http_url(url):
+        raise RequestValidationError(
+            "base_url", "must be an http(s) URL with a host, a valid port and no credentials",
+            url, show_value=not has_credentials(url))
+    return url.rstrip("/")
 
 
 def demo_forced() -> bool:

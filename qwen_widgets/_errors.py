@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from ._task import Task
@@ -95,19 +95,29 @@ class APIError(QwenError):
         error_type: str | None = None,
         task_id: str | None = None,
         retry_after: float | None = None,
+        param: str | None = None,
+        request_id: str | None = None,
     ):
         self.message = message
         self.retry_after = retry_after
         """Seconds the server asked us to wait (Retry-After), when it said."""
         self.status_code = status_code
         self.code = code
+        """The server's error code: a number or a word (e.g. 'model_not_found')."""
         self.error_type = error_type
         self.task_id = task_id
+        self.param = param
+        """The request field the server objected to, when it named one."""
+        self.request_id = request_id
+        """The server's id for this answer; quote it to APIMart support."""
         super().__init__(message)
 
     def __str__(self) -> str:
         prefix = f"HTTP {self.status_code}: " if self.status_code is not None else ""
-        suffix = f" (task {self.task_id})" if self.task_id else ""
+        notes = [f"field {self.param}"] if self.param else []
+        notes += [f"task {self.task_id}"] if self.task_id else []
+        notes += [f"request {self.request_id}"] if self.request_id else []
+        suffix = f" ({', '.join(notes)})" if notes else ""
         return f"{prefix}{self.message}{suffix}"
 
     @staticmethod
@@ -118,9 +128,10 @@ class APIError(QwenError):
         `text` is the body, already redacted: it may be quoted.
         """
         try:
-            code, message, kind = parse_error_envelope(json.loads(text))
+            fields = parse_error_envelope(json.loads(text))
         except (ValueError, RecursionError):
-            code, message, kind = None, None, None
+            fields = parse_error_envelope(None)
+        message = fields.message
         if message is None:
             text = text.strip()
             what = content_type or "no content type"
@@ -131,8 +142,8 @@ class APIError(QwenError):
         if status in _STATUS_HINTS:
             message = f"{message} ({_STATUS_HINTS[status]})"
         cls = _STATUS_ERRORS.get(status, ServerError if status >= 500 else APIError)
-        return cls(message, status_code=status, code=code, error_type=kind, task_id=task_id,
-                   retry_after=retry_after)
+        return cls(message, status_code=status, code=fields.code, error_type=fields.type, task_id=task_id,
+                   retry_after=retry_after, param=fields.param, request_id=fields.request_id)
 
 
 class AuthenticationError(APIError):
@@ -182,22 +193,33 @@ _STATUS_HINTS = {
 }
 
 
-def parse_error_envelope(body: Any) -> tuple[Any, str | None, str | None]:
-    """(code, message, type) from `{"error": {...}}` or other common shapes; Nones if absent."""
+class ErrorFields(NamedTuple):
+    """What an error body says; None for anything it does not."""
+
+    code: Any
+    message: str | None
+    type: str | None
+    param: str | None
+    request_id: str | None
+
+
+def parse_error_envelope(body: Any) -> ErrorFields:
+    """The fields of `{"error": {"message", "type", "code", "param"}}`, `{"success": false,
+    "message": ...}` or `{"error": "text"}`; a code may be a number or a string."""
     if not isinstance(body, dict):
-        return None, None, None
+        return ErrorFields(None, None, None, None, None)
+    request_id = _text(body.get("request_id"))
     error = body.get("error", body)
     if isinstance(error, str):
-        return body.get("code"), error, None
+        return ErrorFields(body.get("code"), error, None, None, request_id)
     if not isinstance(error, dict):
-        return None, None, None
-    message = error.get("message", body.get("message"))
-    kind = error.get("type")
-    return (
-        error.get("code", body.get("code")),
-        message if isinstance(message, str) else None,
-        kind if isinstance(kind, str) else None,
-    )
+        return ErrorFields(None, None, None, None, request_id)
+    return ErrorFields(error.get("code", body.get("code")), _text(error.get("message", body.get("message"))),
+                       _text(error.get("type")), _text(error.get("param")), request_id)
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 class TransportError(QwenError):
@@ -207,19 +229,28 @@ class TransportError(QwenError):
 class SubmitOutcomeUnknownError(QwenError):
     """The generation request may have reached the server, but no answer came back.
 
-    It was not sent again, because the API has no idempotency key and a second POST could
-    bill twice. The task may exist and finish; there is no endpoint to list tasks, so check
-    the provider's console before submitting the same request again.
+    Every attempt carried the same idempotency key (`idempotency_key`), so sending it again
+    with that key never creates a second task: `qwen_widgets.resume()` does so safely. With
+    `resend_with_key=False` (for gateways that ignore keys) it was sent once and is never
+    resent; the task may exist, so check the APIMart console before submitting it again.
     """
 
-    def __init__(self, request: ImageRequest, reason: str):
+    def __init__(self, request: ImageRequest, reason: str, *, idempotency_key: str | None = None,
+                 attempts: int = 1, resent: bool = False):
         self.request = request
         self.reason = reason
-        super().__init__(
-            f"the submission may have reached the server but no answer arrived ({reason}); "
-            "it was NOT resent, because a second submission could be billed twice. "
-            "Check your APIMart console for a new task before submitting again."
-        )
+        self.idempotency_key = idempotency_key
+        """The key every attempt carried; resume() sends the request again with it."""
+        self.attempts = attempts
+        if resent:
+            advice = (f"it was sent {attempts} time(s), always with idempotency key {idempotency_key}, so "
+                      "no second task can come of it. qwen_widgets.resume() sends it again with that "
+                      "key and picks up the task.")
+        else:
+            advice = ("it was NOT resent (resend_with_key is off), because a gateway that ignores the "
+                      "key could bill twice. Check your APIMart console for a new task before "
+                      "submitting again.")
+        super().__init__(f"the submission may have reached the server but no answer arrived ({reason}); {advice}")
 
 
 class TaskFailedError(QwenError):

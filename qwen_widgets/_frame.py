@@ -20,11 +20,12 @@ COLUMNS = (
     "task_id", "model", "prompt", "negative_prompt", "size", "resolution", "n",
     "width", "height", "image_index", "url", "expires_at", "local_path", "warning",
     "status", "error", "created_at", "completed_at", "actual_time", "estimated_time",
+    "cost", "request_id",
 )  # fmt: skip
 HISTORY_COLUMNS = ("local_id", "journal_state", "submitted_at", *COLUMNS)
 _TIMES = ("expires_at", "created_at", "completed_at", "submitted_at")
 _INTEGERS = ("n", "width", "height", "image_index")
-_FLOATS = ("actual_time", "estimated_time")
+_FLOATS = ("actual_time", "estimated_time", "cost")
 
 
 def to_frame(tasks: Task | Iterable[Task]) -> pandas.DataFrame:

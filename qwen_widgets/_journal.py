@@ -35,21 +35,27 @@ from ._task import Task, TaskStatus
 __all__ = ["Journal"]
 
 URL_LIFETIME = 86_400.0  # task ids and result URLs live about a day (API.md section 2)
+MEDIA_LIFETIME = 3 * 86_400.0  # what the vendor's contract promises (API.md section 5)
 
 JOURNAL_NAME = "journal.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS submissions (
-    local_id   TEXT PRIMARY KEY,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL,
-    base_url   TEXT NOT NULL,
-    pid        INTEGER,
-    request    TEXT,
-    state      TEXT NOT NULL,
-    task_id    TEXT,
-    task       TEXT,
-    error      TEXT,
+    local_id        TEXT PRIMARY KEY,
+    created_at      REAL NOT NULL,
+    updated_at      REAL NOT NULL,
+    base_url        TEXT NOT NULL,
+    pid             INTEGER,
+    request         TEXT,
+    state           TEXT NOT NULL,
+    task_id         TEXT,
+    task            TEXT,
+    error           TEXT,
+    idempotency_key TEXT,
+    request_id      TEXT,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    replayed        INTEGER NOT NULL DEFAULT 0,
+    resend          INTEGER NOT NULL DEFAULT 0,
     UNIQUE (base_url, task_id)
 );
 CREATE TABLE IF NOT EXISTS images (
@@ -60,6 +66,15 @@ CREATE TABLE IF NOT EXISTS images (
     saved_at    REAL NOT NULL,
     PRIMARY KEY (local_id, image_index)
 );
+"""
+# Version 2 added the idempotency key (API.md section 5) and what became of each attempt.
+_ADDED_IN_VERSION_2 = (
+    ("idempotency_key", "TEXT"), ("request_id", "TEXT"), ("attempts", "INTEGER NOT NULL DEFAULT 0"),
+    ("replayed", "INTEGER NOT NULL DEFAULT 0"), ("resend", "INTEGER NOT NULL DEFAULT 0"),
+)
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS submissions_by_state ON submissions (base_url, state, created_at);
+CREATE INDEX IF NOT EXISTS submissions_by_time ON submissions (created_at)
 """
 # Version 0 keyed kept images by task id, which a server may reissue: move each copy to the
 # submission that now holds its task id.
@@ -99,9 +114,12 @@ class EntryState(str, Enum):
     FINISHED = "finished"
     """The task was seen completed, failed or cancelled."""
     UNKNOWN = "unknown"
-    """The POST may have reached the server but no answer came: never resent."""
+    """The POST may have reached the server but no answer came. With its idempotency key it is
+    sent again by resume(); without (`resend` off) it is never resent."""
     REFUSED = "refused"
     """The server (or the network, before sending) refused it: nothing was created."""
+    EXPIRED = "expired"
+    """The task id is older than the service keeps it (a 404 on re-attaching)."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +133,16 @@ class Entry:
     request: ImageRequest | None
     task: Task | None
     error: str | None
+    idempotency_key: str | None = None
+    """Sent with every attempt of this submission; resending with it never makes a second task."""
+    request_id: str | None = None
+    """The server's id for the answer that created the task (support asks for it)."""
+    attempts: int = 0
+    """POSTs sent for this submission."""
+    replayed: bool = False
+    """True when the server answered a resend with the task the first attempt had created."""
+    resend: bool = False
+    """True when the submission may be sent again with its key after a lost answer."""
 
 
 class Journal:
@@ -158,6 +186,12 @@ class Journal:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     self._db.execute(statement)
+            present = {row[1] for row in self._db.execute("PRAGMA table_info(submissions)")}
+            for name, declaration in _ADDED_IN_VERSION_2:
+                if name not in present:
+                    self._db.execute(f"ALTER TABLE submissions ADD COLUMN {name} {declaration}")
+            for statement in _INDEXES.split(";"):
+                self._db.execute(statement)
             if version < SCHEMA_VERSION:
                 self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except BaseException:
@@ -194,23 +228,43 @@ class Journal:
 
     # -- writes -------------------------------------------------------------------------------
 
-    def begin(self, request: ImageRequest, base_url: str) -> str:
-        """Record a submission about to be sent; returns its local id."""
+    def begin(self, request: ImageRequest, base_url: str, idempotency_key: str | None = None,
+              resend: bool = False) -> str:
+        """Record a submission about to be sent, with the key every attempt will carry;
+        returns its local id."""
         local_id = uuid.uuid4().hex
         now = time.time()
         self._write(
-            "INSERT INTO submissions (local_id, created_at, updated_at, base_url, pid, request, state)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO submissions (local_id, created_at, updated_at, base_url, pid, request, state,"
+            " idempotency_key, resend) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (local_id, now, now, base_url, os.getpid(), json.dumps(request.to_payload()),
-             EntryState.SUBMITTING.value),
+             EntryState.SUBMITTING.value, idempotency_key, int(resend)),
         )
         return local_id
 
-    def submitted(self, local_id: str, task: Task) -> None:
-        """The server answered with a task id."""
+    def resending(self, local_id: str) -> None:
+        """A submission whose answer was lost is about to be sent again, by this process."""
+        self._write("UPDATE submissions SET state = ?, pid = ?, updated_at = ? WHERE local_id = ?",
+                    (EntryState.SUBMITTING.value, os.getpid(), time.time(), local_id))
+
+    def attempted(self, local_id: str) -> None:
+        """One more POST of this submission is about to leave."""
+        self._write("UPDATE submissions SET attempts = attempts + 1, updated_at = ? WHERE local_id = ?",
+                    (time.time(), local_id))
+
+    def expired(self, local_id: str, reason: str) -> None:
+        """The service no longer knows the task (its id outlived the service's memory)."""
+        self._write("UPDATE submissions SET state = ?, error = ?, updated_at = ? WHERE local_id = ?",
+                    (EntryState.EXPIRED.value, reason, time.time(), local_id))
+
+    def submitted(self, local_id: str, task: Task, replayed: bool = False) -> None:
+        """The server answered with a task id (a replay: the task an earlier attempt created)."""
+        state = EntryState.FINISHED if task.done else EntryState.SUBMITTED
         self._write(
-            "UPDATE submissions SET state = ?, task_id = ?, task = ?, updated_at = ? WHERE local_id = ?",
-            (EntryState.SUBMITTED.value, task.task_id, json.dumps(task_record(task)), time.time(), local_id),
+            "UPDATE submissions SET state = ?, task_id = ?, task = ?, updated_at = ?, request_id = ?,"
+            " replayed = ? WHERE local_id = ?",
+            (state.value, task.task_id, json.dumps(task_record(task)), time.time(), task.request_id,
+             int(replayed), local_id),
             # a server that reissues ids (a restarted simulator) makes an older row stale
             before=("UPDATE submissions SET task_id = NULL WHERE base_url ="
                     " (SELECT base_url FROM submissions WHERE local_id = ?) AND task_id = ?"
@@ -267,7 +321,8 @@ class Journal:
     def entries(self, *, base_url: str | None = None, states: tuple[EntryState, ...] = (),
                 newer_than: float | None = None) -> list[Entry]:
         """Rows, oldest first, with local image paths filled in."""
-        sql, args = "SELECT local_id, created_at, base_url, state, request, task, error FROM submissions", []
+        sql, args = ("SELECT local_id, created_at, base_url, state, request, task, error, idempotency_key,"
+                     " request_id, attempts, replayed, resend FROM submissions", [])
         where = []
         if base_url is not None:
             where.append("base_url = ?")
@@ -278,23 +333,30 @@ class Journal:
         if newer_than is not None:
             where.append("created_at > ?")
             args.append(newer_than)
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        rows = self._read(sql + " ORDER BY created_at", tuple(args))
+        condition = " WHERE " + " AND ".join(where) if where else ""
+        rows = self._read(sql + condition + " ORDER BY created_at", tuple(args))
         copies: dict[str, dict[int, str]] = {}
-        for local_id, index, path in self._read("SELECT local_id, image_index, local_path FROM images", ()):
+        for local_id, index, path in self._read(
+                "SELECT local_id, image_index, local_path FROM images WHERE local_id IN"
+                f" (SELECT local_id FROM submissions{condition})", tuple(args)):
             copies.setdefault(local_id, {})[index] = path
         return [_entry(row, copies.get(row[0], {})) for row in rows]
 
     def unfinished(self, base_url: str) -> list[Entry]:
-        """Submitted tasks not seen to end, younger than the 24 h that task ids live."""
+        """Submitted tasks not seen to end, younger than the 72 h the contract keeps media."""
         return self.entries(base_url=base_url, states=(EntryState.SUBMITTED,),
-                            newer_than=time.time() - URL_LIFETIME)
+                            newer_than=time.time() - MEDIA_LIFETIME)
+
+    def lost(self, base_url: str) -> list[Entry]:
+        """Submissions of the last 72 h whose answer was lost, to be sent again with their key."""
+        unknown = self.entries(base_url=base_url, states=(EntryState.UNKNOWN,),
+                               newer_than=time.time() - MEDIA_LIFETIME)
+        return [entry for entry in unknown if entry.resend and entry.idempotency_key and entry.request]
 
     def unsaved(self, base_url: str) -> list[Entry]:
-        """Completed tasks of the last day with images that have no local copy yet."""
+        """Completed tasks of the last 72 h with images that have no local copy yet."""
         finished = self.entries(base_url=base_url, states=(EntryState.FINISHED,),
-                                newer_than=time.time() - URL_LIFETIME)
+                                newer_than=time.time() - MEDIA_LIFETIME)
         return [e for e in finished if e.task is not None and e.task.status is TaskStatus.COMPLETED
                 and any(image.local_path is None and image.error is None for image in e.task.images)]
 
@@ -346,11 +408,12 @@ def _alive(pid: int | None) -> bool:
 
 
 def _entry(row: tuple, copies: dict[int, str]) -> Entry:
-    local_id, created_at, base_url, state, request, task, error = row
+    local_id, created_at, base_url, state, request, task, error, key, request_id, attempts, replayed, resend = row
     try:
         request_obj = ImageRequest.from_payload(json.loads(request)) if request else None
     except (ValueError, RequestValidationError):
         request_obj = None
     task_obj = task_from_record(json.loads(task), request_obj, copies) if task else None
     return Entry(local_id, datetime.fromtimestamp(created_at, timezone.utc), base_url,
-                 EntryState(state), request_obj, task_obj, error)
+                 EntryState(state), request_obj, task_obj, error, key, request_id, attempts,
+                 bool(replayed), bool(resend))

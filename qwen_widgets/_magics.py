@@ -104,7 +104,10 @@ def unfinished_notice() -> str | None:
         return f"qwen_widgets: {error}"
     if journal is None:
         return None
-    base_url = _config.base_url()
+    try:
+        base_url = _config.base_url()
+    except RequestValidationError as error:
+        return f"qwen_widgets: APIMART_BASE_URL is not usable: {error}"
     try:
         journal.settle_orphans()
         waiting = len(journal.unfinished(base_url))

@@ -17,7 +17,8 @@ from ._task import GeneratedImage, Task, TaskStatus
 __all__: list[str] = []
 
 REQUEST_FIELDS = ("model", "prompt", "negative_prompt", "size", "resolution", "n")
-TASK_FIELDS = ("task_id", "status", "error", "created_at", "completed_at", "actual_time", "estimated_time")
+TASK_FIELDS = ("task_id", "status", "error", "created_at", "completed_at", "actual_time", "estimated_time",
+               "cost", "request_id")
 IMAGE_FIELDS = ("width", "height", "image_index", "url", "expires_at", "local_path", "warning")
 
 
@@ -28,7 +29,8 @@ def image_rows(task: Task) -> list[dict[str, Any]]:
     common: dict[str, Any] = {name: getattr(request, name) if request else None for name in REQUEST_FIELDS}
     common.update(task_id=task.task_id, status=task.status.value, error=task.error,
                   created_at=task.created_at, completed_at=task.completed_at,
-                  actual_time=task.actual_time, estimated_time=task.estimated_time)
+                  actual_time=task.actual_time, estimated_time=task.estimated_time,
+                  cost=task.cost, request_id=task.request_id)
     if not task.images:
         width, height = request.output_size if request else (None, None)
         return [{**common, "width": width, "height": height, "image_index": None, "url": None,
@@ -54,6 +56,9 @@ def task_record(task: Task) -> dict[str, Any]:
         "created_at": _stamp(task.created_at),
         "completed_at": _stamp(task.completed_at),
         "error": task.error,
+        "request_id": task.request_id,
+        "cost": task.cost,
+        "credits_cost": task.credits_cost,
         "images": [{"url": i.url, "index": i.index, "expires_at": _stamp(i.expires_at),
                     "width": i.width, "height": i.height, "error": i.error} for i in task.images],
     }
@@ -70,7 +75,7 @@ def task_from_record(data: dict[str, Any], request: ImageRequest | None,
     )
     return Task(data["task_id"], TaskStatus(data["status"]), data["progress"], data["estimated_time"],
                 data["actual_time"], _when(data["created_at"]), _when(data["completed_at"]), images,
-                data["error"], request)
+                data["error"], request, data.get("request_id"), data.get("cost"), data.get("credits_cost"))
 
 
 def _stamp(value: datetime | None) -> float | None:

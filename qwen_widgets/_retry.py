@@ -29,6 +29,8 @@ class Verdict(Enum):
 # Raised before a single byte of the request was written: safe to resend anything.
 _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _RETRY_STATUSES = frozenset({408, 429, 503})
+# The live service answers an unknown model with 503 and this code: asking again cannot help.
+_FINAL_CODES = frozenset({"model_not_found"})
 
 
 def classify_exception(exc: BaseException, method: str) -> Verdict:
@@ -45,8 +47,10 @@ def classify_exception(exc: BaseException, method: str) -> Verdict:
     return Verdict.RETRY if method == "GET" else Verdict.OUTCOME_UNKNOWN
 
 
-def classify_status(status: int, method: str) -> Verdict:
-    """Verdict for a status other than 2xx answered to `method`."""
+def classify_status(status: int, method: str, code: object = None) -> Verdict:
+    """Verdict for a status other than 2xx answered to `method`, with the body's error code."""
+    if code in _FINAL_CODES:
+        return Verdict.FAIL
     if status in _RETRY_STATUSES or (method == "GET" and status >= 500):
         return Verdict.RETRY
     if method == "GET" or 400 <= status < 500:

@@ -20,7 +20,7 @@ from ._clock import SYSTEM_CLOCK, Clock
 from ._client import AsyncQwenClient, OnUpdate
 from ._config import NOT_GIVEN, NotGiven
 from ._download import DEFAULT_MAX_IMAGE_BYTES
-from ._journal import Journal
+from ._journal import Entry, Journal
 from ._polling import PollSchedule
 from ._request import ImageRequest
 from ._retry import RetryPolicy
@@ -63,6 +63,7 @@ class QwenClient:
         max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
         journal: Journal | None = None,
         keep_images: bool | None = None,
+        resend_with_key: bool = True,
         clock: Clock = SYSTEM_CLOCK,
     ):
         api_key = as_secret(api_key)  # rebinding: even this frame's locals show ***
@@ -70,7 +71,7 @@ class QwenClient:
             api_key, base_url=base_url, timeout=timeout, transport=transport,
             image_transport=image_transport, simulator=simulator, poll_schedule=poll_schedule,
             poll_budget=poll_budget, retry=retry, max_image_bytes=max_image_bytes, journal=journal,
-            keep_images=keep_images, clock=clock)
+            keep_images=keep_images, resend_with_key=resend_with_key, clock=clock)
         """The underlying async client. It belongs to the package's private loop: use it in
         coroutines run there (as the widgets do). To `await` in a notebook cell, create an
         AsyncQwenClient of your own."""
@@ -123,6 +124,16 @@ class QwenClient:
     @_doc_of(AsyncQwenClient.resume)
     def resume(self, *, on_update: OnUpdate | None = None) -> list[Task]:
         return _runner.run(self.aio.resume(on_update=on_update))
+
+    @_doc_of(AsyncQwenClient.resend)
+    def resend(self, lost: Entry, *, on_retry: OnRetry | None = None) -> Task:
+        return _runner.run(self.aio.resend(lost, on_retry=on_retry))
+
+    def lost(self) -> list[Entry]:
+        """Submissions of the last 72 h whose answer was lost and that resume() sends again
+        with their idempotency key."""
+        self.journal.settle_orphans()
+        return self.journal.lost(self.base_url)
 
     def unfinished(self) -> list[Task]:
         """The journal's tasks for this client's API that were submitted and not seen to end

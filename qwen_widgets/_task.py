@@ -120,6 +120,12 @@ class Task:
     """The server's message when the task failed."""
     request: ImageRequest | None = None
     """The request that produced this task, when this client submitted it or was told."""
+    request_id: str | None = None
+    """The server's id for the answer that created the task; quote it to APIMart support."""
+    cost: float | None = None
+    """What the service reports it charged for the task (completed tasks), in its currency."""
+    credits_cost: float | None = None
+    """What the service reports it charged in credits, when it does."""
 
     @property
     def done(self) -> bool:

@@ -8,70 +8,116 @@ that; a body it cannot use raises MalformedResponseError, never KeyError or Type
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from ._errors import MalformedResponseError, RequestValidationError, shorten
+from ._errors import APIError, MalformedResponseError, RequestValidationError, parse_error_envelope, shorten
 from ._request import ImageRequest
 from ._task import GeneratedImage, Task, TaskStatus, validate_task_id
 from ._urls import is_http_url
 
 __all__: list[str] = []
 
+ASSUMED_URL_LIFETIME = timedelta(hours=24)
 UNUSABLE_URL = "the server sent a URL that cannot be fetched (not a public http(s) URL)"
 
 
 def parse_submit_response(body: Any, request: ImageRequest) -> Task:
-    """Read `{"code": 200, "data": [{"status": "submitted", "task_id": ...}]}`."""
+    """Read the answer to a generation POST, in either shape the contract knows (API.md 5).
+
+    Legacy: `{"code": 200, "data": [{"status": "submitted", "task_id": ...}]}`. Versioned:
+    `{"code": 200, "request_id": ..., "data": {"id": ..., "status": "pending", "object":
+    "generation.task"}}`, or `"object": "generation.result"` with the finished task inline.
+    A task id found under any known name is used; none at all is a malformed answer.
+    """
+    _refuse_unsuccessful(body)
     data = _field(body, "data", "submit response")
-    if isinstance(data, list):  # documented as a one-element list; accept a bare object too
+    if isinstance(data, list):  # documented as a one-element list
         if not data:
             raise MalformedResponseError("submit response has an empty 'data' list")
         data = data[0]
-    task_id = _field(data, "task_id", "submit response data")
-    try:
-        validate_task_id(task_id)
-    except RequestValidationError:
-        raise MalformedResponseError(
-            f"submit response carries an unusable task id {shorten(task_id)}"
-        ) from None
+    if not isinstance(data, dict):
+        raise MalformedResponseError(f"submit response 'data' is not an object: {shorten(data)}")
+    task_id = _task_id_of(data)
+    request_id = _text(body.get("request_id")) or _text(data.get("request_id"))
+    if data.get("object") == "generation.result":
+        return _task_from_data({"status": "completed", **data}, task_id, request, request_id)
+    # accepted and not yet polled, whether the answer says "submitted" or "pending"
     status = TaskStatus.parse(data.get("status", "submitted"))
-    return Task(task_id=task_id, status=status, request=request)
+    if not status.is_terminal:
+        status = TaskStatus.SUBMITTED
+    return Task(task_id=task_id, status=status, request=request, request_id=request_id)
 
 
-def parse_task_response(body: Any, *, task_id: str, request: ImageRequest | None) -> Task:
+def parse_task_response(body: Any, *, task_id: str, request: ImageRequest | None,
+                        request_id: str | None = None) -> Task:
     """Read the envelope of `GET /v1/tasks/{id}` into a Task."""
+    _refuse_unsuccessful(body)
     data = _field(body, "data", "task response")
     if not isinstance(data, dict):
         raise MalformedResponseError(f"task response 'data' is not an object: {shorten(data)}")
-    if not isinstance(data.get("status"), str):
-        # an unknown *word* is tolerated (still running); a missing or non-text status is not
-        raise MalformedResponseError(
-            f"task response has no usable 'status': {shorten(data.get('status'))}", task_id=task_id)
-    status = TaskStatus.parse(data["status"])
     seen_id = data.get("id", task_id)
     if seen_id != task_id:
         raise MalformedResponseError(
             f"asked for task {task_id} but the answer is about {shorten(seen_id)}"
         )
-    progress = _number(data.get("progress"))
-    if status is TaskStatus.COMPLETED:
-        progress = 100
+    return _task_from_data(data, task_id, request, request_id)
+
+
+def _task_from_data(data: dict, task_id: str, request: ImageRequest | None, request_id: str | None) -> Task:
+    if not isinstance(data.get("status"), str):
+        # an unknown *word* is tolerated (still running); a missing or non-text status is not
+        raise MalformedResponseError(
+            f"task response has no usable 'status': {shorten(data.get('status'))}", task_id=task_id)
+    status = TaskStatus.parse(data["status"])
+    progress = 100 if status is TaskStatus.COMPLETED else _number(data.get("progress"))
     width, height = request.output_size if request is not None else (None, None)
-    result = data.get("result")
-    images = _parse_images(result, width, height) if isinstance(result, dict) else ()
+    created, completed = _timestamp(data.get("created")), _timestamp(data.get("completed"))
+    result = data.get("result") if isinstance(data.get("result"), dict) else data
+    # where the server says no expiry, assume the shorter lifetime seen (24 h) for warnings
+    assumed_expiry = (completed or created) + ASSUMED_URL_LIFETIME if (completed or created) else None
     return Task(
         task_id=task_id,
         status=status,
         progress=int(min(max(progress or 0, 0), 100)),
         estimated_time=_number(data.get("estimated_time")),
         actual_time=_number(data.get("actual_time")),
-        created_at=_timestamp(data.get("created")),
-        completed_at=_timestamp(data.get("completed")),
-        images=images,
+        created_at=created,
+        completed_at=completed,
+        images=_parse_images(result, width, height, assumed_expiry),
         error=_error_text(data.get("error")) if status is TaskStatus.FAILED else None,
         request=request,
+        request_id=request_id,
+        cost=_number(data.get("cost")),
+        credits_cost=_number(data.get("credits_cost")),
     )
+
+
+def _refuse_unsuccessful(body: Any) -> None:
+    """`{"success": false, "message": ...}` is an error whatever the HTTP status said."""
+    if isinstance(body, dict) and body.get("success") is False:
+        fields = parse_error_envelope(body)
+        raise APIError(fields.message or "the service answered success: false", code=fields.code,
+                       error_type=fields.type, param=fields.param, request_id=fields.request_id)
+
+
+def _task_id_of(data: dict) -> str:
+    info = data.get("task_info") if isinstance(data.get("task_info"), dict) else {}
+    candidates = [data.get("id"), data.get("task_id"), info.get("id"), info.get("task_id")]
+    for candidate in candidates:
+        if isinstance(candidate, str):
+            try:
+                return validate_task_id(candidate)
+            except RequestValidationError:
+                continue
+    shown = next((c for c in candidates if c is not None), None)
+    if shown is None:
+        raise MalformedResponseError(f"submit response has no task id: {shorten(data)}")
+    raise MalformedResponseError(f"submit response carries an unusable task id {shorten(shown)}")
+
+
+def _text(value: Any) -> str | None:
+    return value.strip() if isinstance(value, str) and value.strip() else None
 
 
 def _field(container: Any, name: str, what: str) -> Any:
@@ -82,7 +128,8 @@ def _field(container: Any, name: str, what: str) -> Any:
     return container[name]
 
 
-def _parse_images(result: dict, width: int | None, height: int | None) -> tuple[GeneratedImage, ...]:
+def _parse_images(result: dict, width: int | None, height: int | None,
+                  assumed_expiry: datetime | None) -> tuple[GeneratedImage, ...]:
     entries = result.get("images")
     if not isinstance(entries, list):
         return ()
@@ -93,7 +140,7 @@ def _parse_images(result: dict, width: int | None, height: int | None) -> tuple[
         if not isinstance(entry, dict):
             continue
         urls = entry.get("url")
-        expires = _timestamp(entry.get("expires_at"))
+        expires = _timestamp(entry.get("expires_at")) or assumed_expiry
         for url in urls if isinstance(urls, list) else [urls]:
             if isinstance(url, str) and url.strip():
                 url = url.strip()

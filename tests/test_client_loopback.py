@@ -150,44 +150,56 @@ async def test_5xx_burst_while_polling_is_retried(server, make_client):
     assert all(isinstance(e, qw.ServerError) for e in retries)
 
 
-async def test_submit_500_is_outcome_unknown_and_not_resent(server, make_client):
+def keys_sent(simulator) -> list[str]:
+    return [entry["idempotency_key"] for entry in simulator.log if entry["method"] == "POST"]
+
+
+async def test_submit_500_is_resent_with_the_same_key(server, make_client):
     server.simulator.inject(SimResponse(500, {}, b'{"error":{"message":"boom"}}'), method="POST")
     async with make_client() as client:
-        with pytest.raises(qw.SubmitOutcomeUnknownError, match="boom"):
-            await client.submit(qw.ImageRequest("a fox"))
-    assert server.simulator.count("POST") == 1
+        task = await client.submit(qw.ImageRequest("a fox"))
+    keys = keys_sent(server.simulator)
+    assert len(keys) == 2 and keys[0] == keys[1]
+    assert list(server.simulator.tasks) == [task.task_id]
 
 
 @pytest.mark.parametrize("status", [502, 504])
-async def test_submit_gateway_failure_is_outcome_unknown(server, make_client, status):
+async def test_a_gateway_failure_after_processing_is_resent_and_replayed(server, make_client, status):
     server.simulator.inject(SimResponse(status, {}, b"gateway"), method="POST", process=True)
-    request = qw.ImageRequest("a fox")
     async with make_client() as client:
-        with pytest.raises(qw.SubmitOutcomeUnknownError) as caught:
-            await client.submit(request)
-    assert caught.value.request == request
-    assert server.simulator.count("POST") == 1 and len(server.simulator.tasks) == 1
+        task = await client.submit(qw.ImageRequest("a fox"))
+    assert server.simulator.count("POST") == 2 and list(server.simulator.tasks) == [task.task_id]
 
 
-async def test_connection_dropped_after_post_is_never_resent(server, make_client):
+async def test_connection_dropped_after_post_is_resent_with_its_key_and_bills_once(server, make_client):
+    sim = server.simulator
+    sim.inject(SimResponse(action="drop"), method="POST", process=True)
+    async with make_client() as client:
+        task = await client.generate(qw.ImageRequest("a fox", n=3))
+    assert len(task.images) == 3 and list(sim.tasks) == [task.task_id]
+    assert len(set(keys_sent(sim))) == 1 and sim.count("POST") == 2
+
+
+async def test_connection_dropped_after_post_is_never_resent_without_keys(server, make_client):
     sim = server.simulator
     sim.inject(SimResponse(action="drop"), method="POST", process=True)
     request = qw.ImageRequest("a fox", n=3)
-    async with make_client() as client:
+    async with make_client(resend_with_key=False) as client:
         with pytest.raises(qw.SubmitOutcomeUnknownError) as caught:
             await client.generate(request)
-    assert caught.value.request == request
+    assert caught.value.request == request and caught.value.idempotency_key
     assert "NOT resent" in str(caught.value)
-    assert sim.count("POST") == 1  # the task exists on the server; a second POST would bill twice
+    assert sim.count("POST") == 1  # the task exists on the server; a second POST could bill twice
     assert len(sim.tasks) == 1
 
 
-async def test_stalled_submit_answer_is_outcome_unknown(server, make_client):
+async def test_stalled_submit_answer_is_resent_with_the_same_key(server, make_client):
     server.simulator.inject(delay=30.0, method="POST")  # far beyond the 0.2 s read timeout
+    retries = []
     async with make_client(timeout=0.2) as client:
-        with pytest.raises(qw.SubmitOutcomeUnknownError, match="ReadTimeout"):
-            await client.submit(qw.ImageRequest("a fox"))
-    assert server.simulator.count("POST") == 1
+        task = await client.submit(qw.ImageRequest("a fox"), on_retry=lambda e, d: retries.append(e))
+    assert [type(e) for e in retries] == [qw.TransportError] and "ReadTimeout" in str(retries[0])
+    assert len(set(keys_sent(server.simulator))) == 1 and list(server.simulator.tasks) == [task.task_id]
 
 
 async def test_connection_refused_is_retried_then_transport_error():
@@ -221,19 +233,20 @@ async def test_persistently_malformed_poll_raises_api_error(server, make_client)
     assert isinstance(caught.value, qw.APIError) and caught.value.status_code == 200
 
 
-async def test_malformed_submit_answer_is_outcome_unknown(server, make_client):
+async def test_malformed_submit_answer_is_resent_and_replayed(server, make_client):
     server.simulator.inject(SimResponse(200, {}, b"<html>oops</html>"), method="POST", process=True)
     async with make_client() as client:
-        with pytest.raises(qw.SubmitOutcomeUnknownError):
-            await client.submit(qw.ImageRequest("a fox"))
-    assert server.simulator.count("POST") == 1
+        task = await client.submit(qw.ImageRequest("a fox"))
+    assert server.simulator.count("POST") == 2 and list(server.simulator.tasks) == [task.task_id]
 
 
 async def test_server_validation_error_is_api_error_400(server, make_client):
     async with make_client() as client:
-        response = await client._http.post("/v1/images/generations", json={"model": "x", "prompt": "a"})
+        response = await client._http.post("/v1/images/generations",
+                                           json={"model": "qwen-image-2.0", "prompt": "a", "size": "5:4"})
     assert response.status_code == 400
-    assert response.json()["error"]["message"].startswith("model: must be one of")
+    assert response.json()["error"]["message"].startswith("size: must be one of")
+    assert response.json()["error"]["param"] == "size"
 
 
 async def test_deadline_raises_timeout_with_task_id(server, make_client):
@@ -317,13 +330,12 @@ def test_unusable_key_is_refused_at_construction_without_echo(key):
     assert key.strip() not in str(caught.value) and "0123456789" not in str(caught.value)
 
 
-async def test_undecodable_submit_answer_is_outcome_unknown(server, make_client):
+async def test_undecodable_submit_answer_is_resent_and_replayed(server, make_client):
     server.simulator.inject(SimResponse(200, {"Content-Encoding": "gzip"}, b"not gzip at all"),
                             method="POST", process=True)
     async with make_client() as client:
-        with pytest.raises(qw.SubmitOutcomeUnknownError):
-            await client.submit(qw.ImageRequest("a fox"))
-    assert server.simulator.count("POST") == 1
+        task = await client.submit(qw.ImageRequest("a fox"))
+    assert server.simulator.count("POST") == 2 and list(server.simulator.tasks) == [task.task_id]
 
 
 async def test_absurdly_nested_poll_answer_is_malformed_not_recursion_error(server, make_client):

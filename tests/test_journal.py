@@ -156,9 +156,9 @@ async def test_waiting_twice_or_on_a_foreign_task_keeps_one_row_per_task(server,
 # -- 2. the other states -------------------------------------------------------------------------
 
 
-async def test_dropped_post_is_unknown_with_a_reason_and_never_resent(server, make_client):
+async def test_dropped_post_without_resending_is_unknown_with_a_reason(server, make_client):
     server.simulator.inject(SimResponse(action="drop"), method="POST", process=True)
-    async with make_client() as client:
+    async with make_client(resend_with_key=False) as client:
         with pytest.raises(qw.SubmitOutcomeUnknownError) as caught:
             await client.generate("a dropped fox")
     (state, task_id, error), = states()
@@ -167,9 +167,9 @@ async def test_dropped_post_is_unknown_with_a_reason_and_never_resent(server, ma
     assert server.simulator.count("POST") == 1 and len(server.simulator.tasks) == 1
 
 
-async def test_gateway_answer_after_processing_is_unknown(server, make_client):
+async def test_gateway_answer_after_processing_without_resending_is_unknown(server, make_client):
     server.simulator.inject(SimResponse(504, {}, b"gateway timeout"), method="POST", process=True)
-    async with make_client() as client:
+    async with make_client(resend_with_key=False) as client:
         with pytest.raises(qw.SubmitOutcomeUnknownError):
             await client.submit(qw.ImageRequest("a fox"))
     assert [s for s, _, _ in states()] == ["unknown"]
@@ -235,20 +235,21 @@ async def test_the_key_never_reaches_any_file_in_the_home_folder(server, make_cl
     marker = "marker-" + secrets.token_hex(8)
     sim = server.simulator
     echo = json.dumps({"error": {"message": f"bad key {key}", "type": "invalid_request_error"}}).encode()
-    async with make_client(api_key=key) as client:
+    retry = qw.RetryPolicy(max_attempts=2, backoff_base=0.01, backoff_cap=0.02)  # lost twice: unknown
+    async with make_client(api_key=key, retry=retry) as client:
         await client.generate(f"{marker} ok", n=2)                           # finished, kept
-        sim.inject(SimResponse(502, {}, f"proxy saw {key}".encode()), method="GET", count=2)
-        await client.generate(f"{marker} after a 502 burst")                 # retried polls
-        sim.inject(SimResponse(action="drop"), method="POST", process=True)
+        sim.inject(SimResponse(502, {}, f"proxy saw {key}".encode()), method="GET")
+        await client.generate(f"{marker} after a 502")                       # a retried poll
+        sim.inject(SimResponse(action="drop"), method="POST", process=True, count=2)
         with pytest.raises(qw.SubmitOutcomeUnknownError):                   # unknown
             await client.submit(qw.ImageRequest(f"{marker} dropped"))
-        sim.inject(SimResponse(200, {}, f"<html>{key}</html>".encode()), method="POST", process=True)
+        sim.inject(SimResponse(200, {}, f"<html>{key}</html>".encode()), method="POST", process=True, count=2)
         with pytest.raises(qw.SubmitOutcomeUnknownError):                   # unknown, malformed
             await client.submit(qw.ImageRequest(f"{marker} malformed"))
         sim.inject(SimResponse(400, {"Content-Type": "application/json"}, echo), method="POST")
         with pytest.raises(qw.APIError):                                     # refused, echoed
             await client.submit(qw.ImageRequest(f"{marker} echoed"))
-        sim.inject(SimResponse(500, {}, f"boom {key}".encode()), method="POST")
+        sim.inject(SimResponse(500, {}, f"boom {key}".encode()), method="POST", count=2)
         with pytest.raises(qw.SubmitOutcomeUnknownError):                   # unknown, 5xx
             await client.submit(qw.ImageRequest(f"{marker} 500"))
         sim.failure_rate = 1.0
@@ -485,9 +486,9 @@ async def test_resume_picks_up_a_task_left_by_a_closed_client(server, make_clien
         assert await third.resume() == []  # nothing left to pick up
 
 
-async def test_resume_warns_about_unknown_submissions_and_never_resends(server, make_client):
+async def test_resume_warns_about_unknown_submissions_sent_without_resending(server, make_client):
     server.simulator.inject(SimResponse(action="drop"), method="POST", process=True)
-    async with make_client() as first:
+    async with make_client(resend_with_key=False) as first:
         with pytest.raises(qw.SubmitOutcomeUnknownError):
             await first.submit(qw.ImageRequest("a lost fox"))
     gets = server.simulator.count("GET")
@@ -511,14 +512,15 @@ async def test_resume_settles_orphans_of_dead_processes_as_unknown(server, make_
     assert server.simulator.count("POST") == 0
 
 
-async def test_resume_ignores_tasks_and_unknowns_older_than_a_day(server, make_client):
+async def test_resume_ignores_tasks_and_unknowns_older_than_72_hours(server, make_client):
     server.simulator.duration = 60
-    server.simulator.inject(SimResponse(action="drop"), method="POST", process=True)
-    async with make_client() as first:
+    server.simulator.inject(SimResponse(action="drop"), method="POST", process=True, count=100)
+    async with make_client(retry=qw.RetryPolicy(max_attempts=2, backoff_base=0.01)) as first:
         with pytest.raises(qw.SubmitOutcomeUnknownError):
             await first.submit(qw.ImageRequest("an old lost fox"))
+        server.simulator.faults.clear()
         await first.submit(qw.ImageRequest("an old fox"))
-    raw_execute("UPDATE submissions SET created_at = created_at - 25 * 3600")
+    raw_execute("UPDATE submissions SET created_at = created_at - 73 * 3600")
     gets = server.simulator.count("GET")
     async with make_client() as second:
         with warnings.catch_warnings():
@@ -548,8 +550,9 @@ async def test_history_has_one_row_per_image_and_per_unsent_submission(server, m
     async with make_client() as client:
         done = await client.generate("a finished fox", n=2)
         sim.inject(SimResponse(action="drop"), method="POST", process=True)
-        with pytest.raises(qw.SubmitOutcomeUnknownError):
-            await client.submit(qw.ImageRequest("a lost fox", size="16:9"))
+        async with make_client(resend_with_key=False) as old_gateway:
+            with pytest.raises(qw.SubmitOutcomeUnknownError):
+                await old_gateway.submit(qw.ImageRequest("a lost fox", size="16:9"))
         sim.api_keys = {"other"}
         with pytest.raises(qw.AuthenticationError):
             await client.submit(qw.ImageRequest("a refused fox"))
@@ -822,7 +825,7 @@ async def test_a_journal_failure_after_the_post_never_loses_the_task(make_client
 
 async def test_no_journal_no_submission(make_client, monkeypatch, server):
     async with make_client() as client:
-        def broken(*args):
+        def broken(*args, **kwargs):
             raise qw.JournalError(client.journal.path, sqlite3.OperationalError("database is locked"))
 
         monkeypatch.setattr(client.journal, "begin", broken)

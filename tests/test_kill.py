@@ -100,7 +100,7 @@ def test_killed_mid_poll_then_resume_finds_every_image(world):
 
 
 @pytest.mark.timeout(120)
-def test_killed_mid_post_is_reported_as_unknown_and_never_resent(world):
+def test_killed_mid_post_then_resume_makes_exactly_one_task_with_every_image(world):
     simulator, env, home = world
     simulator.inject(delay=60, method="POST")  # the server takes the POST, answers a minute later
     child = start(GENERATE, env)
@@ -111,12 +111,15 @@ def test_killed_mid_post_is_reported_as_unknown_and_never_resent(world):
     kill(child)
     assert len(simulator.tasks) == 1  # the server did create (and would bill) a task
 
-    resumed = run(RESUME, env)
+    resumed = run(RESUME, env)  # a new process: the journal says "submitting" by a dead pid
     assert resumed.returncode == 0, resumed.stderr
-    assert resumed.stdout.strip() == "RESUMED []"
-    assert "outcome is unknown" in resumed.stderr and "not resent" in resumed.stderr
-    assert simulator.count("POST") == 1  # never resent
-
+    tasks = json.loads(resumed.stdout.split("RESUMED ", 1)[1])
+    (created,) = simulator.tasks
+    assert [t["task_id"] for t in tasks] == [created] and tasks[0]["status"] == "completed"
+    assert len(tasks[0]["images"]) == 6 and all(os.path.exists(path) for path in tasks[0]["images"])
+    assert len(simulator.tasks) == 1  # resent with its key: the server replayed, not a second task
+    first, second = [e for e in simulator.log if e["method"] == "POST"]
+    assert first["idempotency_key"] == second["idempotency_key"] is not None
     frame = qw.history(qw.Journal(home / "journal.sqlite"))
-    assert frame["journal_state"].tolist() == ["unknown"]
-    assert "died" in frame["error"][0] and frame["prompt"][0] == "a fox, interrupted"
+    assert list(frame["journal_state"]) == ["finished"] * 6
+    assert run(RESUME, env).stdout.strip() == "RESUMED []"

@@ -421,7 +421,22 @@ def test_task_malformed(body):
     ],
 )  # fmt: skip
 def test_error_envelope(body, expected):
-    assert parse_error_envelope(body) == expected
+    assert parse_error_envelope(body)[:3] == expected
+
+
+@pytest.mark.parametrize(
+    "body, expected",
+    [
+        ({"error": {"message": "bad model", "type": "invalid_request_error", "code": "model_not_found",
+                    "param": "model"}, "request_id": "req_1"},
+         ("model_not_found", "bad model", "invalid_request_error", "model", "req_1")),
+        ({"success": False, "message": "insufficient balance", "code": 402},
+         (402, "insufficient balance", None, None, None)),
+        ({"error": {"message": "m", "param": 5}}, (None, "m", None, None, None)),
+    ],
+)  # fmt: skip
+def test_error_envelope_keeps_param_request_id_and_word_codes(body, expected):
+    assert tuple(parse_error_envelope(body)) == expected
 
 
 # --- repr -----------------------------------------------------------------------------------
@@ -526,6 +541,6 @@ def test_submit_parsing_returns_a_task_or_malformed(body):
 @settings(max_examples=100, deadline=None)
 @given(body=JSON)
 def test_error_envelope_never_raises(body):
-    code, message, kind = parse_error_envelope(body)
+    code, message, kind, param, request_id = parse_error_envelope(body)
     assert message is None or isinstance(message, str)
     assert kind is None or isinstance(kind, str)

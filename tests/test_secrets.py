@@ -307,22 +307,27 @@ def test_the_planted_key_reaches_no_sink(server, simulator, image_host, make_cli
     simulator.faults.clear()
     simulator.inject(echo(503, key), method="GET", count=2)
     objects["after 503s"] = client.generate("a fox after 503s", on_retry=on_retry)
-    simulator.inject(echo(500, key), method="POST")
+    # every attempt of a submission loses its answer (each resent with its key): unknown
+    simulator.inject(echo(500, key), method="POST", count=100)
     expect("500 submit", qw.SubmitOutcomeUnknownError, client.submit, qw.ImageRequest("a fox"))
-    simulator.inject(echo(502, key, content_type="text/plain"), method="POST", process=True)
+    simulator.faults.clear()
+    simulator.inject(echo(502, key, content_type="text/plain"), method="POST", process=True, count=100)
     expect("502 submit", qw.SubmitOutcomeUnknownError, client.submit, qw.ImageRequest("a fox"))
+    simulator.faults.clear()
     simulator.inject(echo(400, key, content_type="text/plain"), method="POST")
     expect("400 text", qw.APIError, client.submit, qw.ImageRequest("a fox"))
     probe = client.submit(qw.ImageRequest("a fox polled through errors"))
     simulator.inject(echo(500, key), method="GET", count=10)
     expect("500 poll persistent", qw.ServerError, client.get_task, probe.task_id, on_retry=on_retry)
     simulator.faults.clear()
-    simulator.inject(SimResponse(action="drop"), method="POST", process=True)
+    simulator.inject(SimResponse(action="drop"), method="POST", process=True, count=100)
     expect("dropped POST", qw.SubmitOutcomeUnknownError, client.submit, qw.ImageRequest("dropped"))
-    # malformed answers that do not echo the key (those that do: the xfail tests below)
+    simulator.faults.clear()
+    # malformed answers that do not echo the key (those that do: the tests below)
     simulator.inject(SimResponse(200, {"Content-Type": "application/json"}, b'{"code": 200, "data": ['),
-                     method="POST", process=True)
+                     method="POST", process=True, count=100)
     expect("malformed submit", qw.SubmitOutcomeUnknownError, client.submit, qw.ImageRequest("odd"))
+    simulator.faults.clear()
     wrong_id = json.dumps({"code": 200, "data": {"id": "task_01OTHER", "status": "completed"}}).encode()
     simulator.inject(SimResponse(200, {"Content-Type": "application/json"}, wrong_id),
                      method="GET", count=10)
@@ -343,8 +348,9 @@ def test_the_planted_key_reaches_no_sink(server, simulator, image_host, make_cli
     slow = qw.QwenClient(key, base_url=server.url, timeout=0.2, **fast_options())
     objects["slow client"] = slow
     # answers 30 s late, far beyond the 0.2 s read timeout and the 0.6 s deadline
-    simulator.inject(delay=30.0, method="POST")
+    simulator.inject(delay=30.0, method="POST", count=100)
     expect("timeout submit", qw.SubmitOutcomeUnknownError, slow.submit, qw.ImageRequest("slow"))
+    simulator.faults.clear()
     late = slow.submit(qw.ImageRequest("a fox watched too briefly"))
     simulator.inject(delay=30.0, method="GET", count=100)
     expect("timeout wait", qw.TaskTimeoutError, slow.wait, late, timeout=0.6, on_retry=on_retry)
@@ -487,7 +493,7 @@ def test_a_key_echoed_in_an_unparseable_answer_stays_out_of_verbose_tracebacks(s
     client = qw.QwenClient(key, base_url=server.url, **fast_options())
     body = b'{"echo": "' + key.encode() + b'", "data": ['
     simulator.inject(SimResponse(200, {"Content-Type": "application/json"}, body),
-                     method="POST", process=True)
+                     method="POST", process=True, count=100)
     with pytest.raises(qw.SubmitOutcomeUnknownError) as caught:
         client.submit(qw.ImageRequest("a fox"))
     assert "***" in str(caught.value)  # the message is masked
@@ -499,7 +505,8 @@ def test_a_key_echoed_across_the_shortening_cut_is_masked(server, simulator):
     key, hex_part = planted_key()
     client = qw.QwenClient(key, base_url=server.url, **fast_options())
     body = ("x" * 40 + key + "y" * 100).encode()  # the key straddles the 80-character cut
-    simulator.inject(SimResponse(200, {"Content-Type": "text/plain"}, body), method="POST", process=True)
+    simulator.inject(SimResponse(200, {"Content-Type": "text/plain"}, body), method="POST", process=True,
+                     count=100)
     with pytest.raises(qw.SubmitOutcomeUnknownError) as caught:
         client.submit(qw.ImageRequest("a fox"))
     sinks = Sinks(key, hex_part)

@@ -5,7 +5,8 @@
 - `serve()` / `python -m qwen_widgets.simulator --port 8000`: a real loopback HTTP server.
 """
 
-from ._core import SIMULATOR_BASE_URL, Fault, SimResponse, Simulator
+from ._core import SIMULATOR_BASE_URL, Simulator
+from ._responses import Fault, SimResponse
 from ._server import SimulatorServer, serve
 from ._transport import SimulatorTransport
 

@@ -17,77 +17,20 @@ import secrets
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any
 from collections.abc import Callable, Mapping
 from urllib.parse import parse_qs, urlsplit
 
 from .._errors import RequestValidationError
-from .._request import ImageRequest
+from .._request import MODELS, ImageRequest
+from . import _catalog as catalog
+from ._life import SimTask
+from ._responses import Fault, SimResponse, bearer, error_response, json_response
 
-__all__ = ["Simulator", "SimResponse", "Fault", "SIMULATOR_BASE_URL"]
+__all__ = ["Simulator", "SIMULATOR_BASE_URL"]
 
 SIMULATOR_BASE_URL = "https://simulator.qwen-widgets.invalid"
 IMAGE_ROUTE = "/sim-images/"
-
-
-@dataclass(frozen=True)
-class SimResponse:
-    """What the server does: answer (status, headers, body), or misbehave (`action`)."""
-
-    status: int = 200
-    headers: Mapping[str, str] = field(default_factory=dict)
-    body: bytes = b""
-    action: str | None = None
-    """None, or 'drop' (close without answering), 'refuse' (as if nobody listened);
-    'late' marks a fault that delays the real answer (see Simulator.inject); 'render' is
-    internal: an image to draw once the simulator's lock is released."""
-    delay: float = 0.0
-    """Seconds to stall before answering."""
-
-
-@dataclass
-class Fault:
-    """A scripted misbehaviour for the next `count` matching requests."""
-
-    response: SimResponse
-    method: str | None = None
-    path_prefix: str = "/v1/"
-    count: int = 1
-    process: bool = False
-    """True: handle the request for real first (a task gets created), then misbehave."""
-
-    def matches(self, method: str, path: str) -> bool:
-        return (self.method in (None, method)) and path.startswith(self.path_prefix)
-
-
-@dataclass
-class _SimTask:
-    task_id: str
-    request: ImageRequest
-    created: float
-    queue: float
-    duration: float
-    estimate: float
-    fail_at: float | None
-    images_returned: int
-    url_as_list: bool
-    error: str = ""
-
-    def state(self, now: float) -> tuple[str, int]:
-        elapsed = now - self.created
-        if self.fail_at is not None and elapsed >= self.fail_at:
-            return "failed", self._progress(self.fail_at)
-        if elapsed >= self.duration:
-            return "completed", 100
-        if elapsed < self.queue:
-            return "pending", 0
-        return "processing", self._progress(elapsed)
-
-    def _progress(self, elapsed: float) -> int:
-        if elapsed < self.queue:
-            return 0
-        return int(1 + 98 * (elapsed - self.queue) / (self.duration - self.queue))
 
 
 class Simulator:
@@ -95,7 +38,9 @@ class Simulator:
 
     Durations are in real seconds before `time_scale` shrinks them (0.01: a 20 s task takes
     0.2 s). `rate_limit` is requests per second per key over a sliding second; requests
-    above it get 429 with Retry-After. `api_keys`, when given, are the only keys accepted;
+    above it get 429 with Retry-After. Submits honour `Idempotency-Key` and answer in the
+    versioned shape when `X-APIMart-Response-Version` is sent (API.md section 5); completed
+    tasks report their `cost`. `api_keys`, when given, are the only keys accepted;
     otherwise any bearer key is. Task lives follow `seed`, but task ids are new in every
     instance, like the real service's; two instances with the same `task_id_seed` issue the
     same ids (a restarted server that reissues them).
@@ -118,6 +63,8 @@ class Simulator:
         image_base_url: str | None = None,
         api_keys: set[str] | None = None,
         task_id_seed: str | None = None,
+        synchronous_results: bool = False,
+        starting_balance: float = 10.0,
         clock: Callable[[], float] = time.time,
     ):
         if url_style not in ("string", "list", "mixed"):
@@ -138,11 +85,17 @@ class Simulator:
         # ids are never seen before, unless a test asks for a server that reissues them
         self.task_id_seed = task_id_seed if task_id_seed is not None else secrets.token_hex(8)
         self._signature = secrets.token_hex(8)
+        self.synchronous_results = synchronous_results
+        """Answer versioned submits with the finished task inline (`generation.result`)."""
+        self.starting_balance = starting_balance
+        self.idempotency: dict[str, tuple[str, str]] = {}
+        """Idempotency key -> (body digest, task id) of the submission that used it first."""
         self.clock = clock
         self.faults: list[Fault] = []
         self.log: list[dict[str, Any]] = []
-        """Every request handled: method, path, status, whether it carried Authorization."""
-        self.tasks: dict[str, _SimTask] = {}
+        """Every request handled: method, path, status, whether it carried Authorization, and
+        its Idempotency-Key."""
+        self.tasks: dict[str, SimTask] = {}
         self._noise = random.Random(f"{seed}:noise")
         self._recent: dict[str, deque[float]] = {}
         self._lock = threading.RLock()
@@ -200,7 +153,7 @@ class Simulator:
     def _locked_handle(self, method: str, path: str, query: str, headers: dict, body: bytes) -> SimResponse:
         with self._lock:
             entry = {"method": method, "path": path, "authorization": "authorization" in headers,
-                     "time": self.clock()}
+                     "time": self.clock(), "idempotency_key": headers.get("idempotency-key")}
             self.log.append(entry)
             fault = self._take_fault(method, path)
             if fault is not None and not fault.process:
@@ -226,22 +179,49 @@ class Simulator:
     def _route(self, method: str, path: str, query: dict, headers: dict, body: bytes) -> SimResponse:
         if path.startswith(IMAGE_ROUTE) and method == "GET":
             return self._image(path, query)
-        if path == "/v1/images/generations" and method == "POST":
-            endpoint = self._submit
-        elif path.startswith("/v1/tasks/") and method == "GET":
-            endpoint = self._task
-        else:
-            return _error(404, f"no route for {method} {path}", "not_found")
-        key = _bearer(headers.get("authorization", ""))
+        endpoint = self._endpoint(method, path)
+        if endpoint is None:
+            return error_response(404, f"no route for {method} {path}", "not_found")
+        key = bearer(headers.get("authorization", ""))
         if not key or (self.api_keys is not None and key not in self.api_keys):
-            return _error(401, "Invalid or missing API key. Send Authorization: Bearer <key>.",
+            return error_response(401, "Invalid or missing API key. Send Authorization: Bearer <key>.",
                           "authentication_error")
         limited = self._rate_limited(key)
         if limited is not None:
             return limited
         if self.server_error_rate and self._noise.random() < self.server_error_rate:
-            return _error(500, "internal server error", "server_error")
-        return endpoint(path, body)
+            return error_response(500, "internal server error", "server_error")
+        return endpoint(path, query, headers, body)
+
+    def _endpoint(self, method: str, path: str) -> Callable[..., SimResponse] | None:
+        if method == "POST":
+            return self._submit if path == "/v1/images/generations" else None
+        if method != "GET":
+            return None
+        if path.startswith("/v1/tasks/"):
+            return self._task
+        return {"/v1/models": self._models, "/v1/model-schema": self._model_schema,
+                "/v1/balance": self._balance}.get(path)
+
+    def _models(self, path: str, query: dict, headers: dict, body: bytes) -> SimResponse:
+        return json_response(200, catalog.models())
+
+    def _model_schema(self, path: str, query: dict, headers: dict, body: bytes) -> SimResponse:
+        model, operation = query.get("model", [""])[0], query.get("operation", ["image_generation"])[0]
+        schema = catalog.model_schema(model, operation)
+        if schema is None:
+            return error_response(404, f"no schema for model {model[:64]!r} and operation {operation[:64]!r}",
+                          "not_found", code="model_not_found")
+        return json_response(200, schema)
+
+    def _balance(self, path: str, query: dict, headers: dict, body: bytes) -> SimResponse:
+        now = self.clock()
+        spent = sum(self._cost(task) for task in self.tasks.values() if task.state(now)[0] == "completed")
+        return json_response(200, catalog.balance(self.starting_balance, spent))
+
+    @staticmethod
+    def _cost(task: SimTask) -> float:
+        return round(catalog.PRICES[task.request.model] * task.images_returned, 6)
 
     def _rate_limited(self, key: str) -> SimResponse | None:
         if self.rate_limit is None:
@@ -252,25 +232,54 @@ class Simulator:
             window.popleft()
         if len(window) >= self.rate_limit:
             wait = max(1, math.ceil(window[0] + 1.0 - now))
-            return _error(429, "Too many requests, please slow down.", "rate_limit_error",
+            return error_response(429, "Too many requests, please slow down.", "rate_limit_error",
                           headers={"Retry-After": str(wait)})
         window.append(now)
         return None
 
-    def _submit(self, path: str, body: bytes) -> SimResponse:
+    def _submit(self, path: str, query: dict, headers: dict, body: bytes) -> SimResponse:
         try:
             payload = json.loads(body or b"null")
         except ValueError:
-            return _error(400, "request body is not valid JSON", "invalid_request_error")
+            return error_response(400, "request body is not valid JSON", "invalid_request_error")
+        if isinstance(payload, dict) and isinstance(payload.get("model"), str) and payload["model"] not in MODELS:
+            # what the live service answers for an unknown model (API.md section 5)
+            return error_response(503, f"model {payload['model'][:64]!r} not found", "invalid_request_error",
+                          code="model_not_found", param="model")
         try:
             request = ImageRequest.from_payload(payload)
         except RequestValidationError as exc:
-            return _error(400, str(exc), "invalid_request_error")
+            return error_response(400, str(exc), "invalid_request_error", param=exc.field)
+        key = headers.get("idempotency-key")
+        digest = hashlib.sha256(body).hexdigest()
+        if key is not None and key in self.idempotency:
+            first_digest, task_id = self.idempotency[key]
+            if first_digest != digest:
+                return error_response(422, "this Idempotency-Key was used with a different request body",
+                              "invalid_request_error", code="idempotency_key_reused")
+            return self._accepted(self.tasks[task_id], headers, {"idempotency-replayed": "true"})
         task = self._new_task(request)
+        if self.synchronous_results and "x-apimart-response-version" in headers:
+            task.queue = task.duration = 0.0
+            task.fail_at = None
         self.tasks[task.task_id] = task
-        return _json(200, {"code": 200, "data": [{"status": "submitted", "task_id": task.task_id}]})
+        if key is not None:
+            self.idempotency[key] = (digest, task.task_id)
+        return self._accepted(task, headers, {})
 
-    def _new_task(self, request: ImageRequest) -> _SimTask:
+    def _accepted(self, task: SimTask, headers: dict, extra: dict[str, str]) -> SimResponse:
+        """The submit answer: versioned when the client asked for it, legacy otherwise."""
+        if "x-apimart-response-version" not in headers:
+            return json_response(200, {"code": 200, "data": [{"status": "submitted", "task_id": task.task_id}]}, extra)
+        request_id = f"req_{secrets.token_hex(8)}"
+        if task.duration == 0.0:
+            data = {**self._task_data(task, self.clock()), "object": "generation.result"}
+        else:
+            data = {"id": task.task_id, "status": "pending", "object": "generation.task",
+                    "created": int(task.created)}
+        return json_response(200, {"code": 200, "request_id": request_id, "data": data}, extra)
+
+    def _new_task(self, request: ImageRequest) -> SimTask:
         number = len(self.tasks)
         rng = random.Random(f"{self.seed}:{number}")
         digest = hashlib.sha256(f"{self.task_id_seed}:{number}".encode()).hexdigest().upper()
@@ -282,7 +291,7 @@ class Simulator:
         returned = request.n
         if request.n > 1 and rng.random() < self.short_result_rate:
             returned = rng.randint(0, request.n - 1)
-        return _SimTask(
+        return SimTask(
             task_id=task_id,
             request=request,
             created=self.clock(),
@@ -296,12 +305,15 @@ class Simulator:
             else "generation failed, please retry",
         )
 
-    def _task(self, path: str, body: bytes) -> SimResponse:
+    def _task(self, path: str, query: dict, headers: dict, body: bytes) -> SimResponse:
         task_id = path[len("/v1/tasks/"):]
         task = self.tasks.get(task_id)
         now = self.clock()
         if task is None or now - task.created > 86_400 * self.time_scale:
-            return _error(404, f"task {task_id[:64]} not found", "not_found")
+            return error_response(404, f"task {task_id[:64]} not found", "not_found")
+        return json_response(200, {"code": 200, "data": self._task_data(task, now)})
+
+    def _task_data(self, task: SimTask, now: float) -> dict[str, Any]:
         status, progress = task.state(now)
         data: dict[str, Any] = {
             "id": task.task_id,
@@ -314,11 +326,12 @@ class Simulator:
             data["actual_time"] = round(task.duration, 3)
             data["completed"] = int(task.created + task.duration)
             data["result"] = {"images": self._images_of(task)}
+            data["cost"] = self._cost(task)
         elif status == "failed":
             data["error"] = {"code": "generation_failed", "message": task.error}
-        return _json(200, {"code": 200, "data": data})
+        return data
 
-    def _images_of(self, task: _SimTask) -> list[dict[str, Any]]:
+    def _images_of(self, task: SimTask) -> list[dict[str, Any]]:
         expires = int(task.created + task.duration + self.url_lifetime)
         base = self.image_base_url or SIMULATOR_BASE_URL
         # signed like real result URLs: unique to this server even for a reissued task id
@@ -341,19 +354,3 @@ class Simulator:
         width, height = task.request.output_size
         order = json.dumps([task.request.prompt, int(index), width, height]).encode()
         return SimResponse(200, body=order, action="render")
-
-
-def _bearer(value: str) -> str | None:
-    scheme, _, token = value.partition(" ")
-    if scheme.lower() != "bearer":
-        return None
-    return token.strip() or None
-
-
-def _json(status: int, payload: Any, headers: Mapping[str, str] | None = None) -> SimResponse:
-    body = json.dumps(payload).encode()
-    return SimResponse(status, {"Content-Type": "application/json", **(headers or {})}, body)
-
-
-def _error(status: int, message: str, kind: str, *, headers: Mapping[str, str] | None = None) -> SimResponse:
-    return _json(status, {"error": {"code": status, "message": message, "type": kind}}, headers)

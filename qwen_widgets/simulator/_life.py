@@ -1,0 +1,40 @@
+"""One simulated task's life: drawn whole when it is created, read off the clock after."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .._request import ImageRequest
+
+__all__: list[str] = []
+
+
+@dataclass
+class SimTask:
+    """When a task queues, runs, fails or ends, and what it returns; its state at any time."""
+
+    task_id: str
+    request: ImageRequest
+    created: float
+    queue: float
+    duration: float
+    estimate: float
+    fail_at: float | None
+    images_returned: int
+    url_as_list: bool
+    error: str = ""
+
+    def state(self, now: float) -> tuple[str, int]:
+        elapsed = now - self.created
+        if self.fail_at is not None and elapsed >= self.fail_at:
+            return "failed", self._progress(self.fail_at)
+        if elapsed >= self.duration:
+            return "completed", 100
+        if elapsed < self.queue:
+            return "pending", 0
+        return "processing", self._progress(elapsed)
+
+    def _progress(self, elapsed: float) -> int:
+        if elapsed < self.queue:
+            return 0
+        return int(1 + 98 * (elapsed - self.queue) / (self.duration - self.queue))
