@@ -6,8 +6,11 @@ behaviour each test scripts connection by connection (resets with SO_LINGER 0, s
 drip-fed bodies, garbage status lines).
 
 Every case ends in a typed QwenError or a correct recovery, within a measured bound; a
-submission is never POSTed twice unless the server refused it outright; and the journal
-row of a submission is never left `submitting` once the call returned.
+submission whose answer was lost is sent again only with its own idempotency key, and ends
+with exactly one task at the server and all its images (with `resend_with_key=False`: never
+sent again); and the journal row of a submission is never left `submitting` once the call
+returned. To let a hostile server lose an answer after the task exists, it can forward the
+request to a real simulator first (`upstream`) and relay later connections.
 """
 
 from __future__ import annotations
@@ -70,6 +73,8 @@ class Hostile:
     its own thread. Counts connections and the requests it actually read."""
 
     script: object
+    upstream: str | None = None
+    """A simulator's URL: forward() sends requests there, so tasks really get created."""
     connections: int = 0
     requests: list[Seen] = field(default_factory=list)
 
@@ -138,6 +143,20 @@ class Hostile:
             seen.body, seen.body_read = rest, len(rest) >= length
         return seen
 
+    def forward(self, seen: Seen) -> httpx.Response:
+        """Send `seen` to the upstream simulator (the task is created there) and return its answer."""
+        headers = {k: v for k, v in seen.headers.items() if k not in ("host", "content-length", "connection")}
+        return httpx.request(seen.method, self.upstream + seen.path, headers=headers, content=seen.body)
+
+    def relay(self, conn) -> None:
+        """Answer one request with the upstream's own answer."""
+        seen = self.read_request(conn)
+        if seen is None:
+            return
+        answer = self.forward(seen)
+        kept = {k: v for k, v in answer.headers.items() if k in ("content-type", "idempotency-replayed")}
+        conn.sendall(http(answer.status_code, answer.content, kept))
+
     def count(self, method: str) -> int:
         with self._lock:
             return sum(1 for r in self.requests if r.method == method)
@@ -180,8 +199,8 @@ def hostile():
     """start(script) -> a running Hostile; all are closed at the end of the test."""
     servers = []
 
-    def start(script):
-        server = Hostile(script)
+    def start(script, upstream=None):
+        server = Hostile(script, upstream)
         servers.append(server)
         return server
 
@@ -301,12 +320,12 @@ POST_BREAKS = {
 
 
 @pytest.mark.parametrize("script", POST_BREAKS.values(), ids=POST_BREAKS.keys())
-async def test_broken_connection_during_submit_is_outcome_unknown_and_never_resent(hostile, script):
+async def test_broken_connection_during_submit_without_resending_is_unknown_and_never_resent(hostile, script):
     server = hostile(script)
     request = qw.ImageRequest("a fox", n=2)
     retries = []
     started = time.monotonic()
-    async with client_for(server.url) as client:
+    async with client_for(server.url, resend_with_key=False) as client:
         with pytest.raises(qw.SubmitOutcomeUnknownError) as caught:
             await client.submit(request, on_retry=lambda e, d: retries.append(e))
         row = journal_row(client)
@@ -316,6 +335,46 @@ async def test_broken_connection_during_submit_is_outcome_unknown_and_never_rese
     assert server.count("POST") <= 1
     assert caught.value.request == request and "NOT resent" in str(caught.value)
     assert row.state is EntryState.UNKNOWN and row.error
+
+
+def lose_first_answer(script):
+    """`script` on the first connection (after forwarding what it read); a faithful relay after."""
+    def lose(server, conn, number):
+        if number > 1:
+            server.relay(conn)
+            return
+        real_read = server.read_request
+
+        def read_and_forward(conn, *, body=True):
+            seen = real_read(conn, body=body)
+            if seen is not None and body and seen.body_read:
+                server.forward(seen)  # the task now exists upstream; only its answer is lost
+            return seen
+
+        server.read_request = read_and_forward
+        try:
+            script(server, conn, number)
+        finally:
+            server.read_request = real_read
+    return lose
+
+
+async def assert_one_task_with_every_image(client, server, simulator, request):
+    task = await client.generate(request)
+    assert task.status is qw.TaskStatus.COMPLETED and len(task.images) == request.n
+    assert all(image.local_path is not None and image.local_path.exists() for image in task.images)
+    assert list(simulator.tasks) == [task.task_id]  # exactly one task at the server
+    keys = {seen.headers.get("idempotency-key") for seen in server.requests if seen.method == "POST"}
+    assert len(keys) == 1 and None not in keys  # every attempt carried the one key
+    row = journal_row(client)
+    assert row.state is EntryState.FINISHED and row.attempts >= 2 and row.idempotency_key in keys
+
+
+@pytest.mark.parametrize("script", POST_BREAKS.values(), ids=POST_BREAKS.keys())
+async def test_broken_connection_during_submit_ends_with_one_task_and_its_images(hostile, server, script):
+    proxy = hostile(lose_first_answer(script), upstream=server.url)
+    async with client_for(proxy.url) as client:
+        await assert_one_task_with_every_image(client, proxy, server.simulator, qw.ImageRequest("a fox", n=2))
 
 
 @pytest.mark.parametrize("script", [_reset_at_once, _reset_after_body, _garbage_status_line],
@@ -372,13 +431,20 @@ async def test_submit_answer_stalling_mid_body_ends_within_twice_the_timeout(hos
     server = hostile(script)
     timeout = 0.6
     started = time.monotonic()
-    async with client_for(server.url, timeout=timeout) as client:
+    async with client_for(server.url, timeout=timeout, resend_with_key=False) as client:
         with pytest.raises(qw.SubmitOutcomeUnknownError):
             await client.submit(qw.ImageRequest("a fox"))
         row = journal_row(client)
     assert time.monotonic() - started < 2 * timeout + SLACK
     assert server.count("POST") == 1 and server.connections == 1
     assert row.state is EntryState.UNKNOWN
+
+
+@pytest.mark.parametrize("script", STALLS.values(), ids=STALLS.keys())
+async def test_a_stalled_submit_answer_is_resent_and_ends_with_one_task(hostile, server, script):
+    proxy = hostile(lose_first_answer(script), upstream=server.url)
+    async with client_for(proxy.url, timeout=0.6) as client:
+        await assert_one_task_with_every_image(client, proxy, server.simulator, qw.ImageRequest("a fox"))
 
 
 @pytest.mark.parametrize("script", STALLS.values(), ids=STALLS.keys())
@@ -426,16 +492,28 @@ MALFORMED = {
 
 
 @pytest.mark.parametrize("body", MALFORMED.values(), ids=MALFORMED.keys())
-async def test_malformed_submit_answer_is_outcome_unknown_never_resent(server, make_client, body):
+async def test_malformed_submit_answer_without_resending_is_unknown_never_resent(server, make_client, body):
     sim = server.simulator
     sim.inject(SimResponse(200, JSON, body), method="POST", process=True)
-    async with make_client() as client:
+    async with make_client(resend_with_key=False) as client:
         with pytest.raises(qw.SubmitOutcomeUnknownError) as caught:
             await client.submit(qw.ImageRequest("a fox"))
         row = journal_row(client)
     assert isinstance(caught.value.__cause__, (ValueError, qw.MalformedResponseError))
     assert sim.count("POST") == 1 and len(sim.tasks) == 1  # it was created: one bill, not two
     assert row.state is EntryState.UNKNOWN
+
+
+@pytest.mark.parametrize("body", MALFORMED.values(), ids=MALFORMED.keys())
+async def test_malformed_submit_answer_is_resent_and_ends_with_one_task(server, make_client, body):
+    sim = server.simulator
+    sim.inject(SimResponse(200, JSON, body), method="POST", process=True)
+    async with make_client() as client:
+        task = await client.generate(qw.ImageRequest("a fox", n=2))
+        row = journal_row(client)
+    assert list(sim.tasks) == [task.task_id] and len(task.images) == 2
+    assert len({e["idempotency_key"] for e in sim.log if e["method"] == "POST"}) == 1
+    assert row.state is EntryState.FINISHED and row.attempts == 2 and row.replayed
 
 
 MALFORMED_POLLS = {
