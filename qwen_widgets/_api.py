@@ -104,12 +104,13 @@ def sweep(
     negative_prompt: str | None | list[str | None] = None,
     n: int | list[int] = 1,
     image_urls: tuple[str, ...] | list[str] = (),
-    concurrency: int = 8,
+    concurrency: int | None = None,
     max_images: int = DEFAULT_MAX_IMAGES,
     price_per_image: float | None = None,
     client: QwenClient | None = None,
 ) -> Sweep:
-    """Generate every combination of the fields given as lists, `concurrency` at a time.
+    """Generate every combination of the fields given as lists, `concurrency` at a time (by
+    default as many as the request budget sustains, fewer after the service pushes back).
 
         s = qw.sweep(prompt=["a fox", "a wolf"], size=["1:1", "16:9"], n=2)
 

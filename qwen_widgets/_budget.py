@@ -1,40 +1,90 @@
-"""The request budget: one cap on API requests per second, shared by every task and client.
+"""The request budget: one cap on API requests per second, shared by every task and client,
+and the order in which waiting requests get its slots.
 
-The provider limits requests per account (API.md section 4), polls and submits alike, so
-they all take a slot of one process-wide budget before they are sent.
+The provider limits requests per account (about 20 per second, API.md section 4), polls and
+submits alike, so they all take a slot of one process-wide budget before they are sent.
+Slots go to the most urgent waiter first: a poll that is due (someone is waiting for that
+result) before a new submission, and an interactive submission before a background sweep's;
+within a class, first come first served. Otherwise a thousand queued submits would hold back
+every result for as long as they take to send. On a 429 the rate halves, and it grows back
+slowly while no 429 comes.
 """
 
 from __future__ import annotations
 
+import asyncio
+import heapq
+import itertools
 import math
 import threading
+from dataclasses import dataclass, field
+from enum import IntEnum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ._clock import Clock
 
-__all__ = ["RequestBudget", "PollBudget"]
+__all__ = ["RequestBudget", "PollBudget", "Priority"]
 
 PACING_RESOLUTION = 0.01
 """Seconds of lateness an event loop's timers show without any stall (more under load)."""
+DEFAULT_RATE = 18.0
+"""Requests per second: near the provider's ~20, with room for timer jitter in any second."""
+
+
+class Priority(IntEnum):
+    """Who gets the next slot: the lowest value first."""
+
+    POLL = 0
+    """A poll that is due: someone waits for its answer."""
+    SUBMIT = 1
+    """A submission someone is waiting for (a click, a `generate()` call)."""
+    BACKGROUND = 2
+    """A sweep's submissions: they wait behind everything interactive."""
+
+
+@dataclass(order=True)
+class _Waiter:
+    priority: int
+    sequence: int
+    loop: asyncio.AbstractEventLoop = field(compare=False)
+    future: asyncio.Future = field(compare=False)
+
+
+_GRANT, _DISPATCH = "grant", "dispatch"
 
 
 class RequestBudget:
-    """A process-wide cap on API requests (polls and submits) per second, shared by every
-    task and client.
+    """A process-wide cap on API requests (polls and submits) per second.
 
     Strict spacing (one slot every 1/rate seconds) rather than a bursty token bucket, so no
-    one-second window ever holds more than `rate` requests. Thread-safe: clients on different
-    event loops may share it.
+    one-second window holds more than `rate` requests. One waiter at a time sleeps until the
+    next slot and hands it to the most urgent waiter (see Priority). Thread-safe: clients on
+    different event loops may share it.
+
+    Args:
+        rate: the most requests per second; the budget runs at this rate until a 429.
+        adaptive: halve the rate on each 429 (`throttled()`), and raise it back by a tenth
+            every `recovery` seconds without one.
     """
 
-    def __init__(self, rate: float = 10.0):
+    def __init__(self, rate: float = DEFAULT_RATE, *, adaptive: bool = True, recovery: float = 5.0):
         if not rate > 0 or math.isinf(rate):
             raise ValueError(f"rate must be a positive number of requests per second, got {rate!r}")
+        self.max_rate = rate
         self.rate = rate
+        """The current rate: `max_rate`, or less after a 429."""
+        self.adaptive = adaptive
+        self.recovery = recovery
+        self.throttles = 0
+        """How many times a 429 lowered the rate."""
+        self._changed_at = -math.inf
         self._chain_start = -math.inf
         self._chain_length = 0
         self._lock = threading.Lock()
+        self._waiters: list[_Waiter] = []
+        self._sequence = itertools.count()
+        self._dispatcher: _Waiter | None = None
 
     @property
     def spacing(self) -> float:
@@ -44,6 +94,7 @@ class RequestBudget:
     def reserve(self, now: float) -> float:
         """Claim the next free slot; returns how long to wait before using it."""
         with self._lock:
+            self._recover(now)
             # slots of a busy chain are start + k / rate, computed afresh each time: adding
             # 1/rate repeatedly drifts (0.1 ten times is 0.9999999999999999)
             next_slot = self._chain_start + self._chain_length / self.rate
@@ -53,27 +104,110 @@ class RequestBudget:
             self._chain_length += 1
         return slot - now
 
-    async def take(self, clock: Clock) -> None:
-        """Wait for a slot of the budget.
+    def throttled(self, now: float) -> None:
+        """The server answered 429: halve the rate (at most once per slot of the old rate)."""
+        if not self.adaptive:
+            return
+        with self._lock:
+            if now - self._changed_at < self.spacing:
+                return  # the same burst, seen by several requests
+            self._set_rate(max(self.rate / 2, self.max_rate / 64), now)
+            self.throttles += 1
 
-        A waiter that wakes more than a slot late, because the loop or machine stalled, takes
-        a fresh slot rather than spend its stale one: spending them all at once after a stall
-        would be a burst. Lateness within PACING_RESOLUTION is the event loop's own timer
-        jitter, not a stall, so a rate finer than the loop can pace simply means no spacing.
+    def _recover(self, now: float) -> None:
+        if self.rate < self.max_rate and now - self._changed_at >= self.recovery:
+            self._set_rate(min(self.max_rate, self.rate * 1.1), now)
+
+    def _set_rate(self, rate: float, now: float) -> None:
+        # the chain restarts at its next slot, spaced by the new rate from there on
+        next_slot = self._chain_start + self._chain_length / self.rate
+        self._chain_start, self._chain_length = max(next_slot, now), 0
+        self.rate, self._changed_at = rate, now
+
+    async def take(self, clock: Clock, priority: Priority = Priority.POLL) -> None:
+        """Wait for a slot; the most urgent waiter gets each slot first.
+
+        The waiter holding the dispatch role sleeps until the next slot and hands it to the
+        most urgent waiter, keeping the role until it is the most urgent itself. A dispatcher
+        that wakes more than a slot late (the loop or machine stalled) claims a fresh slot
+        rather than spend its stale one: spending them all at once after a stall would be a
+        burst. Lateness within PACING_RESOLUTION is timer jitter, not a stall, so a rate
+        finer than the loop can pace simply means no spacing.
         """
-        tolerance = max(self.spacing, PACING_RESOLUTION)
+        loop = asyncio.get_running_loop()
+        me = _Waiter(int(priority), next(self._sequence), loop, loop.create_future())
+        with self._lock:
+            heapq.heappush(self._waiters, me)
+            if self._dispatcher is None:
+                self._dispatcher = me
+                me.future.set_result(_DISPATCH)
+        try:
+            role = await me.future
+            while role == _DISPATCH:
+                await self._wait_for_a_slot(clock)
+                role = self._give_slot(me)
+        except BaseException:
+            self._leave(me)
+            raise
+
+    async def _wait_for_a_slot(self, clock: Clock) -> None:
         while True:
             now = clock.monotonic()
             wait = self.reserve(now)
             await clock.sleep(wait)
-            if clock.monotonic() - (now + wait) <= tolerance:
+            if clock.monotonic() - (now + wait) <= max(self.spacing, PACING_RESOLUTION):
                 return
 
+    def _give_slot(self, me: _Waiter) -> str:
+        """Hand the slot just reached to the most urgent waiter; returns my role next."""
+        with self._lock:
+            while self._waiters:
+                top = heapq.heappop(self._waiters)
+                if top is me:
+                    self._pass_dispatch()
+                    return _GRANT
+                if _resolve(top, _GRANT):
+                    return _DISPATCH
+            self._dispatcher = None  # unreachable while I am queued; kept for safety
+            return _GRANT
+
+    def _pass_dispatch(self) -> None:
+        """Give the dispatch role to the most urgent waiter (lock held)."""
+        while self._waiters:
+            self._dispatcher = self._waiters[0]
+            if _resolve(self._dispatcher, _DISPATCH):
+                return
+            heapq.heappop(self._waiters)  # its loop is closed: it will never wake
+        self._dispatcher = None
+
+    def _leave(self, me: _Waiter) -> None:
+        """A waiter gave up (cancelled): take it out, and pass the dispatch role on if it held it."""
+        with self._lock:
+            if me in self._waiters:
+                self._waiters.remove(me)
+                heapq.heapify(self._waiters)
+            if self._dispatcher is me:
+                self._pass_dispatch()
+
     def __repr__(self) -> str:
-        return f"RequestBudget(rate={self.rate:g}/s)"
+        shown = f"{self.rate:g}/s" if self.rate == self.max_rate else f"{self.rate:.3g}/s of {self.max_rate:g}/s"
+        return f"RequestBudget(rate={shown})"
+
+
+def _resolve(waiter: _Waiter, role: str) -> bool:
+    """Tell a waiter, on its own loop, what it got; False when that loop is closed."""
+    def settle() -> None:
+        if not waiter.future.done():
+            waiter.future.set_result(role)
+
+    try:
+        waiter.loop.call_soon_threadsafe(settle)
+    except RuntimeError:
+        return False
+    return True
 
 
 PollBudget = RequestBudget
 """The earlier name, from when the budget paced polls only."""
 
-DEFAULT_BUDGET = RequestBudget(10.0)
+DEFAULT_BUDGET = RequestBudget()

@@ -18,7 +18,7 @@ from typing import Any, Generic, TypeVar
 import httpx
 
 from ._auth import BearerAuth
-from ._budget import RequestBudget
+from ._budget import Priority, RequestBudget
 from ._clock import Clock
 from ._config import NOT_GIVEN, NotGiven
 from ._errors import (
@@ -134,6 +134,7 @@ class Caller:
         on_retry: OnRetry | None = None,
         deadline: float | None = None,
         abort: asyncio.Event | None = None,
+        priority: Priority = Priority.POLL,
     ) -> T:
         """One API call with retries decided by _retry; parse(body, headers) turns the answer
         into a result.
@@ -142,12 +143,13 @@ class Caller:
         off there, and DeadlineReached ends the call; without, RetryPolicy bounds attempts.
         A `submission` (a POST) sends its key with every attempt and is sent again, with the
         same key, when an answer is lost. `abort`, once set, stops a call not yet sent (NotSent).
+        `priority` orders this call's turns at the shared budget.
         """
         attempt = 0
         last: QwenError | None = None
         while True:
             attempt += 1
-            await self._budget.take(self._clock)
+            await self._budget.take(self._clock, priority)
             if abort is not None and abort.is_set():
                 if submission is not None and submission.lost is not None:
                     raise submission.unknown("stopped before sending it again")
@@ -207,6 +209,8 @@ class Caller:
                 # not the decoder's error as the cause: it holds the whole body
                 return _Failed(Verdict.OUTCOME_UNKNOWN if method == "POST" else Verdict.RETRY, error, error)
         retry_after = parse_retry_after(response.headers.get("retry-after"), self._clock.time())
+        if response.status_code == 429:
+            self._budget.throttled(self._clock.monotonic())
         error = APIError.from_response(
             response.status_code, text, reason=response.reason_phrase,
             content_type=response.headers.get("content-type"), task_id=task_id, retry_after=retry_after)

@@ -17,7 +17,7 @@ import httpx
 
 from . import _config
 from ._auth import BearerAuth, Secret, as_secret
-from ._budget import DEFAULT_BUDGET, RequestBudget
+from ._budget import DEFAULT_BUDGET, Priority, RequestBudget
 from ._call import (
     Caller,
     DeadlineReached,
@@ -43,10 +43,10 @@ from ._errors import (
     stopped_watching,
 )
 from ._journal import Entry, EntryState, Journal
-from ._polling import PollSchedule, PollTracker
+from ._keeper import finish, journal_quietly
+from ._polling import DurationHistory, PollSchedule, PollTracker
 from ._request import ImageRequest, make_request
 from ._retry import RetryPolicy
-from ._store import keep_copy
 from ._task import GeneratedImage, Task, TaskStatus, validate_task_id
 from ._wire import parse_submit_response, parse_task_response
 
@@ -56,6 +56,7 @@ OnUpdate = Callable[[Task], Any]
 """Called as on_update(task) after every poll (a coroutine function is awaited)."""
 T = TypeVar("T")
 _log = logging.getLogger("qwen_widgets")
+REQUESTS_PER_TASK = 9  # a submit and the median 7-11 polls of the adaptive schedule
 _API_TIMEOUT = 30.0
 _IMAGE_TIMEOUT = 60.0  # a 2K PNG is several MB
 
@@ -129,8 +130,9 @@ class AsyncQwenClient:
         self._http = httpx.AsyncClient(
             base_url=self.base_url, auth=self._auth, transport=transport, follow_redirects=False,
             timeout=http_timeout(timeout, _API_TIMEOUT))
+        self._budget = poll_budget or DEFAULT_BUDGET
         self._caller = Caller(self._http, self._auth, base_url=self.base_url,
-                              budget=poll_budget or DEFAULT_BUDGET, retry=retry or RetryPolicy(),
+                              budget=self._budget, retry=retry or RetryPolicy(),
                               clock=clock, call_limit=call_limit(timeout, _API_TIMEOUT))
         # demo tasks die with the in-process simulator: journal them in memory only
         self.journal = journal or (Journal(":memory:") if self.demo else Journal.default())
@@ -140,6 +142,7 @@ class AsyncQwenClient:
         self.keep_images = keep_images
         """Copy a completed task's images into the home folder before returning it."""
         self._resend = resend_with_key
+        self._history: DurationHistory | None = None
         self._images = ImageFetcher(transport=image_transport, timeout=http_timeout(timeout, _IMAGE_TIMEOUT),
                                     call_limit=call_limit(timeout, _IMAGE_TIMEOUT),
                                     max_bytes=max_image_bytes, clock=clock)
@@ -172,17 +175,20 @@ class AsyncQwenClient:
 
     # -- the API -----------------------------------------------------------------------------
 
-    async def submit(self, request: ImageRequest, *, on_retry: OnRetry | None = None) -> Task:
+    async def submit(self, request: ImageRequest, *, on_retry: OnRetry | None = None,
+                     priority: Priority = Priority.SUBMIT) -> Task:
         """Send one generation request; returns the new task (status `submitted`).
 
         Raises SubmitOutcomeUnknownError, without resending, when the request may have
         reached the server but no usable answer came back. Cancelling (Ctrl-C) while the
         request is on the wire waits for its answer first, so the task id is never lost.
+        `priority` is the submission's turn at the shared request budget (sweeps send theirs
+        as Priority.BACKGROUND, behind interactive work).
         """
         if not isinstance(request, ImageRequest):
             raise RequestValidationError("request", "must be an ImageRequest", request)
         abort = asyncio.Event()
-        posting = asyncio.ensure_future(self._post(request, on_retry, abort))
+        posting = asyncio.ensure_future(self._post(request, on_retry, abort, priority=priority))
         try:
             return await asyncio.shield(posting)
         except asyncio.CancelledError:
@@ -219,7 +225,8 @@ class AsyncQwenClient:
             task_id, request, last = validate_task_id(task_or_id.task_id), task_or_id.request, task_or_id
         else:
             task_id, request, last = validate_task_id(task_or_id), None, None
-        tracker = PollTracker(self._schedule, timeout=timeout)
+        tracker = PollTracker(self._schedule, timeout=timeout, history=await self._durations(),
+                              request=request)
         start = self._clock.monotonic()
         elapsed = 0.0
         try:
@@ -232,6 +239,7 @@ class AsyncQwenClient:
                 elapsed = self._clock.monotonic() - start
                 tracker.observe(elapsed, last)
                 if last.done:
+                    self._learn(last, elapsed, tracker.estimated_time)
                     last = await self._finish(last, start + tracker.deadline())
                 if on_update is not None:
                     await maybe_await(on_update(last))
@@ -297,7 +305,7 @@ class AsyncQwenClient:
     # -- plumbing ----------------------------------------------------------------------------
 
     async def _post(self, request: ImageRequest, on_retry: OnRetry | None, abort: asyncio.Event,
-                    lost: Entry | None = None) -> Task:
+                    lost: Entry | None = None, priority: Priority = Priority.SUBMIT) -> Task:
         """The POST between its journal writes: the row, with the idempotency key every attempt
         carries, exists before any byte is sent. `lost`: a submission whose answer was lost,
         sent again with its own row and key."""
@@ -323,7 +331,7 @@ class AsyncQwenClient:
         try:
             task = await self._caller.call("POST", "/v1/images/generations", parse,
                                            payload=request.to_payload(), submission=submission,
-                                           on_retry=on_retry, abort=abort)
+                                           on_retry=on_retry, abort=abort, priority=priority)
         except BaseException as error:
             # only a clear refusal proves nothing was created; anything odd counts as unknown
             refused = isinstance(error, QwenError) and not isinstance(error, SubmitOutcomeUnknownError)
@@ -348,40 +356,39 @@ class AsyncQwenClient:
         return await self._caller.call("GET", f"/v1/tasks/{task_id}", parse, task_id=task_id,
                                        on_retry=on_retry, deadline=deadline)
 
+    async def _durations(self) -> DurationHistory:
+        """This account's past durations, read from the journal once (off the loop's thread)."""
+        if self._history is None:
+            history = DurationHistory()
+            try:
+                seen = await asyncio.to_thread(self.journal.recent_durations, self.base_url)
+            except JournalError as error:
+                _log.warning("could not read past durations from the journal: %s", error)
+                seen = []
+            for request, taken, estimate in reversed(seen):
+                history.observe(request, taken, estimate)
+            self._history = self._history or history  # another wait may have loaded it meanwhile
+        return self._history
+
+    def sustainable_tasks(self) -> int:
+        """How many tasks the request budget keeps in flight without queueing their polls: a
+        task takes a submit and about REQUESTS_PER_TASK polls over its duration (the
+        benchmark's measure), which this account's history tells, or the schedule assumes."""
+        typical = self._history.typical() if self._history is not None else None
+        duration = typical or self._schedule.default_estimate
+        return int(min(max(self._budget.max_rate * duration / REQUESTS_PER_TASK, 4), 64))
+
+    def _learn(self, task: Task, elapsed: float, estimate: float | None) -> None:
+        if task.status is TaskStatus.COMPLETED and self._history is not None:
+            self._history.observe(task.request, task.actual_time or elapsed, estimate)
+
     async def _journal_quietly(self, write: Callable[..., T], *args: Any) -> T | None:
-        """A journal write after the POST: if it fails, the task must still reach the caller."""
-        try:
-            return await asyncio.to_thread(write, *args)
-        except (JournalError, OSError) as error:
-            _log.warning("qwen_widgets could not update the journal (%s): %s", self.journal.path, error)
-            return None
+        return await journal_quietly(self.journal, write, *args)
 
     async def _finish(self, task: Task, deadline: float | None = None) -> Task:
-        """A task just seen done: journal it, then keep its images (if asked, within the
-        deadline). Images not kept in time keep their URL; resume() keeps them later."""
-        local_id = await self._journal_quietly(self.journal.record, task, self.base_url)
-        if self.keep_images and local_id is not None and task.status is TaskStatus.COMPLETED:
-            keeping = asyncio.gather(*(self._keep(local_id, task, image) for image in task.images))
-            left = None if deadline is None else max(deadline - self._clock.monotonic(), 0.0)
-            try:
-                kept = await asyncio.wait_for(keeping, left)
-                task = dataclasses.replace(task, images=tuple(kept))
-            except asyncio.TimeoutError:
-                _log.warning("the deadline came before the images of task %s were saved locally; "
-                             "qwen_widgets.resume() saves them later", task.task_id)
-        return task
-
-    async def _keep(self, local_id: str, task: Task, image: GeneratedImage) -> GeneratedImage:
-        if image.error is not None or (image.local_path is not None and image.local_path.exists()):
-            return image
-        try:
-            data = await self._images.fetch(image.url)
-            path, digest = await asyncio.to_thread(keep_copy, self.journal, local_id, task, image, data)
-        except (QwenError, OSError) as error:
-            _log.warning("image %d of task %s was not saved locally: %s", image.index, task.task_id, error)
-            return image
-        await self._journal_quietly(self.journal.add_image_copy, local_id, image.index, path, digest)
-        return dataclasses.replace(image, local_path=path)
+        """A task just seen done: journal it and keep its images (see _keeper)."""
+        return await finish(self.journal, self._images, self._clock, self.base_url, task,
+                            keep=self.keep_images, deadline=deadline)
 
 
 async def _unstoppable(future: asyncio.Future[T]) -> T:

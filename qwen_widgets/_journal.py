@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from ._config import home_dir, home_path
 from ._errors import JournalError, RequestValidationError
 from ._record import task_from_record, task_record
+from ._schema import migrate
 from ._request import ImageRequest
 from ._task import Task, TaskStatus
 
@@ -38,63 +39,6 @@ URL_LIFETIME = 86_400.0  # task ids and result URLs live about a day (API.md sec
 MEDIA_LIFETIME = 3 * 86_400.0  # what the vendor's contract promises (API.md section 5)
 
 JOURNAL_NAME = "journal.sqlite"
-SCHEMA_VERSION = 2
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS submissions (
-    local_id        TEXT PRIMARY KEY,
-    created_at      REAL NOT NULL,
-    updated_at      REAL NOT NULL,
-    base_url        TEXT NOT NULL,
-    pid             INTEGER,
-    request         TEXT,
-    state           TEXT NOT NULL,
-    task_id         TEXT,
-    task            TEXT,
-    error           TEXT,
-    idempotency_key TEXT,
-    request_id      TEXT,
-    attempts        INTEGER NOT NULL DEFAULT 0,
-    replayed        INTEGER NOT NULL DEFAULT 0,
-    resend          INTEGER NOT NULL DEFAULT 0,
-    UNIQUE (base_url, task_id)
-);
-CREATE TABLE IF NOT EXISTS images (
-    local_id    TEXT NOT NULL,
-    image_index INTEGER NOT NULL,
-    local_path  TEXT NOT NULL,
-    sha256      TEXT NOT NULL,
-    saved_at    REAL NOT NULL,
-    PRIMARY KEY (local_id, image_index)
-);
-"""
-# Version 2 added the idempotency key (API.md section 5) and what became of each attempt.
-_ADDED_IN_VERSION_2 = (
-    ("idempotency_key", "TEXT"), ("request_id", "TEXT"), ("attempts", "INTEGER NOT NULL DEFAULT 0"),
-    ("replayed", "INTEGER NOT NULL DEFAULT 0"), ("resend", "INTEGER NOT NULL DEFAULT 0"),
-)
-_INDEXES = """
-CREATE INDEX IF NOT EXISTS submissions_by_state ON submissions (base_url, state, created_at);
-CREATE INDEX IF NOT EXISTS submissions_by_time ON submissions (created_at)
-"""
-# Version 0 keyed kept images by task id, which a server may reissue: move each copy to the
-# submission that now holds its task id.
-_FROM_VERSION_0 = """
-ALTER TABLE images RENAME TO images_v0;
-CREATE TABLE images (
-    local_id    TEXT NOT NULL,
-    image_index INTEGER NOT NULL,
-    local_path  TEXT NOT NULL,
-    sha256      TEXT NOT NULL,
-    saved_at    REAL NOT NULL,
-    PRIMARY KEY (local_id, image_index)
-);
-INSERT OR IGNORE INTO images
-    SELECT s.local_id, i.image_index, i.local_path, i.sha256, i.saved_at
-    FROM images_v0 i JOIN submissions s ON s.task_id = i.task_id;
-DROP TABLE images_v0;
-"""
-
-
 class ImageCopy(NamedTuple):
     """One image kept on disk, and the submission it belongs to."""
 
@@ -168,36 +112,10 @@ class Journal:
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
-            self._migrate()
+            migrate(self._db)
         except sqlite3.Error as error:
             self._db.close()
             raise JournalError(self.path, error) from None
-
-    def _migrate(self) -> None:
-        """Bring the file to SCHEMA_VERSION, in one transaction (another kernel may open it too)."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            columns = [row[1] for row in self._db.execute("PRAGMA table_info(images)")]
-            if version == 0 and "task_id" in columns:
-                for statement in _FROM_VERSION_0.split(";"):
-                    if statement.strip():
-                        self._db.execute(statement)
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    self._db.execute(statement)
-            present = {row[1] for row in self._db.execute("PRAGMA table_info(submissions)")}
-            for name, declaration in _ADDED_IN_VERSION_2:
-                if name not in present:
-                    self._db.execute(f"ALTER TABLE submissions ADD COLUMN {name} {declaration}")
-            for statement in _INDEXES.split(";"):
-                self._db.execute(statement)
-            if version < SCHEMA_VERSION:
-                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
 
     def images_folder(self) -> Path:
         """Where this journal's kept images live: `images/` beside the file (the home folder's
@@ -359,6 +277,25 @@ class Journal:
                                 newer_than=time.time() - MEDIA_LIFETIME)
         return [e for e in finished if e.task is not None and e.task.status is TaskStatus.COMPLETED
                 and any(image.local_path is None and image.error is None for image in e.task.images)]
+
+    def recent_durations(self, base_url: str, limit: int = 300) -> list[tuple[ImageRequest | None, float, float | None]]:
+        """(request, seconds it took, the server's estimate) of the latest completed tasks: what
+        the poll schedule learns this account's durations from."""
+        found = []
+        for request, task in self._read(
+                "SELECT request, task FROM submissions WHERE base_url = ? AND state = ? AND task IS NOT NULL"
+                " ORDER BY created_at DESC LIMIT ?", (base_url, EntryState.FINISHED.value, limit)):
+            try:
+                record = json.loads(task)
+                request_obj = ImageRequest.from_payload(json.loads(request)) if request else None
+            except (ValueError, RequestValidationError):
+                continue
+            taken = record.get("actual_time")
+            if taken is None and record.get("completed_at") and record.get("created_at"):
+                taken = record["completed_at"] - record["created_at"]
+            if record.get("status") == TaskStatus.COMPLETED.value and taken:
+                found.append((request_obj, float(taken), record.get("estimated_time")))
+        return found
 
     def image_copies(self) -> list[ImageCopy]:
         """Every image kept on disk, with the submission it belongs to."""

@@ -1,20 +1,31 @@
-"""When to poll a task next, and when to give up.
+"""When to poll a task next, and when to give up. Pure logic: elapsed times come in as numbers.
 
-The server reports `estimated_time` (often two or three times the real duration) and
-`progress`. The schedule predicts the finish from the progress rate when progress moves,
-from the estimate otherwise; it polls after a fraction of the predicted remaining time, so
-polls get denser near the expected end, and stretches them geometrically once the
-prediction has passed without a result. Pure logic: elapsed times come in as numbers.
+The finish time is predicted as a distribution (log-normal), from every signal there is,
+each weighted by how much it can be trusted: the progress rate when progress moves, a single
+progress mark, the durations this account actually saw for the same kind of request, the
+server's `estimated_time` scaled by how it related to real durations before (it often says
+two or three times too much), or a default. Then each poll comes when another share of the
+remaining chance of completion has passed: dense where the finish is likely, sparse where it
+is not, whatever style of progress the server reports (smooth, coarse, none). Once the
+prediction is overrun, intervals stretch geometrically.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+from collections import deque
 from dataclasses import dataclass, field
+from statistics import NormalDist, fmean, pstdev
 
+from ._request import ImageRequest
 from ._task import Task, TaskStatus
 
 __all__ = ["PollSchedule"]
+
+_UNIT = NormalDist()
+_MIN_SIGMA = 0.05
+_LEARNED_AFTER = 5  # observations before a learned source is trusted
 
 
 @dataclass(frozen=True)
@@ -24,15 +35,15 @@ class PollSchedule:
     first_delay: float = 1.0
     """First poll after submit: learn the queue state and the server's estimate early."""
     min_interval: float = 0.5
-    """Closest spacing of polls, reached near the predicted end."""
+    """Closest spacing of polls."""
     max_interval: float = 5.0
-    """Widest spacing, so a pessimistic estimate never makes detection slow."""
-    tail_fraction: float = 0.5
-    """Poll after this fraction of the predicted remaining time."""
+    """Widest spacing, so a wrong prediction never makes detection slow."""
+    completion_step: float = 0.08
+    """Poll each time this share of the remaining chance of completion has passed."""
     overrun_growth: float = 1.5
-    """After the predicted end has passed, each interval grows by this factor."""
+    """Once the predicted finish (its 95th percentile) has passed, intervals grow by this."""
     default_estimate: float = 20.0
-    """Assumed duration while the server has given no estimate."""
+    """Assumed duration while nothing better is known."""
     min_deadline: float = 600.0
     """The overall deadline is the larger of this and `deadline_factor` x the estimate..."""
     deadline_factor: float = 3.0
@@ -52,6 +63,73 @@ class PollSchedule:
         )
 
 
+@dataclass(frozen=True)
+class Belief:
+    """A log-normal belief about a task's total duration: log-seconds mean and spread."""
+
+    mu: float
+    sigma: float
+
+    @classmethod
+    def around(cls, seconds: float, sigma: float) -> Belief:
+        return cls(math.log(max(seconds, 1e-6)), max(sigma, _MIN_SIGMA))
+
+    @property
+    def median(self) -> float:
+        return math.exp(self.mu)
+
+    def quantile(self, share: float) -> float:
+        return math.exp(self.mu + self.sigma * _UNIT.inv_cdf(min(max(share, 1e-9), 1 - 1e-9)))
+
+    def done_by(self, seconds: float) -> float:
+        """The chance the task is done `seconds` after submit."""
+        if seconds <= 0:
+            return 0.0
+        return _UNIT.cdf((math.log(seconds) - self.mu) / self.sigma)
+
+    @staticmethod
+    def combine(beliefs: list[Belief]) -> Belief:
+        """Independent signals, weighted by their precision."""
+        weights = [1 / b.sigma ** 2 for b in beliefs]
+        mu = sum(w * b.mu for w, b in zip(weights, beliefs)) / sum(weights)
+        return Belief(mu, max(math.sqrt(1 / sum(weights)), _MIN_SIGMA))
+
+
+class DurationHistory:
+    """What this account's tasks took, by (model, resolution, n), and how that compared with
+    the server's estimate: the memory the schedule predicts from. Fed from the journal when a
+    client starts, and by every task it sees finish."""
+
+    def __init__(self, window: int = 50):
+        self._durations: dict[tuple[str, str, int], deque[float]] = {}
+        self._ratios: deque[float] = deque(maxlen=window * 4)
+        self._window = window
+
+    def observe(self, request: ImageRequest | None, duration: float, estimate: float | None) -> None:
+        if not duration > 0 or not math.isfinite(duration):
+            return
+        if request is not None:
+            key = (request.model, request.resolution, request.n)
+            self._durations.setdefault(key, deque(maxlen=self._window)).append(math.log(duration))
+        if estimate is not None and estimate > 0:
+            self._ratios.append(math.log(duration / estimate))
+
+    def beliefs(self, request: ImageRequest | None, estimate: float | None) -> list[Belief]:
+        """What the history says about a task of `request` that the server estimates at `estimate`."""
+        found = []
+        seen = self._durations.get((request.model, request.resolution, request.n)) if request else None
+        if seen is not None and len(seen) >= _LEARNED_AFTER:
+            found.append(Belief(fmean(seen), max(pstdev(seen), _MIN_SIGMA)))
+        if estimate is not None and len(self._ratios) >= _LEARNED_AFTER:
+            found.append(Belief(math.log(estimate) + fmean(self._ratios), max(pstdev(self._ratios), _MIN_SIGMA)))
+        return found
+
+    def typical(self) -> float | None:
+        """The median duration seen, over every kind of request; None before any."""
+        seen = sorted(value for durations in self._durations.values() for value in durations)
+        return math.exp(seen[len(seen) // 2]) if seen else None
+
+
 @dataclass
 class PollTracker:
     """What the schedule has learnt about one task; call observe() after each poll."""
@@ -59,6 +137,9 @@ class PollTracker:
     schedule: PollSchedule = field(default_factory=PollSchedule)
     timeout: float | None = None
     """A caller's fixed deadline; None derives it from the server's estimate."""
+    history: DurationHistory | None = None
+    """The account's past durations, when known."""
+    request: ImageRequest | None = None
     polls: int = 0
     estimated_time: float | None = None
     _points: list[tuple[float, int]] = field(default_factory=list)
@@ -82,18 +163,33 @@ class PollTracker:
         wanted = max(self.schedule.min_deadline, self.schedule.deadline_factor * estimate)
         return min(wanted, self.schedule.max_deadline)
 
-    def predicted_total(self, elapsed: float) -> float:
-        """Predicted task duration, in seconds since submit."""
+    def belief(self) -> Belief:
+        """The predicted total duration, from every signal there is."""
+        found = self._progress_beliefs()
+        if self.history is not None:
+            found += self.history.beliefs(self.request, self.estimated_time)
+        if not found and self.estimated_time:
+            # unlearned: the server's estimate, which usually overstates two or three times
+            found.append(Belief.around(self.estimated_time / 2, 0.45))
+        if not found:
+            found.append(Belief.around(self.schedule.default_estimate, 0.6))
+        return Belief.combine(found)
+
+    def _progress_beliefs(self) -> list[Belief]:
         if len(self._points) >= 2:
             (t0, p0), (t1, p1) = self._points[0], self._points[-1]
             rate = (p1 - p0) / (t1 - t0) if t1 > t0 else 0.0
             if rate > 0:
-                return t1 + (100 - p1) / rate
+                return [Belief.around(t1 + (100 - p1) / rate, 0.08)]
         if len(self._points) == 1:
             t1, p1 = self._points[0]
             # assumes progress started at submit: errs long when the task queued first
-            return t1 * 100 / p1
-        return self.estimated_time or self.schedule.default_estimate
+            return [Belief.around(t1 * 100 / p1, 0.3)]
+        return []
+
+    def predicted_total(self, elapsed: float) -> float:
+        """Predicted task duration, in seconds since submit (the median of the belief)."""
+        return max(self.belief().median, elapsed)
 
     def next_delay(self, elapsed: float) -> float:
         """Seconds to wait before the next poll, never past the deadline."""
@@ -101,11 +197,13 @@ class PollTracker:
         if self.polls == 0:
             delay = s.first_delay
         else:
-            remaining = self.predicted_total(elapsed) - elapsed
-            if remaining > s.min_interval:
+            belief = self.belief()
+            if elapsed < belief.quantile(0.95):
                 self._overrun_interval = None
-                delay = remaining * s.tail_fraction
-            else:
+                already = belief.done_by(elapsed)
+                target = already + (1 - already) * s.completion_step
+                delay = belief.quantile(target) - elapsed
+            else:  # the prediction was wrong: stretch rather than poll a tail densely
                 previous = self._overrun_interval
                 delay = s.min_interval if previous is None else previous * s.overrun_growth
                 self._overrun_interval = delay

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 from collections.abc import Callable
 
 from . import _runner
-from ._errors import QwenError, RequestValidationError, stopped_watching
+from ._budget import Priority
+from ._errors import QwenError, RateLimitError, RequestValidationError, stopped_watching
 from ._task import Task, TaskStatus
 from ._request import ImageRequest
 
@@ -125,15 +126,19 @@ class Sweep:
     index whenever a cell changes.
     """
 
-    def __init__(self, client: QwenClient, plan: SweepPlan, *, concurrency: int = 8,
+    def __init__(self, client: QwenClient, plan: SweepPlan, *, concurrency: int | None = None,
                  price_per_image: float | None = None):
-        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-            raise RequestValidationError("concurrency", "must be a positive integer", concurrency)
+        if concurrency is None:
+            concurrency = client.aio.sustainable_tasks()
+        elif isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise RequestValidationError("concurrency", "must be a positive integer or None (automatic)",
+                                         concurrency)
         self.client = client
         self.plan = plan
         self.axes = plan.axes
         self.cells = plan.cells
-        self.concurrency = concurrency
+        self.concurrency = min(concurrency, max(1, len(plan.cells)))
+        """Cells in flight at once; halved on each 429 or 'too many tasks' answer to a submit."""
         self.summary = plan.describe(price_per_image)
         """The plan in words: tasks, images, and cost when a price was given."""
         cells = plan.cells
@@ -231,16 +236,23 @@ class Sweep:
     # -- the work, on the private loop ----------------------------------------------------------
 
     async def _run(self) -> None:
-        gate = asyncio.Semaphore(self.concurrency)
+        gate = _Gate(self)
         await asyncio.gather(*(self._cell(i, gate) for i in range(len(self.cells))))
 
-    async def _cell(self, index: int, gate: asyncio.Semaphore) -> None:
+    def _slow_down(self, error: QwenError, delay: float) -> None:
+        """on_retry of a submit: the service says too many requests or tasks at once."""
+        if isinstance(error, RateLimitError) and self.concurrency > 1:
+            self.concurrency = max(1, self.concurrency // 2)
+            _log.info("sweep: the service pushed back; %d cells in flight from now on", self.concurrency)
+
+    async def _cell(self, index: int, gate: _Gate) -> None:
         async with gate:
             if self._cancelled.is_set():
                 self._end(index, error=SweepCancelled("cancelled before it was submitted"))
                 return
             aio = self.client.aio
-            submitting = asyncio.ensure_future(aio.submit(self.cells[index].request))
+            submitting = asyncio.ensure_future(aio.submit(self.cells[index].request, on_retry=self._slow_down,
+                                                          priority=Priority.BACKGROUND))
             self._submits[index] = submitting
             if self._cancelled.is_set():
                 submitting.cancel()
@@ -281,3 +293,22 @@ class Sweep:
                 listener(index)
             except Exception:  # a view's bug must not stop the sweep
                 _log.exception("a sweep listener failed")
+
+
+class _Gate:
+    """At most `sweep.concurrency` cells inside; the limit may shrink while cells wait."""
+
+    def __init__(self, sweep: Sweep):
+        self._sweep = sweep
+        self._inside = 0
+        self._changed = asyncio.Condition()
+
+    async def __aenter__(self) -> None:
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._inside < self._sweep.concurrency)
+            self._inside += 1
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        async with self._changed:
+            self._inside -= 1
+            self._changed.notify_all()

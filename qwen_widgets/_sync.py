@@ -14,7 +14,7 @@ import httpx
 
 from . import _runner
 from ._auth import as_secret
-from ._budget import RequestBudget
+from ._budget import Priority, RequestBudget
 from ._call import OnRetry
 from ._clock import SYSTEM_CLOCK, Clock
 from ._client import AsyncQwenClient, OnUpdate
@@ -97,8 +97,9 @@ class QwenClient:
         _runner.run(self.aio.aclose())
 
     @_doc_of(AsyncQwenClient.submit)
-    def submit(self, request: ImageRequest, *, on_retry: OnRetry | None = None) -> Task:
-        return _runner.run(self.aio.submit(request, on_retry=on_retry))
+    def submit(self, request: ImageRequest, *, on_retry: OnRetry | None = None,
+               priority: Priority = Priority.SUBMIT) -> Task:
+        return _runner.run(self.aio.submit(request, on_retry=on_retry, priority=priority))
 
     @_doc_of(AsyncQwenClient.get_task)
     def get_task(self, task_id: str, *, request: ImageRequest | None = None,

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from qwen_widgets._task import Task, TaskStatus
 from qwen_widgets._budget import PollBudget
-from qwen_widgets._polling import PollSchedule, PollTracker
+from qwen_widgets._polling import DurationHistory, PollSchedule, PollTracker
+from qwen_widgets._request import ImageRequest
 
 TID = "task_poll"
 EPS = 1e-9
@@ -36,6 +37,21 @@ class LinearTask:
             return Task(TID, TaskStatus.PENDING, 0, estimate)
         share = (elapsed - self.queue) / (self.duration - self.queue)
         return Task(TID, TaskStatus.PROCESSING, int(1 + 98 * share), estimate)
+
+
+@dataclass
+class StyledTask(LinearTask):
+    """LinearTask with the progress the server reports: smooth, 0 then 50, or none."""
+
+    style: str = "linear"
+
+    def at(self, elapsed: float) -> Task:
+        task = LinearTask.at(self, elapsed)
+        if task.status is not TaskStatus.PROCESSING or self.style == "linear":
+            return task
+        share = (elapsed - self.queue) / (self.duration - self.queue)
+        progress = 50 if self.style == "coarse" and share >= 0.5 else 0
+        return Task(TID, TaskStatus.PROCESSING, progress, task.estimated_time)
 
 
 @dataclass
@@ -130,13 +146,15 @@ def test_polls_get_denser_near_the_predicted_end(duration):
     assert all(b <= a + EPS for a, b in zip(tail, tail[1:]))
 
 
-def test_delay_shrinks_as_the_estimated_end_approaches():
+def test_polls_are_densest_where_the_finish_is_likely():
+    # no progress and no history: the finish is believed near half the 30 s estimate
     tracker = PollTracker()
     tracker.observe(1.0, Task(TID, TaskStatus.PENDING, 0, estimated_time=30.0))
-    delays = [tracker.next_delay(e) for e in (2.0, 10.0, 20.0, 25.0, 27.0, 28.5, 29.4)]
-    assert all(b <= a for a, b in zip(delays, delays[1:]))
-    assert delays[0] == PollSchedule().max_interval
-    assert delays[-1] == PollSchedule().min_interval
+    likely = tracker.belief().median
+    assert likely == pytest.approx(15.0)
+    early, near = tracker.next_delay(2.0), tracker.next_delay(likely)
+    assert near < early and near <= 1.5
+    assert early >= 3 * near
 
 
 def test_progress_rate_beats_an_overstated_estimate():
@@ -144,8 +162,35 @@ def test_progress_rate_beats_an_overstated_estimate():
     tracker = PollTracker()
     tracker.observe(1.0, Task(TID, TaskStatus.PROCESSING, 5, estimated_time=60.0))
     tracker.observe(11.0, Task(TID, TaskStatus.PROCESSING, 55, estimated_time=60.0))
-    assert tracker.predicted_total(11.0) == pytest.approx(20.0)
-    assert tracker.next_delay(11.0) == pytest.approx(9.0 * PollSchedule().tail_fraction)
+    assert tracker.predicted_total(11.0) == pytest.approx(20.0, rel=0.05)
+    assert tracker.belief().sigma < 0.1  # a moving progress bar is trusted most
+    assert 0.5 <= tracker.next_delay(11.0) < 9.0
+
+
+def test_history_narrows_the_prediction_and_a_fresh_estimate_scales_by_it():
+    history = DurationHistory()
+    request = ImageRequest("a fox")
+    for duration in (18.0, 20.0, 22.0, 19.0, 21.0, 20.0):
+        history.observe(request, duration, duration * 3)  # the server says three times too much
+    fresh, learned = PollTracker(), PollTracker(history=history, request=request)
+    for tracker in (fresh, learned):
+        tracker.observe(1.0, Task(TID, TaskStatus.PENDING, 0, estimated_time=90.0))
+    # two learned signals, weighed: durations seen (about 20 s) and this estimate / 3 (30 s)
+    assert 20.0 < learned.belief().median < 30.0
+    assert fresh.belief().median == pytest.approx(45.0)  # unlearned: half the estimate
+    assert learned.belief().sigma < fresh.belief().sigma
+    assert history.typical() == pytest.approx(20.0, rel=0.05)
+
+
+@pytest.mark.parametrize("style", ["linear", "coarse", "none"])
+def test_every_progress_style_is_cheap_and_prompt_once_durations_are_learned(style):
+    history, request = DurationHistory(), ImageRequest("a fox")
+    for duration in (16.0, 18.0, 20.0, 22.0, 24.0, 19.0, 21.0):
+        history.observe(request, duration, duration * 2.5)
+    runs = [drive(StyledTask(duration, style=style), PollTracker(history=history, request=request))
+            for duration in (15.0, 18.0, 20.0, 22.0, 26.0)]
+    assert max(run.polls for run in runs) <= _fixed_polls(26.0, 0.5) / 3
+    assert sorted(run.detection for run in runs)[2] <= 1.0
 
 
 def test_after_prediction_passes_intervals_grow_geometrically_to_max():
@@ -169,22 +214,20 @@ def test_after_prediction_passes_intervals_grow_geometrically_to_max():
 def test_overrun_growth_resets_when_the_prediction_moves_out_again():
     tracker = PollTracker()
     tracker.observe(1.0, Task(TID, TaskStatus.PENDING, 0, estimated_time=10.0))
-    tracker.next_delay(10.0)
-    tracker.next_delay(10.5)
-    grown = tracker.next_delay(11.3)
+    past = tracker.belief().quantile(0.95) + 1.0
+    tracker.next_delay(past)
+    grown = tracker.next_delay(past + 0.5)
     assert grown > PollSchedule().min_interval
-    tracker.observe(12.0, Task(TID, TaskStatus.PENDING, 0, estimated_time=40.0))
-    assert tracker.next_delay(12.0) == PollSchedule().max_interval
-    tracker.observe(40.0, Task(TID, TaskStatus.PENDING, 0, estimated_time=40.0))
-    assert tracker.next_delay(40.0) == pytest.approx(PollSchedule().min_interval)
+    tracker.observe(past + 1.0, Task(TID, TaskStatus.PENDING, 0, estimated_time=400.0))
+    assert tracker.next_delay(past + 1.0) == PollSchedule().max_interval  # far from the new finish
 
 
 def test_no_estimate_uses_default_estimate():
     schedule = PollSchedule(default_estimate=20.0)
     tracker = PollTracker(schedule)
     tracker.observe(1.0, Task(TID, TaskStatus.PENDING, 0))
-    assert tracker.predicted_total(1.0) == 20.0
-    assert tracker.next_delay(19.0) == pytest.approx(0.5)
+    assert tracker.predicted_total(1.0) == pytest.approx(20.0)
+    assert tracker.next_delay(19.0) <= 2.0
 
 
 # --- deadline -------------------------------------------------------------------------------
@@ -279,7 +322,7 @@ def test_scaled_multiplies_every_duration_only():
     scaled = base.scaled(0.01)
     for name in ("first_delay", "min_interval", "max_interval", "default_estimate", "min_deadline"):
         assert getattr(scaled, name) == pytest.approx(getattr(base, name) * 0.01)
-    for name in ("tail_fraction", "overrun_growth", "deadline_factor"):
+    for name in ("completion_step", "overrun_growth", "deadline_factor"):
         assert getattr(scaled, name) == getattr(base, name)
     assert base.first_delay == 1.0  # the original is unchanged
 

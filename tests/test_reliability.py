@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 import qwen_widgets as qw
-from qwen_widgets._journal import SCHEMA_VERSION, Journal
+from qwen_widgets._journal import Journal
+from qwen_widgets._schema import SCHEMA_VERSION
 from qwen_widgets._store import STALE_TEMPORARY_SECONDS, disk_usage, prune
 from qwen_widgets.simulator import SimResponse, Simulator, serve
 

@@ -64,11 +64,18 @@ class Simulator:
         api_keys: set[str] | None = None,
         task_id_seed: str | None = None,
         synchronous_results: bool = False,
+        progress_style: str = "linear",
+        max_running: int | None = None,
         starting_balance: float = 10.0,
         clock: Callable[[], float] = time.time,
     ):
         if url_style not in ("string", "list", "mixed"):
             raise ValueError("url_style must be 'string', 'list' or 'mixed'")
+        if progress_style not in ("linear", "coarse", "none"):
+            raise ValueError("progress_style must be 'linear', 'coarse' or 'none'")
+        self.progress_style = progress_style
+        self.max_running = max_running
+        """Tasks that may run at once; a submit beyond it gets 429 'too_many_tasks'."""
         self.seed = seed
         self.time_scale = time_scale
         self.duration = duration
@@ -219,6 +226,10 @@ class Simulator:
         spent = sum(self._cost(task) for task in self.tasks.values() if task.state(now)[0] == "completed")
         return json_response(200, catalog.balance(self.starting_balance, spent))
 
+    def _running(self) -> int:
+        now = self.clock()
+        return sum(task.state(now)[0] in ("pending", "processing") for task in self.tasks.values())
+
     @staticmethod
     def _cost(task: SimTask) -> float:
         return round(catalog.PRICES[task.request.model] * task.images_returned, 6)
@@ -258,6 +269,9 @@ class Simulator:
                 return error_response(422, "this Idempotency-Key was used with a different request body",
                               "invalid_request_error", code="idempotency_key_reused")
             return self._accepted(self.tasks[task_id], headers, {"idempotency-replayed": "true"})
+        if self.max_running is not None and self._running() >= self.max_running:
+            return error_response(429, "too many tasks running, try again shortly", "rate_limit_error",
+                                  code="too_many_tasks", headers={"Retry-After": "1"})
         task = self._new_task(request)
         if self.synchronous_results and "x-apimart-response-version" in headers:
             task.queue = task.duration = 0.0
@@ -303,6 +317,7 @@ class Simulator:
             url_as_list=self.url_style == "list" or (self.url_style == "mixed" and rng.random() < 0.5),
             error="content moderation rejected the prompt" if rng.random() < 0.5
             else "generation failed, please retry",
+            progress_style=self.progress_style,
         )
 
     def _task(self, path: str, query: dict, headers: dict, body: bytes) -> SimResponse:

@@ -23,6 +23,9 @@ class SimTask:
     images_returned: int
     url_as_list: bool
     error: str = ""
+    progress_style: str = "linear"
+    """How the server reports progress: "linear" (1..99), "coarse" (0, then 50 at half
+    way) or "none" (0 until done): what the real service does is not documented."""
 
     def state(self, now: float) -> tuple[str, int]:
         elapsed = now - self.created
@@ -35,6 +38,9 @@ class SimTask:
         return "processing", self._progress(elapsed)
 
     def _progress(self, elapsed: float) -> int:
-        if elapsed < self.queue:
+        if elapsed < self.queue or self.progress_style == "none":
             return 0
-        return int(1 + 98 * (elapsed - self.queue) / (self.duration - self.queue))
+        share = (elapsed - self.queue) / (self.duration - self.queue)
+        if self.progress_style == "coarse":
+            return 50 if share >= 0.5 else 0
+        return int(1 + 98 * share)

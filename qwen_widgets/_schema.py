@@ -1,0 +1,98 @@
+"""The journal's file format: its tables, indexes, and the migrations from older versions.
+
+Each version adds to the one before; `migrate` brings any older file up to date in one
+transaction, so two kernels opening the same file at once both see a whole schema.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+__all__: list[str] = []
+
+SCHEMA_VERSION = 2
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS submissions (
+    local_id        TEXT PRIMARY KEY,
+    created_at      REAL NOT NULL,
+    updated_at      REAL NOT NULL,
+    base_url        TEXT NOT NULL,
+    pid             INTEGER,
+    request         TEXT,
+    state           TEXT NOT NULL,
+    task_id         TEXT,
+    task            TEXT,
+    error           TEXT,
+    idempotency_key TEXT,
+    request_id      TEXT,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    replayed        INTEGER NOT NULL DEFAULT 0,
+    resend          INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (base_url, task_id)
+);
+CREATE TABLE IF NOT EXISTS images (
+    local_id    TEXT NOT NULL,
+    image_index INTEGER NOT NULL,
+    local_path  TEXT NOT NULL,
+    sha256      TEXT NOT NULL,
+    saved_at    REAL NOT NULL,
+    PRIMARY KEY (local_id, image_index)
+);
+"""
+# Version 2 added the idempotency key (API.md section 5) and what became of each attempt.
+_ADDED_IN_VERSION_2 = (
+    ("idempotency_key", "TEXT"), ("request_id", "TEXT"), ("attempts", "INTEGER NOT NULL DEFAULT 0"),
+    ("replayed", "INTEGER NOT NULL DEFAULT 0"), ("resend", "INTEGER NOT NULL DEFAULT 0"),
+)
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS submissions_by_state ON submissions (base_url, state, created_at);
+CREATE INDEX IF NOT EXISTS submissions_by_time ON submissions (created_at);
+CREATE INDEX IF NOT EXISTS submissions_in_flight ON submissions (state)
+"""
+# Version 0 keyed kept images by task id, which a server may reissue: move each copy to the
+# submission that now holds its task id.
+_FROM_VERSION_0 = """
+ALTER TABLE images RENAME TO images_v0;
+CREATE TABLE images (
+    local_id    TEXT NOT NULL,
+    image_index INTEGER NOT NULL,
+    local_path  TEXT NOT NULL,
+    sha256      TEXT NOT NULL,
+    saved_at    REAL NOT NULL,
+    PRIMARY KEY (local_id, image_index)
+);
+INSERT OR IGNORE INTO images
+    SELECT s.local_id, i.image_index, i.local_path, i.sha256, i.saved_at
+    FROM images_v0 i JOIN submissions s ON s.task_id = i.task_id;
+DROP TABLE images_v0;
+"""
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    """Bring the file to SCHEMA_VERSION, in one transaction (another kernel may open it too).
+    A file already up to date costs one read: opening a journal takes no write lock."""
+    if db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        columns = [row[1] for row in db.execute("PRAGMA table_info(images)")]
+        if version == 0 and "task_id" in columns:
+            for statement in _FROM_VERSION_0.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                db.execute(statement)
+        present = {row[1] for row in db.execute("PRAGMA table_info(submissions)")}
+        for name, declaration in _ADDED_IN_VERSION_2:
+            if name not in present:
+                db.execute(f"ALTER TABLE submissions ADD COLUMN {name} {declaration}")
+        for statement in _INDEXES.split(";"):
+            db.execute(statement)
+        if version < SCHEMA_VERSION:
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")

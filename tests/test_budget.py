@@ -1,0 +1,146 @@
+"""The shared request budget as a scheduler: who gets the next slot, and the rate after a 429."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+import qwen_widgets as qw
+from qwen_widgets._budget import Priority, RequestBudget
+from qwen_widgets.simulator import SimResponse
+
+from .conftest import FakeClock, TEST_KEY, fast_options
+
+pytestmark = pytest.mark.anyio
+
+
+class SettlingClock(FakeClock):
+    """A fake clock whose sleeps let every granted waiter resume before time moves on, so the
+    order waiters return in is the order the budget granted them."""
+
+    async def sleep(self, seconds: float) -> None:
+        for _ in range(5):
+            await asyncio.sleep(0)
+        self.now += max(seconds, 0.0)
+
+
+async def take_all(budget: RequestBudget, clock: FakeClock, priorities: list[Priority]) -> list[tuple[int, float]]:
+    """Start a waiter per priority, in order; returns (waiter number, slot time) in grant order."""
+    granted: list[tuple[int, float]] = []
+
+    async def one(number: int, priority: Priority) -> None:
+        await budget.take(clock, priority)
+        granted.append((number, clock.monotonic()))
+
+    # all queue before the first slot is handed out (tasks start in creation order)
+    await asyncio.gather(*(one(number, priority) for number, priority in enumerate(priorities)))
+    return granted
+
+
+async def test_a_due_poll_goes_before_queued_submissions():
+    budget, clock = RequestBudget(10.0), SettlingClock(0.0)
+    order = [Priority.BACKGROUND] * 30 + [Priority.SUBMIT] + [Priority.POLL]
+    granted = await take_all(budget, clock, order)
+    numbers = [number for number, _ in granted]
+    assert numbers[:2] == [31, 30]  # the poll, then the interactive submit, then the sweep
+    assert numbers[2:] == list(range(30))
+
+
+async def test_slots_stay_one_spacing_apart_whatever_the_order():
+    budget, clock = RequestBudget(10.0), SettlingClock(0.0)
+    granted = await take_all(budget, clock, [Priority.BACKGROUND, Priority.POLL, Priority.SUBMIT] * 10)
+    times = [at for _, at in granted]
+    assert len(times) == 30
+    assert all(b - a >= 0.1 - 1e-9 for a, b in zip(times, times[1:]))
+    assert times[-1] - times[0] == pytest.approx(2.9)
+
+
+async def test_within_a_class_first_come_first_served():
+    budget, clock = RequestBudget(10.0), SettlingClock(0.0)
+    granted = await take_all(budget, clock, [Priority.POLL] * 12)
+    assert [number for number, _ in granted] == list(range(12))
+
+
+async def test_a_cancelled_dispatcher_hands_its_role_on():
+    clock = qw._clock.SYSTEM_CLOCK
+    budget = RequestBudget(1.0)
+    await budget.take(clock)  # the free slot: the next one is a second away
+    first = asyncio.ensure_future(budget.take(clock))  # holds the dispatch role, sleeping
+    second = asyncio.ensure_future(budget.take(clock))
+    await asyncio.sleep(0.05)
+    first.cancel()
+    await asyncio.wait_for(second, 30)  # would hang forever if the role were lost
+    assert first.cancelled() and second.done() and budget._dispatcher is None
+
+
+def test_two_event_loops_share_one_spacing():
+    """The package's private loop and a user's loop take slots of the same budget."""
+    budget, rate, count = RequestBudget(200.0), 200.0, 20
+    sent: list[float] = []
+    lock = threading.Lock()
+
+    def run() -> None:
+        async def take_many() -> None:
+            for _ in range(count):
+                await budget.take(qw._clock.SYSTEM_CLOCK, Priority.POLL)
+                with lock:
+                    sent.append(time.monotonic())
+        asyncio.run(take_many())
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(sent) == 2 * count
+    # a lower bound only: load can stretch the spacing, never shrink it below the budget's
+    assert max(sent) - min(sent) >= (2 * count - 1) / rate - 0.01
+
+
+def test_a_429_halves_the_rate_and_quiet_time_raises_it_back_slowly():
+    budget = RequestBudget(20.0, recovery=5.0)
+    budget.throttled(100.0)
+    assert budget.rate == 10.0 and budget.throttles == 1
+    budget.throttled(100.01)  # the same burst, seen twice: counted once
+    assert budget.rate == 10.0
+    budget.reserve(104.0)
+    assert budget.rate == 10.0  # not yet
+    budget.reserve(105.0)
+    assert budget.rate == pytest.approx(11.0)
+    for step in range(1, 20):
+        budget.reserve(105.0 + 5.0 * step)
+    assert budget.rate == 20.0  # back, never above the configured rate
+    fixed = RequestBudget(20.0, adaptive=False)
+    fixed.throttled(100.0)
+    assert fixed.rate == 20.0
+
+
+async def test_a_429_storm_slows_the_clients_budget(server, make_client):
+    budget = RequestBudget(1000.0)
+    server.simulator.inject(SimResponse(429, {"Retry-After": "0"}, b'{"error": {"message": "slow"}}'),
+                            method="GET", count=3)
+    async with make_client(poll_budget=budget) as client:
+        task = await client.generate("a fox")
+    assert task.status is qw.TaskStatus.COMPLETED
+    assert budget.throttles >= 1 and budget.rate < 1000.0
+
+
+def test_the_default_budget_is_near_the_providers_limit():
+    assert 15.0 <= RequestBudget().max_rate < 20.0
+
+
+async def test_a_sweep_takes_its_concurrency_from_the_budget_and_halves_it_on_pushback(server):
+    simulator = server.simulator
+    simulator.max_running = 3  # the service's own limit on running tasks
+    simulator.duration = 200  # 2 s at this scale: tasks overlap
+    with qw.QwenClient(TEST_KEY, base_url=server.url, **fast_options(poll_budget=RequestBudget(1000.0))) as client:
+        plan = qw._sweep.SweepPlan.of({"prompt": [f"fox {i}" for i in range(12)]}, max_images=12)
+        sweep = qw.Sweep(client, plan)
+        assert sweep.concurrency == 12  # the budget sustains all of them at once (22 of 0.2 s tasks)
+        tasks = await asyncio.to_thread(lambda: sweep.start().wait(120))
+    assert len(tasks) == 12 and sweep.failed_count == 0
+    assert sweep.concurrency < 12  # halved after the service said "too many tasks"
+    assert len(simulator.tasks) == 12  # a refused submit created nothing; none ran twice
