@@ -25,7 +25,7 @@ from ._task import Task
 if TYPE_CHECKING:
     import pandas
 
-__all__ = ["generate", "resume", "sweep", "history", "save", "default_client", "set_default_client"]
+__all__ = ["generate", "resume", "sweep", "history", "save", "export", "default_client", "set_default_client"]
 
 _default: QwenClient | None = None
 _default_lock = threading.Lock()
@@ -95,6 +95,29 @@ def save(tasks: Task | Iterable[Task], folder: str | Path, client: QwenClient | 
     return save_images(tasks, folder, (client or default_client()).fetch_image)
 
 
+def export(path: str | Path, tasks: Task | Iterable[Task] | None = None,
+           client: QwenClient | None = None) -> Path:
+    """One zip of images at full resolution, their JSON sidecars and results.csv; returns it.
+
+        qw.export("work.zip", [task1, task2])   # these tasks
+        qw.export("exports/")                   # the whole history, as a dated file there
+
+    Without `tasks`, every task of the client's journal (by default the one behind
+    `qw.generate`: this session's in demo mode, the home folder's with a key). Images come
+    from the local copy when there is one, else from their URL; one that cannot be had is
+    listed in the zip's README.txt instead of failing the export.
+    """
+    from . import _runner
+    from ._archive import build_archive, fetch_all, write_archive
+
+    client = client or default_client()
+    if tasks is None:
+        tasks = [entry.task for entry in client.journal.entries() if entry.task is not None]
+    tasks = [tasks] if isinstance(tasks, Task) else list(tasks)
+    fetched = _runner.run(fetch_all(client.aio, tasks))
+    return write_archive(path, build_archive(tasks, fetched))
+
+
 def sweep(
     prompt: str | list[str],
     *,
@@ -128,7 +151,7 @@ def sweep(
 
         from .widgets.grid import SweepGrid
 
-        display(SweepGrid(running))
+        display(SweepGrid(running))  # shown with a copy saved in the notebook (widgets/_static)
     else:
         print(f"sweep: {running.summary}", file=sys.stderr)
         running.on_change(lambda index: _print_progress(running, index))

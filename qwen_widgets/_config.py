@@ -82,15 +82,39 @@ _demo_announced = False
 
 
 def announce_demo() -> None:
-    """Say once per process that images are simulated."""
+    """Say once per process, in one short line, that images are simulated, and why.
+
+    In a script this is a DemoModeWarning on stderr. In a Jupyter kernel a warning is drawn
+    as a pink error-like box, so there it is one plain printed line instead; the widgets
+    (which show the same notice in their own line) create their client with the warning
+    filtered out, and then nothing is printed. `warnings` filters are honoured in both.
+    """
     global _demo_announced
-    if not _demo_announced:
-        _demo_announced = True
+    if _demo_announced:
+        return
+    _demo_announced = True
+    if demo_forced():
+        why = f"{DEMO}=1 is set"
+    elif api_key():
+        why = f"this client was given a simulator ({API_KEY} is not used by it)"
+    else:
+        why = f"no API key set ({API_KEY})"
+    message = f"Simulated images: {why}; qwen_widgets uses its built-in offline simulator."
+    if not _in_kernel():
         # warn_explicit: one clean line, without echoing whichever source line created the client
-        warnings.warn_explicit(
-            "Simulated images: no API key set, so qwen_widgets uses its built-in offline simulator. "
-            f"To generate real images set {API_KEY} (or pass api_key=...).",
-            DemoModeWarning, "qwen_widgets", 0)
+        warnings.warn_explicit(message, DemoModeWarning, "qwen_widgets", 0)
+        return
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.warn_explicit(message, DemoModeWarning, "qwen_widgets", 0)
+    if caught:  # not filtered out (by the widgets, or the user)
+        print(f"qwen_widgets: {message}")
+
+
+def _in_kernel() -> bool:
+    import sys
+
+    shell = sys.modules.get("IPython") and sys.modules["IPython"].get_ipython()
+    return type(shell).__name__ == "ZMQInteractiveShell"
 
 
 class NotGiven:

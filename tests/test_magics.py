@@ -206,8 +206,12 @@ def test_no_prompt_display_reaches_the_output(loaded, client):
     with capture_output() as captured:
         result = loaded.run_line_magic("qwen", "   ")
     assert result is None
-    assert len(captured.outputs) == 1
-    assert "application/vnd.jupyter.widget-view+json" in captured.outputs[0].data
+    # the live panel, then the copy of its results saved with the notebook (none yet)
+    assert len(captured.outputs) == 2
+    live, saved = (output.data for output in captured.outputs)
+    assert "application/vnd.jupyter.widget-view+json" in live
+    assert "needs a running kernel" in live["text/plain"]  # not a repr frozen at display time
+    assert "Results saved with the notebook: 0 generation(s)" in saved["text/html"]
     assert posts(client) == 0
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
+import zipfile
 import threading
 import time
 import warnings
@@ -14,7 +16,11 @@ from PIL import Image
 
 import qwen_widgets as qw
 from qwen_widgets.simulator import SimResponse, Simulator
+from qwen_widgets._sweep import Sweep, SweepPlan
 from qwen_widgets.widgets import Card, Panel
+from qwen_widgets.widgets.grid import SweepGrid
+
+from qwen_widgets.widgets._theme import ERROR_COLOR, plain_text
 
 from .conftest import TEST_KEY, TIME_SCALE, fast_options, demo_client, walk, wait_until
 
@@ -90,7 +96,7 @@ def test_counters_and_field_errors_next_to_the_field(panel):
     panel.prompt.value = "fine"
     panel.negative_prompt.value = "y" * 501
     assert panel.negative_count.value == "501 / 500" and "500" in panel.errors["negative_prompt"].value
-    assert panel.errors["prompt"].value == "" and panel.prompt_count.style.text_color is None
+    assert panel.errors["prompt"].value == "" and panel.prompt_count.style.text_color != ERROR_COLOR
     panel.negative_prompt.value = ""
     assert not panel.generate_button.disabled
 
@@ -167,7 +173,8 @@ def test_stop_says_so_honestly_and_attach_picks_the_task_up(panel):
     task_id = card.task.task_id
     assert "stopped watching" in card.status.value
     assert task_id in card.message.value and "may still complete and be billed" in card.message.value
-    assert card.attach_button.layout.display is None  # Re-attach is offered
+    assert card.attach_button in card.buttons.children and card.buttons in card.children
+    assert card.progress.bar_style != "danger" and ERROR_COLOR not in card.message.value  # not a failure
     attached = panel.attach(task_id)
     final = attached.future.result(30)
     assert final.task_id == task_id and final.status is qw.TaskStatus.COMPLETED
@@ -209,7 +216,7 @@ def test_rate_limit_retry_is_shown_while_it_waits(panel):
     card.message.observe(lambda change: seen.append(change["new"]), "value")
     seen.append(card.message.value)  # in case the 429 came before the observer (it lasts 1 s)
     assert card.future.result(30).status is qw.TaskStatus.COMPLETED
-    assert "rate limited, retrying in 1 s" in seen
+    assert any("rate limited, retrying in 1 s" in text for text in seen)
     assert card.message.value == ""  # cleared once polling recovered
 
 
@@ -219,7 +226,8 @@ def test_failed_task_card_says_why(tmp_path):
     card = panel.generate()
     task = card.future.result(30)
     assert task.status is qw.TaskStatus.FAILED
-    assert "failed" in card.message.value and task.error in card.message.value
+    assert "failed" in card.message.value and task.error in plain_text(card.message.value)
+    assert [b.description for b in card.actions.children[:-1]] == ["Retry", "Edit"]
     assert panel.results == [task] and panel.frame()["status"].tolist() == ["failed"]
 
 
@@ -231,28 +239,6 @@ def test_hostile_prompt_is_inert_everywhere(panel):
     assert any("&lt;img src=x onerror=alert(1)&gt;" in v for v in html_values)
     assert not any("<img" in v or "<script" in v for v in html_values)
     assert panel.frame()["prompt"][0] == HOSTILE  # data keeps the text intact
-
-
-def test_image_actions_reference_reuse_view_save(panel, tmp_path):
-    panel.request = qw.ImageRequest("a fox", size="3:2", n=2)
-    card = panel.generate()
-    task = card.future.result(30)
-    panel.request = qw.ImageRequest("something else")
-    buttons = {b.description: b for b in walk(card.tiles.children[1]) if isinstance(b, widgets.Button)}
-    assert set(buttons) == {"View", "Use as reference", "Reuse settings", "Save"}
-    buttons["Use as reference"].click()
-    assert panel.image_urls.value == task.images[1].url
-    buttons["Reuse settings"].click()
-    assert panel.request == qw.ImageRequest("a fox", size="3:2", n=2)
-    buttons["View"].click()
-    assert Image.open(io.BytesIO(card.viewer.value)).size == (1248, 832)  # full resolution
-    buttons["Save"].click()
-    saved = tmp_path / "saved" / f"{task.task_id}_1.png"
-    with Image.open(saved) as copy, Image.open(io.BytesIO(card.full_images[1])) as original:
-        assert copy.tobytes() == original.tobytes() and copy.text["prompt"] == "a fox"
-    assert json.loads(saved.with_suffix(".json").read_text())["request"]["size"] == "3:2"
-    expiry = [w.value for w in walk(card.tiles.children[1]) if isinstance(w, widgets.HTML)]
-    assert any("expires in 24 h" in v for v in expiry)
 
 
 def test_key_field_moves_the_key_and_clears_at_once(monkeypatch):
@@ -267,14 +253,6 @@ def test_key_field_moves_the_key_and_clears_at_once(monkeypatch):
     assert panel.banner_box.layout.display == "none"
     assert TEST_KEY not in widget_states(panel)
     assert TEST_KEY not in repr(panel) + repr(panel.client)
-
-
-def test_card_without_panel_has_no_panel_actions():
-    client = demo_client()
-    card = Card(client, request=qw.ImageRequest("a fox"))
-    card.start_generation(card.request).result(30)
-    labels = {b.description for b in walk(card.tiles) if isinstance(b, widgets.Button)}
-    assert labels == {"View", "Save"}
 
 
 def test_reference_previews_load_in_the_background(panel):
@@ -303,7 +281,7 @@ def test_timeout_lands_in_the_card_with_the_task_id():
     card = panel.generate()
     assert card.future.result(10) is None
     assert card.task.task_id in card.message.value and "may still complete" in card.message.value
-    assert card.attach_button.layout.display is None  # offered, since the task is not done
+    assert card.buttons.children == (card.attach_button,)  # offered, since the task is not done
 
 
 # -- regressions found in review ---------------------------------------------------------------
@@ -343,26 +321,18 @@ def test_a_double_click_submits_once(panel):
     assert panel.client.simulator.count("POST") == 2
 
 
-def test_empty_labels_take_no_room(panel):
-    panel.prompt.value = "a fox"
-    card = panel.generate()
-    card.future.result(30)
-    assert card.message.value == "" and card.message.layout.display == "none"
-    assert card.timings.layout.display is None  # filled, so shown
-    assert card.buttons.layout.display == "none"  # nothing to stop or re-attach
-
-
 # -- Compare mode: a sweep from the panel ---------------------------------------------------------
 
 
 def test_compare_mode_runs_a_sweep_over_prompt_lines_and_sizes(panel):
     panel.compare.value = True
-    assert panel.compare_row.layout.display is None and panel.single_row.layout.display == "none"
+    assert panel.compare_row.layout.display is None and panel.single_row.children == (panel.n,)
     panel.prompt.value = "a fox\n\na wolf\n"
     panel.sizes.value = ("1:1", "16:9")
     panel.n.value = 2
     assert panel.sweep_fields()["prompt"] == ["a fox", "a wolf"]
     assert panel.output_size.value == "Compare: 4 tasks, 8 images"
+    assert panel.generate_button.description == "Compare: 4 tasks"  # says what it will run
     panel.generate_button.click()
     grid = panel.gallery.children[0]
     sweep = grid.sweep
@@ -379,7 +349,7 @@ def test_compare_mode_refuses_three_axes_and_too_many_images(panel):
     panel.prompt.value = "a\nb"
     panel.models.value = qw.MODELS
     panel.sizes.value = ("1:1", "4:3")
-    assert panel.generate_button.disabled and "at most two fields" in panel.errors["generate"].value
+    assert panel.generate_button.disabled and "at most two things" in panel.errors["generate"].value
     panel.models.value = qw.MODELS[:1]
     panel.sizes.value = qw.SIZES  # 2 prompts x 7 sizes x 2 images = 28 > 24
     panel.n.value = 2
@@ -398,3 +368,291 @@ def test_leaving_compare_mode_restores_the_single_form(panel):
     panel.compare.value = False
     panel.prompt.value = "a fox"
     assert panel.request.size == "3:2" and panel.output_size.value.startswith("3:2 1K")
+
+
+# -- viewing, actions and their feedback ----------------------------------------------------------
+
+
+def finished_card(panel, **fields):
+    panel.request = qw.ImageRequest("a fox", **fields)
+    card = panel.generate()
+    card.future.result(30)
+    return card
+
+
+def test_clicking_a_thumbnail_opens_the_large_view_in_its_place(panel):
+    card = finished_card(panel, size="3:2", n=3)
+    assert card.viewer is None and card.tiles in card.children
+    opener = card.tiles.children[1].children[2]  # the transparent button over thumbnail #2
+    assert isinstance(opener, widgets.Button) and "Image 2" in opener.tooltip
+    opener.click()
+    viewer = card.viewer
+    wait_until(lambda: len(viewer.picture.value) > 0)
+    assert viewer in card.children and card.tiles not in card.children  # where the user looked
+    assert card.layout.grid_column == "1 / -1"  # the whole width of the gallery
+    assert "Image 2 of 3" in viewer.caption.value and "1248x832" in viewer.caption.value
+    assert viewer.picture.layout.max_height == "75vh"  # sized to the window
+    with Image.open(io.BytesIO(viewer.picture.value)) as large:
+        assert large.size == (1248, 832)  # under the screen edge: shown at full size
+    viewer.next_button.click()
+    wait_until(lambda: "Image 3 of 3" in viewer.caption.value and viewer.picture.value)
+    viewer.step(1).result(10)  # wraps around
+    assert "Image 1 of 3" in viewer.caption.value
+    viewer.previous_button.click()
+    assert "Image 3 of 3" in viewer.caption.value
+    viewer.close_button.click()
+    assert viewer.picture.value == b"" and card.tiles in card.children and viewer not in card.children
+    assert card.layout.grid_column is None
+
+
+def test_viewer_download_and_save_answer_next_to_their_buttons(panel, tmp_path):
+    card = finished_card(panel, n=2)
+    card.open_viewer(1).result(10)
+    viewer = card.viewer
+    viewer.download().result(10)
+    link = viewer.feedback.value
+    name = f"{card.task.task_id}_1.png"
+    assert f'download="{name}"' in link and 'href="data:image/png;base64,' in link
+    data = base64.b64decode(link.split("base64,", 1)[1].split('"', 1)[0])
+    assert data == card.full_images[1]  # the full-resolution original, to the browser
+    viewer.save().result(10)
+    saved = tmp_path / "saved" / name
+    assert saved.exists() and "Saved on the server" in viewer.feedback.value
+    assert str(saved) in viewer.feedback.value and f'download="{name}"' in viewer.feedback.value
+    viewer.reference_button.click()
+    assert panel.image_urls.value == card.task.images[1].url
+    assert "Added as reference image 1 of 1" in viewer.feedback.value
+
+
+def test_card_actions_reuse_keeps_a_reference_just_added_and_says_so(panel):
+    card = finished_card(panel, size="3:2", n=2)
+    panel.request = qw.ImageRequest("something else")
+    card.open_viewer(0).result(10)
+    card.viewer.reference_button.click()
+    reference = card.task.images[0].url
+    buttons = {b.description: b for b in card.actions.children if isinstance(b, widgets.Button)}
+    assert set(buttons) == {"Reuse settings", "Save"}  # one row per card, not per image
+    buttons["Reuse settings"].click()
+    assert panel.request == qw.ImageRequest("a fox", size="3:2", n=2, image_urls=(reference,))
+    assert "loaded into the form" in card.feedback.value and "keeping your 1 reference" in card.feedback.value
+    assert card.feedback in card.actions.children  # next to the button that was clicked
+
+
+def test_card_save_writes_every_image_and_offers_downloads(panel, tmp_path):
+    card = finished_card(panel, n=2)
+    card.save_all().result(10)
+    for index in range(2):
+        saved = tmp_path / "saved" / f"{card.task.task_id}_{index}.png"
+        with Image.open(saved) as copy:
+            assert copy.text["prompt"] == "a fox"
+        assert json.loads(saved.with_suffix(".json").read_text())["image_index"] == index
+    assert card.feedback.value.count("download=") == 2
+
+
+def test_card_outside_a_panel_has_no_panel_actions():
+    client = demo_client()
+    card = Card(client, request=qw.ImageRequest("a fox"))
+    card.start_generation(card.request).result(30)
+    assert {b.description for b in card.actions.children if isinstance(b, widgets.Button)} == {"Save"}
+    card.open_viewer(0).result(10)
+    assert card.viewer.reference_button not in card.viewer.bar.children
+
+
+def test_a_failed_card_offers_retry_and_edit(tmp_path):
+    panel = Panel(demo_client(failure_rate=1.0))
+    panel.prompt.value = "a fox that fails"
+    card = panel.generate()
+    card.future.result(30)
+    buttons = {b.description: b for b in card.actions.children if isinstance(b, widgets.Button)}
+    panel.prompt.value = "something else"
+    buttons["Edit"].click()
+    assert panel.prompt.value == "a fox that fails" and "loaded into the form" in card.feedback.value
+    panel.client.simulator.failure_rate = 0.0
+    retried = card.retry()
+    assert retried.result(30).status is qw.TaskStatus.COMPLETED
+    assert card.message not in card.children and len(card.tiles.children) == 1
+    assert panel.client.simulator.count("POST") == 2
+
+
+def test_empty_parts_of_a_card_take_no_room(panel):
+    card = finished_card(panel)
+    assert card.message not in card.children and card.progress not in card.children
+    assert card.buttons not in card.children  # nothing to stop or re-attach
+    assert card.timings in card.children and card.task.task_id in card.status.value
+
+
+# -- messages: only after a touch, in words for the panel user, `$` shown as typed ---------------
+
+
+def test_no_message_before_a_field_is_touched_only_a_quiet_hint(panel):
+    assert all(label.value == "" for label in panel.errors.values())
+    assert panel.generate_button.disabled and panel.hint.value == "Write a prompt to generate."
+    panel.prompt.value = "a fox"
+    panel.prompt.value = ""  # touched, then emptied: now it is said next to the field
+    assert panel.errors["prompt"].value == "Write a prompt to generate." and panel.hint.value == ""
+    assert panel.errors["prompt"].style.text_color == ERROR_COLOR
+
+
+def test_messages_speak_to_the_panel_user():
+    from qwen_widgets.widgets._format import friendly_error
+
+    panel = Panel(demo_client())
+    panel.compare.value = True
+    panel.prompt.value = "\n".join(f"fox {i}" for i in range(13))
+    panel.n.value = 2
+    message = plain_text(panel.errors["generate"].value)
+    assert "26 images" in message and "at most 24" in message
+    assert "max_images" not in message and "pass " not in message
+    panel.prompt.value = "a\nb"
+    panel.models.value = qw.MODELS
+    panel.sizes.value = ("1:1", "4:3")
+    message = plain_text(panel.errors["generate"].value)
+    assert message.startswith("Compare can vary at most two things") and "generate:" not in message
+    assert friendly_error("prompt", "prompt: must not be empty or only whitespace (got '')") == \
+        "Write a prompt to generate."
+    assert "got" not in friendly_error("n", "n: must be from 1 to 6 (got 7)")
+
+
+def test_dollar_signs_are_shown_as_typed_never_as_latex(panel):
+    panel.prompt.value = "a sign saying $0.12 at $0.03"
+    card = panel.generate()
+    card.future.result(30)
+    texts = [w for w in walk(panel) if isinstance(w, (widgets.Label, widgets.HTMLMath))]
+    assert not any("$" in w.value for w in texts)  # Labels typeset $...$ as LaTeX
+    assert "$0.12 at $0.03" in card.title.value and isinstance(card.title, widgets.HTML)
+    grid = SweepGrid(Sweep(panel.client, SweepPlan.of({"prompt": ["$1 fox", "$2 fox"]}), price_per_image=0.03))
+    assert "$0.06 at $0.03" in grid.summary.value and isinstance(grid.summary, widgets.HTML)
+    assert not any(isinstance(w, widgets.Label) and "$" in w.value for w in walk(grid))
+
+
+# -- the copy saved with the notebook ------------------------------------------------------------
+
+
+def test_the_static_copy_shows_every_finished_generation(panel, monkeypatch):
+    published = []
+    monkeypatch.setattr("IPython.display.display", lambda *objs, **kw: published.append((objs, kw)))
+    monkeypatch.setattr("IPython.display.update_display",
+                        lambda obj, **kw: published.append(((obj,), {**kw, "update": True})))
+    panel._ipython_display_()
+    (live,), live_kw = published[0][0], published[0][1]
+    (copy,), copy_kw = published[1][0], published[1][1]
+    mirror = panel._mirror
+    assert "application/vnd.jupyter.widget-view+json" in live and copy_kw["display_id"] == mirror.id
+    assert mirror.live_class in panel._dom_classes  # the live view hides the copy while mounted
+    assert f".jp-OutputArea:has(.qw-live-{mirror.id})" in copy["text/html"]
+    panel.prompt.value = "a fox <b>not bold</b> for $5"
+    panel.n.value = 2
+    card = panel.generate()
+    card.future.result(30)
+    wait_until(lambda: mirror.updates >= 1, timeout=30)
+    update = [obj for (obj,), kw in published if kw.get("update")][-1]["text/html"]
+    assert update.count('src="data:image/jpeg;base64,') == 2
+    assert "a fox &lt;b&gt;not bold&lt;/b&gt; for $5" in update and card.task.task_id in update
+    assert "qwen-image-2.0 · 1:1 · 1K · n=2" in update
+    thumbs = [base64.b64decode(part.split('"', 1)[0]) for part in update.split("base64,")[1:]]
+    assert all(len(t) < 30_000 for t in thumbs)  # small JPEGs: the notebook stays light
+    assert thumbs[0] == bytes(card.tiles.children[0].children[0].value)
+
+
+def test_demo_notice_is_one_line_and_right_about_why(monkeypatch):
+    panel = Panel(demo_client())
+    assert plain_text(panel.banner.value) == "Simulated images: no API key set."
+    assert panel.banner_box.key_row.layout.display == "none"  # the key field is there, but quiet
+    panel.banner_box.key_toggle.click()
+    assert panel.banner_box.key_row.layout.display is None
+    monkeypatch.setenv("APIMART_API_KEY", TEST_KEY)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", qw.DemoModeWarning)
+        explicit = Panel(qw.QwenClient(simulator=Simulator(time_scale=TIME_SCALE)))
+    assert "no API key" not in explicit.banner.value and "given a simulator" in explicit.banner.value
+    monkeypatch.setenv("QWEN_WIDGETS_DEMO", "1")
+    forced = Panel(demo_client())
+    assert "QWEN_WIDGETS_DEMO=1" in forced.banner.value
+    assert forced.banner_box.key_toggle.layout.display == "none"  # a key would not help
+    assert TEST_KEY not in widget_states(explicit)
+
+
+def test_in_a_kernel_the_demo_notice_is_a_printed_line_not_a_warning_box(monkeypatch, capsys):
+    from qwen_widgets import _config
+
+    monkeypatch.setattr(_config, "_demo_announced", False)
+    monkeypatch.setattr(_config, "_in_kernel", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning may be raised
+        warnings.filterwarnings("default", category=qw.DemoModeWarning)
+        qw.QwenClient()
+    out = capsys.readouterr()
+    assert out.err == "" and out.out.count("\n") == 1 and "Simulated images: no API key set" in out.out
+    monkeypatch.setattr(_config, "_demo_announced", False)
+    Panel()  # the panel says it in its own line: nothing printed
+    assert capsys.readouterr().out == ""
+
+
+# -- Download all ---------------------------------------------------------------------------------
+
+
+def test_download_all_offers_one_zip_to_the_browser(panel):
+    assert panel.download_button.layout.display == "none"  # nothing to download yet
+    first = finished_card(panel, n=2)
+    panel.prompt.value = "a wolf"
+    second = panel.generate()
+    second.future.result(30)
+    assert panel.download_button.layout.display is None
+    panel.download_all().result(30)
+    link = panel.download_link.value
+    assert 'href="data:application/zip;base64,' in link and 'download="qwen_images_' in link
+    archive = zipfile.ZipFile(io.BytesIO(base64.b64decode(link.split("base64,", 1)[1].split('"', 1)[0])))
+    names = set(archive.namelist())
+    for task in (first.task, second.task):
+        for image in task.images:
+            assert {f"{task.task_id}_{image.index}.png", f"{task.task_id}_{image.index}.json"} <= names
+    assert archive.read(f"{first.task.task_id}_1.png")[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = len(first.task.images) + len(second.task.images)
+    assert "results.csv" in names and archive.read("results.csv").decode().count("\n") == 1 + rows
+
+
+# -- the comparison grid ---------------------------------------------------------------------------
+
+
+def test_compare_grid_names_both_axes_shows_none_and_whole_headers(panel):
+    long_prompt = "A lighthouse on a rocky coast at dusk, dramatic clouds, oil painting"
+    sweep = Sweep(panel.client, SweepPlan.of({"prompt": [long_prompt, "a wolf"],
+                                              "negative_prompt": [None, "people"]}))
+    grid = SweepGrid(sweep, on_use_reference=panel.add_reference)
+    texts = [plain_text(w.value) for w in grid.grid.children[:3]]
+    assert texts[0] == "prompt ↓" and texts[1] == "(none)" and "people" in texts[2]
+    assert "Columns: negative_prompt →" in grid.children[3].value
+    assert long_prompt in plain_text(grid.grid.children[3].value)  # whole, not cut at 40
+    assert grid.table.layout.overflow == "auto"  # scrolls inside its own box
+    cell = grid.tiles[0]
+    assert cell.children[0].layout.display == "none"  # no broken-image icon before the thumbnail
+    assert isinstance(cell.children[3], widgets.FloatProgress)  # its own progress
+    sweep.start().wait(60)
+    wait_until(lambda: all(c.children[0].layout.display is None for c in grid.tiles))
+    assert all(c.children[3].value == 100 for c in grid.tiles)
+
+
+def test_compare_cells_offer_view_save_and_reference_for_every_image(panel, tmp_path):
+    sweep = Sweep(panel.client, SweepPlan.of({"prompt": ["a fox", "a wolf"], "size": ["1:1", "9:16"], "n": 2}))
+    grid = SweepGrid(sweep, on_use_reference=panel.add_reference, save_dir=tmp_path / "grid")
+    sweep.start().wait(60)
+    wait_until(lambda: all(c.children[4].children for c in grid.tiles))
+    view, save, reference = grid.tiles[1].children[4].children
+    assert "View" in view.tooltip and "Save" in save.tooltip and "reference" in reference.tooltip
+    view.click()
+    viewer = grid.viewer
+    assert viewer in grid.grid.children
+    # under the clicked cell's row (row 0: corner + 2 headers, then row label + 2 cells)
+    assert list(grid.grid.children).index(viewer) == 6
+    assert "Image 3 of 8" in viewer.caption.value  # cell 2's first image; all 8 reachable
+    for _ in range(8):
+        viewer.step(1)
+    assert "Image 3 of 8" in viewer.caption.value
+    viewer.hide()
+    assert viewer not in grid.grid.children
+    save.click()
+    task = sweep.results[1]
+    wait_until(lambda: (tmp_path / "grid" / f"{task.task_id}_1.png").exists())
+    reference.click()
+    assert panel.image_urls.value == task.images[0].url
+    assert "Added as reference" in grid.tiles[1].children[1].value

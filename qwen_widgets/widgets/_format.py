@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 from datetime import datetime, timezone
 
 from .._errors import (
@@ -29,6 +30,7 @@ __all__ = [
     "retry_message",
     "safe_link",
     "isolate",
+    "friendly_error",
 ]
 
 
@@ -104,7 +106,7 @@ def expiry_line(image: GeneratedImage) -> str:
         return f"{expiry_words(image.expires_at)} · saved locally"
     warning = image.expiry_warning()
     if warning:
-        return f'<span style="color: var(--jp-error-color1, #b71c1c); font-weight: 600">{html.escape(warning)}: save it now</span>'
+        return f'<span style="color: var(--jp-error-color1, #c62828); font-weight: 600">{html.escape(warning)}: save it now</span>'
     return expiry_words(image.expires_at)
 
 
@@ -151,3 +153,40 @@ def safe_link(url: str, text: str | None = None) -> str:
     if not is_http_url(url.strip()) or url != url.strip():
         return f"<code>{shown}</code>"
     return f'<a href="{html.escape(url, quote=True)}" target="_blank" rel="noopener noreferrer">{shown}</a>'
+
+
+_FIELD_WORDS = {"prompt": "The prompt", "negative_prompt": "The negative prompt", "model": "The model",
+                "size": "The size", "resolution": "The resolution", "n": "The number of images"}
+
+
+def friendly_error(field: str, message: str, *, limit: int | None = None) -> str:
+    """A validation problem in the panel user's words: no parameter names, no `(got ...)`.
+
+    `message` is a rule or a whole RequestValidationError text; `limit` is the panel's cap on
+    images per comparison.
+    """
+    rule = message.split(": ", 1)[1] if message.startswith(f"{field}: ") else message
+    rule = re.sub(r" \(got .*\)$", "", rule, flags=re.S)
+    base = field.split("[")[0]
+    if base == "prompt" and "empty" in rule:
+        return "Write a prompt to generate."
+    if rule.startswith("must be at most") and "this one has" in rule:
+        return f"{_FIELD_WORDS.get(base, 'This field')} is too long: {rule.removeprefix('must be ')}."
+    if base == "image_urls":
+        line = re.search(r"\[(\d+)\]", field)
+        where = f"line {int(line.group(1)) + 1}: " if line else ""
+        return f"{where}{rule}"
+    if base == "max_images":
+        counts = re.search(r"makes (\d+) tasks and (\d+) images", rule)
+        tasks, images = counts.groups() if counts else ("?", "?")
+        return (f"This comparison would make {images} images ({tasks} tasks); the panel runs at most "
+                f"{limit if limit is not None else 'its limit of'} images at once. Tick fewer values or "
+                "lower the number of images.")
+    if base == "generate" and "vary at most two" in rule:
+        return (f"Compare can vary at most two things at once; now {rule.split('now ', 1)[-1]}. "
+                "Keep one value (or one prompt line) for the others.")
+    if "an axis must not repeat" in rule:
+        return f"{_FIELD_WORDS.get(base, 'A field')} repeats a value; each compared value must differ."
+    if "an axis needs at least one value" in rule or (base in ("model", "size", "resolution") and "one of" in rule):
+        return f"Tick at least one {base} to compare." if base != "prompt" else "Write a prompt to compare."
+    return f"{_FIELD_WORDS.get(base, base.replace('_', ' ').capitalize())} {rule}."

@@ -1,7 +1,9 @@
-"""DemoBanner: says the images are simulated, and takes a key without ever keeping it.
+"""DemoBanner: one short line saying the images are simulated, and why; a key can be given.
 
-The key field's value is moved into a new client and cleared the moment it arrives, and is
-never echoed to other frontends, so a key never sits in widget state or a saved notebook.
+The key field stays out of sight behind "Use an API key…" (a field that invites pasting is
+not what a classroom needs on every screen). Its value is moved into a new client and
+cleared the moment it arrives, and is never echoed to other frontends, so a key never sits
+in widget state or a saved notebook.
 """
 
 from __future__ import annotations
@@ -16,16 +18,21 @@ from .. import _config
 from .._auth import Secret
 from .._errors import RequestValidationError
 from .._sync import QwenClient
+from ._theme import MUTED_COLOR, NOTICE_BORDER
 
 __all__: list[str] = []
 
-_DEMO = (
-    "<b>Simulated images: no API key set.</b> Everything runs against the built-in simulator. "
-    "For real images set <code>APIMART_API_KEY</code> before starting Jupyter, or paste a key "
-    "below: it is moved into this session's client and the field is cleared at once, so it is "
-    "never saved in the notebook."
-)
-_FORCED = "<b>Simulated images: QWEN_WIDGETS_DEMO=1 is set</b>, so the simulator is used even with a key."
+_KEY_HELP = ("Paste an APIMart key and press Enter: it goes into this session's client only, "
+             "and the field is cleared at once (never saved in the notebook). Real images are billed.")
+
+
+def demo_reason(client: QwenClient) -> str:
+    """Why `client` is simulated, as far as can be told without guessing."""
+    if _config.demo_forced():
+        return "QWEN_WIDGETS_DEMO=1 is set"
+    if _config.api_key():
+        return "this client was given a simulator (APIMART_API_KEY is not used by it)"
+    return "no API key set"
 
 
 class _KeyField(widgets.Password):
@@ -45,20 +52,30 @@ class DemoBanner(widgets.VBox):
     def __init__(self, on_client: Callable[[QwenClient], None]):
         self._on_client = on_client
         self.message = widgets.HTML()
+        self.key_toggle = widgets.Button(description="Use an API key…", icon="key",
+                                         tooltip="Generate real (billed) images with your APIMart key",
+                                         layout={"width": "auto"})
+        self.key_toggle.on_click(lambda _: self._toggle_key_row())
         self.key_field = _KeyField(placeholder="APIMart key (kept in memory only)", continuous_update=False)
-        self.key_button = widgets.Button(description="Use key", icon="key")
+        self.key_help = widgets.HTML(f'<span style="color: {MUTED_COLOR}">{html.escape(_KEY_HELP)}</span>')
         self.key_field.observe(self._take_key, "value")
-        self.key_button.on_click(lambda _: None)  # clicking blurs the field, which submits it
-        super().__init__([self.message, widgets.HBox([self.key_field, self.key_button])],
-                         layout={"border": "1px solid #e0a800", "padding": "4px 8px", "margin": "0 0 6px 0"})
+        self.key_row = widgets.VBox([self.key_field, self.key_help], layout={"display": "none"})
+        self.line = widgets.HBox([self.message, self.key_toggle],
+                                 layout={"align_items": "center", "flex_flow": "row wrap"})
+        super().__init__([self.line, self.key_row], layout={
+            "border_left": NOTICE_BORDER.replace("1px", "4px"), "padding": "0 0 0 8px", "margin": "0 0 6px 0"})
 
     def show_for(self, client: QwenClient) -> None:
         """Visible, with the right words, only while `client` is in demo mode."""
         if not client.demo:
             self.layout.display = "none"
             return
-        self.message.value = _FORCED if _config.demo_forced() else _DEMO
+        self.message.value = f"<b>Simulated images</b>: {html.escape(demo_reason(client))}."
+        self.key_toggle.layout.display = "none" if _config.demo_forced() else None
         self.layout.display = None
+
+    def _toggle_key_row(self) -> None:
+        self.key_row.layout.display = None if self.key_row.layout.display == "none" else "none"
 
     def _take_key(self, change: dict) -> None:
         secret = Secret(change["new"] or "")  # boxed at once: no plain local
@@ -68,6 +85,7 @@ class DemoBanner(widgets.VBox):
         try:
             client = QwenClient(api_key=secret)
         except RequestValidationError as error:  # reported here, never as a traceback
-            self.message.value = f"{_DEMO}<br><b>That key was not used:</b> {html.escape(str(error))}."
+            self.key_help.value = (f"<b>That key was not used</b> ({html.escape(str(error))}). "
+                                   f"{html.escape(_KEY_HELP)}")
             return
         self._on_client(client)

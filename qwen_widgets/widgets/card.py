@@ -4,6 +4,11 @@ The card's coroutine runs on the package's private loop; it updates widgets only
 assigning traits (never `with out:` or print, which land in the wrong cell from a
 background thread). Stop cancels the watching, never the submission: a POST cut short
 would leave its outcome unknown.
+
+What a card shows is decided by its children list (`_arrange`), not by hiding widgets, so
+its widgets can share layouts (see `_theme`). A finished card keeps only its thumbnails:
+full images are read again, from the local copy or the URL, when the large view, Save or
+Download needs them.
 """
 
 from __future__ import annotations
@@ -13,39 +18,35 @@ import concurrent.futures
 import html
 import logging
 import time
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from collections.abc import Callable
 
 import ipywidgets as widgets
 
 from .. import _runner
-from .._sync import QwenClient
 from .._errors import QwenError, stopped_watching
-from .._task import GeneratedImage, Task, TaskStatus
 from .._request import ImageRequest
-from .._export import save_image
-from ._theme import BORDER, ERROR_COLOR, load_thumbnail
-from ._format import (
-    error_message,
-    expiry_line,
-    params_line,
-    retry_message,
-    safe_link,
-    status_line,
-    timings_line,
-)
+from .._sync import QwenClient
+from .._task import GeneratedImage, Task, TaskStatus
+from . import _static
+from ._actions import save_and_offer
+from ._format import error_message, params_line, retry_message, status_line, timings_line
+from ._theme import (BORDER, ERROR_COLOR, MUTED_COLOR, THUMBNAIL_EDGE, layout, load_thumbnail,
+                     plain_text, show_error, show_note, style, text_html)
 
 __all__ = ["Card", "show", "THUMBNAIL_EDGE"]
 
-THUMBNAIL_EDGE = 320
 _log = logging.getLogger("qwen_widgets")
+Callback = Callable[..., object]
 
 
 class Card(widgets.VBox):
-    """One generation: prompt, parameters, live status, then the images with their actions.
+    """One generation: prompt, parameters, live status, then the thumbnails and one row of
+    actions. Clicking a thumbnail opens the large view in its place.
 
     Start it with `start_generation(request)` or `start_attach(task_id)`; `future` is the
     concurrent future of the background work and `task` the last state seen.
+    `on_use_reference(url)` and `on_reuse(request)` return the words confirming what they did.
     """
 
     def __init__(
@@ -55,73 +56,95 @@ class Card(widgets.VBox):
         request: ImageRequest | None = None,
         save_dir: str | Path = "qwen_images",
         on_finished: Callable[[Task], None] | None = None,
-        on_use_reference: Callable[[str], None] | None = None,
-        on_reuse: Callable[[ImageRequest], None] | None = None,
+        on_use_reference: Callable[[str], str] | None = None,
+        on_reuse: Callable[[ImageRequest], str] | None = None,
+        on_changed: Callable[[], None] | None = None,
     ):
         self.client = client
         self.request = request
         self.save_dir = Path(save_dir)
         self.task: Task | None = None
         self.future: concurrent.futures.Future | None = None
-        self.full_images: dict[int, bytes] = {}
-        """Full-resolution bytes by image index; they stay in Python, not in widget state."""
-        self._on_finished = on_finished
-        self._on_use_reference = on_use_reference
-        self._on_reuse = on_reuse
+        self.full_images = FullImages(self)
+        """Full-resolution bytes by image index, read again on demand (not kept in memory)."""
+        self._loaded: set[int] = set()
+        self._on_finished, self._on_changed = on_finished, on_changed
+        self._on_use_reference, self._on_reuse = on_use_reference, on_reuse
         self._watcher: asyncio.Task | None = None
-        self._submitting = False
-        self._stop_requested = False
+        self._submitting = self._running = self._stop_requested = False
         self._started = time.monotonic()
+        self._mirror: _static.Mirror | None = None
+        self._viewing = False
+        self.viewer = None
+        """The large view (a Viewer), made the first time a thumbnail is clicked."""
 
-        prompt = request.prompt if request is not None else ""
-        self.title = widgets.HTML(
-            f'<div style="white-space: pre-wrap; font-weight: 600"><bdi>{html.escape(prompt)}</bdi></div>'
-        )
-        self.params = widgets.Label(params_line(request))
-        self.status = widgets.Label("")
-        self.progress = widgets.FloatProgress(value=0, min=0, max=100, layout={"width": "100%"})
-        self.message = widgets.Label("", style={"text_color": ERROR_COLOR}, layout={"display": "none"})
-        self.message.observe(_hide_when_empty, "value")
-        self.stop_button = widgets.Button(description="Stop", icon="stop",
-                                          tooltip="Stop watching (the task may still finish and be billed)")
-        self.attach_button = widgets.Button(description="Re-attach", icon="refresh",
-                                            tooltip="Watch this task again", layout={"display": "none"})
-        self.stop_button.on_click(lambda _: self.stop())
-        self.attach_button.on_click(lambda _: self.reattach())
-        self.timings = widgets.Label("", layout={"display": "none"})
-        self.timings.observe(_hide_when_empty, "value")
-        self.buttons = widgets.HBox([self.stop_button, self.attach_button])
-        self.tiles = widgets.HBox(layout={"flex_flow": "row wrap"})
-        self.viewer = widgets.Image(format="png", layout={"display": "none", "max_width": "100%"})
-        self.viewer_close = widgets.Button(description="Close large view", layout={"display": "none"})
-        self.viewer_close.on_click(lambda _: self._close_viewer())
-        super().__init__(
-            [self.title, self.params, self.status, self.progress,
-             self.buttons, self.message,
-             self.timings, self.tiles, self.viewer_close, self.viewer],
-            layout={"border": BORDER, "padding": "6px", "margin": "4px 0"},
-        )
+        html_widget = lambda: widgets.HTML(layout=layout(width="auto"), style=style("html"))  # noqa: E731
+        self.title, self.params = html_widget(), html_widget()
+        self.status = widgets.HTML(layout=layout(width="auto"), style=style("html", text_color=MUTED_COLOR))
+        self.message, self.timings, self.feedback = html_widget(), html_widget(), html_widget()
+        self._show_request(request)
+        self.progress = widgets.FloatProgress(value=0, min=0, max=100, layout=layout(width="100%"),
+                                              style=style("progress"))
+        self.stop_button = self._button("Stop", "stop", self.stop,
+                                        "Stop watching (the task may still finish and be billed)")
+        self.attach_button = self._button("Re-attach", "refresh", self.reattach, "Watch this task again")
+        self.buttons = widgets.HBox(layout=layout(align_items="center"))
+        self.tiles = widgets.GridBox(layout=layout(
+            grid_template_columns="repeat(auto-fill, minmax(120px, 1fr))", grid_gap="6px", width="100%"))
+        self.actions = widgets.HBox(layout=layout(flex_flow="row wrap", align_items="center"))
+        super().__init__(layout={"border": BORDER, "padding": "6px 8px", "margin": "0", "min_width": "0"})
+        self.add_class("qw-card")
+        self._arrange()
 
     def __repr__(self) -> str:
         state = f"{self.task.task_id}, {self.task.status.value}" if self.task else "not submitted"
         return f"Card({state})"
+
+    # -- display: the live card, and the copy saved with the notebook -------------------------
+
+    def _ipython_display_(self) -> None:
+        if self._mirror is None:
+            self._mirror = _static.Mirror(lambda mirror_id: _static.page_html(
+                mirror_id, "Saved with the notebook (the live card needs a running kernel):",
+                [self.static_entry()]))
+        self._mirror.display(self, "qwen_widgets card: the live view needs a running kernel; "
+                                   "its saved copy follows.")
+
+    def static_entry(self) -> _static.Entry:
+        """This card as the static copy shows it (prompt, parameters, thumbnails, outcome)."""
+        task = self.task
+        title = self.request.prompt if self.request else f"Task {task.task_id if task else ''}"
+        details = params_line(self.request)
+        if task is not None:
+            details += f" · {task.task_id} · {task.status.value}"
+        thumbs = [tile.children[0].value for tile in self.tiles.children if tile.children[0].value]
+        note = plain_text(self.message.value) or plain_text(self.timings.value)
+        return _static.Entry(title, details, thumbs, note)
+
+    def _changed(self) -> None:
+        """The results changed: refresh the saved copies (the card's, and its gallery's)."""
+        if self._mirror is not None:
+            self._mirror.refresh()
+        if self._on_changed is not None:
+            self._on_changed()
 
     # -- starting and stopping ---------------------------------------------------------------
 
     def start_generation(self, request: ImageRequest) -> concurrent.futures.Future:
         """Submit `request` and watch it, in the background."""
         self.request = request
+        self._show_request(request)
         self._submitting = True  # from now until the POST is answered, Stop must wait
         return self._launch(self._generate(request))
 
     def start_attach(self, task_or_id: Task | str) -> concurrent.futures.Future:
         """Watch an existing task (by id, or a Task that keeps its request), in the background."""
         task_id = task_or_id.task_id if isinstance(task_or_id, Task) else task_or_id
-        self.status.value = f"{task_id} · re-attaching…"
+        self._set_status(f"{task_id} · re-attaching…")
         return self._launch(self._watch(task_or_id))
 
     def show_task(self, task: Task) -> concurrent.futures.Future:
-        """Show a task that has already finished (its images load in the background)."""
+        """Show a task that has already finished (its thumbnails load in the background)."""
         self.task = task
         self._on_update(task)
         return self._launch(self._show_result(task, watched=False))
@@ -133,39 +156,47 @@ class Card(widgets.VBox):
         if watcher is not None:
             _runner.get_loop().call_soon_threadsafe(watcher.cancel)
         elif self._submitting:
-            self.status.value = "Stop requested: waiting for the server to answer the submission…"
+            self._set_status("Stop requested: waiting for the server to answer the submission…")
 
     def reattach(self) -> concurrent.futures.Future | None:
         """Watch this card's task again after Stop or a timeout."""
         if self.task is None or (self.future is not None and not self.future.done()):
             return None
         self.message.value = ""
-        self.status.value = f"{self.task.task_id} · re-attaching…"
+        self._set_status(f"{self.task.task_id} · re-attaching…")
         return self._launch(self._watch(self.task))  # the Task keeps its request
 
+    def retry(self) -> concurrent.futures.Future | None:
+        """Submit this card's request again (a new task, billed again if it completes)."""
+        if self.request is None or (self.future is not None and not self.future.done()):
+            return None
+        self.task, self._loaded = None, set()
+        self.message.value = self.timings.value = self.feedback.value = ""
+        self.tiles.children, self.actions.children = (), ()
+        self.progress.value, self.progress.bar_style = 0, ""
+        return self.start_generation(self.request)
+
     def _launch(self, coro) -> concurrent.futures.Future:
-        self._stop_requested = False
+        self._stop_requested, self._running = False, True
         self._started = time.monotonic()
-        self.buttons.layout.display = None
-        self.stop_button.layout.display = None
-        self.attach_button.layout.display = "none"
+        self.buttons.children = (self.stop_button,)
+        self._arrange()
         self.future = _runner.submit(coro)
         self.future.add_done_callback(self._report_crash)
         return self.future
 
     def _report_crash(self, future: concurrent.futures.Future) -> None:
         """The done-callback: anything the coroutine did not handle lands in the card."""
-        if future.cancelled():
-            return
-        error = future.exception()
-        if error is not None:
-            _log.error("generation card failed", exc_info=error)
-            self._show_error(error)
+        self._running = False
+        if not future.cancelled() and future.exception() is not None:
+            _log.error("generation card failed", exc_info=future.exception())
+            self._show_error(future.exception())
+        self._arrange()
 
     # -- the background work (runs on the private loop) -------------------------------------
 
     async def _generate(self, request: ImageRequest) -> Task | None:
-        self.status.value = status_line(None, 0)
+        self._set_status(status_line(None, 0))
         try:
             task = await self.client.aio.submit(request, on_retry=self._on_retry)
         except QwenError as error:
@@ -208,126 +239,213 @@ class Card(widgets.VBox):
         while True:
             await asyncio.sleep(1.0)
             if self.task is not None and not self.task.done:
-                self.status.value = status_line(self.task, self._elapsed())
+                self._set_status(status_line(self.task, self._elapsed()))
 
     def _on_update(self, task: Task) -> None:
         self.task = task
-        self.message.value = ""
-        self.status.value = status_line(task, self._elapsed())
+        if self.message.value:
+            self.message.value = ""
+            self._arrange()
+        self._set_status(status_line(task, self._elapsed()))
         self.progress.value = task.progress
         overdue = task.estimated_time is not None and self._elapsed() > task.estimated_time
         self.progress.bar_style = "warning" if overdue and not task.done else ""
 
     def _on_retry(self, error: QwenError, delay: float) -> None:
-        self.message.value = retry_message(error, delay)
+        show_note(self.message, retry_message(error, delay))
+        self._arrange()
 
     async def _show_result(self, task: Task, watched: bool = True) -> None:
-        self.buttons.layout.display = "none"
+        self._running = False
+        self.buttons.children = ()
         try:
             if task.status is not TaskStatus.COMPLETED:
                 self.progress.bar_style = "danger"
-                self.message.value = f"The task {task.status.value}: {task.error or 'no reason given'}"
+                show_error(self.message, f"The task {task.status.value}: {task.error or 'no reason given'}")
+                self._offer_retry()
                 return
             self.progress.bar_style = "success"
-            self.timings.value = timings_line(task, self._elapsed() if watched else None)
+            self.timings.value = text_html(timings_line(task, self._elapsed() if watched else None),
+                                           color=MUTED_COLOR, small=True)
             self.tiles.children = [self._tile(image) for image in task.images]
+            self._offer_actions()
             await asyncio.gather(*(self._load(image, tile)
                                    for image, tile in zip(task.images, self.tiles.children)))
         finally:  # the task is finished whatever happened to its thumbnails
+            self._arrange()
+            self._changed()
             if self._on_finished is not None:
                 self._on_finished(task)
 
-    async def _load(self, image: GeneratedImage, tile: widgets.VBox) -> None:
+    async def _load(self, image: GeneratedImage, tile: widgets.GridBox) -> None:
         picture, caption = tile.children[0], tile.children[1]
-        data = await load_thumbnail(self.client, image, picture, caption, THUMBNAIL_EDGE)
-        if data is not None:
-            self.full_images[image.index] = data
+        if await load_thumbnail(self.client, image, picture, caption) is not None:
+            self._loaded.add(image.index)
 
-    # -- per-image widgets and actions ----------------------------------------------------------
+    # -- thumbnails, the large view and the actions ---------------------------------------------
 
-    def _tile(self, image: GeneratedImage) -> widgets.VBox:
-        picture = widgets.Image(format="jpeg", layout={"max_width": f"{THUMBNAIL_EDGE}px"})
+    def _tile(self, image: GeneratedImage) -> widgets.GridBox:
+        """A thumbnail with its caption; a transparent button over it opens the large view."""
+        picture = widgets.Image(format="jpeg", layout=layout(
+            grid_area="pic", width="100%", height="auto", max_height="200px", object_fit="contain"))
         size = f"{image.width}x{image.height}" if image.width else "size unknown"
-        caption = widgets.Label(f"#{image.index + 1} · {size}")
-        link = widgets.HTML(f"{safe_link(image.url, 'image URL')} · {expiry_line(image)}")
-        buttons = [self._button("View", "search-plus", lambda: self._view(image.index))]
-        if self._on_use_reference is not None:
-            buttons.append(self._button("Use as reference", "share",
-                                        lambda: self._on_use_reference(image.url)))
-        if self._on_reuse is not None and self.request is not None:
-            buttons.append(self._button("Reuse settings", "sliders",
-                                        lambda: self._on_reuse(self.request)))
-        buttons.append(self._button("Save", "save", lambda: self._save(image, caption)))
-        return widgets.VBox([picture, caption, link, widgets.HBox(buttons, layout={"flex_flow": "row wrap"})],
-                            layout={"margin": "0 8px 8px 0", "max_width": f"{THUMBNAIL_EDGE + 16}px"})
+        caption = widgets.HTML(f"#{image.index + 1} · {size}", layout=layout(grid_area="cap"),
+                               style=style("html"))
+        opener = widgets.Button(tooltip=f"Image {image.index + 1}: open it large",
+                                layout=layout(grid_area="pic", width="auto", height="auto", margin="0"),
+                                style=style("button", button_color="transparent"))
+        opener.on_click(lambda _: self.open_viewer(image.index))
+        return widgets.GridBox([picture, caption, opener], layout=layout(
+            grid_template_areas='"pic" "cap"', grid_template_rows="auto auto", min_width="0"))
 
-    @staticmethod
-    def _button(label: str, icon: str, action: Callable[[], object]) -> widgets.Button:
-        button = widgets.Button(description=label, icon=icon, layout={"width": "auto"})
+    def open_viewer(self, index: int) -> concurrent.futures.Future | None:
+        """The large view of image `index`, in place of the thumbnails."""
+        if self.task is None or not self.task.images:
+            return None
+        from .viewer import Viewer
+
+        if self.viewer is None:
+            self.viewer = Viewer(self.client, save_dir=self.save_dir, on_hide=self._viewer_closed,
+                                 on_use_reference=self._on_use_reference)
+        prompt = self.request.prompt if self.request else self.task.task_id
+        position = next(i for i, image in enumerate(self.task.images) if image.index == index)
+        future = self.viewer.show([(self.task, image, prompt) for image in self.task.images], position)
+        self.layout.grid_column = "1 / -1"  # a whole row of the gallery: as wide as the page
+        self._viewing = True
+        self._arrange()
+        return future
+
+    def _viewer_closed(self) -> None:
+        self.layout.grid_column = None
+        self._viewing = False
+        self._arrange()
+
+    def _offer_actions(self) -> None:
+        actions = []
+        if self._on_reuse is not None and self.request is not None:
+            actions.append(self._button("Reuse settings", "sliders", self.reuse_settings,
+                                        "Load this card's prompt and settings into the form"))
+        actions.append(self._button("Save", "save", self.save_all,
+                                    f"Save the images (PNG + JSON sidecar) in {self.save_dir}/ on the "
+                                    "server, with a download link to this computer"))
+        self.actions.children = [*actions, self.feedback]
+
+    def _offer_retry(self) -> None:
+        actions = []
+        if self.request is not None:
+            actions.append(self._button("Retry", "redo", self.retry, "Submit the same request again"))
+            if self._on_reuse is not None:
+                actions.append(self._button("Edit", "edit", self.reuse_settings,
+                                            "Load this request into the form to change it"))
+        self.actions.children = [*actions, self.feedback] if actions else ()
+
+    def reuse_settings(self) -> None:
+        if self._on_reuse is not None and self.request is not None:
+            self.feedback.value = text_html(self._on_reuse(self.request))
+
+    def save_all(self) -> concurrent.futures.Future | None:
+        """Save every loaded image on the server, with download links."""
+        if self.task is None:
+            return None
+        self.feedback.value = text_html("Saving…", color=MUTED_COLOR)
+        images = [image for image in self.task.images if image.index in self._loaded]
+
+        async def run() -> None:
+            try:
+                parts = [await save_and_offer(self.client, self.task, image, self.save_dir)
+                         for image in images]
+            except (QwenError, OSError, ValueError) as error:
+                show_error(self.feedback, f"Could not save: {error_message(error)}")
+                return
+            self.feedback.value = "".join(parts) or text_html("No image could be loaded, so none was saved.")
+
+        return _runner.submit(run())
+
+    # -- what is shown ---------------------------------------------------------------------------
+
+    def _arrange(self) -> None:
+        shown = [self.title, self.params, self.status]
+        if self._running:
+            shown.append(self.progress)
+        shown += [w for w in (self.buttons,) if w.children]
+        shown += [w for w in (self.message, self.timings) if w.value]
+        if self.tiles.children:
+            shown.append(self.viewer if self._viewing else self.tiles)
+        if self.actions.children:
+            shown.append(self.actions)
+        if tuple(shown) != self.children:
+            self.children = shown
+
+    def _show_request(self, request: ImageRequest | None) -> None:
+        if request is not None:
+            self.title.value = text_html(request.prompt, bold=True)
+        suffix = " · simulated" if self.client.demo else ""
+        self.params.value = text_html(params_line(request) + suffix, color=MUTED_COLOR, small=True)
+
+    def _set_status(self, text: str) -> None:
+        """Plain escaped text (one line, so `value` reads as the text itself), muted."""
+        self.status.value = html.escape(text)
+
+    def _button(self, label: str, icon: str, action: Callback, tooltip: str) -> widgets.Button:
+        button = widgets.Button(description=label, icon=icon, tooltip=tooltip,
+                                layout=layout(width="auto"), style=style("button"))
         button.on_click(lambda _: action())
         return button
-
-    def _view(self, index: int) -> None:
-        data = self.full_images.get(index)
-        if data is None:
-            self.message.value = "That image has not been downloaded."
-            return
-        self.viewer.value = data
-        self.viewer.layout.display = None
-        self.viewer_close.layout.display = None
-
-    def _close_viewer(self) -> None:
-        self.viewer.value = b""  # drop the bytes from widget state too
-        self.viewer.layout.display = "none"
-        self.viewer_close.layout.display = "none"
-
-    def _save(self, image: GeneratedImage, caption: widgets.Label) -> None:
-        data = self.full_images.get(image.index)
-        if data is None or self.task is None:
-            self.message.value = "That image has not been downloaded, so it cannot be saved."
-            return
-        try:
-            path = save_image(self.task, image, data, self.save_dir)
-        except OSError as error:
-            self.message.value = f"Could not save: {error}"
-            return
-        caption.value = f"#{image.index + 1} saved to {path}"
-
-    # -- status helpers ------------------------------------------------------------------------
 
     def _elapsed(self) -> float:
         return time.monotonic() - self._started
 
     def _show_stopped(self) -> None:
+        """Stopping is the user's choice, not a failure: said plainly, not in red."""
         task_id = self.task.task_id if self.task else "unknown"
-        self.stop_button.layout.display = "none"
-        self.attach_button.layout.display = None if self.task else "none"
-        self.status.value = f"{task_id} · stopped watching"
-        self.message.value = "S" + stopped_watching(task_id)[1:]
+        self.buttons.children = (self.attach_button,) if self.task else ()
+        self._set_status(f"{task_id} · stopped watching")
+        show_note(self.message, "S" + stopped_watching(task_id)[1:])
+        self._running = False
+        self._arrange()
 
     def _show_error(self, error: BaseException) -> None:
-        self.stop_button.layout.display = "none"
         self.progress.bar_style = "danger"
-        self.message.value = error_message(error)
+        show_error(self.message, error_message(error))
         resumable = self.task is not None and not self.task.done
-        self.attach_button.layout.display = None if resumable else "none"
-        self.buttons.layout.display = None if resumable else "none"
+        self.buttons.children = (self.attach_button,) if resumable else ()
+        if not resumable:
+            self._offer_retry()
+        self._running = False
+        self._arrange()
 
 
-def _hide_when_empty(change: dict) -> None:
-    """Observer: an empty label takes no room in the card."""
-    change["owner"].layout.display = None if change["new"] else "none"
+class FullImages(Mapping):
+    """A card's full-resolution images by index, read again when asked (the local copy, else
+    the URL), so a finished card holds only its thumbnails. Use from the kernel's thread."""
+
+    def __init__(self, card: Card):
+        self._card = card
+
+    def __getitem__(self, index: int) -> bytes:
+        task = self._card.task
+        if task is None or index not in self._card._loaded:
+            raise KeyError(index)
+        image = next(image for image in task.images if image.index == index)
+        return self._card.client.fetch_image(image)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(sorted(self._card._loaded))
+
+    def __len__(self) -> int:
+        return len(self._card._loaded)
 
 
 def show(tasks: Task | list[Task], client: QwenClient | None = None) -> list[Card]:
-    """Display finished tasks as gallery cards, e.g. the result of `qw.generate(...)`."""
+    """Display finished tasks as cards, e.g. the result of `qw.generate(...)`; each card is
+    saved with the notebook as well (see `_static`)."""
     from IPython.display import display
 
-    from .._api import default_client
+    from .panel import quiet_default_client
 
     cards = []
     for task in [tasks] if isinstance(tasks, Task) else tasks:
-        card = Card(client or default_client(), request=task.request)
+        card = Card(client or quiet_default_client(), request=task.request)
         card.show_task(task)
         display(card)
         cards.append(card)

@@ -1,105 +1,287 @@
-"""SweepGrid: a sweep's cells in a table labelled by axis values, filling in as tasks end."""
+"""SweepGrid: a sweep's cells in a table labelled by axis values, filling in as tasks end.
+
+Each cell is a fixed box (so mixed aspect ratios keep the rows even) with a placeholder until
+its thumbnail arrives, its own progress bar, and its own actions: View (the large view opens
+under the cell's row and steps through every image of every cell), Save, Use as reference.
+Both axes are named; headers show the whole value, escaped, wrapping; a missing value reads
+"(none)". The table scrolls sideways inside its own box when it is wider than the notebook,
+and says so above it.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import html
 import itertools
-
-from .. import _runner
+import time
+from collections.abc import Callable
+from pathlib import Path
 
 import ipywidgets as widgets
 
-from .._task import TaskStatus
+from .. import _runner
 from .._sweep import Sweep, SweepCancelled
-from ._format import error_message, isolate
-from ._theme import BORDER, load_thumbnail, show_error
+from .._task import TaskStatus
+from . import _static
+from ._actions import save_and_offer
+from ._format import error_message, isolate, params_line
+from .._errors import QwenError
+from ._theme import BORDER, ERROR_COLOR, MUTED_COLOR, layout, load_thumbnail, plain_text, style
 
 __all__ = ["SweepGrid"]
 
-_EDGE = 200
+_EDGE = 180
+_PICTURE = {"grid_area": "pic", "width": f"{_EDGE}px", "height": f"{_EDGE}px", "object_fit": "contain"}
+_PLACEHOLDER = {"grid_area": "pic", "width": f"{_EDGE}px", "height": f"{_EDGE}px",
+                "border": "1px dashed var(--jp-border-color1, #bdbdbd)"}
 
 
 class SweepGrid(widgets.VBox):
-    """Rows and columns are labelled by the axis values (the last axis across); each cell
-    shows its first image, or why it failed. One progress bar covers the whole sweep."""
+    """Rows and columns are labelled by the axis values (the last axis across). One progress
+    bar covers the whole sweep, and each cell has its own."""
 
-    def __init__(self, sweep: Sweep):
+    def __init__(self, sweep: Sweep, *, on_use_reference: Callable[[str], str] | None = None,
+                 save_dir: str | Path = "qwen_images"):
         self.sweep = sweep
+        self.save_dir = Path(save_dir)
+        self._on_use_reference = on_use_reference
         axes = sweep.axes
-        across = axes[-1:] if axes else []
-        down = axes[:-1]
+        across, down = axes[-1:], axes[:-1]
         self._columns = [value for _, values in across for value in values] or [None]
         self._rows = list(itertools.product(*(values for _, values in down))) or [()]
-        self.summary = widgets.Label(f"Sweep: {sweep.summary}")
-        self.progress = widgets.IntProgress(value=0, min=0, max=len(sweep.cells),
-                                            layout={"width": "100%"})
-        self.status = widgets.Label(f"0/{len(sweep.cells)} done")
+        self._started: dict[int, float] = {}
+        self._mirror: _static.Mirror | None = None
+        self.viewer = None
+        self.summary = _html(f"Sweep: {sweep.summary}")
+        self.progress = widgets.IntProgress(value=0, min=0, max=len(sweep.cells), layout={"width": "100%"})
+        self.status = _html(f"0/{len(sweep.cells)} done")
         self.cancel_button = widgets.Button(description="Cancel", icon="stop",
                                             tooltip="Stop submitting and watching")
         self.cancel_button.on_click(lambda _: self._cancel())
-        self.tiles = [self._tile() for _ in sweep.cells]
-        header = [widgets.Label(_axis_title(down))] + [
-            widgets.Label("" if value is None else isolate(_short(value)), tooltip=str(value))
-            for value in self._columns]
-        body = []
-        for r, row in enumerate(self._rows):
-            body.append(widgets.Label(" · ".join(isolate(_short(v)) for v in row),
-                                      tooltip=" · ".join(map(str, row))))
-            body.extend(self.tiles[r * len(self._columns):(r + 1) * len(self._columns)])
-        self.grid = widgets.GridBox(header + body, layout={
-            "grid_template_columns": f"minmax(80px, max-content) repeat({len(self._columns)}, {_EDGE + 12}px)",
-            "grid_gap": "6px"})
-        super().__init__([self.summary, widgets.HBox([self.cancel_button, self.status]),
-                          self.progress, self.grid],
-                         layout={"border": BORDER, "padding": "6px"})
+        self.tiles = [self._tile(index) for index in range(len(sweep.cells))]
+        self._header = self._headers(across, down)
+        self.grid = widgets.GridBox(self._header + self._body(), layout={
+            "grid_template_columns": f"minmax(120px, 220px) repeat({len(self._columns)}, {_EDGE + 4}px)",
+            "grid_gap": "8px", "align_items": "flex-start", "width": "max-content"})
+        self.table = widgets.Box([self.grid], layout={"overflow": "auto", "width": "100%"})
+        self.table.add_class("qw-grid-scroll")
+        super().__init__([self.summary, widgets.HBox([self.cancel_button, self.status],
+                                                     layout={"align_items": "center"}),
+                          self.progress, self._scroll_note(across), self.table],
+                         layout={"border": BORDER, "padding": "6px 8px", "min_width": "0"})
         sweep.on_change(self._update)
         for index in range(len(sweep.cells)):  # a sweep already under way: catch up
             if sweep.submitted[index] or sweep.results[index] or sweep.errors[index]:
                 self._update(index)
+        _runner.submit(self._tick())
 
     def __repr__(self) -> str:
         return f"SweepGrid({self.sweep!r})"
 
-    @staticmethod
-    def _tile() -> widgets.VBox:
-        return widgets.VBox([widgets.Image(format="jpeg", layout={"max_width": f"{_EDGE}px"}),
-                             widgets.Label("queued", layout={"max_width": f"{_EDGE}px"})])
+    def _ipython_display_(self) -> None:
+        if self._mirror is None:
+            self._mirror = _static.Mirror(lambda mirror_id: _static.page_html(
+                mirror_id, f"Saved with the notebook (the live grid needs a running kernel). "
+                           f"Sweep: {self.sweep.summary}", self.static_entries()))
+        self._mirror.display(self, "qwen_widgets comparison grid: the live view needs a running "
+                                   "kernel; its saved copy follows.")
+
+    def static_entries(self) -> list[_static.Entry]:
+        """One entry per cell: its axis values, its outcome and its thumbnail."""
+        entries = []
+        for index, cell in enumerate(self.sweep.cells):
+            labels = " · ".join(f"{name}: {_value(value)}" for name, value in cell.labels)
+            picture, label = self.tiles[index].children[:2]
+            thumbs = [picture.value] if picture.value else []
+            details = f"{cell.request.prompt} · {params_line(cell.request)}"
+            entries.append(_static.Entry(labels or cell.request.prompt, details, thumbs,
+                                         plain_text(label.value)))
+        return entries
+
+    # -- building ----------------------------------------------------------------------------
+
+    def _headers(self, across: list, down: list) -> list[widgets.Widget]:
+        corner = _html(" · ".join(name for name, _ in down) + (" ↓" if down else ""), bold=True)
+        return [corner] + [_html(_value(value), bold=True, title=str(value)) for value in self._columns]
+
+    def _body(self) -> list[widgets.Widget]:
+        body, width = [], len(self._columns)
+        for r, row in enumerate(self._rows):
+            body.append(_html(" · ".join(_value(v) for v in row), bold=True,
+                              title=" · ".join(map(str, row))))
+            body.extend(self.tiles[r * width:(r + 1) * width])
+        return body
+
+    def _scroll_note(self, across: list) -> widgets.HTML:
+        name = across[0][0] if across else "value"
+        note = f"Columns: {name} →"
+        if len(self._columns) > 3:
+            note += f" ({len(self._columns)} columns: scroll sideways inside the table if they do not all fit)"
+        return _html(note, color=MUTED_COLOR)
+
+    def _tile(self, index: int) -> widgets.GridBox:
+        picture = widgets.Image(format="jpeg", layout=layout(display="none", **_PICTURE))
+        label = _html("queued", layout=layout(grid_area="cap", width=f"{_EDGE}px"))
+        placeholder = widgets.HTML(layout=layout(**_PLACEHOLDER), style=style("html"))
+        bar = widgets.FloatProgress(value=0, min=0, max=100, layout=layout(grid_area="bar", width=f"{_EDGE}px"),
+                                    style=style("progress"))
+        actions = widgets.HBox(layout=layout(grid_area="act"))
+        return widgets.GridBox([picture, label, placeholder, bar, actions], layout=layout(
+            grid_template_areas='"pic" "cap" "bar" "act"', width=f"{_EDGE}px"))
+
+    def _cell_actions(self, index: int) -> list[widgets.Button]:
+        def button(icon: str, tooltip: str, action: Callable[[], object]) -> widgets.Button:
+            made = widgets.Button(icon=icon, tooltip=tooltip, description="",
+                                  layout=layout(width="40px"), style=style("button"))
+            made.on_click(lambda _: action())
+            return made
+
+        made = [button("search-plus", "View large (all images of this cell, then the next cells)",
+                       lambda: self.open_viewer(index)),
+                button("save", "Save on the server, with a download link", lambda: self.save_cell(index))]
+        if self._on_use_reference is not None:
+            made.append(button("share", "Use as reference image in the form",
+                               lambda: self.use_as_reference(index)))
+        return made
+
+    # -- per-cell actions ----------------------------------------------------------------------
+
+    def open_viewer(self, index: int) -> concurrent.futures.Future | None:
+        """The large view under the cell's row, on the cell's first image; previous/next reach
+        every image of every finished cell."""
+        from .viewer import Viewer
+
+        items, start = [], None
+        for cell_index, (cell, task) in enumerate(zip(self.sweep.cells, self.sweep.results)):
+            if task is None or task.status is not TaskStatus.COMPLETED:
+                continue
+            if cell_index == index:
+                start = len(items)
+            name = " · ".join(f"{field}: {_value(value)}" for field, value in cell.labels)
+            items += [(task, image, name) for image in task.images]
+        if start is None or start >= len(items):
+            return None
+        if self.viewer is None:
+            self.viewer = Viewer(self.sweep.client, save_dir=self.save_dir, on_hide=self._viewer_closed,
+                                 on_use_reference=self._on_use_reference)
+            self.viewer.layout = widgets.Layout(grid_column="1 / -1", width="min(100%, 90vw)")
+        row_end = (index // len(self._columns) + 1) * (len(self._columns) + 1)
+        cells = self._header + self._body()
+        self.grid.children = [*cells[:len(self._header) + row_end], self.viewer,
+                              *cells[len(self._header) + row_end:]]
+        return self.viewer.show(items, start)
+
+    def _viewer_closed(self) -> None:
+        self.grid.children = self._header + self._body()
+
+    def save_cell(self, index: int) -> concurrent.futures.Future | None:
+        task = self.sweep.results[index]
+        if task is None or not task.images:
+            return None
+        feedback = self.tiles[index].children[1]
+        feedback.value = "saving…"
+
+        async def run() -> None:
+            try:
+                parts = [await save_and_offer(self.sweep.client, task, image, self.save_dir)
+                         for image in task.images]
+            except (QwenError, OSError, ValueError) as error:
+                feedback.value = html.escape(f"could not save: {error_message(error)}")
+                return
+            feedback.value = "".join(parts)
+
+        return _runner.submit(run())
+
+    def use_as_reference(self, index: int) -> None:
+        task = self.sweep.results[index]
+        if task is not None and task.images and self._on_use_reference is not None:
+            self.tiles[index].children[1].value = html.escape(self._on_use_reference(task.images[0].url))
+
+    # -- keeping up with the sweep (runs on the private loop) ------------------------------------
 
     def _update(self, index: int) -> None:
         """Runs on the private loop whenever a cell changes."""
-        sweep, (picture, label) = self.sweep, self.tiles[index].children
+        sweep = self.sweep
+        picture, label, placeholder, bar, actions = self.tiles[index].children
         result, error, submitted = sweep.results[index], sweep.errors[index], sweep.submitted[index]
         if isinstance(error, SweepCancelled):
-            label.value = "cancelled"
+            _say(label, "cancelled")
         elif error is not None:
-            show_error(label, error_message(error))
+            _say(label, error_message(error), error=True)
         elif result is not None and result.status is not TaskStatus.COMPLETED:
-            show_error(label, f"{result.status.value}: {result.error or 'no reason given'}")
+            _say(label, f"{result.status.value}: {result.error or 'no reason given'}", error=True)
         elif result is not None:
             count = len(result.images)
-            label.value = f"{count} image{'s' * (count != 1)} · {result.actual_time or 0:.1f} s"
+            _say(label, f"{count} image{'s' * (count != 1)} · {result.actual_time or 0:.1f} s")
+            actions.children = self._cell_actions(index) if result.images else ()
             if result.images:  # _runner.submit: safe from the loop's thread and from others
-                _runner.submit(load_thumbnail(sweep.client, result.images[0], picture, label, _EDGE))
+                _runner.submit(self._load(index, result.images[0]))
         elif submitted is not None:
-            label.value = f"running · {submitted.task_id}"
+            self._started.setdefault(index, time.monotonic())
+            _say(label, "running")
+        if result is not None or error is not None:
+            bar.value = 100
+            bar.bar_style = "success" if result is not None and result.status is TaskStatus.COMPLETED else "danger"
         self.progress.value = sweep.done_count
         self.status.value = f"{sweep.done_count}/{len(sweep.cells)} done, {sweep.failed_count} failed"
         if sweep.done_count == len(sweep.cells):
             self.cancel_button.layout.display = "none"
             self.progress.bar_style = "success" if not sweep.failed_count else "warning"
+            self._changed()
 
+    async def _load(self, index: int, image) -> None:
+        picture, label, placeholder = self.tiles[index].children[:3]
+        if await load_thumbnail(self.sweep.client, image, picture, label) is not None:
+            picture.layout = layout(**_PICTURE)
+            placeholder.layout = layout(display="none", **_PLACEHOLDER)
+            self._changed()
+
+    async def _tick(self) -> None:
+        """Each running cell's bar moves with its time against the server's estimate."""
+        while self.sweep.done_count < len(self.sweep.cells):
+            await asyncio.sleep(1.0)
+            for index, started in list(self._started.items()):
+                submitted, done = self.sweep.submitted[index], self.sweep.results[index]
+                if done is not None or self.sweep.errors[index] is not None or submitted is None:
+                    continue
+                elapsed = time.monotonic() - started
+                estimate = submitted.estimated_time or 20.0
+                label, bar = self.tiles[index].children[1], self.tiles[index].children[3]
+                bar.value = min(95.0, 100.0 * elapsed / estimate)
+                label.value = f"running · {elapsed:.0f} s"
+
+    def _changed(self) -> None:
+        if self._mirror is not None:
+            self._mirror.refresh()
 
     def _cancel(self) -> None:
         self.cancel_button.disabled = True
         self.sweep.cancel(wait=False)
         self.status.value = "cancelling: submissions in flight are answered first…"
         if self.sweep.future is not None:
-            self.sweep.future.add_done_callback(lambda _: setattr(self.status, "value", self.sweep.cancel_report()))
+            self.sweep.future.add_done_callback(
+                lambda _: setattr(self.status, "value", html.escape(self.sweep.cancel_report())))
 
 
-def _short(value: object, limit: int = 40) -> str:
-    text = str(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def _value(value: object) -> str:
+    """An axis value as a header shows it: whole, "(none)" for a missing one, and in a bidi
+    isolate, so a right-to-left override inside it cannot reorder what follows."""
+    return "(none)" if value is None or value == "" else isolate(str(value))
 
 
-def _axis_title(axes: list) -> str:
-    return " · ".join(name for name, _ in axes)
+def _html(text: str, *, bold: bool = False, color: str | None = None, title: str | None = None,
+          layout: widgets.Layout | None = None) -> widgets.HTML:
+    """An HTML widget whose value is `text` escaped (so `==` tests see the text itself)."""
+    made = widgets.HTML(html.escape(text), style=style("html", text_color=color) if color else style("html"),
+                        **({"layout": layout} if layout is not None else {}))
+    if bold:
+        made.value = f"<b>{made.value}</b>"
+    if title:
+        made.tooltip = title
+    return made
+
+
+def _say(label: widgets.HTML, text: str, *, error: bool = False) -> None:
+    label.value = html.escape(text)
+    label.style = style("html", text_color=ERROR_COLOR) if error else style("html")

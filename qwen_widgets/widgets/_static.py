@@ -1,0 +1,126 @@
+"""The copy of a view's results that is saved with the notebook and outlives the kernel.
+
+A widget's saved output is only a pointer to a model that lives in the kernel: reopened
+without one, JupyterLab shows "Error displaying widget: model not found", and nbconvert (so
+nbviewer and GitHub) shows the text fallback. Plotly, Bokeh and Altair solve the same
+problem the same way: next to the live output, a plain static output (here HTML with small
+base64 JPEG thumbnails, the prompt and the parameters) that any renderer can show.
+
+`Mirror.display(widget)` shows the live widget, then the static copy under a display id;
+`refresh()` replaces that copy with `update_display` whenever the results change (from the
+private loop: JupyterLab routes updates by display id, not by cell). The copy carries one CSS
+rule, no script: "hide me while the live view with my id is on the page" (`:has()`), so a
+running notebook shows the results once, and a reopened one (or an export) shows the copy.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import threading
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from .. import _runner
+
+__all__: list[str] = []
+
+_REFRESH_DELAY = 0.3
+"""Seconds to gather changes into one update (a card's thumbnails arrive within moments)."""
+
+
+@dataclass
+class Entry:
+    """One generation as the static copy shows it."""
+
+    title: str
+    details: str
+    thumbnails: list[bytes] = field(default_factory=list)
+    note: str = ""
+
+
+def entry_html(entry: Entry) -> str:
+    """One generation: prompt, parameters, thumbnails (base64 JPEG), and a note; all escaped."""
+    pictures = "".join(
+        f'<img src="data:image/jpeg;base64,{base64.b64encode(data).decode()}" '
+        f'alt="image {number} of {html.escape(entry.title[:80], quote=True)}" '
+        f'style="max-width: 200px; max-height: 200px; margin: 0 6px 6px 0">'
+        for number, data in enumerate(entry.thumbnails, 1))
+    note = f'<div style="font-size: 0.9em">{html.escape(entry.note)}</div>' if entry.note else ""
+    return ('<div style="border: 1px solid #9e9e9e; border-radius: 4px; padding: 6px 8px; '
+            'margin: 0 0 6px 0">'
+            f'<div style="white-space: pre-wrap; font-weight: 600">{html.escape(entry.title)}</div>'
+            f'<div style="font-size: 0.9em">{html.escape(entry.details)}</div>'
+            f'{note}<div>{pictures}</div></div>')
+
+
+def page_html(mirror_id: str, heading: str, entries: Iterable[Entry]) -> str:
+    """The whole static copy: the hiding rule, a heading, and every entry."""
+    rule = (f"<style>.jp-OutputArea:has(.qw-live-{mirror_id}) "
+            f".jp-OutputArea-child:has(.qw-static-{mirror_id}) {{display: none}}</style>")
+    body = "".join(entry_html(entry) for entry in entries)
+    return (f'{rule}<div class="qw-static qw-static-{mirror_id}">'
+            f'<div style="font-size: 0.9em; margin: 0 0 4px 0">{html.escape(heading)}</div>'
+            f"{body}</div>")
+
+
+class Mirror:
+    """The static copy of one widget: shown beside it, kept current with update_display.
+
+    `render()` (given by the widget) returns the current HTML; it is called on the private
+    loop's thread or the caller's, never holding widget locks.
+    """
+
+    def __init__(self, render: Callable[[str], str]):
+        self.id = uuid.uuid4().hex[:16]
+        self._render = render
+        self._shown = False
+        self._pending = False
+        self._lock = threading.Lock()
+        self.updates = 0
+        """How many times the copy was replaced (tests wait on it)."""
+
+    @property
+    def live_class(self) -> str:
+        """The DOM class the live widget carries, which hides this copy while it is mounted."""
+        return f"qw-live-{self.id}"
+
+    def html(self) -> str:
+        return self._render(self.id)
+
+    def bundle(self) -> dict[str, str]:
+        return {"text/html": self.html(), "text/plain": ""}
+
+    def display(self, widget, plain: str) -> None:
+        """Show `widget` and, below it, the static copy. `plain` replaces the widget's text
+        fallback (what nbconvert shows without widget state), which is a repr taken at
+        display time and so says nothing about later results."""
+        from IPython.display import display
+
+        widget.add_class(self.live_class)
+        bundle = widget._repr_mimebundle_()
+        bundle["text/plain"] = plain
+        display(bundle, raw=True)
+        display(self.bundle(), raw=True, display_id=self.id)
+        self._shown = True
+
+    def refresh(self) -> None:
+        """Replace the saved copy soon (changes within a moment are sent as one update)."""
+        if not self._shown:
+            return
+        with self._lock:
+            if self._pending:
+                return
+            self._pending = True
+        loop = _runner.get_loop()
+        loop.call_soon_threadsafe(loop.call_later, _REFRESH_DELAY, self.flush)
+
+    def flush(self) -> None:
+        """Send the current copy now."""
+        from IPython.display import update_display
+
+        with self._lock:
+            self._pending = False
+        update_display(self.bundle(), raw=True, display_id=self.id)
+        self.updates += 1

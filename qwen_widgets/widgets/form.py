@@ -1,0 +1,222 @@
+"""Form: a control for every request field, and what is wrong with it, said next to it.
+
+A problem is shown only once its field was touched (a red "the prompt is empty" must not
+greet someone who has not typed yet); until then Generate stays disabled with a quiet hint
+beside it. Messages speak to the person at the panel: no parameter names, no `(got '')`.
+
+Compare mode picks several values from visible checkboxes (a selected 9:16 cannot hide in a
+scrolled list), and the Generate button says what it will run ("Compare: 6 tasks").
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import ipywidgets as widgets
+from traitlets import Tuple
+
+from .._errors import RequestValidationError
+from .._request import (MAX_NEGATIVE_PROMPT_CHARS, MAX_PROMPT_CHARS, MODELS, RESOLUTIONS, SIZES,
+                        ImageRequest, field_errors)
+from .._sweep import SweepPlan
+from ._format import friendly_error, output_size_line
+from ._theme import ERROR_COLOR, MUTED_COLOR, layout, style
+
+__all__ = ["Form", "CheckboxGroup"]
+
+FIELDS = ("prompt", "negative_prompt", "model", "size", "resolution", "n", "image_urls")
+
+
+class CheckboxGroup(widgets.HBox):
+    """Several choices as visible checkboxes; `value` is the tuple of ticked options."""
+
+    value = Tuple(help="The ticked options, in the order offered")
+
+    def __init__(self, options: tuple[str, ...], description: str, value: tuple[str, ...] = ()):
+        self.options = options
+        self._syncing = False
+        self.boxes = [widgets.Checkbox(description=option, indent=False, value=option in value,
+                                       layout=layout(width="auto", margin="0 10px 0 0"))
+                      for option in options]
+        title = widgets.HTML(f"<b>{html.escape(description)}</b>", layout=layout(width="95px"),
+                             style=style("html"))
+        super().__init__([title, *self.boxes], layout=layout(flex_flow="row wrap", align_items="center"))
+        self.value = tuple(value)
+        for box in self.boxes:
+            box.observe(lambda _: self._from_boxes(), "value")
+        self.observe(lambda _: self._to_boxes(), "value")
+
+    def _from_boxes(self) -> None:
+        if not self._syncing:
+            self.value = tuple(o for o, box in zip(self.options, self.boxes) if box.value)
+
+    def _to_boxes(self) -> None:
+        self._syncing = True  # ticking the boxes one by one must not rewrite `value` midway
+        try:
+            for option, box in zip(self.options, self.boxes):
+                box.value = option in self.value
+        finally:
+            self._syncing = False
+
+
+class Form:
+    """The controls of a Panel and the rules that keep them honest (mixed into Panel)."""
+
+    def _build_request_controls(self) -> None:
+        self.prompt = widgets.Textarea(placeholder="Describe the image…", rows=3, layout={"width": "100%"})
+        self.prompt_count, self.negative_count = widgets.Label(), widgets.Label()
+        self.negative_prompt = widgets.Textarea(placeholder="What to avoid (optional)", rows=1,
+                                                layout={"width": "100%"})
+        self.model = widgets.Dropdown(options=MODELS, description="Model", layout={"width": "260px"})
+        self.size = widgets.Dropdown(options=SIZES, description="Size", layout={"width": "160px"})
+        self.resolution = widgets.Dropdown(options=RESOLUTIONS, description="Resolution",
+                                           layout={"width": "170px"})
+        self.n = widgets.IntSlider(value=1, min=1, max=6, description="Images", layout={"width": "300px"})
+        self.image_urls = widgets.Textarea(
+            placeholder="Reference image URLs for image-to-image, one per line (optional)",
+            rows=1, continuous_update=False, layout={"width": "100%"})
+        self.previews = widgets.HBox(layout={"flex_flow": "row wrap"})
+        error_style = style("html", text_color=ERROR_COLOR)
+        self.errors = {name: widgets.HTML(style=error_style, layout=layout(width="auto"))
+                       for name in (*FIELDS, "generate")}
+        self._touched: set[str] = set()
+        for name in FIELDS:
+            getattr(self, name).observe(lambda _, name=name: self._touch(name), "value")
+        self.single_row = widgets.HBox([self.model, self.size, self.resolution, self.n],
+                                       layout={"flex_flow": "row wrap"})
+
+    def _build_compare_controls(self) -> None:
+        self.compare = widgets.ToggleButton(
+            description="Compare", icon="th",
+            tooltip="Vary one or two fields (one prompt per line, several models, sizes or "
+                    "resolutions) and compare the results in a grid")
+        self.models = CheckboxGroup(MODELS, "Models", MODELS[:1])
+        self.sizes = CheckboxGroup(SIZES, "Sizes", SIZES[:1])
+        self.resolutions = CheckboxGroup(RESOLUTIONS, "Resolutions", RESOLUTIONS[:1])
+        for control in (self.models, self.sizes, self.resolutions):
+            control.observe(lambda _: self._refresh(), "value")
+        self.compare.observe(lambda _: self._switch_mode(), "value")
+        self.compare_row = widgets.VBox([self.models, self.sizes, self.resolutions],
+                                        layout={"display": "none"})
+
+    # -- the request ------------------------------------------------------------------------
+
+    def _values(self) -> dict[str, Any]:
+        return {"prompt": self.prompt.value, "model": self.model.value, "size": self.size.value,
+                "resolution": self.resolution.value, "n": self.n.value,
+                "negative_prompt": self.negative_prompt.value or None,
+                "image_urls": lines(self.image_urls.value)}
+
+    @property
+    def request(self) -> ImageRequest:
+        """The form as a request; RequestValidationError names the first invalid field."""
+        return ImageRequest(**self._values())
+
+    @request.setter
+    def request(self, request: ImageRequest) -> None:
+        with self.hold_trait_notifications():
+            self.prompt.value = request.prompt
+            self.model.value, self.size.value = request.model, request.size
+            self.resolution.value, self.n.value = request.resolution, request.n
+            self.negative_prompt.value = request.negative_prompt or ""
+            self.image_urls.value = "\n".join(request.image_urls)
+        self._refresh()
+
+    def sweep_fields(self) -> dict[str, Any]:
+        """The form in Compare mode: each line of the prompt, and every ticked model, size
+        and resolution; a field with several values is an axis of the sweep."""
+
+        def axis(values: list[Any]) -> Any:
+            return values[0] if len(values) == 1 else list(values)
+
+        return {"prompt": axis(lines(self.prompt.value) or [""]),
+                "model": axis(list(self.models.value) or [""]),
+                "size": axis(list(self.sizes.value) or [""]),
+                "resolution": axis(list(self.resolutions.value) or [""]),
+                "n": self.n.value, "negative_prompt": self.negative_prompt.value or None,
+                "image_urls": lines(self.image_urls.value)}
+
+    def plan(self) -> SweepPlan:
+        fields = self.sweep_fields()
+        varied = [name for name, value in fields.items() if name != "image_urls" and isinstance(value, list)]
+        if len(varied) > 2:
+            raise RequestValidationError("generate", "vary at most two fields at once; now "
+                                         f"{', '.join(varied)} vary", show_value=False)
+        return SweepPlan.of(fields, max_images=self.max_images)
+
+    # -- keeping the form honest -------------------------------------------------------------
+
+    def _touch(self, name: str) -> None:
+        self._touched.add(name)
+        if name == "image_urls":
+            self._refresh_references()
+        else:
+            self._refresh()
+
+    def _refresh(self) -> None:
+        _count(self.prompt_count, max(lines(self.prompt.value) or [""], key=len)
+               if self.compare.value else self.prompt.value, MAX_PROMPT_CHARS)
+        _count(self.negative_count, self.negative_prompt.value, MAX_NEGATIVE_PROMPT_CHARS)
+        if self.compare.value:
+            problems, summary = self._compare_problems()
+        else:
+            values = self._values()
+            problems = {name: friendly_error(name, message)
+                        for name, message in field_errors(**values).items()}
+            summary = "" if {"size", "resolution", "n"} & problems.keys() else \
+                output_size_line(values["size"], values["resolution"], values["n"])
+        for name, label in self.errors.items():
+            shown = problems.get(name, "") if name in self._touched or name == "generate" else ""
+            label.value = html.escape(shown)
+        self.output_size.value = summary
+        self.generate_button.disabled = bool(problems)
+        first = next(iter(problems.values()), "")
+        self.hint.value = html.escape(first if problems and not any(
+            name in self._touched for name in problems) else "")
+        self.generate_button.tooltip = first or ("Run the comparison" if self.compare.value
+                                                 else "Submit this request (Ctrl+Enter in the prompt)")
+        self._label_generate()
+
+    def _compare_problems(self) -> tuple[dict[str, str], str]:
+        try:
+            plan = self.plan()
+        except RequestValidationError as error:
+            field = error.field.split("[")[0]
+            return {field if field in self.errors else "generate": friendly_error(
+                error.field, error.rule, limit=self.max_images)}, ""
+        return {}, f"Compare: {plan.describe()}"
+
+    def _label_generate(self) -> None:
+        if not self.compare.value:
+            self.generate_button.description = "Generate"
+            return
+        try:
+            tasks = len(self.plan().cells)
+        except RequestValidationError:
+            self.generate_button.description = "Compare"
+            return
+        self.generate_button.description = f"Compare: {tasks} task{'s' * (tasks != 1)}"
+
+    def _switch_mode(self) -> None:
+        comparing = self.compare.value
+        if comparing:  # start from the single choices
+            self.models.value, self.sizes.value = (self.model.value,), (self.size.value,)
+            self.resolutions.value = (self.resolution.value,)
+        self.single_row.children = ([self.n] if comparing
+                                    else [self.model, self.size, self.resolution, self.n])
+        self.compare_row.layout.display = None if comparing else "none"
+        self.prompt.placeholder = ("One prompt per line: each line is compared" if comparing
+                                   else "Describe the image…")
+        self._refresh()
+
+
+def lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def _count(label: widgets.Label, text: str, limit: int) -> None:
+    over = len(text) > limit
+    label.value = f"{len(text)} / {limit}"
+    label.style.text_color = ERROR_COLOR if over else MUTED_COLOR
+    label.style.font_weight = "bold" if over else None
