@@ -99,7 +99,7 @@ def announce_demo() -> None:
         why = f"this client was given a simulator ({API_KEY} is not used by it)"
     else:
         why = f"no API key set ({API_KEY})"
-    message = f"Simulated images: {why}; qwen_widgets uses its built-in offline simulator."
+    message = f"Simulated images (the built-in offline simulator): {why}."
     if not _in_kernel():
         # warn_explicit: one clean line, without echoing whichever source line created the client
         warnings.warn_explicit(message, DemoModeWarning, "qwen_widgets", 0)

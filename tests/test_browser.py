@@ -15,6 +15,7 @@ errors in `artifacts/browser-console.log`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -60,16 +61,16 @@ LAB_SETTINGS = {
     },
 }
 
-# Thumbnails are the <img> of each card tile: the tile is a VBox whose next child is the
-# caption label "#<i> · <w>x<h>". The panel's other Image widgets (the card's large viewer,
-# reference previews) have no such caption and never count.
+# Thumbnails are the <img> of each card tile: the tile is a grid whose next child is the
+# caption "#<i> · <w>x<h>". The panel's other Image widgets (the large view, reference
+# previews) have no such caption and never count.
 _THUMBNAILS_JS = r"""
 (root) => {
   const tiles = Array.from(root.querySelectorAll('img')).filter((img) => {
     const box = img.parentElement;
     if (!box) return false;
     return Array.from(box.children).some(
-      (el) => el !== img && el.classList.contains('widget-label')
+      (el) => el !== img && el.classList.contains('widget-html')
         && /^#\d+ /.test(el.textContent.trim()));
   });
   const loaded = tiles.filter((img) => img.complete && img.naturalWidth > 0);
@@ -102,7 +103,8 @@ def _held_demo(cls):
 Simulator.for_demo = classmethod(_held_demo)
 """
 _STATUS_RE = re.compile(r"^\S+ · (submitted|pending|processing|completed|failed|cancelled|unknown)\b")
-_LABELS_JS = "(root) => Array.from(root.querySelectorAll('.widget-label')).map((el) => el.textContent.trim())"
+_LABELS_JS = ("(root) => Array.from(root.querySelectorAll('.widget-label, .widget-html'))"
+              ".map((el) => el.textContent.trim())")
 
 
 def _free_port() -> int:
@@ -121,7 +123,7 @@ def _require_chromium() -> None:
     pytest.fail(message)
 
 
-def _server_env(home: Path) -> dict[str, str]:
+def _server_env(home: Path, settings: dict | None = None) -> dict[str, str]:
     """The server's (and so the kernel's) environment: no key, nothing of the developer's."""
     env = dict(os.environ)
     for name in ("APIMART_API_KEY", "APIMART_BASE_URL", "QWEN_WIDGETS_DEMO",
@@ -145,10 +147,10 @@ def _server_env(home: Path) -> dict[str, str]:
     env["QWEN_WIDGETS_TEST_RELEASE"] = str(home / "release-demo-clock")
     env["JUPYTER_PLATFORM_DIRS"] = "1"
     env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
-    for name, settings in LAB_SETTINGS.items():
+    for name, values in {**LAB_SETTINGS, **(settings or {})}.items():
         path = dirs["JUPYTERLAB_SETTINGS_DIR"] / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(settings))
+        path.write_text(json.dumps(values))
     return env
 
 
@@ -195,14 +197,20 @@ def chromium():
     return CHROMIUM
 
 
-@pytest.fixture
-def jupyter_lab(tmp_path):
-    """JupyterLab on loopback, serving a copy of the quick start; yields (base url, token,
-    the file whose creation lets the demo generation run)."""
+@contextlib.contextmanager
+def _lab(tmp_path: Path, notebooks: dict[str, object], settings: dict | None = None):
+    """JupyterLab on loopback serving `notebooks` (name: source path or nbformat node);
+    yields (base url, token, root folder, the file whose creation lets the demo run)."""
     root = tmp_path / "root"
     root.mkdir()
-    shutil.copy(NOTEBOOK, root / NOTEBOOK.name)
-    env = _server_env(tmp_path / "home")  # no APIMART_API_KEY: the kernel runs in demo mode
+    for name, source in notebooks.items():
+        if isinstance(source, Path):
+            shutil.copy(source, root / name)
+        else:
+            import nbformat
+
+            nbformat.write(source, root / name)
+    env = _server_env(tmp_path / "home", settings)  # no key: the kernel runs in demo mode
     token = secrets.token_hex(24)
     log = tmp_path / "jupyter-lab.log"
     process = None
@@ -225,11 +233,18 @@ def jupyter_lab(tmp_path):
                 break
         else:
             pytest.fail(f"jupyter lab did not start (exit {process.returncode}):\n{_tail(log)}")
-        yield url, token, Path(env["QWEN_WIDGETS_TEST_RELEASE"])
+        yield url, token, root, Path(env["QWEN_WIDGETS_TEST_RELEASE"])
     finally:
         if process is not None:
             _stop(process)
         print(f"\n--- jupyter lab log (tail) ---\n{_tail(log, 25)}")
+
+
+@pytest.fixture
+def jupyter_lab(tmp_path):
+    """JupyterLab serving a copy of the quick start."""
+    with _lab(tmp_path, {NOTEBOOK.name: NOTEBOOK}) as running:
+        yield running
 
 
 @pytest.mark.browser
@@ -238,7 +253,7 @@ def test_quickstart_panel_generates_in_a_real_browser(chromium, jupyter_lab):
     from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import expect, sync_playwright
 
-    url, token, release = jupyter_lab
+    url, token, root, release = jupyter_lab
     ARTIFACTS.mkdir(exist_ok=True)
     problems: list[str] = []  # console errors and uncaught exceptions: they fail the test
     warnings: list[str] = []
@@ -248,9 +263,14 @@ def test_quickstart_panel_generates_in_a_real_browser(chromium, jupyter_lab):
     def mark(name: str) -> None:
         marks[name] = round(time.monotonic() - started, 2)
 
+    reopened = [False]
+
     def on_console(message) -> None:
         if message.type == "error":
-            problems.append(f"console.error: {message.text} ({message.location.get('url', '')})")
+            text = f"console.error: {message.text} ({message.location.get('url', '')})"
+            # reopened without the kernel that made them, widget outputs have no model: the
+            # widget manager says so, and that is exactly the case the saved copy is for
+            (warnings if reopened[0] and _MODEL_GONE.search(message.text) else problems).append(text)
         elif message.type == "warning":
             warnings.append(f"console.warning: {message.text}")
 
@@ -258,12 +278,23 @@ def test_quickstart_panel_generates_in_a_real_browser(chromium, jupyter_lab):
         browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS,
                                              headless=True)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 2400})
+            page = browser.new_page(viewport={"width": 1400, "height": 1400})
             page.set_default_timeout(30_000)
             page.on("console", on_console)
             page.on("pageerror", lambda error: problems.append(f"pageerror: {error}"))
             try:
-                _drive(page, expect, url, token, release, mark)
+                panel = _drive(page, expect, url, token, release, mark)
+                _view_large(page, expect, panel)
+                mark("large view checked")
+                page.screenshot(path=str(ARTIFACTS / "browser-light-1400-viewer.png"))
+                _save_and_shut_down(page, url, token)
+                mark("saved, kernel shut down")
+                reopened[0] = True
+                _reopen(page, expect, url, token)
+                mark("reopened")
+                page.screenshot(path=str(ARTIFACTS / "browser-light-1400-reopened.png"))
+                _nbconvert_shows_the_thumbnails(root / NOTEBOOK.name)
+                mark("nbconvert checked")
             finally:
                 try:
                     page.screenshot(path=str(SCREENSHOT))
@@ -279,7 +310,7 @@ def test_quickstart_panel_generates_in_a_real_browser(chromium, jupyter_lab):
     assert not problems, "errors in the browser console:\n" + "\n".join(problems)
 
 
-def _drive(page, expect, url: str, token: str, release: Path, mark) -> None:
+def _drive(page, expect, url: str, token: str, release: Path, mark):
     page.goto(f"{url}/lab/tree/{NOTEBOOK.name}?token={token}")
     notebook = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook")
     expect(notebook.locator(".jp-Cell").first).to_be_visible(timeout=60_000)
@@ -332,7 +363,7 @@ def _drive(page, expect, url: str, token: str, release: Path, mark) -> None:
 
     generate.click()
     mark("generate clicked")
-    status = panel.locator(".widget-label").filter(has_text=_STATUS_RE)
+    status = panel.locator(".widget-html").filter(has_text=_STATUS_RE)
     expect(status).to_have_count(1, timeout=30_000)
     mark("card status shown")
 
@@ -374,3 +405,111 @@ def _drive(page, expect, url: str, token: str, release: Path, mark) -> None:
     # the screenshot: the gallery's thumbnails and, below them, the kernel's answer
     answer.scroll_into_view_if_needed()
     page.wait_for_timeout(300)  # let the scroll settle
+    page.screenshot(path=str(ARTIFACTS / "browser-light-1400-live.png"))
+    return panel
+
+
+_MODEL_GONE = re.compile(r"model not found|Could not find model|widget model", re.I)
+# The saved copy of a view: hidden while its live view is on the page, shown otherwise.
+_STATIC_JS = r"""
+(root) => Array.from(root.querySelectorAll('.qw-static')).map((copy) => ({
+  visible: copy.offsetParent !== null,
+  text: copy.textContent,
+  images: Array.from(copy.querySelectorAll('img')).map((img) => ({
+    data: img.src.startsWith('data:image/jpeg;base64,'),
+    loaded: img.complete && img.naturalWidth > 0,
+  })),
+}))
+"""
+
+
+def _api(url: str, token: str, path: str, method: str = "GET"):
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback, no proxy
+    request = urllib.request.Request(f"{url}{path}", method=method,
+                                     headers={"Authorization": f"token {token}"})
+    with opener.open(request, timeout=30) as response:
+        body = response.read()
+    return json.loads(body) if body else None
+
+
+def _view_large(page, expect, panel) -> None:
+    """A click on a thumbnail opens the large view there, within the window, numbered."""
+    panel.get_by_title("Image 2: open it large").click()  # the button over thumbnail #2
+    viewer = panel.locator(".qw-viewer")
+    expect(viewer).to_be_visible()
+    expect(viewer).to_contain_text(f"Image 2 of {IMAGES}")
+    picture = viewer.locator("img")
+    page.wait_for_function("(img) => img.complete && img.naturalWidth > 0", arg=picture.element_handle())
+    box = picture.bounding_box()
+    window = page.viewport_size
+    assert box["height"] <= 0.75 * window["height"] + 2, (box, window)  # sized to the window
+    viewer.scroll_into_view_if_needed()
+    for name in ("Previous", "Next", "Download", "Save", "Use as reference", "Close"):
+        expect(viewer.locator("button", has_text=name)).to_be_visible()
+    viewer.locator("button", has_text="Next").click()
+    expect(viewer).to_contain_text(f"Image 1 of {IMAGES}")  # wraps around
+    viewer.locator("button", has_text="Download").click()
+    link = viewer.locator("a[download]")
+    expect(link).to_have_count(1)
+    assert link.get_attribute("href").startswith("data:image/png;base64,")
+    page.wait_for_timeout(300)
+
+
+def _save_and_shut_down(page, url: str, token: str) -> None:
+    """Close the large view, wait until the saved copy holds the thumbnails, save the
+    notebook, and shut its kernel down."""
+    page.locator(".qw-viewer button", has_text="Close").click()
+    deadline = time.monotonic() + 30
+    while True:
+        copies = page.locator(".jp-Notebook").evaluate(_STATIC_JS)
+        panel_copy = [c for c in copies if "Results saved with the notebook" in c["text"]]
+        if panel_copy and sum(i["data"] for i in panel_copy[0]["images"]) == IMAGES:
+            break
+        assert time.monotonic() < deadline, f"the saved copy never got the thumbnails: {copies}"
+        page.wait_for_timeout(200)
+    assert not any(c["visible"] for c in panel_copy), "the copy shows beside its live view"
+    page.locator(".jp-Notebook .jp-MarkdownCell").first.click()
+    page.keyboard.press("ControlOrMeta+S")
+    deadline = time.monotonic() + 30
+    while True:
+        saved = json.dumps(_api(url, token, f"/api/contents/{NOTEBOOK.name}?content=1")["content"])
+        if saved.count("data:image/jpeg;base64,") >= IMAGES and PROMPT in saved:
+            break
+        assert time.monotonic() < deadline, "the notebook was not saved with the copy"
+        page.wait_for_timeout(250)
+    for session in _api(url, token, "/api/sessions"):
+        _api(url, token, f"/api/sessions/{session['id']}", method="DELETE")  # and its kernel
+    assert _api(url, token, "/api/kernels") == []
+
+
+def _reopen(page, expect, url: str, token: str) -> None:
+    """The saved notebook, opened again with none of the widget models it refers to: every
+    finished generation is still there, from the saved copy."""
+    page.goto(f"{url}/lab/tree/{NOTEBOOK.name}?token={token}")
+    notebook = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook")
+    expect(notebook.locator(".jp-Cell").first).to_be_visible(timeout=60_000)
+    copy = notebook.locator(".qw-static").filter(has_text="Results saved with the notebook")
+    expect(copy).to_be_visible(timeout=30_000)
+    expect(copy).to_contain_text(PROMPT)
+    expect(copy).to_contain_text(f"n={IMAGES}")
+    page.wait_for_function(
+        "(copy) => Array.from(copy.querySelectorAll('img')).filter((img) => img.naturalWidth > 0).length"
+        f" >= {IMAGES}", arg=copy.element_handle())
+    copy.scroll_into_view_if_needed()
+    page.wait_for_timeout(300)
+
+
+def _nbconvert_shows_the_thumbnails(path: Path) -> None:
+    """What nbviewer and GitHub show: the HTML export holds the thumbnails and the prompt."""
+    out = path.parent / "export"
+    subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "html", str(path),
+                    "--output-dir", str(out)], check=True, capture_output=True, timeout=120)
+    exported = (out / path.with_suffix(".html").name).read_text()
+    assert exported.count("data:image/jpeg;base64,") >= IMAGES
+    assert "Results saved with the notebook" in exported and PROMPT in exported
+    assert "needs a running kernel" in exported  # the widget's text fallback, not a stale repr
+    notebook = json.loads(path.read_text())
+    growth = len(json.dumps([c.get("outputs", []) for c in notebook["cells"]]))
+    print(f"saved outputs: {growth / 1024:.1f} KiB for {IMAGES} images in the panel "
+          "(and their copies in the static output)")
+

@@ -80,7 +80,8 @@ class Card(widgets.VBox):
 
         html_widget = lambda: widgets.HTML(layout=layout(width="auto"), style=style("html"))  # noqa: E731
         self.title, self.params = html_widget(), html_widget()
-        self.status = widgets.HTML(layout=layout(width="auto"), style=style("html", text_color=MUTED_COLOR))
+        self.status = widgets.HTML(layout=layout(width="auto"),
+                                   style=style("html", text_color=MUTED_COLOR, font_size="0.9em"))
         self.message, self.timings, self.feedback = html_widget(), html_widget(), html_widget()
         self._show_request(request)
         self.progress = widgets.FloatProgress(value=0, min=0, max=100, layout=layout(width="100%"),
