@@ -6,8 +6,8 @@ submits alike, so they all take a slot of one process-wide budget before they ar
 Slots go to the most urgent waiter first: a poll that is due (someone is waiting for that
 result) before a new submission, and an interactive submission before a background sweep's;
 within a class, first come first served. Otherwise a thousand queued submits would hold back
-every result for as long as they take to send. On a 429 the rate halves, and it grows back
-slowly while no 429 comes.
+every result for as long as they take to send. On a 429 the rate drops by a quarter, and it
+grows back slowly while no 429 comes.
 """
 
 from __future__ import annotations
@@ -64,11 +64,11 @@ class RequestBudget:
 
     Args:
         rate: the most requests per second; the budget runs at this rate until a 429.
-        adaptive: halve the rate on each 429 (`throttled()`), and raise it back by a tenth
-            every `recovery` seconds without one.
+        adaptive: lower the rate by a quarter on each 429 (`throttled()`), and raise it back
+            by a tenth every `recovery` seconds without one.
     """
 
-    def __init__(self, rate: float = DEFAULT_RATE, *, adaptive: bool = True, recovery: float = 5.0):
+    def __init__(self, rate: float = DEFAULT_RATE, *, adaptive: bool = True, recovery: float = 3.0):
         if not rate > 0 or math.isinf(rate):
             raise ValueError(f"rate must be a positive number of requests per second, got {rate!r}")
         self.max_rate = rate
@@ -104,14 +104,18 @@ class RequestBudget:
             self._chain_length += 1
         return slot - now
 
+    def backlog(self) -> float:
+        """Seconds of requests already waiting for a slot: how congested the budget is."""
+        return len(self._waiters) / self.rate
+
     def throttled(self, now: float) -> None:
-        """The server answered 429: halve the rate (at most once per slot of the old rate)."""
+        """The server answered 429: lower the rate by a quarter (once per burst)."""
         if not self.adaptive:
             return
         with self._lock:
             if now - self._changed_at < self.spacing:
                 return  # the same burst, seen by several requests
-            self._set_rate(max(self.rate / 2, self.max_rate / 64), now)
+            self._set_rate(max(self.rate * 0.75, self.max_rate / 16), now)
             self.throttles += 1
 
     def _recover(self, now: float) -> None:

@@ -231,7 +231,7 @@ class AsyncQwenClient:
         elapsed = 0.0
         try:
             while True:
-                await self._clock.sleep(tracker.next_delay(elapsed))
+                await self._clock.sleep(tracker.next_delay(elapsed, self._budget.backlog()))
                 try:
                     last = await self._poll(task_id, request, on_retry, start + tracker.deadline())
                 except DeadlineReached as reached:

@@ -24,6 +24,7 @@ from ._task import Task, TaskStatus
 __all__ = ["PollSchedule"]
 
 _UNIT = NormalDist()
+MAX_CONGESTED_STEP = 0.75
 _MIN_SIGMA = 0.05
 _LEARNED_AFTER = 5  # observations before a learned source is trusted
 
@@ -187,25 +188,39 @@ class PollTracker:
             return [Belief.around(t1 * 100 / p1, 0.3)]
         return []
 
+    def _learned(self) -> bool:
+        return self.history is not None and bool(self.history.beliefs(self.request, None))
+
     def predicted_total(self, elapsed: float) -> float:
         """Predicted task duration, in seconds since submit (the median of the belief)."""
         return max(self.belief().median, elapsed)
 
-    def next_delay(self, elapsed: float) -> float:
-        """Seconds to wait before the next poll, never past the deadline."""
+    def next_delay(self, elapsed: float, backlog: float = 0.0) -> float:
+        """Seconds to wait before the next poll, never past the deadline.
+
+        `backlog` is how many seconds of requests already wait for the shared budget: when
+        many tasks share it, each poll costs others' time, so polls are spent where the
+        finish is likelier (up to MAX_CONGESTED_STEP of the remaining chance per poll), and
+        the early poll that learns the estimate is skipped.
+        """
         s = self.schedule
-        if self.polls == 0:
+        congestion = 1.0 + backlog / s.min_interval
+        step = min(1 - (1 - s.completion_step) ** congestion, max(s.completion_step, MAX_CONGESTED_STEP))
+        if self.polls == 0 and congestion < 2:
             delay = s.first_delay
         else:
+            if self.polls == 0 and not self._learned():  # look early, while there is no history
+                step /= 2
             belief = self.belief()
             if elapsed < belief.quantile(0.95):
                 self._overrun_interval = None
                 already = belief.done_by(elapsed)
-                target = already + (1 - already) * s.completion_step
-                delay = belief.quantile(target) - elapsed
+                delay = belief.quantile(already + (1 - already) * step) - elapsed
             else:  # the prediction was wrong: stretch rather than poll a tail densely
                 previous = self._overrun_interval
                 delay = s.min_interval if previous is None else previous * s.overrun_growth
                 self._overrun_interval = delay
-            delay = min(max(delay, s.min_interval), s.max_interval)
+            # the widest spacing widens with congestion too: a fixed cap would poll every task
+            # every few seconds whatever the budget can afford
+            delay = min(max(delay, s.min_interval), s.max_interval * congestion)
         return max(0.0, min(delay, self.deadline() - elapsed))

