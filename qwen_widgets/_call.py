@@ -149,7 +149,7 @@ class Caller:
         last: QwenError | None = None
         while True:
             attempt += 1
-            await self._budget.take(self._clock, priority)
+            await self._take_slot(priority, abort)
             if abort is not None and abort.is_set():
                 if submission is not None and submission.lost is not None:
                     raise submission.unknown("stopped before sending it again")
@@ -175,6 +175,23 @@ class Caller:
             if on_retry is not None:
                 await maybe_await(on_retry(outcome.error, delay))
             await self._clock.sleep(delay)
+
+    async def _take_slot(self, priority: Priority, abort: asyncio.Event | None) -> None:
+        """A slot of the shared budget; an abort ends the wait at once (the caller then sends
+        nothing), rather than after the queue ahead of it."""
+        if abort is None:
+            await self._budget.take(self._clock, priority)
+            return
+        taking = asyncio.ensure_future(self._budget.take(self._clock, priority))
+        aborting = asyncio.ensure_future(abort.wait())
+        try:
+            await asyncio.wait({taking, aborting}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            aborting.cancel()
+            if not taking.done():
+                taking.cancel()
+        if taking.done() and not taking.cancelled():
+            taking.result()
 
     async def _attempt(self, method: str, path: str, parse: Callable[[Any, httpx.Headers], T], payload: Any,
                        headers: dict[str, str] | None, task_id: str | None, deadline: float | None,

@@ -7,6 +7,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from IPython.display import display
 
+from . import _runner
 from ._api import default_client
 from ._errors import RequestValidationError, stopped_watching
 from ._request import MODELS, RESOLUTIONS, SIZES, ImageRequest
@@ -77,7 +78,7 @@ def _generate_in_cell(request: ImageRequest):
     display(card)
     future = card.start_generation(request)
     try:
-        return future.result()
+        return _runner.wait_for(future)
     except KeyboardInterrupt:
         card.stop()  # a submission in flight is answered first, so nothing is left unknown
         future.result()

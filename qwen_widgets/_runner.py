@@ -48,9 +48,12 @@ def _stop_at_exit(loop: asyncio.AbstractEventLoop) -> None:
     (`qw.show(task)` as its last line) dies with "cannot schedule new futures after
     interpreter shutdown" printed at the user.
 
-    threading's exit hooks run newest first, before the interpreter's thread pools shut down
-    (their hook was registered when asyncio was imported, before this one).
+    threading's exit hooks run newest first; the thread pools' hook is registered when
+    concurrent.futures.thread is first imported, so it is imported here, before this hook is
+    registered: this one then runs first.
     """
+    import concurrent.futures.thread  # noqa: F401 (registers the pools' exit hook now)
+
 
     def stop() -> None:
         async def cancel_all() -> None:
@@ -101,7 +104,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
     future = asyncio.run_coroutine_threadsafe(tracked(), get_loop())
     try:
-        return future.result()
+        return wait_for(future)
     except KeyboardInterrupt:
         if not started:
             future.cancel()
@@ -116,6 +119,17 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         raise
 
 
+def wait_for(future: concurrent.futures.Future[T]) -> T:
+    """future.result(), waiting in short slices: a Ctrl-C that lands just before a long wait
+    begins is then raised within a slice, not when the work ends."""
+    while True:
+        try:
+            return future.result(timeout=_SLICE_SECONDS)
+        except concurrent.futures.TimeoutError:
+            continue
+
+
+_SLICE_SECONDS = 0.25
 _WIND_DOWN_SECONDS = 120.0  # longer than a POST's own time cap
 _EXIT_GRACE_SECONDS = 5.0  # a POST on the wire at exit gets this long to be answered
 

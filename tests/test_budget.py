@@ -144,3 +144,17 @@ async def test_a_sweep_takes_its_concurrency_from_the_budget_and_halves_it_on_pu
     assert len(tasks) == 12 and sweep.failed_count == 0
     assert sweep.concurrency < 12  # halved after the service said "too many tasks"
     assert len(simulator.tasks) == 12  # a refused submit created nothing; none ran twice
+
+
+async def test_a_cancelled_submission_stops_waiting_for_its_slot_at_once(server, make_client):
+    budget = RequestBudget(0.01)  # a slot every 100 s
+    async with make_client(poll_budget=budget) as client:
+        await budget.take(qw._clock.SYSTEM_CLOCK)  # the free slot is gone: the next is 100 s away
+        submitting = asyncio.ensure_future(client.submit(qw.ImageRequest("a fox")))
+        await asyncio.sleep(0.1)
+        submitting.cancel()
+        with pytest.raises(asyncio.CancelledError, match="nothing was created"):
+            await asyncio.wait_for(submitting, 30)  # not the 100 s the queue would take
+    assert server.simulator.count("POST") == 0
+    assert [entry.state.value for entry in client.journal.entries()] == ["refused"]
+    assert budget._dispatcher is None and budget._waiters == []
