@@ -513,3 +513,132 @@ def _nbconvert_shows_the_thumbnails(path: Path) -> None:
     print(f"saved outputs: {growth / 1024:.1f} KiB for {IMAGES} images in the panel "
           "(and their copies in the static output)")
 
+
+
+# -- themes, widths and the comparison grid ----------------------------------------------------
+
+GRID_CELL = """\
+import qwen_widgets as qw
+
+panel = qw.Panel()
+panel.request = qw.ImageRequest("A lighthouse on a rocky coast at dusk, dramatic clouds", size="16:9", n=3)
+panel.generate()
+panel.compare.value = True
+panel.prompt.value = ("A lighthouse on a rocky coast at dusk, dramatic clouds\\n"
+                      "An oil painting of a lighthouse on a rocky coast at dusk, dramatic clouds")
+panel.sizes.value = ("1:1", "16:9", "9:16")
+panel.run_sweep()
+panel.negative_prompt.value = "blurry " * 80  # too long: an error to see, and to measure
+panel
+"""
+THEMES = {"light": "JupyterLab Light", "dark": "JupyterLab Dark"}
+# Elements that scroll sideways although nobody asked them to (the grid's own box may).
+_STRAY_SCROLL_JS = r"""
+(root) => Array.from(root.querySelectorAll('*')).filter((el) => {
+  if (el.closest('.qw-grid-scroll')) return false;
+  const overflow = getComputedStyle(el).overflowX;
+  return (overflow === 'auto' || overflow === 'scroll') && el.scrollWidth > el.clientWidth + 1;
+}).map((el) => el.className + ' ' + el.scrollWidth + '>' + el.clientWidth)
+"""
+_GRID_JS = r"""
+(root) => {
+  const box = root.querySelector('.qw-grid-scroll');
+  const images = Array.from(box.querySelectorAll('img')).filter((img) => img.naturalWidth > 0);
+  return {scrolls: box.scrollWidth > box.clientWidth + 1, width: box.clientWidth,
+          content: box.scrollWidth, images: images.length, text: box.parentElement.textContent};
+}
+"""
+# WCAG contrast of an element's text against the first opaque background behind it.
+_CONTRAST_JS = r"""
+(el) => {
+  const rgb = (text) => text.match(/[\d.]+/g).map(Number);
+  const lum = ([r, g, b]) => {
+    const f = (c) => { c /= 255; return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const target = el.querySelector('.widget-html-content') || el;
+  const color = rgb(getComputedStyle(target).color);
+  let node = target, background = null;
+  while (node && !background) {
+    const value = rgb(getComputedStyle(node).backgroundColor);
+    if (value.length < 4 || value[3] > 0.99) background = value.slice(0, 3);
+    if (value.length === 4 && value[3] === 0) background = null;
+    node = node.parentElement;
+  }
+  background = background || [255, 255, 255];
+  const [a, b] = [lum(color), lum(background)].sort((x, y) => y - x);
+  return {ratio: (a + 0.05) / (b + 0.05), color, background};
+}
+"""
+
+
+@pytest.mark.browser
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("theme", THEMES)
+def test_panel_and_compare_grid_in_both_themes_at_1400_and_800_px(chromium, tmp_path, theme):
+    import nbformat
+    from playwright.sync_api import expect, sync_playwright
+
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(GRID_CELL)], metadata={
+        "kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}})
+    settings = {"@jupyterlab/apputils-extension/themes.jupyterlab-settings": {"theme": THEMES[theme]}}
+    problems: list[str] = []
+    ARTIFACTS.mkdir(exist_ok=True)
+    with _lab(tmp_path, {"gallery.ipynb": notebook}, settings) as (url, token, _root, release), \
+            sync_playwright() as playwright:
+        release.touch()  # nothing here races the kernel: the simulator's clock runs freely
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS,
+                                             headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1400})
+            page.set_default_timeout(30_000)
+            page.on("console", lambda m: m.type == "error" and problems.append(m.text))
+            page.on("pageerror", lambda error: problems.append(f"pageerror: {error}"))
+            page.goto(f"{url}/lab/tree/gallery.ipynb?token={token}")
+            kernel_status = page.locator('.jp-StatusBar-TextItem[title^="Change kernel"]')
+            expect(kernel_status).to_have_text(re.compile(r"\| Idle$"), timeout=60_000)
+            if theme == "dark":
+                expect(page.locator("body[data-jp-theme-light='false']")).to_have_count(1)
+            page.locator(".jp-CodeCell .jp-InputArea-editor").first.click()
+            page.keyboard.press("Shift+Enter")
+            panel = page.locator(".jp-OutputArea-output").filter(has=page.locator(".qw-panel"))
+            expect(panel.locator(".qw-grid-scroll")).to_be_visible(timeout=60_000)
+            expect(panel).to_contain_text("6/6 done", timeout=60_000)
+            deadline = time.monotonic() + 30
+            while panel.evaluate(_GRID_JS)["images"] < 6:
+                assert time.monotonic() < deadline, panel.evaluate(_GRID_JS)
+                page.wait_for_timeout(200)
+            _check_panel(page, expect, panel, theme, width=1400)
+            page.keyboard.press("Escape")
+            page.keyboard.press("ControlOrMeta+B")  # a narrow window: the file browser folded away
+            page.set_viewport_size({"width": 800, "height": 1400})
+            page.wait_for_timeout(500)
+            _check_panel(page, expect, panel, theme, width=800)
+        finally:
+            browser.close()
+    assert not problems, "errors in the browser console:\n" + "\n".join(problems)
+
+
+def _check_panel(page, expect, panel, theme: str, width: int) -> None:
+    """Both axes named, the grid scrolls (only) inside its own box when too wide, no other
+    row scrolls sideways, error text reads at 4.5:1 or better; then a screenshot."""
+    grid = panel.evaluate(_GRID_JS)
+    assert "prompt ↓" in grid["text"] and "Columns: size →" in grid["text"], grid["text"][:300]
+    assert "An oil painting of a lighthouse on a rocky coast at dusk, dramatic clouds" in grid["text"]
+    if grid["content"] > grid["width"]:
+        assert grid["scrolls"], grid
+    if width == 800:
+        assert grid["scrolls"], f"three columns should not fit at 800 px: {grid}"
+    stray = panel.evaluate(_STRAY_SCROLL_JS)
+    assert not stray, f"stray horizontal scrollbars at {width} px: {stray}"
+    error = panel.locator(".widget-html", has_text="The negative prompt is too long").first
+    expect(error).to_be_visible()
+    contrast = error.evaluate(_CONTRAST_JS)
+    print(f"{theme} {width}px: error text contrast {contrast}")
+    assert contrast["ratio"] >= 4.5, contrast
+    panel.locator(".qw-grid-scroll").scroll_into_view_if_needed()
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(ARTIFACTS / f"browser-{theme}-{width}-compare.png"))
+    panel.locator(".qw-card").first.scroll_into_view_if_needed()
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(ARTIFACTS / f"browser-{theme}-{width}-panel.png"))

@@ -84,14 +84,14 @@ class Card(widgets.VBox):
                                    style=style("html", text_color=MUTED_COLOR, font_size="0.9em"))
         self.message, self.timings, self.feedback = html_widget(), html_widget(), html_widget()
         self._show_request(request)
-        self.progress = widgets.FloatProgress(value=0, min=0, max=100, layout=layout(width="100%"),
+        self.progress = widgets.FloatProgress(value=0, min=0, max=100, layout=layout(width="auto"),
                                               style=style("progress"))
         self.stop_button = self._button("Stop", "stop", self.stop,
                                         "Stop watching (the task may still finish and be billed)")
         self.attach_button = self._button("Re-attach", "refresh", self.reattach, "Watch this task again")
         self.buttons = widgets.HBox(layout=layout(align_items="center"))
         self.tiles = widgets.GridBox(layout=layout(
-            grid_template_columns="repeat(auto-fill, minmax(120px, 1fr))", grid_gap="6px", width="100%"))
+            grid_template_columns="repeat(auto-fill, minmax(120px, 1fr))", grid_gap="6px", width="auto"))
         self.actions = widgets.HBox(layout=layout(flex_flow="row wrap", align_items="center"))
         super().__init__(layout={"border": BORDER, "padding": "6px 8px", "margin": "0", "min_width": "0"})
         self.add_class("qw-card")
@@ -288,7 +288,8 @@ class Card(widgets.VBox):
     def _tile(self, image: GeneratedImage) -> widgets.GridBox:
         """A thumbnail with its caption; a transparent button over it opens the large view."""
         picture = widgets.Image(format="jpeg", layout=layout(
-            grid_area="pic", width="100%", height="auto", max_height="200px", object_fit="contain"))
+            grid_area="pic", width="100%", height="auto", max_height="200px", object_fit="contain",
+            margin="0"))
         size = f"{image.width}x{image.height}" if image.width else "size unknown"
         caption = widgets.HTML(f"#{image.index + 1} · {size}", layout=layout(grid_area="cap"),
                                style=style("html"))

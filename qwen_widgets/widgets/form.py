@@ -64,10 +64,10 @@ class Form:
     """The controls of a Panel and the rules that keep them honest (mixed into Panel)."""
 
     def _build_request_controls(self) -> None:
-        self.prompt = widgets.Textarea(placeholder="Describe the image…", rows=3, layout={"width": "100%"})
+        self.prompt = widgets.Textarea(placeholder="Describe the image…", rows=3, layout={"width": "auto"})
         self.prompt_count, self.negative_count = widgets.Label(), widgets.Label()
         self.negative_prompt = widgets.Textarea(placeholder="What to avoid (optional)", rows=1,
-                                                layout={"width": "100%"})
+                                                layout={"width": "auto"})
         self.model = widgets.Dropdown(options=MODELS, description="Model", layout={"width": "260px"})
         self.size = widgets.Dropdown(options=SIZES, description="Size", layout={"width": "160px"})
         self.resolution = widgets.Dropdown(options=RESOLUTIONS, description="Resolution",
@@ -75,7 +75,7 @@ class Form:
         self.n = widgets.IntSlider(value=1, min=1, max=6, description="Images", layout={"width": "300px"})
         self.image_urls = widgets.Textarea(
             placeholder="Reference image URLs for image-to-image, one per line (optional)",
-            rows=1, continuous_update=False, layout={"width": "100%"})
+            rows=1, continuous_update=False, layout={"width": "auto"})
         self.previews = widgets.HBox(layout={"flex_flow": "row wrap"})
         error_style = style("html", text_color=ERROR_COLOR)
         self.errors = {name: widgets.HTML(style=error_style, layout=layout(width="auto"))

@@ -1,8 +1,9 @@
-"""Gallery: the panel's cards, newest first, in as many columns as the width allows.
+"""Gallery: the panel's cards and comparison grids, newest first.
 
 Cards sit in an auto-filling grid (each at least 340 px wide), so a wide notebook shows
 several generations side by side instead of one column of mostly empty rows. A comparison
-grid, or a card whose large view is open, spans the whole row.
+grid takes the whole width: the gallery is a column of sections, each either one grid or a
+run of cards made one after another.
 """
 
 from __future__ import annotations
@@ -16,24 +17,40 @@ __all__ = ["Gallery"]
 CARD_MIN_WIDTH = 340
 
 
-class Gallery(widgets.GridBox):
+class Gallery(widgets.VBox):
     """Holds the cards of a panel; `add()` puts a new card (or grid) first."""
 
     def __init__(self, **kwargs):
-        super().__init__(layout={
-            "grid_template_columns": f"repeat(auto-fill, minmax(min({CARD_MIN_WIDTH}px, 100%), 1fr))",
-            "grid_gap": "8px", "width": "100%", "align_items": "flex-start"}, **kwargs)
+        super().__init__(layout={"width": "auto", "min_width": "0"}, **kwargs)
 
-    def add(self, card: widgets.Widget) -> widgets.Widget:
-        if not isinstance(card, Card):
-            card.layout.grid_column = "1 / -1"
-        self.children = (card, *self.children)
-        return card
+    def add(self, item: widgets.Widget) -> widgets.Widget:
+        first = self.children[0] if self.children else None
+        if isinstance(item, Card) and isinstance(first, _Cards):
+            first.children = (item, *first.children)
+        elif isinstance(item, Card):
+            self.children = (_Cards([item]), *self.children)
+        else:
+            self.children = (item, *self.children)
+        return item
 
     def __repr__(self) -> str:
-        return f"Gallery(cards={len(self.children)})"
+        return f"Gallery(cards={len(self.cards)})"
+
+    def items(self) -> list[widgets.Widget]:
+        """Cards and grids, newest first."""
+        return [inner for child in self.children
+                for inner in (child.children if isinstance(child, _Cards) else (child,))]
 
     @property
     def cards(self) -> list[Card]:
         """The cards, newest first."""
-        return [child for child in self.children if isinstance(child, Card)]
+        return [item for item in self.items() if isinstance(item, Card)]
+
+
+class _Cards(widgets.GridBox):
+    """A run of cards, as many per row as fit."""
+
+    def __init__(self, cards: list[Card]):
+        super().__init__(cards, layout={
+            "grid_template_columns": f"repeat(auto-fill, minmax(min({CARD_MIN_WIDTH}px, 100%), 1fr))",
+            "grid_gap": "8px", "width": "auto", "align_items": "flex-start", "margin": "0 0 8px 0"})

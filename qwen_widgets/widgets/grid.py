@@ -54,7 +54,7 @@ class SweepGrid(widgets.VBox):
         self._mirror: _static.Mirror | None = None
         self.viewer = None
         self.summary = _html(f"Sweep: {sweep.summary}")
-        self.progress = widgets.IntProgress(value=0, min=0, max=len(sweep.cells), layout={"width": "100%"})
+        self.progress = widgets.IntProgress(value=0, min=0, max=len(sweep.cells), layout={"width": "auto"})
         self.status = _html(f"0/{len(sweep.cells)} done")
         self.cancel_button = widgets.Button(description="Cancel", icon="stop",
                                             tooltip="Stop submitting and watching")
@@ -63,13 +63,14 @@ class SweepGrid(widgets.VBox):
         self._header = self._headers(across, down)
         self.grid = widgets.GridBox(self._header + self._body(), layout={
             "grid_template_columns": f"minmax(120px, 220px) repeat({len(self._columns)}, {_EDGE + 4}px)",
-            "grid_gap": "8px", "align_items": "flex-start", "width": "max-content"})
-        self.table = widgets.Box([self.grid], layout={"overflow": "auto", "width": "100%"})
+            "grid_gap": "8px", "align_items": "flex-start", "width": "max-content", "flex": "0 0 auto"})
+        self.table = widgets.Box([self.grid], layout={"overflow": "auto", "width": "auto"})
         self.table.add_class("qw-grid-scroll")
         super().__init__([self.summary, widgets.HBox([self.cancel_button, self.status],
                                                      layout={"align_items": "center"}),
                           self.progress, self._scroll_note(across), self.table],
-                         layout={"border": BORDER, "padding": "6px 8px", "min_width": "0"})
+                         layout={"border": BORDER, "padding": "6px 8px", "min_width": "0",
+                                 "margin": "0 0 8px 0"})
         sweep.on_change(self._update)
         for index in range(len(sweep.cells)):  # a sweep already under way: catch up
             if sweep.submitted[index] or sweep.results[index] or sweep.errors[index]:

@@ -125,7 +125,7 @@ class Panel(Form, widgets.VBox):
 
     def _static_page(self, mirror_id: str) -> str:
         entries = []
-        for child in reversed(self.gallery.children):  # oldest first, as they were made
+        for child in reversed(self.gallery.items()):  # oldest first, as they were made
             if isinstance(child, Card):
                 if child.task is not None and child.task.done:
                     entries.append(child.static_entry())

@@ -66,7 +66,7 @@ class Viewer(widgets.VBox):
         self.bar = widgets.HBox([*actions, self.close_button],
                                 layout=layout(flex_flow="row wrap", align_items="center"))
         super().__init__([self.caption, self.bar, self.feedback, self.picture],
-                         layout=layout(width="100%", margin="4px 0"))
+                         layout=layout(width="auto", margin="4px 0"))
         self.add_class("qw-viewer")
 
     @property
