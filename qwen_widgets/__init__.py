@@ -8,6 +8,7 @@ Importing this package is cheap: pandas, Pillow and ipywidgets load only when us
 """
 
 # Each private module's __all__ lists exactly its public names.
+from ._account import *  # noqa: F403
 from ._api import *  # noqa: F403
 from ._budget import *  # noqa: F403
 from ._client import *  # noqa: F403
@@ -22,7 +23,7 @@ from ._store import *  # noqa: F403
 from ._sweep import *  # noqa: F403
 from ._sync import *  # noqa: F403
 from ._task import *  # noqa: F403
-from . import _api, _budget, _client, _config, _errors, _frame, _journal, _polling, _request, _retry, _store, _sweep, _sync, _task
+from . import _account, _api, _budget, _client, _config, _errors, _frame, _journal, _polling, _request, _retry, _store, _sweep, _sync, _task
 
 __version__ = "0.1.0"
 
@@ -30,7 +31,7 @@ _WIDGETS = ("Panel", "Gallery", "Card", "show")
 
 __all__ = [
     "__version__",
-    *_api.__all__, *_budget.__all__, *_client.__all__, *_config.__all__, *_errors.__all__,
+    *_account.__all__, *_api.__all__, *_budget.__all__, *_client.__all__, *_config.__all__, *_errors.__all__,
     *_frame.__all__, *_journal.__all__, *_polling.__all__, *_request.__all__, *_retry.__all__,
     *_store.__all__, *_sweep.__all__, *_sync.__all__, *_task.__all__,
     *_WIDGETS,

@@ -17,15 +17,17 @@ from typing import TYPE_CHECKING, Any
 from ._errors import RequestValidationError
 from ._export import save_images
 from ._journal import Journal
-from ._request import ImageRequest
+from ._account import Balance
+from ._request import MODELS, ImageRequest
 from ._sweep import DEFAULT_MAX_IMAGES, Sweep, SweepPlan
 from ._sync import QwenClient
-from ._task import Task
+from ._task import Task, UploadedImage
 
 if TYPE_CHECKING:
     import pandas
 
-__all__ = ["generate", "resume", "sweep", "history", "save", "export", "default_client", "set_default_client"]
+__all__ = ["generate", "resume", "sweep", "history", "save", "export", "upload", "balance", "default_client",
+           "set_default_client"]
 
 _default: QwenClient | None = None
 _default_lock = threading.Lock()
@@ -57,6 +59,17 @@ def generate(prompt: ImageRequest | str, **fields: Any) -> Task:
     the options of QwenClient.generate (on_update, timeout, on_retry).
     """
     return default_client().generate(prompt, **fields)
+
+
+def upload(source: Any) -> UploadedImage:
+    """Upload a local image (a path, bytes or a PIL image) to use as a reference: its `.url`
+    goes in `image_urls`. `generate`, `sweep` and the panel do this by themselves."""
+    return default_client().upload(source)
+
+
+def balance() -> Balance:
+    """The account's balance (`GET /v1/balance`); simulated in demo mode."""
+    return default_client().balance()
 
 
 def resume() -> list[Task]:
@@ -141,11 +154,17 @@ def sweep(
     sent and refuses more than `max_images` images. In a notebook it returns at once and shows
     a live grid; in a script it prints progress. `wait()`, `tasks`, `frame()`, `cancel()`.
     """
+    client = client or default_client()
     fields = {"prompt": prompt, "model": model, "size": size, "resolution": resolution,
-              "negative_prompt": negative_prompt, "n": n, "image_urls": image_urls}
+              "negative_prompt": negative_prompt, "n": n,
+              "image_urls": client.references(image_urls)}  # one upload per local image
     plan = SweepPlan.of(fields, max_images=max_images)
-    running = Sweep(client or default_client(), plan, concurrency=concurrency,
-                    price_per_image=price_per_image)
+    client.check_limits(plan.images)  # before the first POST, for the whole plan
+    if price_per_image is None:
+        price, source = client.price_per_image(fields["model"] if isinstance(fields["model"], str) else MODELS[0])
+    else:
+        price, source = price_per_image, "user"
+    running = Sweep(client, plan, concurrency=concurrency, price=(price, source))
     if _in_notebook():
         from IPython.display import display
 

@@ -129,7 +129,9 @@ class Caller:
         parse: Callable[[Any, httpx.Headers], T],
         *,
         payload: Any = None,
+        files: dict[str, tuple[str, bytes, str]] | None = None,
         submission: Submission | None = None,
+        unknown: Callable[[str], QwenError] | None = None,
         task_id: str | None = None,
         on_retry: OnRetry | None = None,
         deadline: float | None = None,
@@ -142,7 +144,8 @@ class Caller:
         With a `deadline` (clock.monotonic() seconds) attempts continue until it, each one cut
         off there, and DeadlineReached ends the call; without, RetryPolicy bounds attempts.
         A `submission` (a POST) sends its key with every attempt and is sent again, with the
-        same key, when an answer is lost. `abort`, once set, stops a call not yet sent (NotSent).
+        same key, when an answer is lost; any other POST whose answer is lost ends with
+        `unknown(reason)` and is never sent again (`files`: a multipart upload). `abort`, once set, stops a call not yet sent (NotSent).
         `priority` orders this call's turns at the shared budget.
         """
         attempt = 0
@@ -158,14 +161,15 @@ class Caller:
                 submission.attempts += 1
                 await submission.on_attempt()
             headers = submission.headers() if submission is not None else None
-            outcome = await self._attempt(method, path, parse, payload, headers, task_id, deadline, last)
+            outcome = await self._attempt(method, path, parse, (payload, files), headers, task_id, deadline, last)
             if isinstance(outcome, _Answered):
                 return outcome.value
             last = outcome.error
             verdict = submission.judge(outcome) if submission is not None else outcome.verdict
             if verdict is Verdict.OUTCOME_UNKNOWN:
-                assert submission is not None
-                raise submission.unknown(str(outcome.error)) from outcome.cause
+                lost = submission.unknown if submission is not None else unknown
+                assert lost is not None, "a POST needs a submission or an unknown() error"
+                raise lost(str(outcome.error)) from outcome.cause
             delay = self._delay(outcome, verdict, attempt, deadline)
             if delay is None:
                 if submission is not None and submission.lost is not None:
@@ -193,9 +197,9 @@ class Caller:
         if taking.done() and not taking.cancelled():
             taking.result()
 
-    async def _attempt(self, method: str, path: str, parse: Callable[[Any, httpx.Headers], T], payload: Any,
-                       headers: dict[str, str] | None, task_id: str | None, deadline: float | None,
-                       last: QwenError | None) -> _Answered[T] | _Failed:
+    async def _attempt(self, method: str, path: str, parse: Callable[[Any, httpx.Headers], T],
+                       body: tuple[Any, Any], headers: dict[str, str] | None, task_id: str | None,
+                       deadline: float | None, last: QwenError | None) -> _Answered[T] | _Failed:
         """Send once, within the time cap; the answer read into a result or a failure."""
         limit, cut_by_deadline = self._call_limit, False
         if deadline is not None and (limit is None or deadline - self._clock.monotonic() < limit):
@@ -203,8 +207,9 @@ class Caller:
             if limit <= 0:
                 raise DeadlineReached(last or TransportError("no time left before the deadline"))
         try:
+            payload, files = body
             response = await asyncio.wait_for(
-                self._http.request(method, path, json=payload, headers=headers), limit)
+                self._http.request(method, path, json=payload, files=files, headers=headers), limit)
         except httpx.RequestError as exc:
             error = self._transport_error(method, path, _describe(exc))
             return _Failed(classify_exception(exc, method), error, exc)

@@ -9,21 +9,21 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import uuid
+import time
 from collections.abc import Callable
+from urllib.parse import quote
 from typing import Any, TypeVar
 
 import httpx
 
 from . import _config
+from ._account import Balance, parse_balance, parse_price
 from ._auth import BearerAuth, Secret, as_secret
 from ._budget import DEFAULT_BUDGET, Priority, RequestBudget
 from ._call import (
     Caller,
     DeadlineReached,
-    NotSent,
     OnRetry,
-    Submission,
     call_limit,
     check_timeout,
     http_timeout,
@@ -37,18 +37,19 @@ from ._errors import (
     JournalError,
     QwenError,
     RequestValidationError,
-    SubmitOutcomeUnknownError,
     TaskFailedError,
     TaskTimeoutError,
     stopped_watching,
 )
-from ._journal import Entry, EntryState, Journal
+from ._journal import Entry, Journal
 from ._keeper import finish, journal_quietly
 from ._polling import DurationHistory, PollSchedule, PollTracker
 from ._request import ImageRequest, make_request
 from ._retry import RetryPolicy
-from ._task import GeneratedImage, Task, TaskStatus, validate_task_id
-from ._wire import parse_submit_response, parse_task_response
+from ._task import GeneratedImage, Task, TaskStatus, UploadedImage, validate_task_id
+from ._submit import post, submit_once
+from ._upload import resolve, upload
+from ._wire import parse_task_response
 
 __all__ = ["AsyncQwenClient"]
 
@@ -85,6 +86,11 @@ class AsyncQwenClient:
         resend_with_key: when a submission's answer is lost, send it again with its idempotency
             key (the contract's way: the server answers with the task the first attempt made).
             Turn off only for a gateway that ignores keys: then a lost answer is never resent.
+        max_images_per_day, max_spend_per_day: spending limits over a rolling 24 hours, checked
+            against the journal before every POST; by default QWEN_WIDGETS_MAX_IMAGES_PER_DAY
+            and QWEN_WIDGETS_MAX_SPEND_PER_DAY.
+        price_per_image: what one image costs, for plans and the spend limit; by default
+            QWEN_WIDGETS_PRICE_PER_IMAGE, else APIMart's public pricing when it answers.
         clock: time, sleep and randomness (tests pass a fake one).
     """
 
@@ -104,6 +110,9 @@ class AsyncQwenClient:
         journal: Journal | None = None,
         keep_images: bool | None = None,
         resend_with_key: bool = True,
+        max_images_per_day: int | None | NotGiven = NOT_GIVEN,
+        max_spend_per_day: float | None | NotGiven = NOT_GIVEN,
+        price_per_image: float | None | NotGiven = NOT_GIVEN,
         clock: Clock = SYSTEM_CLOCK,
     ):
         api_key = as_secret(api_key)  # rebinding: even this frame's locals show ***
@@ -143,6 +152,10 @@ class AsyncQwenClient:
         """Copy a completed task's images into the home folder before returning it."""
         self._resend = resend_with_key
         self._history: DurationHistory | None = None
+        self.limits = _config.spending_limits(max_images_per_day, max_spend_per_day, price_per_image)
+        """The daily limits checked before each POST (and the user's price per image)."""
+        self._uploads: dict[str, UploadedImage] = {}
+        self._prices: dict[str, float | None] = {}
         self._images = ImageFetcher(transport=image_transport, timeout=http_timeout(timeout, _IMAGE_TIMEOUT),
                                     call_limit=call_limit(timeout, _IMAGE_TIMEOUT),
                                     max_bytes=max_image_bytes, clock=clock)
@@ -185,25 +198,7 @@ class AsyncQwenClient:
         `priority` is the submission's turn at the shared request budget (sweeps send theirs
         as Priority.BACKGROUND, behind interactive work).
         """
-        if not isinstance(request, ImageRequest):
-            raise RequestValidationError("request", "must be an ImageRequest", request)
-        abort = asyncio.Event()
-        posting = asyncio.ensure_future(self._post(request, on_retry, abort, priority=priority))
-        try:
-            return await asyncio.shield(posting)
-        except asyncio.CancelledError:
-            if posting.cancelled():
-                raise
-            abort.set()  # honoured only while the request has not left
-            try:
-                task = await _unstoppable(posting)  # its QwenError, if any, says more than a cancel
-            except NotSent:
-                raise asyncio.CancelledError("cancelled before the submission was sent; "
-                                             "nothing was created") from None
-            raise asyncio.CancelledError(
-                f"interrupted after the server accepted task {task.task_id}; it will run and "
-                f"be billed. Re-attach with wait({task.task_id!r})."
-            ) from None
+        return await submit_once(self, request, on_retry, priority)
 
     async def get_task(self, task_id: str, *, request: ImageRequest | None = None,
                        on_retry: OnRetry | None = None) -> Task:
@@ -257,6 +252,8 @@ class AsyncQwenClient:
 
         `fields` set or override request fields: generate("a fox", size="16:9", n=2).
         """
+        if "image_urls" in fields:  # local images are uploaded first
+            fields["image_urls"] = await resolve(self, fields["image_urls"])
         request = make_request(request_or_prompt, fields)
         task = await self.submit(request, on_retry=on_retry)
         if on_update is not None:
@@ -287,6 +284,44 @@ class AsyncQwenClient:
                                          show_value=False)
         return await self._post(lost.request, on_retry, asyncio.Event(), lost)
 
+    async def upload(self, source: Any) -> UploadedImage:
+        """Upload a local image (a path, bytes or a PIL image) for use in `image_urls`.
+
+        Checked locally first (JPEG, PNG, GIF or WebP by its bytes, not empty, at most 20 MB);
+        the same bytes are uploaded once while their URL lives. An upload whose answer was lost
+        is not sent again (uploads carry no idempotency key): ImageUploadError says so.
+        """
+        return await upload(self, source)
+
+    async def references(self, sources: Any) -> list[str]:
+        """`image_urls` ready for a request: local images uploaded, URLs as they are."""
+        return await resolve(self, sources)
+
+    async def balance(self) -> Balance:
+        """The account's balance (`GET /v1/balance`); the simulator keeps one in demo mode."""
+        return await self._caller.call("GET", "/v1/balance", lambda body, headers: parse_balance(body))
+
+    async def price_per_image(self, model: str = "qwen-image-2.0") -> tuple[float | None, str]:
+        """(price, source): the user's price, else APIMart's public pricing (asked once per
+        model), else (None, "unknown")."""
+        if self.limits.price_per_image is not None:
+            return self.limits.price_per_image, "user"
+        if model not in self._prices:
+            try:
+                self._prices[model] = await self._caller.call(
+                    "GET", f"/api/pricing/model?model={quote(model)}", lambda body, headers: parse_price(body))
+            except QwenError as error:
+                _log.info("no public price for %s: %s", model, error)
+                self._prices[model] = None
+        price = self._prices[model]
+        return price, "pricing" if price is not None else "unknown"
+
+    def check_limits(self, images: int) -> None:
+        """SpendingLimitError when `images` more would pass a daily limit now (a sweep asks for
+        its whole plan before its first POST)."""
+        if self.limits.active:
+            self.limits.check(self.journal.usage(self.limits), images, time.time())
+
     async def fetch_image(self, url_or_image: str | GeneratedImage) -> bytes:
         """The image's bytes: the local copy when there is one, else a download (without
         credentials)."""
@@ -306,45 +341,7 @@ class AsyncQwenClient:
 
     async def _post(self, request: ImageRequest, on_retry: OnRetry | None, abort: asyncio.Event,
                     lost: Entry | None = None, priority: Priority = Priority.SUBMIT) -> Task:
-        """The POST between its journal writes: the row, with the idempotency key every attempt
-        carries, exists before any byte is sent. `lost`: a submission whose answer was lost,
-        sent again with its own row and key."""
-        try:
-            if lost is None:
-                key = str(uuid.uuid4())
-                local_id = await asyncio.to_thread(self.journal.begin, request, self.base_url, key,
-                                                   resend=self._resend)
-            else:
-                key, local_id = lost.idempotency_key, lost.local_id
-                await asyncio.to_thread(self.journal.resending, local_id)
-        except JournalError as error:  # no record, no send: a crash would lose it
-            raise JournalError(error.path, error.error, outcome="nothing was sent") from None
-        replayed = False
-
-        def parse(body: Any, headers: httpx.Headers) -> Task:
-            nonlocal replayed
-            replayed = headers.get("idempotency-replayed", "").strip().lower() == "true"
-            return parse_submit_response(body, request)
-
-        submission = Submission(request, key, resend=self._resend if lost is None else lost.resend,
-                                on_attempt=lambda: self._journal_quietly(self.journal.attempted, local_id))
-        try:
-            task = await self._caller.call("POST", "/v1/images/generations", parse,
-                                           payload=request.to_payload(), submission=submission,
-                                           on_retry=on_retry, abort=abort, priority=priority)
-        except BaseException as error:
-            # only a clear refusal proves nothing was created; anything odd counts as unknown
-            refused = isinstance(error, QwenError) and not isinstance(error, SubmitOutcomeUnknownError)
-            state = EntryState.REFUSED if refused and submission.lost is None else EntryState.UNKNOWN
-            reason = getattr(error, "reason", None) or str(error) or type(error).__name__
-            await self._journal_quietly(self.journal.failed_to_submit, local_id, state, reason)
-            raise
-        if replayed:
-            _log.info("the server replayed task %s for a resent submission: no second task", task.task_id)
-        await self._journal_quietly(self.journal.submitted, local_id, task, replayed)
-        if task.done:  # a synchronous result: nothing to poll
-            task = await self._finish(task)
-        return task
+        return await post(self, request, on_retry, abort, lost, priority)
 
     async def _poll(self, task_id: str, request: ImageRequest | None, on_retry: OnRetry | None,
                     deadline: float | None) -> Task:
@@ -389,13 +386,3 @@ class AsyncQwenClient:
         """A task just seen done: journal it and keep its images (see _keeper)."""
         return await finish(self.journal, self._images, self._clock, self.base_url, task,
                             keep=self.keep_images, deadline=deadline)
-
-
-async def _unstoppable(future: asyncio.Future[T]) -> T:
-    """Await `future` to its end even if we are cancelled meanwhile (a POST on the wire)."""
-    while True:
-        try:
-            return await asyncio.shield(future)
-        except asyncio.CancelledError:
-            if future.cancelled():
-                raise

@@ -10,9 +10,13 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ._errors import RequestValidationError
 from ._urls import has_credentials, is_http_url
+
+if TYPE_CHECKING:
+    from ._limits import SpendingLimits
 
 __all__ = ["DEFAULT_BASE_URL", "DemoModeWarning"]
 
@@ -24,6 +28,9 @@ BASE_URL = "APIMART_BASE_URL"
 DEMO = "QWEN_WIDGETS_DEMO"
 HOME = "QWEN_WIDGETS_HOME"
 KEEP_IMAGES = "QWEN_WIDGETS_KEEP_IMAGES"
+MAX_IMAGES_PER_DAY = "QWEN_WIDGETS_MAX_IMAGES_PER_DAY"
+MAX_SPEND_PER_DAY = "QWEN_WIDGETS_MAX_SPEND_PER_DAY"
+PRICE_PER_IMAGE = "QWEN_WIDGETS_PRICE_PER_IMAGE"
 
 
 class DemoModeWarning(UserWarning):
@@ -54,6 +61,28 @@ def demo_forced() -> bool:
 def keep_images() -> bool:
     """Whether completed images are copied into the home folder (QWEN_WIDGETS_KEEP_IMAGES)."""
     return os.environ.get(KEEP_IMAGES, "1") != "0"
+
+
+def spending_limits(max_images: Any, max_spend: Any, price: Any) -> SpendingLimits:
+    """The limits from the client's options, each left out one from its environment variable."""
+    from ._limits import SpendingLimits
+
+    return SpendingLimits(
+        _option(max_images, MAX_IMAGES_PER_DAY, int),
+        _option(max_spend, MAX_SPEND_PER_DAY, float),
+        _option(price, PRICE_PER_IMAGE, float))
+
+
+def _option(given: Any, variable: str, kind: type) -> Any:
+    if given is not NOT_GIVEN:
+        return given
+    text = os.environ.get(variable, "").strip()
+    if not text:
+        return None
+    try:
+        return kind(text)
+    except ValueError:
+        raise RequestValidationError(variable, f"must be a {'whole ' if kind is int else ''}number", text) from None
 
 
 def home_path() -> Path:

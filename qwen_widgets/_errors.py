@@ -15,7 +15,9 @@ QwenError
 ├── TaskFailedError            the task ended failed or cancelled; carries the task
 ├── TaskTimeoutError           we stopped watching at the deadline; the task may still finish
 ├── ImageFetchError            an image URL could not be downloaded as an image
-└── JournalError               the journal file cannot be read or written; names the file
+├── JournalError               the journal file cannot be read or written; names the file
+├── SpendingLimitError         a daily image or spend limit would be passed; nothing was sent
+└── ImageUploadError           a reference image could not be uploaded (or its answer was lost)
 ```
 
 Messages never contain the API key: the key never reaches this module.
@@ -48,6 +50,8 @@ __all__ = [
     "TaskTimeoutError",
     "ImageFetchError",
     "JournalError",
+    "SpendingLimitError",
+    "ImageUploadError",
 ]
 
 
@@ -299,3 +303,43 @@ class JournalError(QwenError):
             advice = "Check that the folder is writable and has free space (QWEN_WIDGETS_HOME)."
         outcome = f"; {outcome}" if outcome else ""
         super().__init__(f"the journal {path} cannot be used ({self.reason}){outcome}. {advice}")
+
+
+class SpendingLimitError(QwenError):
+    """A daily limit (QWEN_WIDGETS_MAX_IMAGES_PER_DAY / _MAX_SPEND_PER_DAY) would be passed.
+    Raised before anything is sent; names the limit, what was used, what the request needs,
+    and when the rolling 24-hour window frees enough."""
+
+    def __init__(self, limit: str, used: float, needed: float, allowed: float, frees_at: float | None):
+        from datetime import datetime, timezone
+
+        self.limit = limit
+        self.used = used
+        self.needed = needed
+        self.allowed = allowed
+        self.frees_at = frees_at
+        """Unix time when enough of the last 24 hours' usage ages out; None if it never will
+        (the request alone is over the limit)."""
+        money = limit.startswith("spend")
+
+        def amount(value: float) -> str:
+            return f"{value:.2f}" if money else f"{value:g}"
+
+        when = ("it is larger than the whole limit" if frees_at is None else
+                f"room frees up at {datetime.fromtimestamp(frees_at, timezone.utc):%Y-%m-%d %H:%M} UTC")
+        super().__init__(f"the limit of {amount(allowed)} {limit} would be passed: {amount(used)} used in the "
+                         f"last 24 hours, this needs {amount(needed)}; nothing was sent ({when})")
+
+
+class ImageUploadError(QwenError):
+    """A reference image could not be uploaded. When its answer was lost after the bytes may
+    have arrived, it was not sent again (uploads carry no idempotency key)."""
+
+    def __init__(self, filename: str, reason: str, *, outcome_unknown: bool = False):
+        self.filename = filename
+        self.reason = reason
+        self.outcome_unknown = outcome_unknown
+        advice = (" The bytes may have arrived; it was not uploaded again automatically (uploads "
+                  "have no idempotency key). Uploading again is safe: it costs storage, not money."
+                  if outcome_unknown else "")
+        super().__init__(f"could not upload {filename}: {reason}.{advice}")

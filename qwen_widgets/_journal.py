@@ -24,14 +24,15 @@ from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
 from typing import NamedTuple
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from ._config import home_dir, home_path
 from ._errors import JournalError, RequestValidationError
+from ._limits import WINDOW, SpendingLimits, Usage
 from ._record import task_from_record, task_record
 from ._schema import migrate
 from ._request import ImageRequest
-from ._task import Task, TaskStatus
+from ._task import Task, TaskStatus, UploadedImage
 
 __all__ = ["Journal"]
 
@@ -147,18 +148,53 @@ class Journal:
     # -- writes -------------------------------------------------------------------------------
 
     def begin(self, request: ImageRequest, base_url: str, idempotency_key: str | None = None,
-              resend: bool = False) -> str:
+              resend: bool = False, limits: SpendingLimits | None = None,
+              local_refs: dict[str, str] | None = None) -> str:
         """Record a submission about to be sent, with the key every attempt will carry;
-        returns its local id."""
+        returns its local id. With `limits`, the last 24 hours' usage is checked in the same
+        transaction (SpendingLimitError, nothing written), so kernels sharing the file cannot
+        both slip past a limit. `local_refs` maps uploaded reference URLs to their files."""
         local_id = uuid.uuid4().hex
         now = time.time()
-        self._write(
-            "INSERT INTO submissions (local_id, created_at, updated_at, base_url, pid, request, state,"
-            " idempotency_key, resend) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (local_id, now, now, base_url, os.getpid(), json.dumps(request.to_payload()),
-             EntryState.SUBMITTING.value, idempotency_key, int(resend)),
-        )
+
+        def write(db: sqlite3.Connection) -> None:
+            if limits is not None and limits.active:
+                rows = db.execute("SELECT created_at, state, request, task FROM submissions"
+                                  " WHERE created_at > ? ORDER BY created_at", (now - WINDOW,)).fetchall()
+                limits.check(limits.usage(rows), request.n, now)
+            db.execute(
+                "INSERT INTO submissions (local_id, created_at, updated_at, base_url, pid, request, state,"
+                " idempotency_key, resend, local_refs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (local_id, now, now, base_url, os.getpid(), json.dumps(request.to_payload()),
+                 EntryState.SUBMITTING.value, idempotency_key, int(resend),
+                 json.dumps(local_refs) if local_refs else None))
+
+        self._transaction(write)
         return local_id
+
+    def usage(self, limits: SpendingLimits, now: float | None = None) -> Usage:
+        """The last 24 hours' images and spend, as `limits` count them."""
+        now = time.time() if now is None else now
+        return limits.usage(self._read("SELECT created_at, state, request, task FROM submissions"
+                                       " WHERE created_at > ? ORDER BY created_at", (now - WINDOW,)))
+
+    def uploaded(self, sha256: str, base_url: str, now: float) -> UploadedImage | None:
+        """An earlier upload of these bytes whose URL still has an hour to live."""
+        rows = self._read("SELECT url, expires_at, filename, content_type, bytes, local_path FROM uploads"
+                          " WHERE sha256 = ? AND base_url = ? AND (expires_at IS NULL OR expires_at > ?)",
+                          (sha256, base_url, now + 3600))
+        if not rows:
+            return None
+        url, expires_at, filename, content_type, size, path = rows[0]
+        return UploadedImage(url, _when(expires_at), filename, content_type, size, sha256,
+                             Path(path) if path else None)
+
+    def add_upload(self, image: UploadedImage, base_url: str) -> None:
+        self._write("INSERT OR REPLACE INTO uploads VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (image.sha256, base_url, image.url,
+                     image.expires_at.timestamp() if image.expires_at else None, image.filename,
+                     image.content_type, image.bytes, str(image.local_path) if image.local_path else None,
+                     time.time()))
 
     def resending(self, local_id: str) -> None:
         """A submission whose answer was lost is about to be sent again, by this process."""
@@ -306,12 +342,19 @@ class Journal:
     # -- plumbing -----------------------------------------------------------------------------
 
     def _write(self, sql: str, args: tuple, before: tuple[str, tuple] | None = None) -> None:
+        def write(db: sqlite3.Connection) -> None:
+            if before is not None:
+                db.execute(*before)
+            db.execute(sql, args)
+
+        self._transaction(write)
+
+    def _transaction(self, work: Callable[[sqlite3.Connection], None]) -> None:
+        """One short IMMEDIATE transaction: other kernels wait, nothing is half written."""
         with self._lock, self._errors_named():
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                if before is not None:
-                    self._db.execute(*before)
-                self._db.execute(sql, args)
+                work(self._db)
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
@@ -354,3 +397,7 @@ def _entry(row: tuple, copies: dict[int, str]) -> Entry:
     return Entry(local_id, datetime.fromtimestamp(created_at, timezone.utc), base_url,
                  EntryState(state), request_obj, task_obj, error, key, request_id, attempts,
                  bool(replayed), bool(resend))
+
+
+def _when(value: float | None) -> datetime | None:
+    return datetime.fromtimestamp(value, timezone.utc) if value is not None else None

@@ -9,7 +9,7 @@ from IPython.display import display
 
 from . import _runner
 from ._api import default_client
-from ._errors import RequestValidationError, stopped_watching
+from ._errors import ImageUploadError, RequestValidationError, stopped_watching
 from ._request import MODELS, RESOLUTIONS, SIZES, ImageRequest
 
 __all__: list[str] = []
@@ -32,7 +32,8 @@ class QwenMagics(Magics):
     @argument("--resolution", "-r", help=f"One of: {', '.join(RESOLUTIONS)}.")
     @argument("-n", type=int, help="How many images, 1 to 6.")
     @argument("--negative", help="Negative prompt: what to avoid.")
-    @argument("--ref", action="append", help="A reference image URL (repeat for several).")
+    @argument("--ref", action="append", help="A reference image: a URL, or a local file, which is "
+              "uploaded first (repeat for several).")
     @line_cell_magic
     def qwen(self, line: str, cell: str | None = None):
         """Generate images with Qwen-Image 2.0, or show the generator panel.
@@ -65,8 +66,10 @@ class QwenMagics(Magics):
                   "negative_prompt": _unquote(args.negative),
                   "image_urls": [_unquote(url) for url in args.ref] if args.ref else None}
         try:
+            if fields["image_urls"]:  # a local file is uploaded first
+                fields["image_urls"] = default_client().references(fields["image_urls"])
             request = ImageRequest(prompt=prompt, **{k: v for k, v in fields.items() if v is not None})
-        except RequestValidationError as error:
+        except (RequestValidationError, ImageUploadError) as error:
             raise UsageError(str(error)) from None
         return _generate_in_cell(request)
 

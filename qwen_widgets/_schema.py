@@ -10,7 +10,7 @@ import sqlite3
 
 __all__: list[str] = []
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS submissions (
     local_id        TEXT PRIMARY KEY,
@@ -28,7 +28,20 @@ CREATE TABLE IF NOT EXISTS submissions (
     attempts        INTEGER NOT NULL DEFAULT 0,
     replayed        INTEGER NOT NULL DEFAULT 0,
     resend          INTEGER NOT NULL DEFAULT 0,
+    local_refs      TEXT,
     UNIQUE (base_url, task_id)
+);
+CREATE TABLE IF NOT EXISTS uploads (
+    sha256       TEXT NOT NULL,
+    base_url     TEXT NOT NULL,
+    url          TEXT NOT NULL,
+    expires_at   REAL,
+    filename     TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    bytes        INTEGER NOT NULL,
+    local_path   TEXT,
+    created_at   REAL NOT NULL,
+    PRIMARY KEY (sha256, base_url)
 );
 CREATE TABLE IF NOT EXISTS images (
     local_id    TEXT NOT NULL,
@@ -39,10 +52,12 @@ CREATE TABLE IF NOT EXISTS images (
     PRIMARY KEY (local_id, image_index)
 );
 """
-# Version 2 added the idempotency key (API.md section 5) and what became of each attempt.
-_ADDED_IN_VERSION_2 = (
+# Version 2 added the idempotency key (API.md section 5) and what became of each attempt;
+# version 3 the local files behind uploaded references (and the uploads table).
+_ADDED_COLUMNS = (
     ("idempotency_key", "TEXT"), ("request_id", "TEXT"), ("attempts", "INTEGER NOT NULL DEFAULT 0"),
     ("replayed", "INTEGER NOT NULL DEFAULT 0"), ("resend", "INTEGER NOT NULL DEFAULT 0"),
+    ("local_refs", "TEXT"),
 )
 _INDEXES = """
 CREATE INDEX IF NOT EXISTS submissions_by_state ON submissions (base_url, state, created_at);
@@ -85,7 +100,7 @@ def migrate(db: sqlite3.Connection) -> None:
             if statement.strip():
                 db.execute(statement)
         present = {row[1] for row in db.execute("PRAGMA table_info(submissions)")}
-        for name, declaration in _ADDED_IN_VERSION_2:
+        for name, declaration in _ADDED_COLUMNS:
             if name not in present:
                 db.execute(f"ALTER TABLE submissions ADD COLUMN {name} {declaration}")
         for statement in _INDEXES.split(";"):

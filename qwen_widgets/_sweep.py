@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from collections.abc import Callable
 
 from . import _runner
+from ._account import describe_price
 from ._budget import Priority
 from ._errors import QwenError, RateLimitError, RequestValidationError, stopped_watching
 from ._task import Task, TaskStatus
@@ -91,13 +92,16 @@ class SweepPlan:
         """How many images the plan asks for (the server may return fewer)."""
         return sum(cell.request.n for cell in self.cells)
 
-    def describe(self, price_per_image: float | None = None) -> str:
-        """'12 tasks, 24 images, about $0.50 at $0.021 per image' (the price is the caller's)."""
+    def describe(self, price_per_image: float | None = None, source: str = "user") -> str:
+        """'12 tasks, 24 images, about $0.50 at $0.021 per image (your price)': the price
+        says where it came from (see _account), or that it is unknown."""
         tasks, images = len(self.cells), self.images
         text = f"{tasks} task{'s' * (tasks != 1)}, {images} image{'s' * (images != 1)}"
         if price_per_image is not None:
-            text += (f", about ${images * price_per_image:.2f} at ${price_per_image:g} per image "
-                     "(billed per image generated; failures are free)")
+            text += (f", about ${images * price_per_image:.2f} {describe_price(price_per_image, source)};"
+                     " billed per image generated, failures are free")
+        elif source == "unknown":
+            text += ", price unknown"
         return text
 
 
@@ -127,7 +131,7 @@ class Sweep:
     """
 
     def __init__(self, client: QwenClient, plan: SweepPlan, *, concurrency: int | None = None,
-                 price_per_image: float | None = None):
+                 price_per_image: float | None = None, price: tuple[float | None, str] | None = None):
         if concurrency is None:
             concurrency = client.aio.sustainable_tasks()
         elif isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
@@ -139,7 +143,9 @@ class Sweep:
         self.cells = plan.cells
         self.concurrency = min(concurrency, max(1, len(plan.cells)))
         """Cells in flight at once; halved on each 429 or 'too many tasks' answer to a submit."""
-        self.summary = plan.describe(price_per_image)
+        if price is None:
+            price = (price_per_image, "user") if price_per_image is not None else (None, "unknown")
+        self.summary = plan.describe(*price)
         """The plan in words: tasks, images, and cost when a price was given."""
         cells = plan.cells
         self.results: list[Task | None] = [None] * len(cells)

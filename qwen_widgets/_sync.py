@@ -24,7 +24,8 @@ from ._journal import Entry, Journal
 from ._polling import PollSchedule
 from ._request import ImageRequest
 from ._retry import RetryPolicy
-from ._task import GeneratedImage, Task
+from ._account import Balance
+from ._task import GeneratedImage, Task, UploadedImage
 
 __all__ = ["QwenClient"]
 
@@ -64,6 +65,9 @@ class QwenClient:
         journal: Journal | None = None,
         keep_images: bool | None = None,
         resend_with_key: bool = True,
+        max_images_per_day: int | None | NotGiven = NOT_GIVEN,
+        max_spend_per_day: float | None | NotGiven = NOT_GIVEN,
+        price_per_image: float | None | NotGiven = NOT_GIVEN,
         clock: Clock = SYSTEM_CLOCK,
     ):
         api_key = as_secret(api_key)  # rebinding: even this frame's locals show ***
@@ -71,7 +75,9 @@ class QwenClient:
             api_key, base_url=base_url, timeout=timeout, transport=transport,
             image_transport=image_transport, simulator=simulator, poll_schedule=poll_schedule,
             poll_budget=poll_budget, retry=retry, max_image_bytes=max_image_bytes, journal=journal,
-            keep_images=keep_images, resend_with_key=resend_with_key, clock=clock)
+            keep_images=keep_images, resend_with_key=resend_with_key,
+            max_images_per_day=max_images_per_day, max_spend_per_day=max_spend_per_day,
+            price_per_image=price_per_image, clock=clock)
         """The underlying async client. It belongs to the package's private loop: use it in
         coroutines run there (as the widgets do). To `await` in a notebook cell, create an
         AsyncQwenClient of your own."""
@@ -80,6 +86,7 @@ class QwenClient:
     base_url = property(lambda self: self.aio.base_url, doc="The API's base URL.")
     simulator = property(lambda self: self.aio.simulator, doc="The demo simulator, if any.")
     journal = property(lambda self: self.aio.journal, doc="Where every submission is recorded.")
+    limits = property(lambda self: self.aio.limits, doc="The daily spending limits checked before each POST.")
 
     def __repr__(self) -> str:
         if not hasattr(self, "aio"):
@@ -135,6 +142,26 @@ class QwenClient:
         with their idempotency key."""
         self.journal.settle_orphans()
         return self.journal.lost(self.base_url)
+
+    @_doc_of(AsyncQwenClient.upload)
+    def upload(self, source: Any) -> UploadedImage:
+        return _runner.run(self.aio.upload(source))
+
+    @_doc_of(AsyncQwenClient.references)
+    def references(self, sources: Any) -> list[str]:
+        return _runner.run(self.aio.references(sources))
+
+    @_doc_of(AsyncQwenClient.balance)
+    def balance(self) -> Balance:
+        return _runner.run(self.aio.balance())
+
+    @_doc_of(AsyncQwenClient.price_per_image)
+    def price_per_image(self, model: str = "qwen-image-2.0") -> tuple[float | None, str]:
+        return _runner.run(self.aio.price_per_image(model))
+
+    @_doc_of(AsyncQwenClient.check_limits)
+    def check_limits(self, images: int) -> None:
+        self.aio.check_limits(images)
 
     def unfinished(self) -> list[Task]:
         """The journal's tasks for this client's API that were submitted and not seen to end

@@ -19,7 +19,7 @@ from ._request import ImageRequest
 if TYPE_CHECKING:
     import pandas
 
-__all__ = ["TaskStatus", "GeneratedImage", "Task"]
+__all__ = ["TaskStatus", "GeneratedImage", "Task", "UploadedImage"]
 
 _TASK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 
@@ -166,3 +166,24 @@ def validate_task_id(task_id: Any) -> str:
     if not isinstance(task_id, str) or not _TASK_ID.fullmatch(task_id):
         raise RequestValidationError("task_id", "must be 1-128 letters, digits, '_' or '-'", task_id)
     return task_id
+
+
+@dataclass(frozen=True)
+class UploadedImage:
+    """A local image, uploaded: its URL works in `image_urls` until `expires_at`."""
+
+    url: str
+    """Where the API (and anyone) can fetch it."""
+    expires_at: datetime | None
+    """When the URL stops working (72 h after the upload, by the contract)."""
+    filename: str
+    """The name it was uploaded under."""
+    content_type: str
+    """image/png, image/jpeg, image/gif or image/webp, from its bytes."""
+    bytes: int
+    """Its size."""
+    sha256: str
+    """Its content hash: the same image is uploaded once while its URL lives."""
+    local_path: Path | None = None
+    """The file it came from, when it came from one: a request can be repeated from it after
+    the URL expired."""

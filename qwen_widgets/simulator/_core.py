@@ -25,6 +25,7 @@ from .._errors import RequestValidationError
 from .._request import MODELS, ImageRequest
 from . import _catalog as catalog
 from ._life import SimTask
+from ._uploads import UPLOAD_ROUTE, Uploads
 from ._responses import Fault, SimResponse, bearer, error_response, json_response
 
 __all__ = ["Simulator", "SIMULATOR_BASE_URL"]
@@ -96,6 +97,8 @@ class Simulator:
         """Answer versioned submits with the finished task inline (`generation.result`)."""
         self.starting_balance = starting_balance
         self.idempotency: dict[str, tuple[str, str]] = {}
+        self.uploads = Uploads()
+        """Images uploaded for use as references, in memory."""
         """Idempotency key -> (body digest, task id) of the submission that used it first."""
         self.clock = clock
         self.faults: list[Fault] = []
@@ -152,8 +155,9 @@ class Simulator:
         if response.action == "render":  # outside the lock: a 2K render takes a while
             from ._render import render_placeholder
 
-            prompt, index, width, height = json.loads(response.body)
-            png = render_placeholder(prompt, index, width, height)
+            prompt, index, width, height, reference = json.loads(response.body)
+            png = render_placeholder(prompt, index, width, height,
+                                     self.uploads.bytes_of(reference) if reference else None)
             return SimResponse(200, {"Content-Type": "image/png", "Cache-Control": "max-age=86400"}, png)
         return response
 
@@ -186,6 +190,17 @@ class Simulator:
     def _route(self, method: str, path: str, query: dict, headers: dict, body: bytes) -> SimResponse:
         if path.startswith(IMAGE_ROUTE) and method == "GET":
             return self._image(path, query)
+        if path.startswith(UPLOAD_ROUTE) and method == "GET":
+            found = self.uploads.serve(path)
+            if found is None:
+                return SimResponse(404, {"Content-Type": "text/plain"}, b"Not Found")
+            return SimResponse(200, {"Content-Type": found[1]}, found[0])
+        if path == "/api/pricing/model" and method == "GET":  # public: no key needed
+            model = query.get("model", [""])[0]
+            if model not in catalog.PRICES:
+                return error_response(404, f"no price for model {model[:64]!r}", "not_found")
+            return json_response(200, {"success": True, "data": {"model": model, "price_per_image": catalog.PRICES[model],
+                                                                 "currency": "USD"}})
         endpoint = self._endpoint(method, path)
         if endpoint is None:
             return error_response(404, f"no route for {method} {path}", "not_found")
@@ -202,13 +217,18 @@ class Simulator:
 
     def _endpoint(self, method: str, path: str) -> Callable[..., SimResponse] | None:
         if method == "POST":
-            return self._submit if path == "/v1/images/generations" else None
+            return {"/v1/images/generations": self._submit, "/v1/uploads/images": self._upload}.get(path)
         if method != "GET":
             return None
         if path.startswith("/v1/tasks/"):
             return self._task
         return {"/v1/models": self._models, "/v1/model-schema": self._model_schema,
                 "/v1/balance": self._balance}.get(path)
+
+    def _upload(self, path: str, query: dict, headers: dict, body: bytes) -> SimResponse:
+        base = self.image_base_url or SIMULATOR_BASE_URL
+        status, answer = self.uploads.accept(body, headers.get("content-type", ""), base, self.clock())
+        return json_response(status, answer)
 
     def _models(self, path: str, query: dict, headers: dict, body: bytes) -> SimResponse:
         return json_response(200, catalog.models())
@@ -367,5 +387,6 @@ class Simulator:
             return SimResponse(403, {"Content-Type": "application/xml"},
                                b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>")
         width, height = task.request.output_size
-        order = json.dumps([task.request.prompt, int(index), width, height]).encode()
+        reference = next((url for url in task.request.image_urls if self.uploads.bytes_of(url)), None)
+        order = json.dumps([task.request.prompt, int(index), width, height, reference]).encode()
         return SimResponse(200, body=order, action="render")

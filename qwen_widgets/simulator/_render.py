@@ -11,18 +11,26 @@ __all__ = ["render_placeholder"]
 
 
 @functools.lru_cache(maxsize=48)
-def render_placeholder(prompt: str, index: int, width: int, height: int) -> bytes:
-    """A PNG of `width` x `height` whose colours derive from the prompt and the image index."""
-    from PIL import Image, ImageDraw, ImageFont
+def render_placeholder(prompt: str, index: int, width: int, height: int, reference: bytes | None = None) -> bytes:
+    """A PNG of `width` x `height` whose colours derive from the prompt and the image index.
+
+    With a `reference` image (image-to-image), the picture is made from it: the reference,
+    cropped to fill the frame and tinted by the prompt's colours, so its effect is visible.
+    """
+    from PIL import Image, ImageDraw, ImageFont, ImageOps
 
     digest = hashlib.sha256(f"{prompt}\0{index}".encode()).digest()
     top, bottom = tuple(digest[0:3]), tuple(digest[3:6])
     gradient = Image.linear_gradient("L").resize((width, height))
     image = Image.composite(Image.new("RGB", (width, height), bottom),
                             Image.new("RGB", (width, height), top), gradient)
+    if reference is not None:
+        with Image.open(io.BytesIO(reference)) as source:
+            fitted = ImageOps.fit(source.convert("RGB"), (width, height))
+        image = Image.blend(fitted, image, 0.3)
     draw = ImageDraw.Draw(image)
     unit = min(width, height)
-    for k in range(3):  # a few discs, so images of one prompt differ visibly
+    for k in range(3 if reference is None else 1):  # discs, so images of one prompt differ visibly
         cx = digest[6 + k] / 255 * width
         cy = digest[9 + k] / 255 * height
         r = (0.08 + digest[12 + k] / 255 * 0.18) * unit

@@ -1,0 +1,251 @@
+"""Your own images as references, the real cost of every image, and spending limits for a
+shared key: against the simulator on a loopback socket (and two real processes for limits)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+import qwen_widgets as qw
+from qwen_widgets._upload import MAX_UPLOAD_BYTES
+from qwen_widgets.simulator import SimResponse, Simulator, serve
+
+from .conftest import TEST_KEY, TIME_SCALE, fast_options
+
+REPO = Path(__file__).resolve().parent.parent
+FORMATS = {"png": "PNG", "jpeg": "JPEG", "gif": "GIF", "webp": "WEBP"}
+
+
+def picture(kind: str = "png", colour=(200, 30, 30), size=(64, 48)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, colour).save(buffer, FORMATS[kind])
+    return buffer.getvalue()
+
+
+def uploads_sent(simulator: Simulator) -> int:
+    return simulator.count("POST", "/v1/uploads/")
+
+
+@pytest.fixture
+def client(server):
+    with qw.QwenClient(TEST_KEY, base_url=server.url, **fast_options()) as made:
+        yield made
+
+
+# -- 1. local images as references ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", FORMATS)
+@pytest.mark.parametrize("given_as", ["path", "str", "bytes", "pil"])
+def test_upload_by_path_bytes_or_pil_in_every_format(client, server, tmp_path, kind, given_as):
+    data = picture(kind)
+    file = tmp_path / f"photo.{kind}"
+    file.write_bytes(data)
+    source = {"path": file, "str": str(file), "bytes": data, "pil": Image.open(io.BytesIO(data))}[given_as]
+    uploaded = client.upload(source)
+    assert uploaded.url.startswith(server.url) and uploaded.bytes > 0
+    expected_type = "image/png" if given_as == "pil" else f"image/{kind}"  # PIL images go as PNG
+    assert uploaded.content_type == expected_type
+    assert (uploaded.local_path == file) == (given_as in ("path", "str"))
+    served = client.fetch_image(uploaded.url)
+    assert served == (data if given_as != "pil" else served) and served[:4] == picture(expected_type.split("/")[1])[:4]
+    assert uploaded.expires_at is not None
+
+
+@pytest.mark.parametrize("content, rule", [
+    (b"just some text, not an image\n", "is not a JPEG, PNG, GIF or WebP image"),
+    (b"", "is empty"),
+    (b"\x89PNG\r\n\x1a\n" + b"\0" * MAX_UPLOAD_BYTES, "over the 20 MB upload limit"),
+])
+def test_a_bad_file_is_refused_locally_naming_the_file_and_the_rule(client, server, tmp_path, content, rule):
+    file = tmp_path / "notes.png"
+    file.write_bytes(content)
+    with pytest.raises(qw.RequestValidationError, match=rule) as caught:
+        client.upload(file)
+    assert str(file) in str(caught.value)
+    with pytest.raises(qw.RequestValidationError, match=rule):
+        client.generate("a fox", image_urls=[file])
+    assert uploads_sent(server.simulator) == 0 and server.simulator.count("POST") == 0
+
+
+def test_an_upload_whose_answer_was_lost_is_not_sent_again(client, server, tmp_path):
+    server.simulator.inject(SimResponse(action="drop"), method="POST", path_prefix="/v1/uploads/", process=True)
+    with pytest.raises(qw.ImageUploadError, match="not uploaded again") as caught:
+        client.upload(picture())
+    assert caught.value.outcome_unknown
+    assert uploads_sent(server.simulator) == 1
+
+
+def test_a_refused_upload_is_an_upload_error(client, server):
+    server.simulator.inject(SimResponse(413, {"Content-Type": "application/json"},
+                                        b'{"error": {"message": "too large"}}'), path_prefix="/v1/uploads/")
+    with pytest.raises(qw.ImageUploadError, match="too large") as caught:
+        client.upload(picture())
+    assert not caught.value.outcome_unknown
+
+
+def test_a_local_reference_reaches_the_post_as_its_url_and_the_journal_keeps_the_file(client, server, tmp_path):
+    file = tmp_path / "sketch.jpg"
+    file.write_bytes(picture("jpeg"))
+    task = client.generate("a fox from my sketch", image_urls=[file])
+    (url,) = task.request.image_urls
+    assert url.startswith(server.url + "/sim-uploads/")
+    posted = [e for e in server.simulator.log if e["path"] == "/v1/images/generations"]
+    assert len(posted) == 1
+    assert json.loads(client.journal._read("SELECT local_refs FROM submissions", ())[0][0]) == {url: str(file)}
+
+
+def test_a_sweep_reusing_one_photo_uploads_it_once(client, server, tmp_path):
+    file = tmp_path / "photo.png"
+    file.write_bytes(picture())
+    sweep = qw.sweep(prompt=[f"variation {i}" for i in range(6)], image_urls=[file], client=client)
+    tasks = sweep.wait(120)
+    assert len(tasks) == 6 and uploads_sent(server.simulator) == 1
+    assert len({task.request.image_urls for task in tasks}) == 1
+    again = client.upload(file)  # later, in this session or the next: the URL is reused
+    assert uploads_sent(server.simulator) == 1 and again.url == tasks[0].request.image_urls[0]
+
+
+def test_demo_mode_draws_the_reference_into_the_picture(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", qw.DemoModeWarning)
+        demo = qw.QwenClient(simulator=Simulator(time_scale=TIME_SCALE), **fast_options())
+    green = picture(colour=(20, 200, 40), size=(300, 300))
+    plain = demo.generate("a field")
+    guided = demo.generate("a field", image_urls=[green])
+
+    def mean(data: bytes) -> tuple[float, ...]:
+        raw = Image.open(io.BytesIO(data)).convert("RGB").resize((8, 8)).tobytes()
+        return tuple(sum(raw[i::3]) / 64 for i in range(3))
+
+    r, g, b = mean(demo.fetch_image(guided.images[0]))
+    assert g > r + 60 and g > b + 60  # the green reference dominates the simulated picture
+    assert mean(demo.fetch_image(plain.images[0])) != (r, g, b)
+
+
+# -- 2. cost and balance --------------------------------------------------------------------------
+
+
+def test_cost_is_on_the_task_the_frame_and_the_history(client):
+    task = client.generate("a paid fox", n=2)
+    assert task.cost == pytest.approx(2 * 0.021)
+    frame = task.to_frame()
+    assert list(frame["cost"]) == pytest.approx([task.cost, task.cost])
+    history = qw.history(client.journal)
+    assert history.drop_duplicates("local_id")["cost"].sum() == pytest.approx(task.cost)
+
+
+def test_balance_goes_down_by_what_completed_tasks_cost(client):
+    before = client.balance()
+    task = client.generate("a fox", model="qwen-image-2.0-pro", n=3)
+    after = client.balance()
+    assert isinstance(before, qw.Balance) and not after.unlimited
+    assert before.remaining - after.remaining == pytest.approx(task.cost)
+    assert "balance:" in str(after)
+
+
+def test_the_price_comes_from_the_user_else_the_pricing_endpoint_else_unknown(server, client):
+    assert client.price_per_image("qwen-image-2.0-pro") == (pytest.approx(0.053), "pricing")
+    with qw.QwenClient(TEST_KEY, base_url=server.url, price_per_image=0.05, **fast_options()) as priced:
+        assert priced.price_per_image() == (0.05, "user")
+    server.simulator.inject(SimResponse(404, {}, b"{}"), path_prefix="/api/pricing/", count=10)
+    with qw.QwenClient(TEST_KEY, base_url=server.url, **fast_options()) as unpriced:
+        assert unpriced.price_per_image() == (None, "unknown")
+        sweep = qw.sweep(prompt=["a", "b"], client=unpriced)
+        assert "price unknown" in sweep.summary
+        sweep.wait(120)
+    server.simulator.faults.clear()
+    sweep = qw.sweep(prompt=["a", "b"], client=client)
+    assert "APIMart's pricing endpoint" in sweep.summary and "$0.04" in sweep.summary
+    sweep.wait(120)
+
+
+# -- 3. spending limits ---------------------------------------------------------------------------
+
+
+def test_a_daily_image_limit_stops_the_next_generation_before_any_post(server):
+    with qw.QwenClient(TEST_KEY, base_url=server.url, max_images_per_day=3, **fast_options()) as client:
+        client.generate("two foxes", n=2)
+        posts = server.simulator.count("POST")
+        with pytest.raises(qw.SpendingLimitError) as caught:
+            client.generate("two more", n=2)
+        error = caught.value
+        assert server.simulator.count("POST") == posts  # nothing sent
+        assert (error.limit, error.used, error.needed, error.allowed) == ("images per day", 2, 2, 3)
+        assert "room frees up at" in str(error) and error.frees_at > 0
+        client.generate("one more fits", n=1)
+        with pytest.raises(qw.SpendingLimitError):
+            qw.sweep(prompt=["a", "b"], client=client)  # the whole plan is checked first
+        assert server.simulator.count("POST") == posts + 1
+
+
+def test_failed_and_refused_submissions_do_not_count(server):
+    server.simulator.failure_rate = 1.0
+    with qw.QwenClient(TEST_KEY, base_url=server.url, max_images_per_day=2, **fast_options()) as client:
+        for _ in range(3):
+            with pytest.raises(qw.TaskFailedError):
+                client.generate("a failing fox", n=2)
+        assert client.journal.usage(client.limits).images == 0
+
+
+def test_a_spend_limit_counts_reported_cost_and_prices_the_rest(server, monkeypatch):
+    monkeypatch.setenv("QWEN_WIDGETS_MAX_SPEND_PER_DAY", "0.10")
+    monkeypatch.setenv("QWEN_WIDGETS_PRICE_PER_IMAGE", "0.021")
+    with qw.QwenClient(TEST_KEY, base_url=server.url, **fast_options()) as client:
+        client.generate("a fox", n=4)  # 0.084 reported
+        with pytest.raises(qw.SpendingLimitError, match="spend per day"):
+            client.generate("one more", n=1)  # 0.084 + 0.021 > 0.10
+
+
+def test_a_spend_limit_needs_a_price(server, monkeypatch):
+    monkeypatch.setenv("QWEN_WIDGETS_MAX_SPEND_PER_DAY", "1")
+    with pytest.raises(qw.RequestValidationError, match="price_per_image"):
+        qw.QwenClient(TEST_KEY, base_url=server.url, **fast_options())
+
+
+RACER = textwrap.dedent("""
+    import sys, threading, qwen_widgets as qw
+    url, go = sys.argv[1], sys.argv[2]
+    client = qw.QwenClient("sk-test-0123456789abcdef", base_url=url, max_images_per_day=6,
+                           poll_budget=qw.RequestBudget(1000))
+    print("ready", flush=True)
+    while not __import__("os").path.exists(go):
+        pass
+    results = []
+
+    def one(i):
+        try:
+            client.submit(qw.ImageRequest(f"racing fox {i}"))
+            results.append("sent")
+        except qw.SpendingLimitError:
+            results.append("refused")
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(5)]
+    for t in threads: t.start()
+    for t in threads: t.join()
+    print(" ".join(results), flush=True)
+""")
+
+
+def test_two_processes_sharing_a_home_cannot_both_slip_past_a_limit(server, tmp_path):
+    go = tmp_path / "go"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    racers = [subprocess.Popen([sys.executable, "-c", RACER, server.url, str(go)], env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    for racer in racers:
+        assert racer.stdout.readline().strip() == "ready", racer.stderr.read()
+    go.touch()  # both start submitting at once: ten submissions against a limit of six
+    outputs = [racer.communicate(timeout=120) for racer in racers]
+    words = " ".join(out for out, _ in outputs).split()
+    assert all(racer.returncode == 0 for racer in racers), [err for _, err in outputs]
+    assert words.count("sent") == 6 and words.count("refused") == 4
+    assert len(server.simulator.tasks) == 6  # no over-spend: exactly the limit reached the server
