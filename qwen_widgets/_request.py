@@ -210,7 +210,7 @@ def check_image_url(index: int, url: Any) -> str:
         raise RequestValidationError(
             name,
             "looks like base64 image data; the API refuses base64 and data: URIs, "
-            "upload the image somewhere public and give its http(s) URL",
+            "pass the image itself (a file path, bytes or a PIL image) and it is uploaded for you",
             url,
         )
     if len(url) > MAX_URL_CHARS:
