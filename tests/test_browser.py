@@ -526,7 +526,8 @@ panel.generate()
 panel.compare.value = True
 panel.prompt.value = ("A lighthouse on a rocky coast at dusk, dramatic clouds\\n"
                       "An oil painting of a lighthouse on a rocky coast at dusk, dramatic clouds")
-panel.sizes.value = ("1:1", "16:9", "9:16")
+panel.sizes.value = ("1:1", "16:9", "9:16", "4:3")
+panel.n.value = 2
 panel.run_sweep()
 panel.negative_prompt.value = "blurry " * 80  # too long: an error to see, and to measure
 panel
@@ -603,9 +604,9 @@ def test_panel_and_compare_grid_in_both_themes_at_1400_and_800_px(chromium, tmp_
             page.keyboard.press("Shift+Enter")
             panel = page.locator(".jp-OutputArea-output").filter(has=page.locator(".qw-panel"))
             expect(panel.locator(".qw-grid-scroll")).to_be_visible(timeout=60_000)
-            expect(panel).to_contain_text("6/6 done", timeout=60_000)
+            expect(panel).to_contain_text("8/8 done", timeout=60_000)
             deadline = time.monotonic() + 30
-            while panel.evaluate(_GRID_JS)["images"] < 6:
+            while panel.evaluate(_GRID_JS)["images"] < 8:
                 assert time.monotonic() < deadline, panel.evaluate(_GRID_JS)
                 page.wait_for_timeout(200)
             _check_panel(page, expect, panel, theme, width=1400)
@@ -625,10 +626,17 @@ def _check_panel(page, expect, panel, theme: str, width: int) -> None:
     grid = panel.evaluate(_GRID_JS)
     assert "prompt ↓" in grid["text"] and "Columns: size →" in grid["text"], grid["text"][:300]
     assert "An oil painting of a lighthouse on a rocky coast at dusk, dramatic clouds" in grid["text"]
-    if grid["content"] > grid["width"]:
-        assert grid["scrolls"], grid
-    if width == 800:
-        assert grid["scrolls"], f"three columns should not fit at 800 px: {grid}"
+    if width == 800:  # four columns do not fit: the table scrolls inside its box, and says so
+        assert grid["scrolls"], f"four columns should not fit at 800 px: {grid}"
+        assert "the table scrolls sideways" in grid["text"]
+        last = panel.locator(".qw-grid-scroll").evaluate(
+            "(box) => { box.scrollLeft = box.scrollWidth; const cell = Array.from(box.querySelectorAll("
+            "'.widget-html')).find((el) => el.textContent.includes('4:3')).getBoundingClientRect();"
+            " const frame = box.getBoundingClientRect(); return cell.right <= frame.right + 1 && "
+            "cell.left >= frame.left - 1; }")
+        assert last, "the last column cannot be scrolled into view"
+    else:
+        assert not grid["scrolls"], f"four columns fit at 1400 px: {grid}"
     stray = panel.evaluate(_STRAY_SCROLL_JS)
     assert not stray, f"stray horizontal scrollbars at {width} px: {stray}"
     error = panel.locator(".widget-html", has_text="The negative prompt is too long").first
@@ -639,6 +647,6 @@ def _check_panel(page, expect, panel, theme: str, width: int) -> None:
     panel.locator(".qw-grid-scroll").scroll_into_view_if_needed()
     page.wait_for_timeout(300)
     page.screenshot(path=str(ARTIFACTS / f"browser-{theme}-{width}-compare.png"))
-    panel.locator(".qw-card").first.scroll_into_view_if_needed()
+    panel.evaluate("(el) => el.scrollIntoView({block: 'start'})")  # the form, from its first line
     page.wait_for_timeout(300)
     page.screenshot(path=str(ARTIFACTS / f"browser-{theme}-{width}-panel.png"))

@@ -88,7 +88,7 @@ class Form:
 
     def _build_compare_controls(self) -> None:
         self.compare = widgets.ToggleButton(
-            description="Compare", icon="th",
+            description="Compare mode", icon="th", layout={"width": "auto"},
             tooltip="Vary one or two fields (one prompt per line, several models, sizes or "
                     "resolutions) and compare the results in a grid")
         self.models = CheckboxGroup(MODELS, "Models", MODELS[:1])

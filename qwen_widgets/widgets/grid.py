@@ -32,8 +32,10 @@ from ._theme import BORDER, ERROR_COLOR, MUTED_COLOR, layout, load_thumbnail, pl
 __all__ = ["SweepGrid"]
 
 _EDGE = 180
-_PICTURE = {"grid_area": "pic", "width": f"{_EDGE}px", "height": f"{_EDGE}px", "object_fit": "contain"}
-_PLACEHOLDER = {"grid_area": "pic", "width": f"{_EDGE}px", "height": f"{_EDGE}px",
+"""Cells are 120-180 px wide (so three columns fit a notebook in an 800 px window) and
+160 px tall: every row is even whatever the aspect ratios."""
+_PICTURE = {"grid_area": "pic", "width": "100%", "height": "160px", "object_fit": "contain", "margin": "0"}
+_PLACEHOLDER = {"grid_area": "pic", "width": "auto", "height": "160px", "margin": "0",
                 "border": "1px dashed var(--jp-border-color1, #bdbdbd)"}
 
 
@@ -62,8 +64,9 @@ class SweepGrid(widgets.VBox):
         self.tiles = [self._tile(index) for index in range(len(sweep.cells))]
         self._header = self._headers(across, down)
         self.grid = widgets.GridBox(self._header + self._body(), layout={
-            "grid_template_columns": f"minmax(120px, 220px) repeat({len(self._columns)}, {_EDGE + 4}px)",
-            "grid_gap": "8px", "align_items": "flex-start", "width": "max-content", "flex": "0 0 auto"})
+            "grid_template_columns": f"minmax(100px, 220px) repeat({len(self._columns)}, minmax(120px, {_EDGE}px))",
+            "grid_gap": "8px", "align_items": "flex-start", "width": "100%", "min_width": "min-content",
+            "margin": "0", "overflow": "visible"})  # too narrow: the box around it scrolls, not it
         self.table = widgets.Box([self.grid], layout={"overflow": "auto", "width": "auto"})
         self.table.add_class("qw-grid-scroll")
         super().__init__([self.summary, widgets.HBox([self.cancel_button, self.status],
@@ -117,24 +120,24 @@ class SweepGrid(widgets.VBox):
     def _scroll_note(self, across: list) -> widgets.HTML:
         name = across[0][0] if across else "value"
         note = f"Columns: {name} →"
-        if len(self._columns) > 3:
-            note += f" ({len(self._columns)} columns: scroll sideways inside the table if they do not all fit)"
+        if len(self._columns) > 3:  # three fit an 800 px window; more may not
+            note += f" ({len(self._columns)} columns: the table scrolls sideways when they do not all fit)"
         return _html(note, color=MUTED_COLOR)
 
     def _tile(self, index: int) -> widgets.GridBox:
         picture = widgets.Image(format="jpeg", layout=layout(display="none", **_PICTURE))
-        label = _html("queued", layout=layout(grid_area="cap", width=f"{_EDGE}px"))
+        label = _html("queued", layout=layout(grid_area="cap", width="auto"))
         placeholder = widgets.HTML(layout=layout(**_PLACEHOLDER), style=style("html"))
-        bar = widgets.FloatProgress(value=0, min=0, max=100, layout=layout(grid_area="bar", width=f"{_EDGE}px"),
-                                    style=style("progress"))
-        actions = widgets.HBox(layout=layout(grid_area="act"))
+        bar = widgets.FloatProgress(value=0, min=0, max=100, style=style("progress"),
+                                    layout=layout(grid_area="bar", width="auto", height="10px"))
+        actions = widgets.HBox(layout=layout(grid_area="act", flex_flow="row wrap"))
         return widgets.GridBox([picture, label, placeholder, bar, actions], layout=layout(
-            grid_template_areas='"pic" "cap" "bar" "act"', width=f"{_EDGE}px"))
+            grid_template_areas='"pic" "cap" "bar" "act"', grid_template_columns="100%", min_width="0"))
 
     def _cell_actions(self, index: int) -> list[widgets.Button]:
         def button(icon: str, tooltip: str, action: Callable[[], object]) -> widgets.Button:
             made = widgets.Button(icon=icon, tooltip=tooltip, description="",
-                                  layout=layout(width="40px"), style=style("button"))
+                                  layout=layout(width="36px", padding="0"), style=style("button"))
             made.on_click(lambda _: action())
             return made
 
