@@ -133,7 +133,8 @@ def test_generate_shows_images_as_small_thumbnails(panel):
         thumb = Image.open(io.BytesIO(tile.children[0].value))
         assert max(thumb.size) <= 320 and thumb.size[0] > thumb.size[1]  # 16:9 kept
     assert task.task_id in card.status.value and "completed" in card.status.value
-    assert card.progress.value == 100 and card.progress.bar_style == "success"
+    assert not any(isinstance(w, widgets.FloatProgress) for w in walk(card))  # done: no bar, no Stop
+    assert not any(isinstance(w, widgets.Button) and w.description == "Stop" for w in walk(card))
     assert panel.results == [task]
     assert list(panel.frame()["image_index"]) == [0, 1, 2]
 

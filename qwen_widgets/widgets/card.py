@@ -84,12 +84,7 @@ class Card(widgets.VBox):
                                    style=style("html", text_color=MUTED_COLOR, font_size="0.9em"))
         self.message, self.timings, self.feedback = html_widget(), html_widget(), html_widget()
         self._show_request(request)
-        self.progress = widgets.FloatProgress(value=0, min=0, max=100, layout=layout(width="auto"),
-                                              style=style("progress"))
-        self.stop_button = self._button("Stop", "stop", self.stop,
-                                        "Stop watching (the task may still finish and be billed)")
-        self.attach_button = self._button("Re-attach", "refresh", self.reattach, "Watch this task again")
-        self.buttons = widgets.HBox(layout=layout(align_items="center"))
+        self._watching_widgets: dict[str, widgets.Widget] = {}
         self.tiles = widgets.GridBox(layout=layout(
             grid_template_columns="repeat(auto-fill, minmax(120px, 1fr))", grid_gap="6px", width="auto"))
         self.actions = widgets.HBox(layout=layout(flex_flow="row wrap", align_items="center"))
@@ -100,6 +95,41 @@ class Card(widgets.VBox):
     def __repr__(self) -> str:
         state = f"{self.task.task_id}, {self.task.status.value}" if self.task else "not submitted"
         return f"Card({state})"
+
+    # The progress bar and the Stop / Re-attach buttons exist only while they can be needed:
+    # made when watching starts, closed once the images are in (a thousand finished cards
+    # should not carry four idle widgets each).
+
+    @property
+    def progress(self) -> widgets.FloatProgress:
+        return self._watching("progress", lambda: widgets.FloatProgress(
+            value=0, min=0, max=100, layout=layout(width="auto"), style=style("progress")))
+
+    @property
+    def stop_button(self) -> widgets.Button:
+        return self._watching("stop", lambda: self._button(
+            "Stop", "stop", self.stop, "Stop watching (the task may still finish and be billed)"))
+
+    @property
+    def attach_button(self) -> widgets.Button:
+        return self._watching("attach", lambda: self._button(
+            "Re-attach", "refresh", self.reattach, "Watch this task again"))
+
+    @property
+    def buttons(self) -> widgets.HBox:
+        return self._watching("buttons", lambda: widgets.HBox(layout=layout(align_items="center")))
+
+    def _watching(self, name: str, make: Callable[[], widgets.Widget]) -> widgets.Widget:
+        if name not in self._watching_widgets:
+            self._watching_widgets[name] = make()
+        return self._watching_widgets[name]
+
+    def _release_watching_widgets(self) -> None:
+        widgets_ = self._watching_widgets
+        self._watching_widgets = {}
+        self._arrange()
+        for widget in widgets_.values():
+            widget.close()
 
     # -- display: the live card, and the copy saved with the notebook -------------------------
 
@@ -148,7 +178,7 @@ class Card(widgets.VBox):
         """Show a task that has already finished (its thumbnails load in the background)."""
         self.task = task
         self._on_update(task)
-        return self._launch(self._show_result(task, watched=False))
+        return self._launch(self._show_result(task, watched=False), watching=False)
 
     def stop(self) -> None:
         """Stop watching. The task itself cannot be cancelled: it may still finish and bill."""
@@ -177,10 +207,11 @@ class Card(widgets.VBox):
         self.progress.value, self.progress.bar_style = 0, ""
         return self.start_generation(self.request)
 
-    def _launch(self, coro) -> concurrent.futures.Future:
-        self._stop_requested, self._running = False, True
+    def _launch(self, coro, *, watching: bool = True) -> concurrent.futures.Future:
+        self._stop_requested, self._running = False, watching
         self._started = time.monotonic()
-        self.buttons.children = (self.stop_button,)
+        if watching:
+            self.buttons.children = (self.stop_button,)
         self._arrange()
         self.future = _runner.submit(coro)
         self.future.add_done_callback(self._report_crash)
@@ -248,6 +279,8 @@ class Card(widgets.VBox):
             self.message.value = ""
             self._arrange()
         self._set_status(status_line(task, self._elapsed()))
+        if not self._running:
+            return  # a finished task shown as it is: no progress to follow
         self.progress.value = task.progress
         overdue = task.estimated_time is not None and self._elapsed() > task.estimated_time
         self.progress.bar_style = "warning" if overdue and not task.done else ""
@@ -258,14 +291,15 @@ class Card(widgets.VBox):
 
     async def _show_result(self, task: Task, watched: bool = True) -> None:
         self._running = False
-        self.buttons.children = ()
+        if "buttons" in self._watching_widgets:
+            self.buttons.children = ()
         try:
             if task.status is not TaskStatus.COMPLETED:
                 self.progress.bar_style = "danger"
                 show_error(self.message, f"The task {task.status.value}: {task.error or 'no reason given'}")
                 self._offer_retry()
                 return
-            self.progress.bar_style = "success"
+            self._release_watching_widgets()
             self.timings.value = text_html(timings_line(task, self._elapsed() if watched else None),
                                            color=MUTED_COLOR, small=True)
             self.tiles.children = [self._tile(image) for image in task.images]
@@ -369,7 +403,9 @@ class Card(widgets.VBox):
         shown = [self.title, self.params, self.status]
         if self._running:
             shown.append(self.progress)
-        shown += [w for w in (self.buttons,) if w.children]
+        buttons = self._watching_widgets.get("buttons")
+        if buttons is not None and buttons.children:
+            shown.append(buttons)
         shown += [w for w in (self.message, self.timings) if w.value]
         if self.tiles.children:
             shown.append(self.viewer if self._viewing else self.tiles)
