@@ -51,8 +51,9 @@ def test_500_tasks_under_a_20_per_second_limit_get_no_429_and_all_finish():
     assert statuses == {200}  # not a single 429 (or anything else)
     assert simulator.count("POST") == tasks  # each submitted once
     # every task needs a submit and a poll through the budget: 2 * 500 / 10 = 100 s at best;
-    # the engine spends its budget well: about one poll per task, and close to that bound
-    assert simulator.count("GET") <= 1.5 * tasks
+    # the engine spends a congested budget well: about 1.5 polls per task (an uncongested task
+    # takes 8 or 9), and finishes close to that bound
+    assert simulator.count("GET") <= 2.5 * tasks
     assert elapsed < 2 * (2 * tasks / budget)
     sends = sorted(at for at, _, _ in recorder.sent)
     per_second = {}
