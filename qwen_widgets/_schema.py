@@ -11,6 +11,16 @@ import sqlite3
 __all__: list[str] = []
 
 SCHEMA_VERSION = 3
+_IMAGES = """
+CREATE TABLE IF NOT EXISTS images (
+    local_id    TEXT NOT NULL,
+    image_index INTEGER NOT NULL,
+    local_path  TEXT NOT NULL,
+    sha256      TEXT NOT NULL,
+    saved_at    REAL NOT NULL,
+    PRIMARY KEY (local_id, image_index)
+)
+"""
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS submissions (
     local_id        TEXT PRIMARY KEY,
@@ -43,15 +53,7 @@ CREATE TABLE IF NOT EXISTS uploads (
     created_at   REAL NOT NULL,
     PRIMARY KEY (sha256, base_url)
 );
-CREATE TABLE IF NOT EXISTS images (
-    local_id    TEXT NOT NULL,
-    image_index INTEGER NOT NULL,
-    local_path  TEXT NOT NULL,
-    sha256      TEXT NOT NULL,
-    saved_at    REAL NOT NULL,
-    PRIMARY KEY (local_id, image_index)
-);
-"""
+"""+_IMAGES
 # Version 2 added the idempotency key (API.md section 5) and what became of each attempt;
 # version 3 the local files behind uploaded references (and the uploads table).
 _ADDED_COLUMNS = (
@@ -68,14 +70,7 @@ CREATE INDEX IF NOT EXISTS submissions_in_flight ON submissions (state)
 # submission that now holds its task id.
 _FROM_VERSION_0 = """
 ALTER TABLE images RENAME TO images_v0;
-CREATE TABLE images (
-    local_id    TEXT NOT NULL,
-    image_index INTEGER NOT NULL,
-    local_path  TEXT NOT NULL,
-    sha256      TEXT NOT NULL,
-    saved_at    REAL NOT NULL,
-    PRIMARY KEY (local_id, image_index)
-);
+"""+_IMAGES+""";
 INSERT OR IGNORE INTO images
     SELECT s.local_id, i.image_index, i.local_path, i.sha256, i.saved_at
     FROM images_v0 i JOIN submissions s ON s.task_id = i.task_id;

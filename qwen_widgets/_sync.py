@@ -7,23 +7,18 @@ parameters so that help() and completion show them; the docstrings are the engin
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import httpx
 
 from . import _runner
 from ._auth import as_secret
-from ._budget import Priority, RequestBudget
+from ._budget import Priority
 from ._call import OnRetry
-from ._clock import SYSTEM_CLOCK, Clock
 from ._client import AsyncQwenClient, OnUpdate
-from ._config import NOT_GIVEN, NotGiven
-from ._download import DEFAULT_MAX_IMAGE_BYTES
-from ._journal import Entry, Journal
-from ._polling import PollSchedule
+from ._journal import Entry
 from ._request import ImageRequest
-from ._retry import RetryPolicy
 from ._account import Balance
 from ._task import GeneratedImage, Task, UploadedImage
 
@@ -49,38 +44,15 @@ class QwenClient:
     `on_retry`) run on the loop's thread. The options are AsyncQwenClient's, documented there.
     """
 
-    def __init__(
-        self,
-        api_key: str | None = None,
-        *,
-        base_url: str | None = None,
-        timeout: float | None | NotGiven = NOT_GIVEN,
-        transport: httpx.AsyncBaseTransport | None = None,
-        image_transport: httpx.AsyncBaseTransport | None = None,
-        simulator: Any = None,
-        poll_schedule: PollSchedule | None = None,
-        poll_budget: RequestBudget | None = None,
-        retry: RetryPolicy | None = None,
-        max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
-        journal: Journal | None = None,
-        keep_images: bool | None = None,
-        resend_with_key: bool = True,
-        max_images_per_day: int | None | NotGiven = NOT_GIVEN,
-        max_spend_per_day: float | None | NotGiven = NOT_GIVEN,
-        price_per_image: float | None | NotGiven = NOT_GIVEN,
-        clock: Clock = SYSTEM_CLOCK,
-    ):
+    def __init__(self, api_key: str | None = None, **options: Any):
         api_key = as_secret(api_key)  # rebinding: even this frame's locals show ***
-        self.aio = AsyncQwenClient(
-            api_key, base_url=base_url, timeout=timeout, transport=transport,
-            image_transport=image_transport, simulator=simulator, poll_schedule=poll_schedule,
-            poll_budget=poll_budget, retry=retry, max_image_bytes=max_image_bytes, journal=journal,
-            keep_images=keep_images, resend_with_key=resend_with_key,
-            max_images_per_day=max_images_per_day, max_spend_per_day=max_spend_per_day,
-            price_per_image=price_per_image, clock=clock)
+        self.aio = AsyncQwenClient(api_key, **options)
         """The underlying async client. It belongs to the package's private loop: use it in
         coroutines run there (as the widgets do). To `await` in a notebook cell, create an
         AsyncQwenClient of your own."""
+
+    # the same options as the engine: shown by help() and completion, written once
+    __init__.__signature__ = inspect.signature(AsyncQwenClient.__init__)  # type: ignore[attr-defined]
 
     demo = property(lambda self: self.aio.demo, doc="True when running against the simulator.")
     base_url = property(lambda self: self.aio.base_url, doc="The API's base URL.")

@@ -4,31 +4,15 @@ from __future__ import annotations
 
 import time
 
-import httpx
 import pytest
 
 import qwen_widgets as qw
 from qwen_widgets._sweep import Sweep, SweepPlan
 from qwen_widgets.simulator import Simulator, serve
 
-from .conftest import TEST_KEY
+from .conftest import TEST_KEY, SendRecorder
 
 SCALE = 0.1  # a simulated second is 100 ms
-
-
-class Recorder(httpx.AsyncBaseTransport):
-    def __init__(self):
-        self.inner = httpx.AsyncHTTPTransport()
-        self.sent: list[tuple[float, str, int]] = []
-
-    async def handle_async_request(self, request):
-        at = time.monotonic()
-        response = await self.inner.handle_async_request(request)
-        self.sent.append((at, request.method, response.status_code))
-        return response
-
-    async def aclose(self):
-        await self.inner.aclose()
 
 
 @pytest.mark.timeout(120)
@@ -36,7 +20,7 @@ def test_500_tasks_under_a_20_per_second_limit_get_no_429_and_all_finish():
     tasks, limit, budget = 500, 20.0, 10.0
     simulator = Simulator(seed=5, time_scale=SCALE, rate_limit=limit / SCALE)
     with serve(simulator) as server:
-        recorder = Recorder()
+        recorder = SendRecorder()
         client = qw.QwenClient(
             TEST_KEY, base_url=server.url, transport=recorder,
             poll_schedule=qw.PollSchedule().scaled(SCALE), poll_budget=qw.PollBudget(budget / SCALE),
