@@ -16,6 +16,7 @@ errors in `artifacts/browser-console.log`.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import re
@@ -284,6 +285,9 @@ def test_quickstart_panel_generates_in_a_real_browser(chromium, jupyter_lab):
             page.on("pageerror", lambda error: problems.append(f"pageerror: {error}"))
             try:
                 panel = _drive(page, expect, url, token, release, mark)
+                if SHORTCUT:
+                    _ctrl_enter_generates(page, expect, panel)
+                    mark("ctrl+enter generated")
                 _view_large(page, expect, panel)
                 mark("large view checked")
                 page.screenshot(path=str(ARTIFACTS / "browser-light-1400-viewer.png"))
@@ -409,6 +413,9 @@ def _drive(page, expect, url: str, token: str, release: Path, mark):
     return panel
 
 
+SHORTCUT = importlib.util.find_spec("anywidget") is not None
+"""Ctrl+Enter in the prompt needs the optional anywidget package (widgets/_keys.py)."""
+SAVED_IMAGES = IMAGES * (2 if SHORTCUT else 1)  # Ctrl+Enter makes a second card of IMAGES
 _MODEL_GONE = re.compile(r"model not found|Could not find model|widget model", re.I)
 # The saved copy of a view: hidden while its live view is on the page, shown otherwise.
 _STATIC_JS = r"""
@@ -432,9 +439,24 @@ def _api(url: str, token: str, path: str, method: str = "GET"):
     return json.loads(body) if body else None
 
 
+def _ctrl_enter_generates(page, expect, panel) -> None:
+    """Ctrl+Enter in the prompt presses Generate, and only that: the cell is not run again."""
+    prompt_cell = page.locator(".jp-CodeCell").filter(has=page.locator(".qw-panel"))
+    count_before = prompt_cell.locator(".jp-InputPrompt").inner_text()
+    prompt = panel.get_by_placeholder("Describe the image…")
+    prompt.click()
+    page.keyboard.press("End")
+    page.keyboard.type(", at night")
+    page.keyboard.press("Control+Enter")
+    expect(panel.locator(".qw-card")).to_have_count(2, timeout=30_000)
+    expect(panel.locator(".qw-card").first).to_contain_text(f"{PROMPT}, at night")
+    expect(panel.locator(".qw-card").first).to_contain_text("completed", timeout=60_000)
+    assert prompt_cell.locator(".jp-InputPrompt").inner_text() == count_before
+
+
 def _view_large(page, expect, panel) -> None:
     """A click on a thumbnail opens the large view there, within the window, numbered."""
-    panel.get_by_title("Image 2: open it large").click()  # the button over thumbnail #2
+    panel.get_by_title("Image 2: open it large").last.click()  # the first card's thumbnail #2
     viewer = panel.locator(".qw-viewer")
     expect(viewer).to_be_visible()
     expect(viewer).to_contain_text(f"Image 2 of {IMAGES}")
@@ -463,19 +485,24 @@ def _save_and_shut_down(page, url: str, token: str) -> None:
     while True:
         copies = page.locator(".jp-Notebook").evaluate(_STATIC_JS)
         panel_copy = [c for c in copies if "Results saved with the notebook" in c["text"]]
-        if panel_copy and sum(i["data"] for i in panel_copy[0]["images"]) == IMAGES:
+        if panel_copy and sum(i["data"] for i in panel_copy[0]["images"]) == SAVED_IMAGES:
             break
         assert time.monotonic() < deadline, f"the saved copy never got the thumbnails: {copies}"
         page.wait_for_timeout(200)
     assert not any(c["visible"] for c in panel_copy), "the copy shows beside its live view"
     page.locator(".jp-Notebook .jp-MarkdownCell").first.click()
-    page.keyboard.press("ControlOrMeta+S")
-    deadline = time.monotonic() + 30
+    save = page.locator('.jp-NotebookPanel:not(.lm-mod-hidden) [data-command="docmanager:save"]')
+    deadline, pressed = time.monotonic() + 45, 0.0
     while True:
+        if time.monotonic() - pressed > 5:  # the toolbar's Save, again if a save did not land
+            save.first.click()
+            pressed = time.monotonic()
         saved = json.dumps(_api(url, token, f"/api/contents/{NOTEBOOK.name}?content=1")["content"])
-        if saved.count("data:image/jpeg;base64,") >= IMAGES and PROMPT in saved:
+        if saved.count("data:image/jpeg;base64,") >= SAVED_IMAGES and PROMPT in saved:
             break
-        assert time.monotonic() < deadline, "the notebook was not saved with the copy"
+        assert time.monotonic() < deadline, (
+            f"the notebook was not saved with the copy: {saved.count('data:image/jpeg;base64,')} "
+            f"thumbnails, prompt {'in' if PROMPT in saved else 'missing'}, {len(saved)} bytes")
         page.wait_for_timeout(250)
     for session in _api(url, token, "/api/sessions"):
         _api(url, token, f"/api/sessions/{session['id']}", method="DELETE")  # and its kernel
@@ -494,7 +521,7 @@ def _reopen(page, expect, url: str, token: str) -> None:
     expect(copy).to_contain_text(f"n={IMAGES}")
     page.wait_for_function(
         "(copy) => Array.from(copy.querySelectorAll('img')).filter((img) => img.naturalWidth > 0).length"
-        f" >= {IMAGES}", arg=copy.element_handle())
+        f" >= {SAVED_IMAGES}", arg=copy.element_handle())
     copy.scroll_into_view_if_needed()
     page.wait_for_timeout(300)
 
@@ -505,7 +532,7 @@ def _nbconvert_shows_the_thumbnails(path: Path) -> None:
     subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "html", str(path),
                     "--output-dir", str(out)], check=True, capture_output=True, timeout=120)
     exported = (out / path.with_suffix(".html").name).read_text()
-    assert exported.count("data:image/jpeg;base64,") >= IMAGES
+    assert exported.count("data:image/jpeg;base64,") >= SAVED_IMAGES
     assert "Results saved with the notebook" in exported and PROMPT in exported
     assert "needs a running kernel" in exported  # the widget's text fallback, not a stale repr
     notebook = json.loads(path.read_text())

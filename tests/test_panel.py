@@ -658,3 +658,16 @@ def test_compare_cells_offer_view_save_and_reference_for_every_image(panel, tmp_
     reference.click()
     assert panel.image_urls.value == task.images[0].url
     assert "Added as reference" in grid.tiles[1].children[1].value
+
+
+def test_ctrl_enter_in_the_prompt_generates_the_prompt_as_shown(panel):
+    pytest.importorskip("anywidget")
+    assert panel.shortcut in panel.children and "qw-prompt" in panel.prompt._dom_classes
+    panel.prompt.value = "a fox"
+    # the browser sends the text it shows: its own sync of the last keys may come later
+    panel.shortcut._handle_custom_msg({"event": "submit", "prompt": "a fox at night"}, [])
+    card = panel.gallery.cards[0]
+    assert card.future.result(30).request.prompt == "a fox at night"
+    assert panel.prompt.value == "a fox at night"
+    panel.shortcut._handle_custom_msg({"event": "submit", "prompt": "   "}, [])
+    assert len(panel.gallery.cards) == 1  # an empty prompt: Generate is disabled, so is this

@@ -31,7 +31,7 @@ from .._task import GeneratedImage, Task, TaskStatus
 from . import _static
 from ._actions import save_and_offer
 from ._format import error_message, params_line, retry_message, status_line, timings_line
-from ._theme import (BORDER, ERROR_COLOR, MUTED_COLOR, THUMBNAIL_EDGE, layout, load_thumbnail,
+from ._theme import (BORDER, MUTED_COLOR, THUMBNAIL_EDGE, layout, load_thumbnail,
                      plain_text, show_error, show_note, style, text_html)
 
 __all__ = ["Card", "show", "THUMBNAIL_EDGE"]

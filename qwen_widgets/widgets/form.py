@@ -64,7 +64,8 @@ class Form:
     """The controls of a Panel and the rules that keep them honest (mixed into Panel)."""
 
     def _build_request_controls(self) -> None:
-        self.prompt = widgets.Textarea(placeholder="Describe the image…", rows=3, layout={"width": "auto"})
+        self.prompt = widgets.Textarea(placeholder="Describe the image…", rows=3, layout={"width": "auto"},
+                                       _dom_classes=("qw-prompt",))  # where Ctrl+Enter generates
         self.prompt_count, self.negative_count = widgets.Label(), widgets.Label()
         self.negative_prompt = widgets.Textarea(placeholder="What to avoid (optional)", rows=1,
                                                 layout={"width": "auto"})
@@ -174,8 +175,9 @@ class Form:
         first = next(iter(problems.values()), "")
         self.hint.value = html.escape(first if problems and not any(
             name in self._touched for name in problems) else "")
+        shortcut = " (Ctrl+Enter in the prompt)" if getattr(self, "shortcut", None) is not None else ""
         self.generate_button.tooltip = first or ("Run the comparison" if self.compare.value
-                                                 else "Submit this request (Ctrl+Enter in the prompt)")
+                                                 else "Submit this request") + shortcut
         self._label_generate()
 
     def _compare_problems(self) -> tuple[dict[str, str], str]:

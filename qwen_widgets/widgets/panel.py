@@ -29,6 +29,7 @@ from ._format import error_message, friendly_error
 from ._theme import MUTED_COLOR, layout, load_thumbnail, show_error, style, text_html
 from .banner import DemoBanner
 from .card import Card
+from ._keys import submit_shortcut
 from .form import Form, lines
 from .gallery import Gallery
 
@@ -68,7 +69,9 @@ class Panel(Form, widgets.VBox):
         self._build_actions()
         self.banner_box = DemoBanner(on_client=self._use_client)
         self.banner, self.key_field = self.banner_box.message, self.banner_box.key_field
-        super().__init__(self._layout())
+        self.shortcut = submit_shortcut(self._submit_from_prompt)
+        """Ctrl+Enter in the prompt presses Generate (None without the anywidget package)."""
+        super().__init__(self._layout() + ([self.shortcut] if self.shortcut is not None else []))
         self.add_class("qw-panel")
         self.banner_box.show_for(self.client)
         self._refresh()
@@ -204,6 +207,13 @@ class Panel(Form, widgets.VBox):
         self.request = request.replace(image_urls=[*request.image_urls, *kept]) if kept else request
         note = f", keeping your {len(kept)} reference image(s)" if kept else ""
         return f"Prompt and settings loaded into the form above{note}."
+
+    def _submit_from_prompt(self, text: str | None) -> None:
+        """Ctrl+Enter: the prompt as the browser showed it, then what Generate does."""
+        if text is not None and text != self.prompt.value:
+            self.prompt.value = text
+        if not self.generate_button.disabled:
+            self._on_generate_click()
 
     def _on_generate_click(self) -> None:
         now = time.monotonic()
