@@ -535,7 +535,7 @@ def test_the_static_copy_shows_every_finished_generation(panel, monkeypatch):
     monkeypatch.setattr("IPython.display.update_display",
                         lambda obj, **kw: published.append(((obj,), {**kw, "update": True})))
     panel._ipython_display_()
-    (live,), live_kw = published[0][0], published[0][1]
+    (live,) = published[0][0]
     (copy,), copy_kw = published[1][0], published[1][1]
     mirror = panel._mirror
     assert "application/vnd.jupyter.widget-view+json" in live and copy_kw["display_id"] == mirror.id
