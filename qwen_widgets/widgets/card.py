@@ -289,8 +289,10 @@ class Card(CardResults, widgets.VBox):
                 self._offer_retry()
                 return
             self._release_watching_widgets()
-            self.timings.value = text_html(timings_line(task, self._elapsed() if watched else None),
-                                           color=MUTED_COLOR, small=True)
+            timings = timings_line(task, self._elapsed() if watched else None)
+            self.timings.value = text_html(timings, color=MUTED_COLOR, small=True)
+            # one secondary line under the prompt: the task id, its state and its timings
+            self._set_status(" · ".join(filter(None, [status_line(task, 0), timings])))
             self.tiles.children = [self._tile(image) for image in task.images]
             self._offer_actions()
             await asyncio.gather(*(self._load(image, tile)
@@ -315,7 +317,8 @@ class Card(CardResults, widgets.VBox):
         buttons = self._watching_widgets.get("buttons")
         if buttons is not None and buttons.children:
             shown.append(buttons)
-        shown += [w for w in (self.message, self.timings) if w.value]
+        if self.message.value:
+            shown.append(self.message)
         if self.tiles.children:
             shown.append(self.viewer if self._viewing else self.tiles)
         if self.actions.children:
