@@ -389,3 +389,40 @@ def test_failed_write_leaves_no_partial_file(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         save_image(task, task.images[0], PNG, tmp_path)
     assert os.listdir(tmp_path) == []
+
+
+# -- words for the panel user, and the copy saved with the notebook -----------------------------
+
+from qwen_widgets.widgets._format import friendly_error  # noqa: E402
+from qwen_widgets.widgets._static import Entry, entry_html, page_html  # noqa: E402
+
+
+@pytest.mark.parametrize(("field", "message", "expected"), [
+    ("prompt", "prompt: must not be empty or only whitespace (got '')", "Write a prompt to generate."),
+    ("prompt", "prompt: must be at most 800 characters, this one has 801 (got 'xxx')",
+     "The prompt is too long: at most 800 characters, this one has 801."),
+    ("image_urls[1]", "image_urls[1]: must be a public http(s) URL with a host (got 'ftp://x')",
+     "line 2: must be a public http(s) URL with a host"),
+    ("generate", "vary at most two fields at once; now prompt, model, size vary",
+     "Compare can vary at most two things at once; now prompt, model, size vary. "
+     "Keep one value (or one prompt line) for the others."),
+])
+def test_friendly_errors_name_no_parameters_and_quote_nothing(field, message, expected):
+    assert friendly_error(field, message) == expected
+
+
+def test_too_many_images_says_what_to_do_without_max_images():
+    text = friendly_error("max_images", "this sweep makes 14 tasks and 28 images, more than "
+                          "max_images=24; pass max_images=28 to go ahead", limit=24)
+    assert "28 images (14 tasks)" in text and "at most 24" in text
+    assert "max_images" not in text and "pass" not in text
+
+
+def test_the_saved_copy_escapes_everything_and_embeds_jpegs():
+    entry = Entry("<script>alert(1)</script> $5", "qwen-image-2.0 · 1:1", [b"\xff\xd8\xffjpeg"], "done")
+    markup = entry_html(entry)
+    assert "<script>" not in markup and "&lt;script&gt;alert(1)&lt;/script&gt; $5" in markup
+    assert 'src="data:image/jpeg;base64,/9j/anBlZw=="' in markup
+    page = page_html("abc", "Saved <b>", [entry])
+    assert page.startswith("<style>.jp-OutputArea:has(.qw-live-abc) ")
+    assert "Saved &lt;b&gt;" in page and 'class="qw-static qw-static-abc"' in page
