@@ -236,7 +236,7 @@ class SweepGrid(widgets.VBox):
 
     async def _load(self, index: int, image) -> None:
         picture, label, placeholder = self.tiles[index].children[:3]
-        if await load_thumbnail(self.sweep.client, image, picture, label) is not None:
+        if await load_thumbnail(self.sweep.client, image, picture, label, _EDGE + 20) is not None:
             picture.layout = layout(**_PICTURE)
             placeholder.layout = layout(display="none", **_PLACEHOLDER)
             self._changed()
@@ -277,7 +277,7 @@ def _value(value: object) -> str:
 def _html(text: str, *, bold: bool = False, color: str | None = None, title: str | None = None,
           layout: widgets.Layout | None = None) -> widgets.HTML:
     """An HTML widget whose value is `text` escaped (so `==` tests see the text itself)."""
-    made = widgets.HTML(html.escape(text), style=style("html", text_color=color) if color else style("html"),
+    made = widgets.HTML(html.escape(text, quote=False), style=style("html", text_color=color) if color else style("html"),
                         **({"layout": layout} if layout is not None else {}))
     if bold:
         made.value = f"<b>{made.value}</b>"
@@ -287,5 +287,5 @@ def _html(text: str, *, bold: bool = False, color: str | None = None, title: str
 
 
 def _say(label: widgets.HTML, text: str, *, error: bool = False) -> None:
-    label.value = html.escape(text)
+    label.value = html.escape(text, quote=False)
     label.style = style("html", text_color=ERROR_COLOR) if error else style("html")
