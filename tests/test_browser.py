@@ -537,7 +537,7 @@ def _nbconvert_shows_the_thumbnails(path: Path) -> None:
     assert "needs a running kernel" in exported  # the widget's text fallback, not a stale repr
     notebook = json.loads(path.read_text())
     growth = len(json.dumps([c.get("outputs", []) for c in notebook["cells"]]))
-    print(f"saved outputs: {growth / 1024:.1f} KiB for {IMAGES} images in the panel "
+    print(f"saved outputs: {growth / 1024:.1f} KiB for {SAVED_IMAGES} images in the panel "
           "(and their copies in the static output)")
 
 
@@ -674,6 +674,7 @@ def _check_panel(page, expect, panel, theme: str, width: int) -> None:
     panel.locator(".qw-grid-scroll").scroll_into_view_if_needed()
     page.wait_for_timeout(300)
     page.screenshot(path=str(ARTIFACTS / f"browser-{theme}-{width}-compare.png"))
+    panel.locator(".qw-grid-scroll").evaluate("(box) => { box.scrollLeft = 0; }")
     panel.evaluate("(el) => el.scrollIntoView({block: 'start'})")  # the form, from its first line
     page.wait_for_timeout(300)
     page.screenshot(path=str(ARTIFACTS / f"browser-{theme}-{width}-panel.png"))
