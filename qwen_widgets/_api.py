@@ -160,11 +160,10 @@ def sweep(
               "image_urls": client.references(image_urls)}  # one upload per local image
     plan = SweepPlan.of(fields, max_images=max_images)
     client.check_limits(plan.images)  # before the first POST, for the whole plan
-    if price_per_image is None:
-        price, source = client.price_per_image(fields["model"] if isinstance(fields["model"], str) else MODELS[0])
-    else:
-        price, source = price_per_image, "user"
-    running = Sweep(client, plan, concurrency=concurrency, price=(price, source))
+    running = Sweep(client, plan, concurrency=concurrency, price_per_image=price_per_image)
+    if price_per_image is None:  # checked before anything goes out, pricing included
+        model = fields["model"] if isinstance(fields["model"], str) else MODELS[0]
+        running.summary = plan.describe(*client.price_per_image(model))
     if _in_notebook():
         from IPython.display import display
 

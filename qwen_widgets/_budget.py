@@ -17,6 +17,7 @@ import heapq
 import itertools
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import TYPE_CHECKING
@@ -52,6 +53,7 @@ class _Waiter:
 
 
 _GRANT, _DISPATCH = "grant", "dispatch"
+_GO_TIMEOUT = 1.0  # seconds a dispatcher waits to hear that a granted request went
 
 
 class RequestBudget:
@@ -85,6 +87,8 @@ class RequestBudget:
         self._waiters: list[_Waiter] = []
         self._sequence = itertools.count()
         self._dispatcher: _Waiter | None = None
+        self._outstanding: _Waiter | None = None
+        """The last waiter granted a slot, until its request goes."""
 
     @property
     def spacing(self) -> float:
@@ -128,15 +132,18 @@ class RequestBudget:
         self._chain_start, self._chain_length = max(next_slot, now), 0
         self.rate, self._changed_at = rate, now
 
-    async def take(self, clock: Clock, priority: Priority = Priority.POLL) -> None:
+    async def take(self, clock: Clock, priority: Priority = Priority.POLL, *,
+                   deferred: bool = False) -> Callable[[], None]:
         """Wait for a slot; the most urgent waiter gets each slot first.
 
         The waiter holding the dispatch role sleeps until the next slot and hands it to the
-        most urgent waiter, keeping the role until it is the most urgent itself. A dispatcher
-        that wakes more than a slot late (the loop or machine stalled) claims a fresh slot
-        rather than spend its stale one: spending them all at once after a stall would be a
-        burst. Lateness within PACING_RESOLUTION is timer jitter, not a stall, so a rate
-        finer than the loop can pace simply means no spacing.
+        most urgent waiter, keeping the role until it is the most urgent itself. The next slot
+        counts from the moment the granted request actually goes, not from the grant: after
+        a stall of a loop, granted requests would otherwise all go at once. With `deferred`,
+        that moment is when the returned function is called (right before the request is
+        sent), which the caller must do whatever happens; otherwise it is now. A dispatcher
+        that wakes more than a slot late claims a fresh slot rather than spend its stale one;
+        lateness within PACING_RESOLUTION is timer jitter, not a stall.
         """
         loop = asyncio.get_running_loop()
         me = _Waiter(int(priority), next(self._sequence), loop, loop.create_future())
@@ -151,10 +158,22 @@ class RequestBudget:
                 await self._wait_for_a_slot(clock)
                 role = self._give_slot(me)
         except BaseException:
-            self._leave(me)
+            self._leave(me, clock)
             raise
 
+        def go() -> None:
+            self._went(me, clock.monotonic())
+
+        if not deferred:
+            go()
+        return go
+
     async def _wait_for_a_slot(self, clock: Clock) -> None:
+        waited = 0.0
+        while self._outstanding is not None and waited < _GO_TIMEOUT:  # the last grant has not gone yet
+            step = min(self.spacing, 0.005)
+            await clock.sleep(step)
+            waited += step
         while True:
             now = clock.monotonic()
             wait = self.reserve(now)
@@ -167,13 +186,24 @@ class RequestBudget:
         with self._lock:
             while self._waiters:
                 top = heapq.heappop(self._waiters)
+                self._outstanding = top
                 if top is me:
                     self._pass_dispatch()
                     return _GRANT
                 if _resolve(top, _GRANT):
                     return _DISPATCH
+            self._outstanding = None
             self._dispatcher = None  # unreachable while I am queued; kept for safety
             return _GRANT
+
+    def _went(self, waiter: _Waiter, at: float) -> None:
+        """A granted request went at `at` (or gave up): the next slot is a spacing after it."""
+        with self._lock:
+            if self._outstanding is waiter:
+                self._outstanding = None
+                next_slot = self._chain_start + self._chain_length / self.rate
+                if at >= next_slot - self.spacing:
+                    self._chain_start, self._chain_length = at, 1
 
     def _pass_dispatch(self) -> None:
         """Give the dispatch role to the most urgent waiter (lock held)."""
@@ -184,8 +214,9 @@ class RequestBudget:
             heapq.heappop(self._waiters)  # its loop is closed: it will never wake
         self._dispatcher = None
 
-    def _leave(self, me: _Waiter) -> None:
+    def _leave(self, me: _Waiter, clock: Clock) -> None:
         """A waiter gave up (cancelled): take it out, and pass the dispatch role on if it held it."""
+        self._went(me, clock.monotonic())  # granted and gone: nobody waits for it
         with self._lock:
             if me in self._waiters:
                 self._waiters.remove(me)

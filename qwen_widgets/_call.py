@@ -152,16 +152,21 @@ class Caller:
         last: QwenError | None = None
         while True:
             attempt += 1
-            await self._take_slot(priority, abort)
-            if abort is not None and abort.is_set():
-                if submission is not None and submission.lost is not None:
-                    raise submission.unknown("stopped before sending it again")
-                raise NotSent()
-            if submission is not None:
-                submission.attempts += 1
-                await submission.on_attempt()
+            go = await self._take_slot(priority, abort)
+            try:
+                if abort is not None and abort.is_set():
+                    if submission is not None and submission.lost is not None:
+                        raise submission.unknown("stopped before sending it again")
+                    raise NotSent()
+                if submission is not None:
+                    submission.attempts += 1
+                    await submission.on_attempt()
+            except BaseException:
+                go()  # the slot is given up: the budget moves on
+                raise
             headers = submission.headers() if submission is not None else None
-            outcome = await self._attempt(method, path, parse, (payload, files), headers, task_id, deadline, last)
+            outcome = await self._attempt(method, path, parse, (payload, files), headers, task_id, deadline,
+                                          last, go)
             if isinstance(outcome, _Answered):
                 return outcome.value
             last = outcome.error
@@ -180,13 +185,13 @@ class Caller:
                 await maybe_await(on_retry(outcome.error, delay))
             await self._clock.sleep(delay)
 
-    async def _take_slot(self, priority: Priority, abort: asyncio.Event | None) -> None:
-        """A slot of the shared budget; an abort ends the wait at once (the caller then sends
-        nothing), rather than after the queue ahead of it."""
+    async def _take_slot(self, priority: Priority, abort: asyncio.Event | None) -> Callable[[], None]:
+        """A slot of the shared budget, and the function to call the moment the request goes;
+        an abort ends the wait at once (the caller then sends nothing), rather than after the
+        queue ahead of it."""
         if abort is None:
-            await self._budget.take(self._clock, priority)
-            return
-        taking = asyncio.ensure_future(self._budget.take(self._clock, priority))
+            return await self._budget.take(self._clock, priority, deferred=True)
+        taking = asyncio.ensure_future(self._budget.take(self._clock, priority, deferred=True))
         aborting = asyncio.ensure_future(abort.wait())
         try:
             await asyncio.wait({taking, aborting}, return_when=asyncio.FIRST_COMPLETED)
@@ -195,17 +200,22 @@ class Caller:
             if not taking.done():
                 taking.cancel()
         if taking.done() and not taking.cancelled():
-            taking.result()
+            return taking.result()
+        return lambda: None  # aborted before a slot came: nothing to report
 
     async def _attempt(self, method: str, path: str, parse: Callable[[Any, httpx.Headers], T],
                        body: tuple[Any, Any], headers: dict[str, str] | None, task_id: str | None,
-                       deadline: float | None, last: QwenError | None) -> _Answered[T] | _Failed:
-        """Send once, within the time cap; the answer read into a result or a failure."""
+                       deadline: float | None, last: QwenError | None,
+                       go: Callable[[], None]) -> _Answered[T] | _Failed:
+        """Send once, within the time cap; the answer read into a result or a failure. `go`
+        tells the budget the request is leaving now."""
         limit, cut_by_deadline = self._call_limit, False
         if deadline is not None and (limit is None or deadline - self._clock.monotonic() < limit):
             limit, cut_by_deadline = deadline - self._clock.monotonic(), True
             if limit <= 0:
+                go()
                 raise DeadlineReached(last or TransportError("no time left before the deadline"))
+        go()
         try:
             payload, files = body
             response = await asyncio.wait_for(

@@ -131,7 +131,7 @@ class Sweep:
     """
 
     def __init__(self, client: QwenClient, plan: SweepPlan, *, concurrency: int | None = None,
-                 price_per_image: float | None = None, price: tuple[float | None, str] | None = None):
+                 price_per_image: float | None = None):
         if concurrency is None:
             concurrency = client.aio.sustainable_tasks()
         elif isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
@@ -143,9 +143,7 @@ class Sweep:
         self.cells = plan.cells
         self.concurrency = min(concurrency, max(1, len(plan.cells)))
         """Cells in flight at once; halved on each 429 or 'too many tasks' answer to a submit."""
-        if price is None:
-            price = (price_per_image, "user") if price_per_image is not None else (None, "unknown")
-        self.summary = plan.describe(*price)
+        self.summary = plan.describe(price_per_image, "user")
         """The plan in words: tasks, images, and cost when a price was given."""
         cells = plan.cells
         self.results: list[Task | None] = [None] * len(cells)

@@ -151,7 +151,7 @@ def test_base64_images_are_refused_with_a_pointer_to_public_urls(url):
     message = str(exc).lower()
     assert "base64" in message
     assert "refuse" in message
-    assert "public" in message and "url" in message
+    assert "uploaded for you" in message and "file path" in message
     assert len(str(exc)) < 400  # the blob is quoted shortened, not in full
 
 

@@ -483,7 +483,8 @@ def test_notebook_mode_shows_a_grid_at_once_and_returns_before_the_tasks_end(
         assert len(displayed) == 1 and len(displayed[0]) == 1
         grid = displayed[0][0]
         assert isinstance(grid, SweepGrid) and grid.sweep is sweep
-        assert grid.summary.value == "Sweep: 4 tasks, 4 images"
+        assert grid.summary.value.startswith("Sweep: 4 tasks, 4 images, about $0.08")
+        assert "APIMart's pricing endpoint" in grid.summary.value  # the simulator's public price
         wait_until(lambda: all(c.children[1].value.startswith("running") for c in grid.tiles))
         assert not sweep.done
         assert capsys.readouterr().err == ""  # no script-mode progress lines
@@ -562,7 +563,8 @@ def test_a_sweep_submits_and_polls_within_the_clients_budget(server):
                              keep_images=False, transport=recorder)
     started = time.monotonic()
     try:
-        sweep = qw.sweep(["a", "b", "c", "d"], size=["1:1", "16:9"], concurrency=8, client=client)
+        sweep = qw.sweep(["a", "b", "c", "d"], size=["1:1", "16:9"], concurrency=8, client=client,
+                         price_per_image=0.02)  # no pricing lookup among the counted requests
         tasks = sweep.wait(timeout=30)
     finally:
         client.close()
