@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -13,18 +14,26 @@ import pytest
 from PIL import Image
 
 import qwen_widgets as qw
-from qwen_widgets import GeneratedImage, ImageRequest, Task, TaskStatus
-from qwen_widgets import _store
+from qwen_widgets import GeneratedImage, ImageRequest, Task, TaskStatus, _store
+from qwen_widgets._account import Balance
 from qwen_widgets._export import save_image, sidecar
+from qwen_widgets._limits import SpendingLimits, Usage
 from qwen_widgets.simulator import SimResponse, Simulator
 from qwen_widgets.widgets._format import (
+    balance_words,
+    cost_words,
     error_message,
     expiry_words,
+    limit_message,
+    money,
     output_size_line,
+    photo_problem,
+    plan_cost,
     retry_message,
     safe_link,
     status_line,
     timings_line,
+    usage_words,
 )
 
 from .conftest import fast_options
@@ -426,3 +435,82 @@ def test_the_saved_copy_escapes_everything_and_embeds_jpegs():
     page = page_html("abc", "Saved <b>", [entry])
     assert page.startswith("<style>.jp-OutputArea:has(.qw-live-abc) ")
     assert "Saved &lt;b&gt;" in page and 'class="qw-static qw-static-abc"' in page
+
+
+# -- money: costs, the balance, spending limits, your images ---------------------------------
+
+@pytest.mark.parametrize("value, expected", [
+    (0.04, "$0.04"), (0.021, "$0.021"), (12.5, "$12.50"), (0.0, "$0.00"), (0.168, "$0.168"),
+    (0.1 + 0.2, "$0.30"),  # float noise is not a fraction of a cent
+])
+def test_money_keeps_cents_and_the_fraction_a_price_needs(value, expected):
+    assert money(value) == expected
+
+
+def test_cost_words_say_what_was_reported_and_nothing_otherwise():
+    done = Task("task_01", TaskStatus.COMPLETED)
+    assert cost_words(done) == ""
+    assert cost_words(dataclasses.replace(done, cost=0.04)) == "cost $0.04"
+    assert cost_words(dataclasses.replace(done, cost=0.04, credits_cost=12)) == "cost $0.04 (12 credits)"
+    assert cost_words(dataclasses.replace(done, credits_cost=12.5)) == "cost 12.5 credits"
+
+
+def test_balance_words():
+    assert balance_words(Balance(9.874, None, 0.126, None, False)) == "Balance $9.87 ($0.13 used)"
+    assert balance_words(Balance(10.0, None, 0.0, None, False), demo=True) == "Balance $10.00 (simulated)"
+    assert balance_words(Balance(None, 1200, None, 30, False)) == "Balance 1200 credits"
+    assert balance_words(Balance(None, None, None, None, True)) == "Balance: unlimited"
+
+
+def test_usage_words_name_only_the_limits_that_are_set():
+    usage = Usage(12, 0.252)
+    assert usage_words(usage, SpendingLimits(max_images_per_day=50)) == "12 of 50 images today"
+    both = SpendingLimits(max_images_per_day=50, max_spend_per_day=2, price_per_image=0.021)
+    assert usage_words(usage, both) == "12 of 50 images today · $0.252 of $2.00 spent today"
+    assert usage_words(usage, SpendingLimits()) == "" and usage_words(None, both) == ""
+
+
+def test_plan_cost_names_the_price_and_its_source():
+    prices = {"qwen-image-2.0": (0.021, "pricing"), "qwen-image-2.0-pro": (0.053, "pricing")}
+    assert plan_cost({"qwen-image-2.0": 4}, prices) == (
+        "about $0.08 at $0.021 per image (APIMart's pricing endpoint)")
+    assert plan_cost({"qwen-image-2.0": 2}, {"qwen-image-2.0": (0.03, "user")}, demo=True) == (
+        "about $0.06 at $0.03 per image (your price, simulated)")
+    assert plan_cost({"qwen-image-2.0": 2, "qwen-image-2.0-pro": 2}, prices) == (
+        "about $0.15 at $0.021 per qwen-image-2.0 image, $0.053 per qwen-image-2.0-pro image "
+        "(APIMart's pricing endpoint)")
+    assert plan_cost({"qwen-image-2.0": 2}, {"qwen-image-2.0": (None, "unknown")}) == "price unknown"
+
+
+def test_limit_messages_say_what_is_used_what_to_do_and_when_room_comes():
+    frees = (NOW + timedelta(hours=3, minutes=5)).timestamp()
+    some_left = qw.SpendingLimitError("images per day", 48, 4, 50, frees)
+    assert limit_message(some_left, NOW) == (
+        "Daily limit: 48 of 50 images made in the last 24 hours; this needs 4. Ask for at most 2 "
+        "images, or wait: room frees up in 3 h (15:05 UTC).")
+    full = qw.SpendingLimitError("images per day", 50, 1, 50, (NOW + timedelta(minutes=12)).timestamp())
+    assert limit_message(full, NOW) == ("Daily limit: 50 of 50 images made in the last 24 hours; this "
+                                        "needs 1. Wait: room frees up in 12 min (12:12 UTC).")
+    spend = qw.SpendingLimitError("spend per day", 1.98, 0.084, 2.0, frees)
+    assert limit_message(spend, NOW).startswith(
+        "Daily spending limit: $1.98 of $2.00 spent in the last 24 hours; this needs about $0.084. "
+        "Ask for fewer images, or wait")
+    never = qw.SpendingLimitError("images per day", 0, 60, 50, None)
+    assert limit_message(never, NOW).endswith("That is more than the whole limit: ask for fewer images.")
+    assert error_message(full).startswith("Daily limit: 50 of 50")  # what a card says, too
+
+
+@pytest.mark.parametrize("rule, expected", [
+    ("image.bin is not a JPEG, PNG, GIF or WebP image", "cat.txt was not added: it is not a JPEG, PNG, GIF or WebP image."),
+    ("image.bin is empty", "cat.txt was not added: it is empty."),
+    ("image.png is 21.0 MB, over the 20 MB upload limit", "cat.txt was not added: it is 21.0 MB, over the 20 MB upload limit."),
+    ("/home/me/a b/cat is not here.png cannot be read (No such file)", "cat.txt was not added: /home/me/a b/cat is not here.png cannot be read (No such file)."),
+])
+def test_photo_problems_name_the_file_as_the_user_knows_it(rule, expected):
+    assert photo_problem("cat.txt", rule) == expected
+
+
+def test_an_upload_error_names_the_image_and_says_whether_it_may_have_arrived():
+    lost = error_message(qw.ImageUploadError("cat.png", "connection reset", outcome_unknown=True))
+    assert lost.startswith("Your image cat.png could not be uploaded: connection reset. The bytes may have arrived")
+    assert error_message(qw.ImageUploadError("cat.png", "HTTP 413")) == "Your image cat.png could not be uploaded: HTTP 413."

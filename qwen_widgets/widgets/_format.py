@@ -1,4 +1,6 @@
-"""Plain-text descriptions of requests, tasks and errors, for the widgets. Pure; no widgets."""
+"""Plain-text descriptions of requests, tasks, errors, costs, the balance and spending limits,
+for the widgets. Pure; no widgets. Money is shown with a literal `$`: the views put these words
+in escaped HTML, never in a Label (which would typeset `$...$` as LaTeX)."""
 
 from __future__ import annotations
 
@@ -6,17 +8,21 @@ import html
 import re
 from datetime import datetime, timezone
 
+from .._account import PRICE_SOURCES, Balance, describe_price
 from .._errors import (
     AuthenticationError,
     ImageFetchError,
+    ImageUploadError,
     PermissionDeniedError,
     QwenError,
     RateLimitError,
     RequestValidationError,
+    SpendingLimitError,
     TransportError,
 )
-from .._task import GeneratedImage, Task, TaskStatus
+from .._limits import SpendingLimits, Usage
 from .._request import ImageRequest, output_size
+from .._task import GeneratedImage, Task, TaskStatus
 from .._urls import is_http_url
 
 __all__ = [
@@ -31,6 +37,13 @@ __all__ = [
     "safe_link",
     "isolate",
     "friendly_error",
+    "money",
+    "cost_words",
+    "balance_words",
+    "usage_words",
+    "plan_cost",
+    "limit_message",
+    "photo_problem",
 ]
 
 
@@ -136,6 +149,11 @@ def _error_text(error: BaseException) -> str:
         return f"Network problem: {error}"
     if isinstance(error, ImageFetchError):
         return f"Image not loaded: {error.reason}"
+    if isinstance(error, SpendingLimitError):
+        return limit_message(error)
+    if isinstance(error, ImageUploadError):
+        said = str(error).removeprefix(f"could not upload {error.filename}: ")
+        return f"Your image {error.filename} could not be uploaded: {said}"
     if isinstance(error, QwenError):
         return str(error)
     return f"Unexpected error ({type(error).__name__}): {error}"
@@ -190,3 +208,95 @@ def friendly_error(field: str, message: str, *, limit: int | None = None) -> str
     if "an axis needs at least one value" in rule or (base in ("model", "size", "resolution") and "one of" in rule):
         return f"Tick at least one {base} to compare." if base != "prompt" else "Write a prompt to compare."
     return f"{_FIELD_WORDS.get(base, base.replace('_', ' ').capitalize())} {rule}."
+
+
+# -- money: costs, the balance, spending limits ----------------------------------------------
+
+
+def money(value: float) -> str:
+    """'$0.04', '$12.50', or '$0.021' when cents would round a price per image away."""
+    text = f"{value:.2f}"
+    if abs(value - round(value, 2)) > 1e-9:
+        text = f"{value:.4f}".rstrip("0")
+    return f"${text}"
+
+
+def cost_words(task: Task) -> str:
+    """'cost $0.04' (with credits when the service counts them), or '' when none was reported."""
+    parts = [money(task.cost)] if task.cost is not None else []
+    if task.credits_cost:
+        parts.append(f"{task.credits_cost:g} credits")
+    if not parts:
+        return ""
+    return f"cost {parts[0]}" + (f" ({parts[1]})" if len(parts) > 1 else "")
+
+
+def balance_words(balance: Balance, demo: bool = False) -> str:
+    """'Balance $9.87 ($0.13 used)', 'Balance 1200 credits', 'Balance: unlimited'."""
+    if balance.unlimited:
+        text = "Balance: unlimited"
+    elif balance.remaining is not None:
+        used = f" (${balance.used:.2f} used)" if balance.used else ""  # cents, as the account keeps it
+        text = f"Balance ${balance.remaining:.2f}{used}"
+    elif balance.remaining_credits is not None:
+        text = f"Balance {balance.remaining_credits:g} credits"
+    else:
+        text = "Balance unknown"
+    return f"{text} (simulated)" if demo else text
+
+
+def usage_words(usage: Usage | None, limits: SpendingLimits) -> str:
+    """'12 of 50 images today · $0.25 of $2.00 spent today' for the limits that are set."""
+    if usage is None or not limits.active:
+        return ""
+    parts = []
+    if limits.max_images_per_day is not None:
+        parts.append(f"{usage.images} of {limits.max_images_per_day} images today")
+    if limits.max_spend_per_day is not None:
+        parts.append(f"{money(usage.spend)} of {money(limits.max_spend_per_day)} spent today")
+    return " · ".join(parts)
+
+
+def plan_cost(images: dict[str, int], prices: dict[str, tuple[float | None, str]],
+              demo: bool = False) -> str:
+    """What a plan of `images` per model will cost: 'about $0.08 at $0.021 per image
+    (APIMart's pricing endpoint)', or 'price unknown'. `prices` maps each model to
+    `(price, source)` as `client.price_per_image` answers."""
+    if not images or any(prices[model][0] is None for model in images):
+        return PRICE_SOURCES["unknown"]
+    total = sum(count * prices[model][0] for model, count in images.items())
+    source = prices[next(iter(images))][1]
+    distinct = {prices[model][0] for model in images}
+    if len(distinct) == 1:
+        text = f"about ${total:.2f} {describe_price(distinct.pop(), source)}"
+    else:
+        each = ", ".join(f"{money(prices[model][0])} per {model} image" for model in images)
+        text = f"about ${total:.2f} at {each} ({PRICE_SOURCES[source]})"
+    return text[:-1] + ", simulated)" if demo else text
+
+
+def limit_message(error: SpendingLimitError, now: datetime | None = None) -> str:
+    """A daily limit, for the person at the panel: how much is used, what this needs, what
+    to do, and when room frees up (in the rolling 24 hours)."""
+    if error.limit.startswith("spend"):
+        head = (f"Daily spending limit: {money(error.used)} of {money(error.allowed)} spent in the "
+                f"last 24 hours; this needs about {money(error.needed)}.")
+        smaller = "Ask for fewer images"
+    else:
+        left = max(0, int(error.allowed - error.used))
+        head = (f"Daily limit: {error.used:g} of {error.allowed:g} images made in the last 24 hours; "
+                f"this needs {error.needed:g}.")
+        smaller = f"Ask for at most {left} image{'s' * (left != 1)}" if left else ""
+    if error.frees_at is None:
+        return f"{head} That is more than the whole limit: ask for fewer images."
+    now = now or datetime.now(timezone.utc)
+    frees = datetime.fromtimestamp(error.frees_at, timezone.utc)
+    wait = f"room frees up in {_span(max(60.0, (frees - now).total_seconds()))} ({frees:%H:%M} UTC)"
+    return f"{head} {smaller}, or wait: {wait}." if smaller else f"{head} Wait: {wait}."
+
+
+def photo_problem(name: str, rule: str) -> str:
+    """Why one of your images was not added, naming it as you know it ('cat.txt'), not as
+    the check saw it ('image.bin' for uploaded bytes)."""
+    found = re.search(r" (is (?:empty|not a JPEG|[\d.]+ MB,).*)$", rule)
+    return f"{name} was not added: it {found.group(1)}." if found else f"{name} was not added: {rule}."
