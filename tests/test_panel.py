@@ -3,26 +3,28 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
-import zipfile
+import re
 import threading
 import time
 import warnings
+import zipfile
+from datetime import datetime, timedelta, timezone
 
 import ipywidgets as widgets
 import pytest
-from PIL import Image
+from PIL import Image, ImageStat
 
 import qwen_widgets as qw
-from qwen_widgets.simulator import SimResponse, Simulator
 from qwen_widgets._sweep import Sweep, SweepPlan
+from qwen_widgets.simulator import SimResponse, Simulator
 from qwen_widgets.widgets import Card, Panel
+from qwen_widgets.widgets._theme import ERROR_COLOR, MUTED_COLOR, plain_text
 from qwen_widgets.widgets.grid import SweepGrid
 
-from qwen_widgets.widgets._theme import ERROR_COLOR, plain_text
-
-from .conftest import TEST_KEY, TIME_SCALE, fast_options, demo_client, walk, wait_until
+from .conftest import TEST_KEY, TIME_SCALE, demo_client, fast_options, wait_until, walk
 
 HOSTILE = "a fox <img src=x onerror=alert(1)> <script>alert(2)</script>"
 
@@ -672,3 +674,326 @@ def test_ctrl_enter_in_the_prompt_generates_the_prompt_as_shown(panel):
     assert panel.prompt.value == "a fox at night"
     panel.shortcut._handle_custom_msg({"event": "submit", "prompt": "   "}, [])
     assert len(panel.gallery.cards) == 1  # an empty prompt: Generate is disabled, so is this
+
+
+# -- your own images as references ------------------------------------------------------------
+
+
+def png_bytes(color="blue", size=(80, 60)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def choose_files(panel, *files):
+    """What a browser sends when files are chosen in "Add image…" (name, bytes) pairs."""
+    panel.add_image_button.value = tuple(
+        {"name": name, "type": "image/png", "size": len(data), "content": memoryview(data),
+         "last_modified": datetime.now(timezone.utc)} for name, data in files)
+
+
+def hold_uploads(simulator):
+    """Hold the simulator's answers to uploads until released; returns (arrived, release)."""
+    arrived, release = threading.Event(), threading.Event()
+    handle = simulator.handle
+
+    def held(method, target, *args):
+        answer = handle(method, target, *args)
+        if method == "POST" and target.startswith("/v1/uploads"):
+            arrived.set()
+            release.wait(30)
+        return answer
+
+    simulator.handle = held
+    return arrived, release
+
+
+def uploads(panel) -> int:
+    return panel.client.simulator.count("POST", "/v1/uploads")
+
+
+def test_add_image_uploads_once_and_the_request_carries_its_url(panel):
+    panel.prompt.value = "the same scene, as a watercolour"
+    choose_files(panel, ("cat.png", png_bytes()))
+    assert panel.add_image_button.value == ()  # the bytes left widget state at once
+    (photo,) = panel.photos
+    assert photo in panel.previews.children and "cat.png" in widget_states(photo)
+    photo.future.result(10)
+    assert photo.url.startswith("https://") and "uploaded" in plain_text(photo.note.value)
+    with Image.open(io.BytesIO(photo.picture.value)) as thumb:  # made in the kernel
+        assert thumb.format == "JPEG" and max(thumb.size) <= 96
+    assert panel.request.image_urls == (photo.url,)
+    first = panel.generate().future.result(30)
+    assert first.request.image_urls == (photo.url,)
+    assert panel.client.simulator.tasks[first.task_id].request.image_urls == (photo.url,)
+    with Image.open(io.BytesIO(panel.client.fetch_image(first.images[0]))) as made:
+        red, _, blue = ImageStat.Stat(made.convert("RGB")).mean
+    assert blue > red + 80  # the simulator drew the blue reference into the picture
+    choose_files(panel, ("same-cat-again.png", png_bytes()))  # the same image: added once
+    panel._last_click -= 1.0
+    second = panel.generate().future.result(30)
+    assert second.request.image_urls == (photo.url,) and len(panel.photos) == 1
+    assert uploads(panel) == 1
+    assert "content" not in widget_states(panel)
+
+
+def test_generate_waits_for_an_image_still_uploading(panel):
+    arrived, release = hold_uploads(panel.client.simulator)
+    panel.prompt.value = "a fox"
+    photo = panel.add_image(png_bytes("green"), name="fox.png")
+    assert arrived.wait(10)
+    assert panel.hint.value == "1 image is still uploading: Generate waits for it."
+    assert not panel.generate_button.disabled and panel.request.image_urls == ()
+    card = panel.generate()
+    wait_until(lambda: "waiting for your images to upload" in card.status.value)
+    assert panel.client.simulator.count("POST", "/v1/images") == 0  # nothing sent without it
+    release.set()
+    task = card.future.result(30)
+    assert task.request.image_urls == (photo.url,) and card.request == task.request
+    assert "1 reference image(s)" in card.params.value
+    wait_until(lambda: panel.hint.value == "")
+
+
+def test_compare_waits_until_the_images_are_uploaded(panel):
+    arrived, release = hold_uploads(panel.client.simulator)
+    panel.compare.value = True
+    panel.prompt.value = "a fox\na wolf"
+    photo = panel.add_image(png_bytes(), name="ref.png")
+    assert arrived.wait(10)
+    assert panel.generate_button.disabled and "Compare is ready once it has uploaded" in panel.hint.value
+    release.set()
+    photo.future.result(10)
+    wait_until(lambda: not panel.generate_button.disabled)
+    sweep = panel.run_sweep()
+    assert all(cell.request.image_urls == (photo.url,) for cell in sweep.cells)
+    sweep.wait(60)
+
+
+def test_a_file_that_is_no_image_is_refused_next_to_add_image(panel):
+    choose_files(panel, ("notes.txt", b"just some text"), ("empty.png", b""))
+    message = plain_text(panel.photo_note.value)
+    assert message == "empty.png was not added: it is empty."  # the last one said
+    choose_files(panel, ("notes.txt", b"just some text"))
+    assert plain_text(panel.photo_note.value) == ("notes.txt was not added: it is not a JPEG, PNG, "
+                                                 "GIF or WebP image.")
+    assert panel.photo_note.value.count(ERROR_COLOR) == 1
+    assert panel.photos == [] and uploads(panel) == 0
+    panel.add_image(png_bytes(), name="ok.png")
+    assert panel.photo_note.value == ""  # the next good one clears it
+
+
+def test_a_failed_upload_is_said_under_the_image_and_generate_tries_again(panel):
+    simulator = panel.client.simulator
+    simulator.inject(SimResponse(400, {"Content-Type": "application/json"},
+                                 b'{"error": {"message": "storage is full"}}'),
+                     method="POST", path_prefix="/v1/uploads")
+    panel.prompt.value = "a fox"
+    photo = panel.add_image(png_bytes(), name="fox.png")
+    with pytest.raises(qw.ImageUploadError):
+        photo.future.result(10)
+    wait_until(lambda: "could not be uploaded" in panel.hint.value)
+    assert "fox.png could not be uploaded" in plain_text(photo.note.value)
+    assert "storage is full" in plain_text(photo.note.value) and ERROR_COLOR in photo.note.value
+    task = panel.generate().future.result(30)  # uploads again, then generates
+    assert task.status is qw.TaskStatus.COMPLETED and task.request.image_urls == (photo.url,)
+    assert uploads(panel) == 2 and "uploaded" in plain_text(photo.note.value)
+
+
+def test_an_image_can_be_removed(panel):
+    panel.prompt.value = "a fox"
+    panel.image_urls.value = "https://example.com/a.png"
+    photo = panel.add_image(png_bytes(), name="fox.png")
+    photo.future.result(10)
+    assert panel.request.image_urls == ("https://example.com/a.png", photo.url)
+    assert "Remove fox.png" in photo.remove_button.tooltip
+    photo.remove_button.click()
+    assert panel.photos == [] and photo not in panel.previews.children
+    assert panel.request.image_urls == ("https://example.com/a.png",)
+
+
+def test_use_as_reference_on_an_expiring_link_uploads_the_kept_copy(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", qw.DemoModeWarning)
+        simulator = Simulator(seed=5, time_scale=TIME_SCALE, url_lifetime=1200.0)  # links live 20 minutes
+        client = qw.QwenClient(simulator=simulator, keep_images=True, **fast_options())
+    panel = Panel(client, save_dir=tmp_path / "saved")
+    card = finished_card(panel, n=2)
+    image = card.task.images[1]
+    assert image.local_path is not None and image.local_path.is_file()
+    card.open_viewer(1).result(10)
+    card.viewer.reference_button.click()
+    said = plain_text(card.viewer.feedback.value)
+    assert re.match(r"Its link expires in (20|19) min, so the copy kept on this machine is uploaded", said)
+    assert "reference image 1 of 1 in the form above" in said
+    assert panel.image_urls.value == ""  # not the link that is about to die
+    (photo,) = panel.photos
+    assert photo.source == image.local_path
+    photo.future.result(10)
+    panel.prompt.value = "the same fox, at night"
+    task = panel.generate().future.result(30)
+    assert task.request.image_urls == (photo.url,) and image.url not in task.request.image_urls
+    assert simulator.uploads.bytes_of(photo.url) == image.local_path.read_bytes()
+
+
+def test_use_as_reference_on_a_dead_link_without_a_copy_says_so(panel):
+    card = finished_card(panel)
+    dead = dataclasses.replace(card.task.images[0],
+                               expires_at=datetime.now(timezone.utc) - timedelta(hours=2))
+    said = panel.add_reference(dead)
+    assert said == ("Its link has expired and no copy of it was kept on this machine, so it cannot "
+                    "be a reference any more.")
+    assert panel.image_urls.value == "" and panel.photos == []
+    alive = card.task.images[0]  # a link with a day to live is used as it is
+    assert panel.add_reference(alive).startswith("Added as reference image 1 of 1")
+    assert panel.image_urls.value == alive.url
+
+
+# -- cost, balance and spending limits ---------------------------------------------------------
+
+
+def shown(panel):
+    """Start the account line, as displaying the panel does."""
+    return panel.account.start().result(10)
+
+
+def test_a_finished_card_shows_its_cost(panel):
+    card = finished_card(panel, n=2)
+    assert card.task.cost == pytest.approx(0.042)
+    assert "cost $0.042" in card.status.value and "cost $0.042" in card.timings.value
+    assert "cost $0.042" in card.static_entry().note  # and in the copy saved with the notebook
+    sweep = Sweep(panel.client, SweepPlan.of({"prompt": ["a fox", "a wolf"]}))
+    grid = SweepGrid(sweep)
+    sweep.start().wait(60)
+    assert all("cost $0.021" in tile.children[1].value for tile in grid.tiles)
+
+
+def test_the_balance_is_asked_for_once_shown_and_after_each_finished_task(panel, monkeypatch):
+    simulator = panel.client.simulator
+    assert panel.account.line.value == "" and simulator.count("GET", "/v1/balance") == 0
+    monkeypatch.setattr("IPython.display.display", lambda *objs, **kw: None)
+    monkeypatch.setattr("IPython.display.update_display", lambda *objs, **kw: None)
+    panel._ipython_display_()  # shown in a notebook: from now on the balance is worth asking for
+    panel.account.future.result(10)
+    assert panel.account.line.value == "Balance $10.00 (simulated)"
+    finished_card(panel, n=2)
+    wait_until(lambda: panel.account.line.value == "Balance $9.96 ($0.04 used) (simulated)", timeout=30)
+    assert simulator.count("GET", "/v1/balance") == 2
+    panel.prompt.value = "a wolf"
+    panel.generate().future.result(30)
+    wait_until(lambda: panel.account.line.value == "Balance $9.92 ($0.08 used) (simulated)", timeout=30)
+    wait_until(lambda: not panel._mirror._pending)  # the saved copy is sent while display is patched
+
+
+def test_a_balance_that_cannot_be_read_is_said_quietly(panel):
+    panel.client.simulator.inject(SimResponse(503, {}, b"{}"), method="GET", path_prefix="/v1/balance",
+                                  count=100)
+    shown(panel)
+    assert plain_text(panel.account.line.value).startswith("Balance not available:")
+    assert panel.account.line.style.text_color == MUTED_COLOR  # information, not an error
+
+
+def test_the_plan_line_states_the_cost_and_where_the_price_came_from(panel):
+    panel.prompt.value = "a fox"
+    panel.n.value = 4
+    assert panel.cost_line.value == ""  # not shown yet: no price asked for
+    assert panel.client.simulator.count("GET", "/api/") == 0
+    shown(panel)
+    wait_until(lambda: panel.cost_line.value != "")
+    assert plain_text(panel.cost_line.value) == (
+        "about $0.08 at $0.021 per image (APIMart's pricing endpoint, simulated)")
+    panel.model.value = "qwen-image-2.0-pro"
+    wait_until(lambda: "$0.053" in panel.cost_line.value)
+    assert plain_text(panel.cost_line.value).startswith("about $0.21 at $0.053 per image")
+    panel.compare.value = True
+    panel.models.value = qw.MODELS
+    panel.n.value = 2
+    assert plain_text(panel.cost_line.value) == (
+        "about $0.15 at $0.021 per qwen-image-2.0 image, $0.053 per qwen-image-2.0-pro image "
+        "(APIMart's pricing endpoint, simulated)")
+    assert panel.client.simulator.count("GET", "/api/") == 2  # once per model
+
+
+def test_the_users_price_needs_no_request_and_an_unknown_price_is_said():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", qw.DemoModeWarning)
+        simulator = Simulator(seed=5, time_scale=TIME_SCALE)
+        mine = Panel(qw.QwenClient(simulator=simulator, price_per_image=0.03, **fast_options()))
+    mine.prompt.value = "a fox"
+    mine.n.value = 2
+    assert plain_text(mine.cost_line.value) == "about $0.06 at $0.03 per image (your price, simulated)"
+    unknown = Panel(demo_client())
+    unknown.client.simulator.inject(SimResponse(404, {}, b"{}"), method="GET", path_prefix="/api/")
+    unknown.prompt.value = "a fox"
+    shown(unknown)
+    wait_until(lambda: unknown.cost_line.value == "price unknown")
+    assert simulator.count("GET", "/api/") == 0
+
+
+def limited_panel(journal=None, **limits) -> Panel:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", qw.DemoModeWarning)
+        simulator = Simulator(seed=5, time_scale=TIME_SCALE)
+        return Panel(qw.QwenClient(simulator=simulator, journal=journal, **limits, **fast_options()))
+
+
+def test_limits_are_counted_next_to_generate_which_stops_with_the_reason():
+    panel = limited_panel(max_images_per_day=3)
+    assert panel.account.line.value == "0 of 3 images today"  # from the start, no display needed
+    panel.request = qw.ImageRequest("a fox", n=2)
+    panel.generate().future.result(30)
+    wait_until(lambda: panel.account.line.value == "2 of 3 images today", timeout=30)
+    wait_until(lambda: panel.generate_button.disabled)  # 2 + 2 would pass 3
+    reason = plain_text(panel.errors["generate"].value)
+    assert reason.startswith("Daily limit: 2 of 3 images made in the last 24 hours; this needs 2. "
+                             "Ask for at most 1 image, or wait: room frees up in 24 h (")
+    assert reason.endswith(" UTC).") and panel.errors["generate"].style.text_color == ERROR_COLOR
+    assert panel.generate_button.tooltip == reason and panel.hint.value == ""
+    panel.n.value = 1
+    assert not panel.generate_button.disabled and panel.errors["generate"].value == ""
+    panel.generate_button.click()
+    panel.gallery.cards[0].future.result(30)
+    wait_until(lambda: panel.account.line.value == "3 of 3 images today", timeout=30)
+    wait_until(lambda: panel.generate_button.disabled)
+    assert "Daily limit: 3 of 3 images" in panel.errors["generate"].value and "Wait: room" in \
+        panel.errors["generate"].value
+    assert panel.client.simulator.count("POST") == 2
+
+
+def test_a_spend_limit_is_counted_in_money():
+    panel = limited_panel(max_spend_per_day=0.05, price_per_image=0.021)
+    assert panel.account.line.value == "$0.00 of $0.05 spent today"
+    panel.request = qw.ImageRequest("a fox", n=2)
+    panel.generate().future.result(30)
+    wait_until(lambda: panel.account.line.value == "$0.042 of $0.05 spent today", timeout=30)
+    wait_until(lambda: panel.generate_button.disabled)
+    assert plain_text(panel.errors["generate"].value).startswith(
+        "Daily spending limit: $0.042 of $0.05 spent in the last 24 hours; this needs about $0.042.")
+
+
+def test_a_limit_reached_from_another_kernel_is_said_next_to_generate(tmp_path):
+    journal = qw.Journal(tmp_path / "shared.sqlite")  # the home folder two kernels share
+    panel = limited_panel(journal, max_images_per_day=2)
+    other = qw.QwenClient(simulator=panel.client.simulator, journal=journal, max_images_per_day=2,
+                          **fast_options())
+    other.generate("the other kernel's fox", n=2)
+    panel.prompt.value = "a fox"
+    assert not panel.generate_button.disabled  # this panel has not looked again yet
+    posts = panel.client.simulator.count("POST")
+    panel.generate_button.click()
+    assert panel.gallery.cards == [] and panel.client.simulator.count("POST") == posts  # nothing sent
+    assert plain_text(panel.errors["generate"].value).startswith(
+        "Daily limit: 2 of 2 images made in the last 24 hours; this needs 1. Wait: room frees up")
+    wait_until(lambda: panel.generate_button.disabled and panel.account.line.value == "2 of 2 images today")
+    with pytest.raises(qw.SpendingLimitError):
+        panel.generate()
+
+
+def test_every_dollar_is_shown_as_typed(panel):
+    shown(panel)
+    panel.prompt.value = "a fox"
+    card = finished_card(panel, n=2)
+    wait_until(lambda: "used" in panel.account.line.value and panel.cost_line.value, timeout=30)
+    money_texts = [panel.cost_line, panel.account.line, card.status]
+    assert all("$" in widget.value and isinstance(widget, widgets.HTML)
+               and not isinstance(widget, widgets.HTMLMath) for widget in money_texts)
+    assert not any(isinstance(w, widgets.Label) and "$" in w.value for w in walk(panel))

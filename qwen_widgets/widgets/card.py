@@ -18,7 +18,7 @@ import concurrent.futures
 import html
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import ipywidgets as widgets
@@ -30,11 +30,11 @@ from .._sync import QwenClient
 from .._task import GeneratedImage, Task, TaskStatus
 from . import _static
 from .results import CardResults, FullImages
-from ._format import error_message, params_line, retry_message, status_line, timings_line
+from ._format import cost_words, error_message, params_line, retry_message, status_line, timings_line
 from ._theme import (BORDER, MUTED_COLOR, THUMBNAIL_EDGE, layout, load_thumbnail,
                      show_error, show_note, style, text_html)
 
-__all__ = ["Card", "show", "THUMBNAIL_EDGE"]
+__all__ = ["Card", "THUMBNAIL_EDGE"]
 
 _log = logging.getLogger("qwen_widgets")
 Callback = Callable[..., object]
@@ -46,7 +46,7 @@ class Card(CardResults, widgets.VBox):
 
     Start it with `start_generation(request)` or `start_attach(task_id)`; `future` is the
     concurrent future of the background work and `task` the last state seen.
-    `on_use_reference(url)` and `on_reuse(request)` return the words confirming what they did.
+    `on_use_reference(image)` and `on_reuse(request)` return the words confirming what they did.
     """
 
     def __init__(
@@ -56,7 +56,7 @@ class Card(CardResults, widgets.VBox):
         request: ImageRequest | None = None,
         save_dir: str | Path = "qwen_images",
         on_finished: Callable[[Task], None] | None = None,
-        on_use_reference: Callable[[str], str] | None = None,
+        on_use_reference: Callable[[GeneratedImage], str] | None = None,
         on_reuse: Callable[[ImageRequest], str] | None = None,
         on_changed: Callable[[], None] | None = None,
     ):
@@ -71,6 +71,7 @@ class Card(CardResults, widgets.VBox):
         self._on_finished, self._on_changed = on_finished, on_changed
         self._on_use_reference, self._on_reuse = on_use_reference, on_reuse
         self._watcher: asyncio.Task | None = None
+        self._prepare: Callable[[], Awaitable[ImageRequest]] | None = None
         self._submitting = self._running = self._stop_requested = False
         self._started = time.monotonic()
         self._mirror: _static.Mirror | None = None
@@ -150,9 +151,13 @@ class Card(CardResults, widgets.VBox):
 
     # -- starting and stopping ---------------------------------------------------------------
 
-    def start_generation(self, request: ImageRequest) -> concurrent.futures.Future:
-        """Submit `request` and watch it, in the background."""
-        self.request = request
+    def start_generation(self, request: ImageRequest, *,
+                         prepare: Callable[[], Awaitable[ImageRequest]] | None = None
+                         ) -> concurrent.futures.Future:
+        """Submit `request` and watch it, in the background. `prepare` (run first, on the
+        private loop) returns the request to send instead: the panel's waits for your images
+        to upload and adds their URLs."""
+        self.request, self._prepare = request, prepare
         self._show_request(request)
         self._submitting = True  # from now until the POST is answered, Stop must wait
         return self._launch(self._generate(request))
@@ -177,6 +182,8 @@ class Card(CardResults, widgets.VBox):
             _runner.get_loop().call_soon_threadsafe(watcher.cancel)
         elif self._submitting:
             self._set_status("Stop requested: waiting for the server to answer the submission…")
+        elif self.future is not None and not self.future.done():
+            self._set_status("Stop requested: nothing will be sent.")
 
     def reattach(self) -> concurrent.futures.Future | None:
         """Watch this card's task again after Stop or a timeout."""
@@ -194,7 +201,7 @@ class Card(CardResults, widgets.VBox):
         self.message.value = self.timings.value = self.feedback.value = ""
         self.tiles.children, self.actions.children = (), ()
         self.progress.value, self.progress.bar_style = 0, ""
-        return self.start_generation(self.request)
+        return self.start_generation(self.request, prepare=self._prepare)
 
     def _launch(self, coro, *, watching: bool = True) -> concurrent.futures.Future:
         self._stop_requested, self._running = False, watching
@@ -217,8 +224,11 @@ class Card(CardResults, widgets.VBox):
     # -- the background work (runs on the private loop) -------------------------------------
 
     async def _generate(self, request: ImageRequest) -> Task | None:
-        self._set_status(status_line(None, 0))
         try:
+            if self._prepare is not None and (request := await self._prepared()) is None:
+                return None
+            self._submitting = True
+            self._set_status(status_line(None, 0))
             task = await self.client.aio.submit(request, on_retry=self._on_retry)
         except QwenError as error:
             self._show_error(error)
@@ -227,6 +237,19 @@ class Card(CardResults, widgets.VBox):
             self._submitting = False
         self._on_update(task)
         return await self._watch(task)
+
+    async def _prepared(self) -> ImageRequest | None:
+        """The request with the URLs of your images, once uploaded; None after a Stop."""
+        self._submitting = False  # nothing is on its way yet: a Stop ends this at once
+        self._set_status("waiting for your images to upload…")
+        self.request = await self._prepare()
+        self._show_request(self.request)
+        if self._stop_requested:
+            self.buttons.children = ()
+            self._set_status("stopped before sending: nothing was submitted")
+            self._offer_retry()
+            return None
+        return self.request
 
     async def _watch(self, task_or_id: Task | str) -> Task | None:
         # Stop cancels only this inner task: once the task is done, a late Stop cannot cut
@@ -289,7 +312,8 @@ class Card(CardResults, widgets.VBox):
                 self._offer_retry()
                 return
             self._release_watching_widgets()
-            timings = timings_line(task, self._elapsed() if watched else None)
+            timings = " · ".join(filter(None, [timings_line(task, self._elapsed() if watched else None),
+                                               cost_words(task)]))
             self.timings.value = text_html(timings, color=MUTED_COLOR, small=True)
             # one secondary line under the prompt: the task id, its state and its timings
             self._set_status(" · ".join(filter(None, [status_line(task, 0), timings])))
@@ -364,18 +388,3 @@ class Card(CardResults, widgets.VBox):
         self._running = False
         self._arrange()
 
-
-def show(tasks: Task | list[Task], client: QwenClient | None = None) -> list[Card]:
-    """Display finished tasks as cards, e.g. the result of `qw.generate(...)`; each card is
-    saved with the notebook as well (see `_static`)."""
-    from IPython.display import display
-
-    from .panel import quiet_default_client
-
-    cards = []
-    for task in [tasks] if isinstance(tasks, Task) else tasks:
-        card = Card(client or quiet_default_client(), request=task.request)
-        card.show_task(task)
-        display(card)
-        cards.append(card)
-    return cards

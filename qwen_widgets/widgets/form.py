@@ -76,7 +76,7 @@ class Form:
         self.n = widgets.IntSlider(value=1, min=1, max=6, description="Images", layout={"width": "300px"})
         self.image_urls = widgets.Textarea(
             placeholder="Reference image URLs for image-to-image, one per line (optional)",
-            rows=1, continuous_update=False, layout={"width": "auto"})
+            rows=1, continuous_update=False, layout={"width": "auto", "flex": "1 1 auto"})
         self.previews = widgets.HBox(layout={"flex_flow": "row wrap"})
         error_style = style("html", text_color=ERROR_COLOR)
         self.errors = {name: widgets.HTML(style=error_style, layout=layout(width="auto"))
@@ -107,11 +107,17 @@ class Form:
         return {"prompt": self.prompt.value, "model": self.model.value, "size": self.size.value,
                 "resolution": self.resolution.value, "n": self.n.value,
                 "negative_prompt": self.negative_prompt.value or None,
-                "image_urls": lines(self.image_urls.value)}
+                "image_urls": self._reference_urls()}
+
+    def _reference_urls(self) -> list[str]:
+        """The URL lines, then your own images that are uploaded (in the order added)."""
+        uploaded = [photo.url for photo in getattr(self, "photos", ()) if photo.url is not None]
+        return list(dict.fromkeys([*lines(self.image_urls.value), *uploaded]))
 
     @property
     def request(self) -> ImageRequest:
-        """The form as a request; RequestValidationError names the first invalid field."""
+        """The form as a request; RequestValidationError names the first invalid field. Your
+        own images are in it once uploaded (Generate waits for the others)."""
         return ImageRequest(**self._values())
 
     @request.setter
@@ -121,7 +127,8 @@ class Form:
             self.model.value, self.size.value = request.model, request.size
             self.resolution.value, self.n.value = request.resolution, request.n
             self.negative_prompt.value = request.negative_prompt or ""
-            self.image_urls.value = "\n".join(request.image_urls)
+            shown = {photo.url for photo in getattr(self, "photos", ())}  # shown as images already
+            self.image_urls.value = "\n".join(url for url in request.image_urls if url not in shown)
         self._refresh()
 
     def sweep_fields(self) -> dict[str, Any]:
@@ -136,7 +143,7 @@ class Form:
                 "size": axis(list(self.sizes.value) or [""]),
                 "resolution": axis(list(self.resolutions.value) or [""]),
                 "n": self.n.value, "negative_prompt": self.negative_prompt.value or None,
-                "image_urls": lines(self.image_urls.value)}
+                "image_urls": self._reference_urls()}
 
     def plan(self) -> SweepPlan:
         fields = self.sweep_fields()
@@ -160,34 +167,58 @@ class Form:
                if self.compare.value else self.prompt.value, MAX_PROMPT_CHARS)
         _count(self.negative_count, self.negative_prompt.value, MAX_NEGATIVE_PROMPT_CHARS)
         if self.compare.value:
-            problems, summary = self._compare_problems()
+            problems, summary, images = self._compare_problems()
         else:
             values = self._values()
             problems = {name: friendly_error(name, message)
                         for name, message in field_errors(**values).items()}
-            summary = "" if {"size", "resolution", "n"} & problems.keys() else \
-                output_size_line(values["size"], values["resolution"], values["n"])
+            valid = not {"model", "size", "resolution", "n"} & problems.keys()
+            summary = output_size_line(values["size"], values["resolution"], values["n"]) if valid else ""
+            images = {values["model"]: values["n"]} if valid else {}
+        if not problems and images:  # a daily limit, said next to Generate
+            limit = self.account.limit_problem(sum(images.values()))
+            if limit:
+                problems["generate"] = limit
         for name, label in self.errors.items():
             shown = problems.get(name, "") if name in self._touched or name == "generate" else ""
             label.value = html.escape(shown)
         self.output_size.value = summary
-        self.generate_button.disabled = bool(problems)
+        self.cost_line.value = html.escape(self.account.plan_cost(images), quote=False) if images else ""
+        uploading = self._uploading_words()
+        self.generate_button.disabled = bool(problems) or (self.compare.value and bool(uploading))
         first = next(iter(problems.values()), "")
-        self.hint.value = html.escape(first if problems and not any(
-            name in self._touched for name in problems) else "")
+        said = any(name in self._touched or name == "generate" for name in problems)
+        self.hint.value = html.escape(first if problems and not said else uploading)
         shortcut = " (Ctrl+Enter in the prompt)" if getattr(self, "shortcut", None) is not None else ""
-        self.generate_button.tooltip = first or ("Run the comparison" if self.compare.value
-                                                 else "Submit this request") + shortcut
+        self.generate_button.tooltip = first or uploading or ("Run the comparison" if self.compare.value
+                                                              else "Submit this request") + shortcut
         self._label_generate()
 
-    def _compare_problems(self) -> tuple[dict[str, str], str]:
+    def _uploading_words(self) -> str:
+        """Said beside Generate while your images upload: a single generation waits for them;
+        a comparison starts once they are there (its grid needs every URL up front)."""
+        waiting = [photo for photo in getattr(self, "photos", ()) if photo.url is None]
+        failed = sum(photo.future is not None and photo.future.done() for photo in waiting)
+        if failed:
+            again = "add it again or remove it" if self.compare.value else "Generate tries again"
+            return f"{failed} of your images could not be uploaded (said under it): {again}."
+        if not waiting:
+            return ""
+        what, them = ("1 image is", "it") if len(waiting) == 1 else (f"{len(waiting)} images are", "them")
+        return (f"{what} still uploading: Compare is ready once {them} {'has' if them == 'it' else 'have'} "
+                "uploaded." if self.compare.value else f"{what} still uploading: Generate waits for {them}.")
+
+    def _compare_problems(self) -> tuple[dict[str, str], str, dict[str, int]]:
         try:
             plan = self.plan()
         except RequestValidationError as error:
             field = error.field.split("[")[0]
             return {field if field in self.errors else "generate": friendly_error(
-                error.field, error.rule, limit=self.max_images)}, ""
-        return {}, f"Compare: {plan.describe()}"
+                error.field, error.rule, limit=self.max_images)}, "", {}
+        images: dict[str, int] = {}
+        for cell in plan.cells:
+            images[cell.request.model] = images.get(cell.request.model, 0) + cell.request.n
+        return {}, f"Compare: {plan.describe()}", images
 
     def _label_generate(self) -> None:
         if not self.compare.value:

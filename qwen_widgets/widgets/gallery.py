@@ -1,4 +1,5 @@
-"""Gallery: the panel's cards and comparison grids, newest first.
+"""Gallery: the panel's cards and comparison grids, newest first; and `show()`, finished
+tasks as cards of their own (`qw.show(task)`).
 
 Cards sit in an auto-filling grid (each at least 340 px wide), so a wide notebook shows
 several generations side by side instead of one column of mostly empty rows. A comparison
@@ -10,9 +11,11 @@ from __future__ import annotations
 
 import ipywidgets as widgets
 
+from .._sync import QwenClient
+from .._task import Task
 from .card import Card
 
-__all__ = ["Gallery"]
+__all__ = ["Gallery", "show"]
 
 CARD_MIN_WIDTH = 340
 
@@ -54,3 +57,19 @@ class _Cards(widgets.GridBox):
         super().__init__(cards, layout={
             "grid_template_columns": f"repeat(auto-fill, minmax(min({CARD_MIN_WIDTH}px, 100%), 1fr))",
             "grid_gap": "8px", "width": "auto", "align_items": "flex-start", "margin": "0 0 8px 0"})
+
+
+def show(tasks: Task | list[Task], client: QwenClient | None = None) -> list[Card]:
+    """Display finished tasks as cards, e.g. the result of `qw.generate(...)`; each card is
+    saved with the notebook as well (see `_static`)."""
+    from IPython.display import display
+
+    from .panel import quiet_default_client
+
+    cards = []
+    for task in [tasks] if isinstance(tasks, Task) else tasks:
+        card = Card(client or quiet_default_client(), request=task.request)
+        card.show_task(task)
+        display(card)
+        cards.append(card)
+    return cards

@@ -22,10 +22,10 @@ import ipywidgets as widgets
 
 from .. import _runner
 from .._sweep import Sweep, SweepCancelled
-from .._task import TaskStatus
+from .._task import GeneratedImage, TaskStatus
 from . import _static
 from ._actions import save_and_offer
-from ._format import error_message, isolate, params_line
+from ._format import cost_words, error_message, isolate, params_line
 from .._errors import QwenError
 from ._theme import BORDER, ERROR_COLOR, MUTED_COLOR, layout, load_thumbnail, plain_text, style
 
@@ -43,7 +43,7 @@ class SweepGrid(widgets.VBox):
     """Rows and columns are labelled by the axis values (the last axis across). One progress
     bar covers the whole sweep, and each cell has its own."""
 
-    def __init__(self, sweep: Sweep, *, on_use_reference: Callable[[str], str] | None = None,
+    def __init__(self, sweep: Sweep, *, on_use_reference: Callable[[GeneratedImage], str] | None = None,
                  save_dir: str | Path = "qwen_images"):
         self.sweep = sweep
         self.save_dir = Path(save_dir)
@@ -200,7 +200,7 @@ class SweepGrid(widgets.VBox):
     def use_as_reference(self, index: int) -> None:
         task = self.sweep.results[index]
         if task is not None and task.images and self._on_use_reference is not None:
-            self.tiles[index].children[1].value = html.escape(self._on_use_reference(task.images[0].url))
+            self.tiles[index].children[1].value = html.escape(self._on_use_reference(task.images[0]))
 
     # -- keeping up with the sweep (runs on the private loop) ------------------------------------
 
@@ -217,7 +217,8 @@ class SweepGrid(widgets.VBox):
             _say(label, f"{result.status.value}: {result.error or 'no reason given'}", error=True)
         elif result is not None:
             count = len(result.images)
-            _say(label, f"{count} image{'s' * (count != 1)} · {result.actual_time or 0:.1f} s")
+            cost = f" · {cost_words(result)}" if result.cost is not None or result.credits_cost else ""
+            _say(label, f"{count} image{'s' * (count != 1)} · {result.actual_time or 0:.1f} s{cost}")
             actions.children = self._cell_actions(index) if result.images else ()
             if result.images:  # _runner.submit: safe from the loop's thread and from others
                 _runner.submit(self._load(index, result.images[0]))

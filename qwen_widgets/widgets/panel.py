@@ -1,8 +1,9 @@
 """Panel: the generator form bound to ImageRequest, with its gallery of cards.
 
-The form and its rules are in `form.py`; this module is what the panel does: Generate (or
-Compare), Resume, the reference loop, the key, "Download all", and the copy of its results
-that is saved with the notebook (`_static`).
+The form and its rules are in `form.py`, reference images (URLs and your own) in
+`references.py`, the balance, limits and prices in `account.py`; this module is what the
+panel does: Generate (or Compare), Resume, the key, "Download all", and the copy of its
+results that is saved with the notebook (`_static`).
 """
 
 from __future__ import annotations
@@ -19,23 +20,24 @@ import ipywidgets as widgets
 from .. import _api, _runner
 from .._config import DemoModeWarning
 from .._errors import QwenError, RequestValidationError
-from .._request import ImageRequest, check_image_url
+from .._request import ImageRequest
 from .._sweep import DEFAULT_MAX_IMAGES, Sweep
 from .._sync import QwenClient
 from .._task import Task, validate_task_id
 from . import _static
 from ._actions import download_html
 from ._format import error_message, friendly_error
-from ._theme import MUTED_COLOR, layout, load_thumbnail, show_error, style, text_html
+from ._keys import submit_shortcut
+from ._theme import MUTED_COLOR, layout, show_error, style, text_html
+from .account import Account
 from .banner import DemoBanner
 from .card import Card
-from ._keys import submit_shortcut
 from .form import Form, lines
 from .gallery import Gallery
+from .references import References
 
 __all__ = ["Panel"]
 
-_PREVIEW_EDGE = 96
 _DOUBLE_CLICK_SECONDS = 0.6
 
 
@@ -46,11 +48,13 @@ def quiet_default_client() -> QwenClient:
         return _api.default_client()
 
 
-class Panel(Form, widgets.VBox):
+class Panel(References, Form, widgets.VBox):
     """A form for every request field, a Generate button, and a gallery of results.
 
     `panel.request` reads the form as an ImageRequest; assigning one fills the form.
-    Generate runs in the background: the kernel stays free while images are made.
+    `panel.add_image(path)` adds your own image as a reference (uploaded in the background).
+    Generate runs in the background: the kernel stays free while images are made. Under it,
+    the balance and today's usage against the spending limits (`panel.account`).
     """
 
     def __init__(self, client: QwenClient | None = None, *, save_dir: str | Path = "qwen_images",
@@ -61,10 +65,12 @@ class Panel(Form, widgets.VBox):
         """The most images one Compare run may make; a larger sweep is refused."""
         self.results: list[Task] = []
         """Every task that finished (completed, failed or cancelled), oldest first."""
-        self._preview_boxes: dict[str, widgets.VBox] = {}
         self._last_click = -1.0
         self._mirror: _static.Mirror | None = None
+        self.account = Account(self.client, on_change=self._refresh)
+        """The balance, today's usage against the limits, and prices (asked for once shown)."""
         self._build_request_controls()
+        self._build_reference_controls()
         self._build_compare_controls()
         self._build_actions()
         self.banner_box = DemoBanner(on_client=self._use_client)
@@ -80,6 +86,7 @@ class Panel(Form, widgets.VBox):
     def _build_actions(self) -> None:
         """Generate with its hint, Download all, Resume, and the gallery of cards."""
         self.output_size = widgets.Label(style={"text_color": MUTED_COLOR})
+        self.cost_line = widgets.HTML(style=style("html", text_color=MUTED_COLOR))  # `$` as typed
         self.hint = widgets.HTML(style=style("html", text_color=MUTED_COLOR))
         self.generate_button = widgets.Button(description="Generate", button_style="primary", icon="play")
         self.generate_button.on_click(lambda _: self._on_generate_click())
@@ -107,9 +114,11 @@ class Panel(Form, widgets.VBox):
             self.negative_prompt, under(self.negative_count, self.errors["negative_prompt"]),
             self.single_row, self.compare_row,
             under(self.errors["n"], self.errors["model"], self.errors["size"], self.errors["resolution"]),
-            self.image_urls, self.errors["image_urls"], self.previews,
-            widgets.HBox([self.generate_button, self.compare, self.output_size, self.hint,
+            widgets.HBox([self.image_urls, self.add_image_button], layout=layout(align_items="flex-start")),
+            under(self.errors["image_urls"], self.photo_note), self.previews,
+            widgets.HBox([self.generate_button, self.compare, self.output_size, self.cost_line, self.hint,
                           self.errors["generate"]], layout={"align_items": "center", "flex_flow": "row wrap"}),
+            self.account.line,
             widgets.HBox([self.download_button, self.download_link], layout={"align_items": "center"}),
             self.resume_box,
             self.gallery,
@@ -123,6 +132,8 @@ class Panel(Form, widgets.VBox):
     def _ipython_display_(self) -> None:
         if self._mirror is None:
             self._mirror = _static.Mirror(self._static_page)
+        if not self.account.live:
+            self.account.start()  # someone looks: the balance and prices are worth asking for
         self._mirror.display(self, "qwen_widgets panel: the live form needs a running kernel; "
                                    "the results saved with the notebook follow.")
 
@@ -145,11 +156,29 @@ class Panel(Form, widgets.VBox):
     # -- actions ------------------------------------------------------------------------------
 
     def generate(self) -> Card:
-        """What Generate does: a new card that submits the form's request in the background."""
+        """What Generate does: a new card that submits the form's request in the background
+        (once your images still uploading are there). SpendingLimitError, before any card,
+        when a daily limit would be passed."""
         request = self.request
+        self._check_limits(request.n)
         card = self._new_card(request)
-        card.start_generation(request)
+        card.start_generation(request, prepare=self._references_for(request))
+        card.future.add_done_callback(self._ended_unfinished)
         return card
+
+    def _ended_unfinished(self, future: concurrent.futures.Future) -> None:
+        """A card that ended without a finished task (stopped, refused, over a limit) may still
+        have changed today's usage; a finished one refreshes through `_finished`."""
+        if future.cancelled() or future.exception() is not None or future.result() is None:
+            self.account.refresh()
+
+    def _check_limits(self, images: int) -> None:
+        """The journal's count now (another kernel sharing the home folder may have used some)."""
+        try:
+            self.client.check_limits(images)
+        except QwenError:
+            self.account.refresh()  # the line and Generate follow
+            raise
 
     def attach(self, task_id: str) -> Card:
         """Watch an existing task (e.g. one whose watching was stopped) in a new card."""
@@ -174,16 +203,6 @@ class Panel(Form, widgets.VBox):
             self.resume_note.value = f"{waiting} unfinished task(s) from earlier sessions."
             self.resume_box.layout.display = None
 
-    def add_reference(self, url: str) -> str:
-        """Append an image URL to the reference list (the image-to-image loop); returns the
-        words confirming it, shown next to the button that asked."""
-        urls = lines(self.image_urls.value)
-        if url in urls:
-            return f"Already reference image {urls.index(url) + 1} of {len(urls)} in the form above."
-        self.image_urls.value = "\n".join([*urls, url])
-        return (f"Added as reference image {len(urls) + 1} of {len(urls) + 1} in the form above; "
-                "write the change you want and press Generate.")
-
     def frame(self):
         """The finished tasks as a DataFrame, one row per image (see qwen_widgets.to_frame)."""
         from .._frame import to_frame
@@ -199,12 +218,14 @@ class Panel(Form, widgets.VBox):
     def _finished(self, task: Task) -> None:
         self.results.append(task)
         self.download_button.layout.display = None
+        self.account.refresh()  # the balance moved, and so did today's usage
 
     def _reuse(self, request: ImageRequest) -> str:
         """Load `request` into the form, keeping reference images the form already has
         (one just added with "Use as reference" must not vanish)."""
         kept = [url for url in lines(self.image_urls.value) if url not in request.image_urls]
         self.request = request.replace(image_urls=[*request.image_urls, *kept]) if kept else request
+        kept += [photo for photo in self.photos if photo.url not in request.image_urls]
         note = f", keeping your {len(kept)} reference image(s)" if kept else ""
         return f"Prompt and settings loaded into the form above{note}."
 
@@ -233,7 +254,9 @@ class Panel(Form, widgets.VBox):
         """What Generate does in Compare mode: a sweep, shown as a grid in the gallery."""
         from .grid import SweepGrid
 
-        sweep = Sweep(self.client, self.plan())
+        plan = self.plan()
+        self._check_limits(plan.images)
+        sweep = Sweep(self.client, plan)
         self.gallery.add(SweepGrid(sweep, on_use_reference=self.add_reference, save_dir=self.save_dir))
 
         def collect(index: int) -> None:
@@ -262,41 +285,6 @@ class Panel(Form, widgets.VBox):
 
         return _runner.submit(run())
 
-    # -- reference previews -------------------------------------------------------------------
-
-    def _refresh_references(self) -> None:
-        boxes, problems = [], []
-        for line_number, url in enumerate(lines(self.image_urls.value), 1):
-            try:
-                check_image_url(line_number - 1, url)
-            except RequestValidationError as error:
-                problems.append(f"line {line_number}: {error.rule}")
-                continue
-            if url not in self._preview_boxes:
-                self._preview_boxes[url] = self._start_preview(url)
-            boxes.append(self._preview_boxes[url])
-        self.previews.children = boxes
-        self._refresh()
-        if problems:
-            self.errors["image_urls"].value = html.escape("; ".join(problems))
-
-    def _start_preview(self, url: str) -> widgets.VBox:
-        picture = widgets.Image(format="jpeg", layout={"max_width": f"{_PREVIEW_EDGE}px"})
-        note = widgets.HTML(text_html("loading…", color=MUTED_COLOR, small=True),
-                            layout={"max_width": "220px"})
-
-        def report(future: concurrent.futures.Future) -> None:
-            if not future.cancelled() and future.exception() is not None:
-                show_error(note, f"cannot be previewed: {error_message(future.exception())}")
-
-        _runner.submit(self._load_preview(url, picture, note)).add_done_callback(report)
-        return widgets.VBox([picture, note], layout={"margin": "0 6px 0 0"})
-
-    async def _load_preview(self, url: str, picture: widgets.Image, note: widgets.HTML) -> None:
-        if await load_thumbnail(self.client, url, picture, note, _PREVIEW_EDGE,
-                                note_prefix="cannot be previewed: ") is not None:
-            note.value = ""
-
     # -- the key --------------------------------------------------------------------------------
 
     def _use_client(self, client: QwenClient) -> None:
@@ -304,4 +292,6 @@ class Panel(Form, widgets.VBox):
         self.client = client
         _api.set_default_client(client)
         self.banner_box.show_for(self.client)
+        self.account.use_client(client)
+        self._restart_uploads()
 

@@ -42,7 +42,7 @@ class Viewer(widgets.VBox):
     """Shows `items[index]` large; `on_hide` is called when it closes."""
 
     def __init__(self, client: QwenClient, *, save_dir: Path, on_hide: Callable[[], None],
-                 on_use_reference: Callable[[str], str] | None = None):
+                 on_use_reference: Callable[[GeneratedImage], str] | None = None):
         self.client = client
         self.save_dir = save_dir
         self.items: list[Item] = []
@@ -93,7 +93,7 @@ class Viewer(widgets.VBox):
     def use_as_reference(self) -> None:
         if self._on_use_reference is not None:
             _, image, _ = self.current
-            self.feedback.value = text_html(self._on_use_reference(image.url))
+            self.feedback.value = text_html(self._on_use_reference(image))
 
     def save(self) -> concurrent.futures.Future:
         task, image, _ = self.current
