@@ -132,6 +132,7 @@ class Caller:
         files: dict[str, tuple[str, bytes, str]] | None = None,
         submission: Submission | None = None,
         unknown: Callable[[str], QwenError] | None = None,
+        keyless: bool = False,
         task_id: str | None = None,
         on_retry: OnRetry | None = None,
         deadline: float | None = None,
@@ -145,7 +146,8 @@ class Caller:
         off there, and DeadlineReached ends the call; without, RetryPolicy bounds attempts.
         A `submission` (a POST) sends its key with every attempt and is sent again, with the
         same key, when an answer is lost; any other POST whose answer is lost ends with
-        `unknown(reason)` and is never sent again (`files`: a multipart upload). `abort`, once set, stops a call not yet sent (NotSent).
+        `unknown(reason)` and is never sent again (`files`: a multipart upload). A `keyless`
+        call (a public endpoint) carries no key. `abort`, once set, stops a call not yet sent (NotSent).
         `priority` orders this call's turns at the shared budget.
         """
         attempt = 0
@@ -165,8 +167,8 @@ class Caller:
                 go()  # the slot is given up: the budget moves on
                 raise
             headers = submission.headers() if submission is not None else None
-            outcome = await self._attempt(method, path, parse, (payload, files), headers, task_id, deadline,
-                                          last, go)
+            outcome = await self._attempt(method, path, parse, (payload, files, keyless), headers, task_id,
+                                          deadline, last, go)
             if isinstance(outcome, _Answered):
                 return outcome.value
             last = outcome.error
@@ -217,9 +219,10 @@ class Caller:
                 raise DeadlineReached(last or TransportError("no time left before the deadline"))
         go()
         try:
-            payload, files = body
+            payload, files, keyless = body
+            auth = {"auth": None} if keyless else {}  # None: no auth at all for this request
             response = await asyncio.wait_for(
-                self._http.request(method, path, json=payload, files=files, headers=headers), limit)
+                self._http.request(method, path, json=payload, files=files, headers=headers, **auth), limit)
         except httpx.RequestError as exc:
             error = self._transport_error(method, path, _describe(exc))
             return _Failed(classify_exception(exc, method), error, exc)

@@ -308,8 +308,9 @@ class AsyncQwenClient:
             return self.limits.price_per_image, "user"
         if model not in self._prices:
             try:
-                self._prices[model] = await self._caller.call(
-                    "GET", f"/api/pricing/model?model={quote(model)}", lambda body, headers: parse_price(body))
+                self._prices[model] = await self._caller.call(  # public: the key stays home
+                    "GET", f"/api/pricing/model?model={quote(model)}", lambda body, headers: parse_price(body),
+                    keyless=True)
             except QwenError as error:
                 _log.info("no public price for %s: %s", model, error)
                 self._prices[model] = None
