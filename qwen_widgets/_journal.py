@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 from ._config import home_dir, home_path
 from ._errors import JournalError, RequestValidationError
 from ._limits import WINDOW, SpendingLimits, Usage
-from ._record import task_from_record, task_record
+from ._record import duration_sample, task_from_record, task_record
 from ._schema import migrate
 from ._request import ImageRequest
 from ._task import Task, TaskStatus, UploadedImage
@@ -317,21 +317,10 @@ class Journal:
     def recent_durations(self, base_url: str, limit: int = 300) -> list[tuple[ImageRequest | None, float, float | None]]:
         """(request, seconds it took, the server's estimate) of the latest completed tasks: what
         the poll schedule learns this account's durations from."""
-        found = []
-        for request, task in self._read(
-                "SELECT request, task FROM submissions WHERE base_url = ? AND state = ? AND task IS NOT NULL"
-                " ORDER BY created_at DESC LIMIT ?", (base_url, EntryState.FINISHED.value, limit)):
-            try:
-                record = json.loads(task)
-                request_obj = ImageRequest.from_payload(json.loads(request)) if request else None
-            except (ValueError, RequestValidationError):
-                continue
-            taken = record.get("actual_time")
-            if taken is None and record.get("completed_at") and record.get("created_at"):
-                taken = record["completed_at"] - record["created_at"]
-            if record.get("status") == TaskStatus.COMPLETED.value and taken:
-                found.append((request_obj, float(taken), record.get("estimated_time")))
-        return found
+        rows = self._read("SELECT request, task FROM submissions WHERE base_url = ? AND state = ?"
+                          " AND task IS NOT NULL ORDER BY created_at DESC LIMIT ?",
+                          (base_url, EntryState.FINISHED.value, limit))
+        return [sample for sample in (duration_sample(request, task) for request, task in rows) if sample]
 
     def image_copies(self) -> list[ImageCopy]:
         """Every image kept on disk, with the submission it belongs to."""

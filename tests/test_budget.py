@@ -158,3 +158,22 @@ async def test_a_cancelled_submission_stops_waiting_for_its_slot_at_once(server,
     assert server.simulator.count("POST") == 0
     assert [entry.state.value for entry in client.journal.entries()] == ["refused"]
     assert budget._dispatcher is None and budget._waiters == []
+
+
+async def test_a_new_client_learns_durations_from_the_journal(server, tmp_path):
+    journal = qw.Journal(tmp_path / "journal.sqlite")
+    request = qw.ImageRequest("a fox learned from")
+    for i in range(6):
+        task = qw.Task(f"task_learn_{i}", qw.TaskStatus.COMPLETED, 100, estimated_time=120.0,
+                       actual_time=40.0 + i, request=request)
+        journal.record(task, server.url)
+    async with qw.AsyncQwenClient(TEST_KEY, base_url=server.url, journal=journal,
+                                  **fast_options(poll_schedule=qw.PollSchedule(),
+                                                 poll_budget=RequestBudget(2.0))) as client:
+        assert client.sustainable_tasks() == 4  # before learning: 2/s x the default 20 s / 9
+        history = await client._durations()
+        assert history.typical() == pytest.approx(42.0, abs=1.5)
+        # the schedule now expects about 40 s, not the estimate's 120 or the default 20
+        belief = history.beliefs(request, 120.0)
+        assert len(belief) == 2 and all(30 < b.median < 50 for b in belief)
+        assert client.sustainable_tasks() == 9  # 2/s x the 42 s this account saw / 9 requests
