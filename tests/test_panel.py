@@ -18,6 +18,7 @@ import pytest
 from PIL import Image, ImageStat
 
 import qwen_widgets as qw
+from qwen_widgets import _runner
 from qwen_widgets._sweep import Sweep, SweepPlan
 from qwen_widgets.simulator import SimResponse, Simulator
 from qwen_widgets.widgets import Card, Panel
@@ -752,6 +753,17 @@ def test_generate_waits_for_an_image_still_uploading(panel):
     assert task.request.image_urls == (photo.url,) and card.request == task.request
     assert "1 reference image(s)" in card.params.value
     wait_until(lambda: panel.hint.value == "")
+
+
+def test_an_upload_that_ends_while_generate_reads_the_form_is_not_lost(panel):
+    panel.prompt.value = "a fox"
+    photo = panel.add_image(png_bytes(), name="fox.png")
+    photo.future.result(10)
+    read_before = qw.ImageRequest("a fox")  # the form as read a moment before the upload ended
+    prepare = panel._references_for(read_before)
+    assert prepare is not None
+    assert _runner.run(prepare()).image_urls == (photo.url,)
+    assert panel._references_for(panel.request) is None  # nothing to wait for
 
 
 def test_compare_waits_until_the_images_are_uploaded(panel):

@@ -183,10 +183,12 @@ class References:
             photo.start(self.client)
 
     def _references_for(self, request: ImageRequest) -> Callable[[], Any] | None:
-        """When some of your images are still uploading: a coroutine function (for the card,
-        on the private loop) that waits for them and returns the request with their URLs."""
+        """When `request` lacks some of your images (still uploading when it was read): a
+        coroutine function (for the card, on the private loop) that waits for them and returns
+        the request with their URLs. (An upload may finish between reading the form and this
+        check, so it looks at the request, not at the uploads.)"""
         photos, client = list(self.photos), self.client
-        if all(photo.url is not None for photo in photos):
+        if all(photo.url in request.image_urls for photo in photos):
             return None
         urls = lines(self.image_urls.value)
 
