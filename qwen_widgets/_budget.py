@@ -52,7 +52,8 @@ class _Waiter:
     future: asyncio.Future = field(compare=False)
 
 
-_GRANT, _DISPATCH = "grant", "dispatch"
+_GRANT, _DISPATCH, _WAIT = "grant", "dispatch", "wait"
+_STALE_AFTER = 0.5  # seconds past its slot after which a silent dispatcher is taken over
 _GO_TIMEOUT = 1.0  # seconds a dispatcher waits to hear that a granted request went
 
 
@@ -87,6 +88,8 @@ class RequestBudget:
         self._waiters: list[_Waiter] = []
         self._sequence = itertools.count()
         self._dispatcher: _Waiter | None = None
+        self._due = -math.inf
+        """When the dispatcher should next act; well past it, another waiter takes over."""
         self._outstanding: _Waiter | None = None
         """The last waiter granted a slot, until its request goes."""
 
@@ -109,8 +112,11 @@ class RequestBudget:
         return slot - now
 
     def backlog(self) -> float:
-        """Seconds of requests already waiting for a slot: how congested the budget is."""
-        return len(self._waiters) / self.rate
+        """Seconds of requests already waiting for a slot: how congested the budget is. All
+        of them count, submits too: a poll that goes first still takes the slot a queued
+        submission would have had, so an early poll costs everyone behind it."""
+        with self._lock:
+            return len(self._waiters) / self.rate
 
     def throttled(self, now: float) -> None:
         """The server answered 429: lower the rate by a quarter (once per burst)."""
@@ -141,72 +147,103 @@ class RequestBudget:
         counts from the moment the granted request actually goes, not from the grant: after
         a stall of a loop, granted requests would otherwise all go at once. With `deferred`,
         that moment is when the returned function is called (right before the request is
-        sent), which the caller must do whatever happens; otherwise it is now. A dispatcher
-        that wakes more than a slot late claims a fresh slot rather than spend its stale one;
-        lateness within PACING_RESOLUTION is timer jitter, not a stall.
+        sent), which the caller must do whatever happens; otherwise it is now. Waiters may
+        live on different event loops: if the dispatcher's loop is closed or stops running (a
+        blocking cell on the kernel's loop), a waiter on another loop takes the role over.
         """
         loop = asyncio.get_running_loop()
         me = _Waiter(int(priority), next(self._sequence), loop, loop.create_future())
         with self._lock:
             heapq.heappush(self._waiters, me)
-            if self._dispatcher is None:
-                self._dispatcher = me
-                me.future.set_result(_DISPATCH)
+            if self._stale(clock.monotonic()):
+                self._claim(me, clock.monotonic())
         try:
-            role = await me.future
+            role = await self._await_role(me, clock)
             while role == _DISPATCH:
                 await self._wait_for_a_slot(clock)
-                role = self._give_slot(me)
+                role = self._give_slot(me, clock.monotonic())
+                if role == _WAIT:  # the role was taken over while this loop was stuck
+                    me.future = loop.create_future()
+                    role = await self._await_role(me, clock)
         except BaseException:
-            self._leave(me, clock)
+            self._leave(me, clock.monotonic())
             raise
 
         def go() -> None:
-            self._went(me, clock.monotonic())
+            with self._lock:
+                self._went(me, clock.monotonic())
 
         if not deferred:
             go()
         return go
 
+    async def _await_role(self, me: _Waiter, clock: Clock) -> str:
+        """My grant or the dispatch role; meanwhile, take the role over from a stuck dispatcher."""
+        while True:
+            try:
+                return await asyncio.wait_for(asyncio.shield(me.future), max(_STALE_AFTER, 2 * self.spacing))
+            except asyncio.TimeoutError:
+                with self._lock:
+                    if self._stale(clock.monotonic()):
+                        self._claim(me, clock.monotonic())
+
+    def _stale(self, now: float) -> bool:
+        """No dispatcher, or one whose loop is closed or has overslept its slot (lock held)."""
+        if self._dispatcher is None or self._dispatcher.loop.is_closed():
+            return True
+        return now > self._due + max(_STALE_AFTER, 3 * self.spacing)
+
+    def _claim(self, me: _Waiter, now: float) -> None:
+        """Make `me` the dispatcher (lock held; called on `me`'s own loop)."""
+        self._dispatcher, self._due = me, now
+        if not me.future.done():
+            me.future.set_result(_DISPATCH)
+
     async def _wait_for_a_slot(self, clock: Clock) -> None:
-        waited = 0.0
+        waited, step = 0.0, min(self.spacing, 0.005)
         while self._outstanding is not None and waited < _GO_TIMEOUT:  # the last grant has not gone yet
-            step = min(self.spacing, 0.005)
+            self._due = clock.monotonic() + _GO_TIMEOUT
             await clock.sleep(step)
             waited += step
-        while True:
+        for attempt in (1, 2):
             now = clock.monotonic()
             wait = self.reserve(now)
+            self._due = now + wait
             await clock.sleep(wait)
-            if clock.monotonic() - (now + wait) <= max(self.spacing, PACING_RESOLUTION):
+            late = clock.monotonic() - (now + wait)
+            # a stale slot is given up once, never again: a loop whose every turn is longer
+            # than a slot would otherwise wait forever
+            if wait <= 0 or attempt == 2 or late <= max(self.spacing, PACING_RESOLUTION):
                 return
 
-    def _give_slot(self, me: _Waiter) -> str:
+    def _give_slot(self, me: _Waiter, now: float) -> str:
         """Hand the slot just reached to the most urgent waiter; returns my role next."""
         with self._lock:
+            if self._dispatcher is not me:
+                return _WAIT
             while self._waiters:
                 top = heapq.heappop(self._waiters)
                 self._outstanding = top
                 if top is me:
-                    self._pass_dispatch()
+                    self._pass_dispatch(now)
                     return _GRANT
                 if _resolve(top, _GRANT):
                     return _DISPATCH
-            self._outstanding = None
-            self._dispatcher = None  # unreachable while I am queued; kept for safety
+            self._outstanding = self._dispatcher = None  # unreachable while I am queued
             return _GRANT
 
     def _went(self, waiter: _Waiter, at: float) -> None:
-        """A granted request went at `at` (or gave up): the next slot is a spacing after it."""
-        with self._lock:
-            if self._outstanding is waiter:
-                self._outstanding = None
-                next_slot = self._chain_start + self._chain_length / self.rate
-                if at >= next_slot - self.spacing:
-                    self._chain_start, self._chain_length = at, 1
+        """A granted request went at `at` (or gave up): the next slot is a spacing after it
+        (lock held)."""
+        if self._outstanding is waiter:
+            self._outstanding = None
+            next_slot = self._chain_start + self._chain_length / self.rate
+            if at >= next_slot - self.spacing:
+                self._chain_start, self._chain_length = at, 1
 
-    def _pass_dispatch(self) -> None:
+    def _pass_dispatch(self, now: float) -> None:
         """Give the dispatch role to the most urgent waiter (lock held)."""
+        self._due = now
         while self._waiters:
             self._dispatcher = self._waiters[0]
             if _resolve(self._dispatcher, _DISPATCH):
@@ -214,15 +251,15 @@ class RequestBudget:
             heapq.heappop(self._waiters)  # its loop is closed: it will never wake
         self._dispatcher = None
 
-    def _leave(self, me: _Waiter, clock: Clock) -> None:
+    def _leave(self, me: _Waiter, now: float) -> None:
         """A waiter gave up (cancelled): take it out, and pass the dispatch role on if it held it."""
-        self._went(me, clock.monotonic())  # granted and gone: nobody waits for it
         with self._lock:
+            self._went(me, now)  # granted and gone: nobody waits for it
             if me in self._waiters:
                 self._waiters.remove(me)
                 heapq.heapify(self._waiters)
             if self._dispatcher is me:
-                self._pass_dispatch()
+                self._pass_dispatch(now)
 
     def __repr__(self) -> str:
         shown = f"{self.rate:g}/s" if self.rate == self.max_rate else f"{self.rate:.3g}/s of {self.max_rate:g}/s"

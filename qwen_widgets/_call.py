@@ -197,6 +197,10 @@ class Caller:
         aborting = asyncio.ensure_future(abort.wait())
         try:
             await asyncio.wait({taking, aborting}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            if taking.done() and not taking.cancelled() and taking.exception() is None:
+                taking.result()()  # granted in the very turn we were cancelled: give it back
+            raise
         finally:
             aborting.cancel()
             if not taking.done():
@@ -243,6 +247,9 @@ class Caller:
                 error = MalformedResponseError.from_body(response.status_code, text, exc, task_id)
                 # not the decoder's error as the cause: it holds the whole body
                 return _Failed(Verdict.OUTCOME_UNKNOWN if method == "POST" else Verdict.RETRY, error, error)
+            except APIError as refused:  # `{"success": false}` on a 2xx: an error like any other
+                refused.status_code, refused.task_id = response.status_code, task_id
+                return _Failed(Verdict.RETRY if method == "GET" else Verdict.FAIL, refused, refused)
         retry_after = parse_retry_after(response.headers.get("retry-after"), self._clock.time())
         if response.status_code == 429:
             self._budget.throttled(self._clock.monotonic())

@@ -192,9 +192,11 @@ class AsyncQwenClient:
                      priority: Priority = Priority.SUBMIT) -> Task:
         """Send one generation request; returns the new task (status `submitted`).
 
-        Raises SubmitOutcomeUnknownError, without resending, when the request may have
-        reached the server but no usable answer came back. Cancelling (Ctrl-C) while the
-        request is on the wire waits for its answer first, so the task id is never lost.
+        Every attempt carries the submission's idempotency key; an answer that was lost is
+        sent again with it (the server answers with the task the first attempt created).
+        When every attempt lost its answer, SubmitOutcomeUnknownError carries the key and
+        resume() finishes the job. Cancelling (Ctrl-C) while the request is on the wire waits
+        for its answer first, so the task id is never lost.
         `priority` is the submission's turn at the shared request budget (sweeps send theirs
         as Priority.BACKGROUND, behind interactive work).
         """

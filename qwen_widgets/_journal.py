@@ -1,9 +1,10 @@
 """The journal: a SQLite record of every submission, written before the network is touched.
 
-One row per submission, keyed by a local id. The row is written (state `submitting`) before
-the POST, updated the moment the task id arrives (`submitted`), and again when the task
-ends (`finished`). A POST whose answer was lost is `unknown` and is never resent; one the
-server refused is `refused`. A `submitting` row left by a process that died is `unknown` too.
+One row per submission, keyed by a local id, with the idempotency key every attempt carries.
+The row is written (state `submitting`) before the POST, updated the moment the task id
+arrives (`submitted`), and again when the task ends (`finished`). A POST whose answer was lost
+is `unknown`: resume() sends it again with its key. One the server refused is `refused`. A
+`submitting` row left by a process that died is `unknown` too.
 Local copies of images live in a second table. The key is never written here.
 
 WAL and synchronous=FULL, with one short IMMEDIATE transaction per write, so two kernels can
@@ -302,9 +303,11 @@ class Journal:
                             newer_than=time.time() - MEDIA_LIFETIME)
 
     def lost(self, base_url: str) -> list[Entry]:
-        """Submissions of the last 72 h whose answer was lost, to be sent again with their key."""
+        """Submissions of the last 24 h whose answer was lost, to be sent again with their key.
+        Not longer: how long the service remembers a key is not documented, and a key it has
+        forgotten would make a resend a second, billed task."""
         unknown = self.entries(base_url=base_url, states=(EntryState.UNKNOWN,),
-                               newer_than=time.time() - MEDIA_LIFETIME)
+                               newer_than=time.time() - URL_LIFETIME)
         return [entry for entry in unknown if entry.resend and entry.idempotency_key and entry.request]
 
     def unsaved(self, base_url: str) -> list[Entry]:
@@ -344,10 +347,11 @@ class Journal:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 work(self._db)
+                self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:  # a failed COMMIT too: never leave it open
+                    self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
 
     def _read(self, sql: str, args: tuple) -> list[tuple]:
         with self._lock, self._errors_named():

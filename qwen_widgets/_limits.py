@@ -74,7 +74,12 @@ class SpendingLimits:
         if state in ("refused", "expired"):
             return 0, 0.0
         wanted = _requested_images(request)
-        record = json.loads(task) if task else None
+        try:
+            record = json.loads(task) if task else None
+        except ValueError:  # an unreadable row counts what it asked for
+            record = None
+        if not isinstance(record, dict):
+            record = None
         if record is not None and record.get("status") in ("failed", "cancelled"):
             return 0, 0.0  # failed images are not billed
         if record is not None and record.get("status") == "completed":

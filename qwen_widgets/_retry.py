@@ -1,11 +1,11 @@
 """Which failures to retry, and how long to wait: pure decisions, no I/O.
 
-Polling (GET) is idempotent, so every transient failure is retried. Submitting (POST) is
-not: the API has no idempotency key, so a POST is repeated only when it provably never
-reached the server (no connection was made) or the server refused it outright (408, 429,
-503). Any other 4xx is a clear refusal: nothing was created. Every other answer (a 3xx, a
-500, a gateway's 502/504) and any failure after the body left the machine means the outcome
-is unknown.
+Polling (GET) is idempotent, so every transient failure is retried. For a POST the verdict
+says what the server may have done: it provably never got it (no connection was made) or
+refused it outright (408, 409, 429, 503): send again; any other 4xx is a clear refusal,
+nothing was created; every other answer (a 3xx, a 500, a gateway's 502/504) and any failure
+after the body left the machine: the outcome is unknown. What follows an unknown outcome is
+`_call`'s business: a submission is sent again with its idempotency key, an upload is not.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ class Verdict(Enum):
 
 # Raised before a single byte of the request was written: safe to resend anything.
 _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-_RETRY_STATUSES = frozenset({408, 429, 503})
+# 409: a request with this idempotency key is still being processed; asking again is safe
+_RETRY_STATUSES = frozenset({408, 409, 429, 503})
 # The live service answers an unknown model with 503 and this code: asking again cannot help.
 _FINAL_CODES = frozenset({"model_not_found"})
 
@@ -49,7 +50,7 @@ def classify_exception(exc: BaseException, method: str) -> Verdict:
 
 def classify_status(status: int, method: str, code: object = None) -> Verdict:
     """Verdict for a status other than 2xx answered to `method`, with the body's error code."""
-    if code in _FINAL_CODES:
+    if isinstance(code, str) and code in _FINAL_CODES:
         return Verdict.FAIL
     if status in _RETRY_STATUSES or (method == "GET" and status >= 500):
         return Verdict.RETRY

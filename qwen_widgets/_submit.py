@@ -82,6 +82,8 @@ async def post(client: AsyncQwenClient, request: ImageRequest, on_retry: OnRetry
 
     submission = Submission(request, key, resend=client._resend if lost is None else lost.resend,
                             on_attempt=lambda: client._journal_quietly(client.journal.attempted, local_id))
+    if lost is not None:  # an earlier attempt may have created the task: no refusal proves otherwise
+        submission.lost = QwenError(f"an earlier attempt's answer was lost: {lost.error or 'no answer'}")
     try:
         task = await client._caller.call("POST", "/v1/images/generations", parse,
                                        payload=request.to_payload(), submission=submission,

@@ -137,6 +137,6 @@ class QwenClient:
 
     def unfinished(self) -> list[Task]:
         """The journal's tasks for this client's API that were submitted and not seen to end
-        (younger than a day), with their requests; what resume() would pick up."""
+        (younger than 72 hours), with their requests; what resume() would pick up."""
         self.journal.settle_orphans()
         return [entry.task for entry in self.journal.unfinished(self.base_url) if entry.task]

@@ -56,8 +56,12 @@ def is_local(source: Any) -> bool:
     if isinstance(source, (bytes, bytearray, memoryview, Path)):
         return True
     if isinstance(source, str):
-        return not is_http_url(source.strip()) and not source.strip().lower().startswith("data:") \
-            and Path(source).expanduser().is_file()
+        if is_http_url(source.strip()) or source.strip().lower().startswith("data:"):
+            return False
+        try:
+            return Path(source).expanduser().is_file()
+        except (OSError, ValueError):  # a name too long, a NUL: not a file, let validation say why
+            return False
     return _is_pil_image(source)
 
 
@@ -77,7 +81,12 @@ def read_local(source: Any, field: str = "image") -> LocalImage:
         return _checked(data, f"image.{'jpg' if kind == 'jpeg' else kind or 'bin'}", None, field)
     if _is_pil_image(source):
         buffer = io.BytesIO()
-        source.save(buffer, "PNG")
+        try:  # PNG holds these modes; others (CMYK, YCbCr, ...) are converted first
+            image = source if source.mode in ("1", "L", "LA", "P", "RGB", "RGBA") else source.convert("RGB")
+            image.save(buffer, "PNG")
+        except (OSError, ValueError) as error:
+            raise RequestValidationError(field, f"this PIL image cannot be saved as PNG ({error})",
+                                         show_value=False) from None
         return _checked(buffer.getvalue(), "image.png", None, field)
     raise RequestValidationError(field, "must be a file path, bytes, a PIL image or an http(s) URL", source)
 
@@ -151,8 +160,10 @@ def _seconds(value: Any) -> float | None:
 async def resolve(client: AsyncQwenClient, sources: Any) -> list[Any]:
     """`image_urls` with every local image replaced by its uploaded URL (URLs pass through,
     and anything else is left for the request's own validation to refuse)."""
-    if sources is None or isinstance(sources, (str, Path, bytes, bytearray)) or _is_pil_image(sources):
+    if sources is None or isinstance(sources, (str, Path, bytes, bytearray, memoryview)) or _is_pil_image(sources):
         sources = [sources] if sources is not None else []
+    if not isinstance(sources, (list, tuple)):
+        raise RequestValidationError("image_urls", "must be a list of URLs or images", sources)
     resolved = []
     for index, source in enumerate(sources):
         resolved.append((await upload(client, source, f"image_urls[{index}]")).url if is_local(source) else source)

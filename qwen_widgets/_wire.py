@@ -41,12 +41,15 @@ def parse_submit_response(body: Any, request: ImageRequest) -> Task:
     task_id = _task_id_of(data)
     request_id = _text(body.get("request_id")) or _text(data.get("request_id"))
     if data.get("object") == "generation.result":
-        return _task_from_data({"status": "completed", **data}, task_id, request, request_id)
-    # accepted and not yet polled, whether the answer says "submitted" or "pending"
-    status = TaskStatus.parse(data.get("status", "submitted"))
-    if not status.is_terminal:
-        status = TaskStatus.SUBMITTED
-    return Task(task_id=task_id, status=status, request=request, request_id=request_id)
+        try:
+            finished = _task_from_data({"status": "completed", **data}, task_id, request, request_id)
+        except MalformedResponseError:
+            finished = None
+        if finished is not None and finished.done and (finished.images or finished.status is not TaskStatus.COMPLETED):
+            return finished
+    # accepted: polling tells the rest, whatever this answer says of the status (an answer
+    # that said "completed" without its images would otherwise lose them)
+    return Task(task_id=task_id, status=TaskStatus.SUBMITTED, request=request, request_id=request_id)
 
 
 def parse_task_response(body: Any, *, task_id: str, request: ImageRequest | None,

@@ -17,7 +17,7 @@ from PIL import Image
 
 import qwen_widgets as qw
 from qwen_widgets._upload import MAX_UPLOAD_BYTES
-from qwen_widgets.simulator import SimResponse, Simulator, serve
+from qwen_widgets.simulator import SimResponse, Simulator
 
 from .conftest import TEST_KEY, TIME_SCALE, fast_options
 

@@ -177,3 +177,69 @@ async def test_a_new_client_learns_durations_from_the_journal(server, tmp_path):
         belief = history.beliefs(request, 120.0)
         assert len(belief) == 2 and all(30 < b.median < 50 for b in belief)
         assert client.sustainable_tasks() == 9  # 2/s x the 42 s this account saw / 9 requests
+
+
+def test_a_loop_blocked_while_dispatching_does_not_stop_the_budget():
+    """The kernel's loop holds the dispatch role, then a blocking cell freezes it: requests
+    of the package's own loop still get their slots (one takes the role over)."""
+    clock = qw._clock.SYSTEM_CLOCK
+    budget = RequestBudget(10.0)
+    dispatching, release = threading.Event(), threading.Event()
+
+    def frozen_loop() -> None:
+        async def main() -> None:
+            await budget.take(clock)  # the free slot
+            asyncio.ensure_future(budget.take(clock))  # the dispatcher, asleep until its slot
+            await asyncio.sleep(0)
+            dispatching.set()
+            release.wait(60)  # a blocking cell: this loop runs nothing meanwhile
+
+        asyncio.run(main())
+
+    frozen = threading.Thread(target=frozen_loop)
+    frozen.start()
+    try:
+        assert dispatching.wait(30)
+
+        async def five() -> None:
+            for _ in range(5):
+                await budget.take(clock)
+
+        asyncio.run(asyncio.wait_for(five(), 30))  # far beyond the half second a takeover takes
+    finally:
+        release.set()
+        frozen.join(60)
+
+
+def test_a_closed_loop_that_held_the_role_does_not_stop_the_budget():
+    clock = qw._clock.SYSTEM_CLOCK
+    budget = RequestBudget(10.0)
+    gone = asyncio.new_event_loop()
+    gone.run_until_complete(budget.take(clock))
+    gone.create_task(budget.take(clock))  # takes the dispatch role...
+    gone.run_until_complete(asyncio.sleep(0))
+    gone.close()  # ...and its loop is closed without cancelling it
+
+    async def three() -> None:
+        for _ in range(3):
+            await budget.take(clock)
+
+    asyncio.run(asyncio.wait_for(three(), 30))
+
+
+async def test_a_loop_busy_for_longer_than_a_slot_still_gets_slots():
+    budget, clock = RequestBudget(50.0), qw._clock.SYSTEM_CLOCK  # a slot every 20 ms
+    stop = asyncio.Event()
+
+    async def hog() -> None:  # every turn of the loop takes 60 ms
+        while not stop.is_set():
+            time.sleep(0.06)
+            await asyncio.sleep(0)
+
+    hogging = asyncio.ensure_future(hog())
+    try:
+        for _ in range(5):
+            await asyncio.wait_for(budget.take(clock), 30)
+    finally:
+        stop.set()
+        await hogging

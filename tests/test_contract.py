@@ -146,6 +146,21 @@ async def test_a_refusal_after_a_lost_answer_leaves_the_outcome_unknown(server, 
     assert rows("SELECT state FROM submissions") == [("unknown",)]
 
 
+async def test_a_refusal_when_resume_resends_a_lost_submission_keeps_it_unknown(server, make_client):
+    """resume()'s first attempt follows an earlier lost answer: its refusal proves nothing either."""
+    simulator = server.simulator
+    simulator.inject(SimResponse(action="drop"), method="POST", process=True, count=100)
+    async with make_client(retry=qw.RetryPolicy(max_attempts=2, backoff_base=0.01, backoff_cap=0.02)) as client:
+        with pytest.raises(qw.SubmitOutcomeUnknownError):
+            await client.submit(qw.ImageRequest("a fox"))
+        simulator.faults.clear()
+        simulator.inject(SimResponse(401, {"Content-Type": "application/json"},
+                                     b'{"error": {"message": "key revoked"}}'), method="POST")
+        assert await client.resume() == []
+    assert rows("SELECT state FROM submissions") == [("unknown",)]  # still there for the next resume()
+    assert len(posts(simulator)) == 3 and len({entry["idempotency_key"] for entry in posts(simulator)}) == 1
+
+
 async def test_resend_with_key_off_never_resends_and_resume_only_warns(server, make_client):
     simulator = server.simulator
     simulator.inject(SimResponse(action="drop"), method="POST", process=True)
@@ -233,6 +248,15 @@ async def test_success_false_is_an_error_on_any_status(server, make_client):
         with pytest.raises(qw.APIError, match="insufficient balance"):
             await client.submit(qw.ImageRequest("a fox"))
     assert rows("SELECT state FROM submissions") == [("refused",)]
+
+
+async def test_success_false_on_a_2xx_poll_is_asked_again(server, make_client):
+    body = b'{"success": false, "message": "busy, try again"}'
+    server.simulator.inject(SimResponse(200, {"Content-Type": "application/json"}, body), method="GET")
+    async with make_client() as client:
+        task = await client.generate(qw.ImageRequest("a fox"))
+    assert task.status is qw.TaskStatus.COMPLETED
+    assert rows("SELECT state FROM submissions") == [("finished",)]
 
 
 # -- 5. media lifetime -------------------------------------------------------------------------------

@@ -128,15 +128,16 @@ async def test_a_budget_finer_than_timer_jitter_takes_one_slot_per_request(rate)
 
 async def test_a_real_stall_still_gives_up_the_stale_slot():
     budget, clock = qw.PollBudget(10), LateClock()
-    stalled = iter([0.5])  # the first wake comes half a second late
+    stalled = iter([0.0, 0.5])  # the second request's wake comes half a second late
 
     async def sleep(seconds: float) -> None:
         clock.sleeps += 1
         clock.now += seconds + next(stalled, 0.0)
 
     clock.sleep = sleep
-    await budget.take(clock)
-    assert clock.sleeps == 2
+    await budget.take(clock)  # its slot is now: no sleep to be late from
+    await budget.take(clock)  # a tenth of a second later, woken 0.5 s late: a fresh slot
+    assert clock.sleeps == 3
 
 
 # -- 3. a damaged journal is a QwenError that names the file --------------------------------------

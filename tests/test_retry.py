@@ -58,6 +58,7 @@ STATUSES = [
     (404, FAIL, FAIL),
     (422, FAIL, FAIL),
     (408, RETRY, RETRY),  # the request never arrived whole: nothing was done
+    (409, RETRY, RETRY),  # this idempotency key's first request is still being processed
     (429, RETRY, RETRY),  # refused outright: nothing was done
     (503, RETRY, RETRY),  # refused outright: nothing was done
     (500, RETRY, UNKNOWN),  # the server failed, perhaps after creating the task
@@ -77,7 +78,7 @@ def test_classify_status(status, get_verdict, post_verdict):
 def test_post_is_never_retried_unless_refused_outright():
     for status in range(300, 600):
         verdict = classify_status(status, "POST")
-        if status in (408, 429, 503):
+        if status in (408, 409, 429, 503):
             assert verdict is RETRY, status
         else:
             assert verdict is not RETRY, status
@@ -86,15 +87,21 @@ def test_post_is_never_retried_unless_refused_outright():
 def test_only_a_4xx_says_a_post_created_nothing():
     for status in range(300, 600):
         verdict = classify_status(status, "POST")
-        if 400 <= status < 500 and status not in (408, 429):
+        if 400 <= status < 500 and status not in (408, 409, 429):
             assert verdict is FAIL, status
         elif status not in (503,):
             assert verdict in (UNKNOWN, RETRY), status
 
 
+@pytest.mark.parametrize("code", [{"nested": "object"}, ["a", "list"], 503, None])
+def test_an_error_code_of_any_json_shape_is_classified_by_its_status(code):
+    assert classify_status(503, "POST", code) is RETRY  # an unhashable code must not raise
+    assert classify_status(503, "POST", "model_not_found") is FAIL
+
+
 def test_get_retries_rate_limits_and_server_errors():
     for status in range(300, 600):
-        expected = RETRY if status in (408, 429) or status >= 500 else FAIL
+        expected = RETRY if status in (408, 409, 429) or status >= 500 else FAIL
         assert classify_status(status, "GET") is expected, status
 
 

@@ -96,9 +96,9 @@ class Simulator:
         self.synchronous_results = synchronous_results
         """Answer versioned submits with the finished task inline (`generation.result`)."""
         self.starting_balance = starting_balance
-        self.idempotency: dict[str, tuple[str, str]] = {}
         self.uploads = Uploads()
         """Images uploaded for use as references, in memory."""
+        self.idempotency: dict[str, tuple[str, str]] = {}
         """Idempotency key -> (body digest, task id) of the submission that used it first."""
         self.clock = clock
         self.faults: list[Fault] = []
