@@ -401,6 +401,11 @@ def _drive(page, expect, url: str, token: str, release: Path, mark):
                         f"{thumbnails}, status {status_text!r}, labels {labels}")
         page.wait_for_timeout(200)
     mark("thumbnails loaded")
+    # what it cost, what the next one will cost (and whose price that is), what is left
+    expect(panel.locator(".qw-card").first).to_contain_text(f"cost ${0.021 * IMAGES:.3f}")
+    expect(panel).to_contain_text(re.compile(r"Balance \$\d+\.\d\d \(\$0\.04 used\) \(simulated\)"),
+                                  timeout=30_000)
+    expect(panel).to_contain_text("at $0.021 per image (APIMart's pricing endpoint, simulated)")
     assert thumbnails["tiles"] == IMAGES and thumbnails["loaded"] == IMAGES, thumbnails
     assert all(w > 0 and h > 0 for w, h in thumbnails["sizes"]), thumbnails
     print(f"thumbnails {thumbnails}, status {status_text!r}")
@@ -546,10 +551,19 @@ def _nbconvert_shows_the_thumbnails(path: Path) -> None:
 
 GRID_CELL = """\
 import qwen_widgets as qw
+from PIL import Image, ImageDraw
 
-panel = qw.Panel()
+sketch = Image.new("RGB", (160, 120), "#fff8e1")  # a small drawing of our own, as a reference
+draw = ImageDraw.Draw(sketch)
+draw.rectangle((30, 60, 130, 115), fill="#6d4c41")
+draw.polygon([(15, 62), (80, 12), (145, 62)], fill="#c62828")
+sketch.save("sketch.png")
+
+# a teacher's limits (and the price they count with); demo mode: no key, simulated images
+panel = qw.Panel(qw.QwenClient(max_images_per_day=20, max_spend_per_day=2.0, price_per_image=0.021))
+panel.add_image("sketch.png")
 panel.request = qw.ImageRequest("A lighthouse on a rocky coast at dusk, dramatic clouds", size="16:9", n=3)
-panel.generate()
+panel.generate()  # waits for the sketch to upload
 panel.compare.value = True
 panel.prompt.value = ("A lighthouse on a rocky coast at dusk, dramatic clouds\\n"
                       "An oil painting of a lighthouse on a rocky coast at dusk, dramatic clouds")
@@ -636,15 +650,70 @@ def test_panel_and_compare_grid_in_both_themes_at_1400_and_800_px(chromium, tmp_
             while panel.evaluate(_GRID_JS)["images"] < 8:
                 assert time.monotonic() < deadline, panel.evaluate(_GRID_JS)
                 page.wait_for_timeout(200)
+            _add_image_in_the_browser(page, expect, panel, tmp_path)
+            _check_account(expect, panel)
             _check_panel(page, expect, panel, theme, width=1400)
             page.keyboard.press("Escape")
             page.keyboard.press("ControlOrMeta+B")  # a narrow window: the file browser folded away
             page.set_viewport_size({"width": 800, "height": 1400})
             page.wait_for_timeout(500)
             _check_panel(page, expect, panel, theme, width=800)
+            _check_limit_reached(page, expect, panel, theme)
         finally:
             browser.close()
     assert not problems, "errors in the browser console:\n" + "\n".join(problems)
+
+
+def _add_image_in_the_browser(page, expect, panel, tmp_path: Path) -> None:
+    """"Add image…" with a file chosen in the browser: its thumbnail (made in the kernel) and
+    its upload show under the URL box, beside the image the cell added by path."""
+    from PIL import Image
+
+    path = tmp_path / "my photo.png"
+    Image.new("RGB", (120, 90), "#1565c0").save(path)
+    with page.expect_file_chooser() as chooser:  # ipywidgets keeps its <input> out of the page
+        panel.locator(".widget-upload", has_text="Add image").click()
+    chooser.value.set_files(str(path))
+    photos = panel.locator(".qw-photo")
+    expect(photos).to_have_count(2, timeout=30_000)
+    expect(photos.last).to_contain_text("my photo.png")
+    for photo in (photos.first, photos.last):
+        expect(photo).to_contain_text("uploaded", timeout=30_000)
+        page.wait_for_function("(el) => { const img = el.querySelector('img'); "
+                               "return img && img.complete && img.naturalWidth > 0; }",
+                               arg=photo.element_handle())
+    expect(panel.locator(".widget-upload")).to_contain_text("Add image")
+
+
+def _check_account(expect, panel) -> None:
+    """The card's cost, the plan's cost, the balance and today's usage, every `$` as typed."""
+    card = panel.locator(".qw-card").first
+    expect(card).to_contain_text("1 reference image(s)")  # the sketch, uploaded and used
+    expect(card).to_contain_text("cost $0.063")
+    expect(panel).to_contain_text("Balance $", timeout=30_000)
+    expect(panel).to_contain_text(re.compile(r"19 of 20 images today · \$0\.399 of \$2\.00 spent today"),
+                                  timeout=30_000)
+    assert panel.locator("mjx-container, .MathJax, .katex").count() == 0  # no `$...$` typeset
+
+
+def _check_limit_reached(page, expect, panel, theme: str) -> None:
+    """With the form valid again, the next comparison would pass the day's 20 images: Compare
+    is disabled, the reason is next to it (readable in both themes), and the plan's cost is
+    said with its price. Screenshots at 800 and 1400 px."""
+    panel.get_by_placeholder("What to avoid (optional)").fill("")
+    reason = panel.locator(".widget-html", has_text="Daily limit: 19 of 20 images made in the last 24 hours")
+    expect(reason).to_contain_text("this needs 16. Ask for at most 1 image, or wait: room frees up in")
+    expect(panel.locator("button", has_text="Compare: 8 tasks")).to_be_disabled()
+    expect(panel).to_contain_text("about $0.34 at $0.021 per image (your price, simulated)")
+    contrast = reason.last.evaluate(_CONTRAST_JS)
+    assert contrast["ratio"] >= 4.5, contrast
+    assert panel.locator("mjx-container, .MathJax, .katex").count() == 0
+    for width in (800, 1400):
+        page.set_viewport_size({"width": width, "height": 1400})
+        page.wait_for_timeout(300)
+        panel.locator(".qw-photo").first.evaluate("(el) => el.scrollIntoView({block: 'start'})")
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(ARTIFACTS / f"browser-{theme}-{width}-limit.png"))
 
 
 def _check_panel(page, expect, panel, theme: str, width: int) -> None:
@@ -678,3 +747,7 @@ def _check_panel(page, expect, panel, theme: str, width: int) -> None:
     panel.evaluate("(el) => el.scrollIntoView({block: 'start'})")  # the form, from its first line
     page.wait_for_timeout(300)
     page.screenshot(path=str(ARTIFACTS / f"browser-{theme}-{width}-panel.png"))
+    card = panel.locator(".qw-card").first
+    card.evaluate("(el) => el.scrollIntoView({block: 'center'})")
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(ARTIFACTS / f"browser-{theme}-{width}-card.png"))

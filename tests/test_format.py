@@ -450,9 +450,9 @@ def test_money_keeps_cents_and_the_fraction_a_price_needs(value, expected):
 def test_cost_words_say_what_was_reported_and_nothing_otherwise():
     done = Task("task_01", TaskStatus.COMPLETED)
     assert cost_words(done) == ""
-    assert cost_words(dataclasses.replace(done, cost=0.04)) == "cost $0.04"
-    assert cost_words(dataclasses.replace(done, cost=0.04, credits_cost=12)) == "cost $0.04 (12 credits)"
-    assert cost_words(dataclasses.replace(done, credits_cost=12.5)) == "cost 12.5 credits"
+    assert cost_words(dataclasses.replace(done, cost=0.04)) == "cost\u00a0$0.04"
+    assert cost_words(dataclasses.replace(done, cost=0.04, credits_cost=12)) == "cost\u00a0$0.04 (12 credits)"
+    assert cost_words(dataclasses.replace(done, credits_cost=12.5)) == "cost\u00a012.5 credits"
 
 
 def test_balance_words():

@@ -871,12 +871,12 @@ def shown(panel):
 def test_a_finished_card_shows_its_cost(panel):
     card = finished_card(panel, n=2)
     assert card.task.cost == pytest.approx(0.042)
-    assert "cost $0.042" in card.status.value and "cost $0.042" in card.timings.value
-    assert "cost $0.042" in card.static_entry().note  # and in the copy saved with the notebook
+    assert "cost\u00a0$0.042" in card.status.value and "cost\u00a0$0.042" in card.timings.value
+    assert "cost\u00a0$0.042" in card.static_entry().note  # and in the copy saved with the notebook
     sweep = Sweep(panel.client, SweepPlan.of({"prompt": ["a fox", "a wolf"]}))
     grid = SweepGrid(sweep)
     sweep.start().wait(60)
-    assert all("cost $0.021" in tile.children[1].value for tile in grid.tiles)
+    assert all("cost\u00a0$0.021" in tile.children[1].value for tile in grid.tiles)
 
 
 def test_the_balance_is_asked_for_once_shown_and_after_each_finished_task(panel, monkeypatch):

@@ -222,13 +222,14 @@ def money(value: float) -> str:
 
 
 def cost_words(task: Task) -> str:
-    """'cost $0.04' (with credits when the service counts them), or '' when none was reported."""
+    """'cost $0.04' (with credits when the service counts them), or '' when none was reported.
+    A no-break space keeps the word with its amount when a narrow caption wraps."""
     parts = [money(task.cost)] if task.cost is not None else []
     if task.credits_cost:
         parts.append(f"{task.credits_cost:g} credits")
     if not parts:
         return ""
-    return f"cost {parts[0]}" + (f" ({parts[1]})" if len(parts) > 1 else "")
+    return f"cost\u00a0{parts[0]}" + (f" ({parts[1]})" if len(parts) > 1 else "")
 
 
 def balance_words(balance: Balance, demo: bool = False) -> str:

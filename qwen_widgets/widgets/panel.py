@@ -88,7 +88,9 @@ class Panel(References, Form, widgets.VBox):
         self.output_size = widgets.Label(style={"text_color": MUTED_COLOR})
         self.cost_line = widgets.HTML(style=style("html", text_color=MUTED_COLOR))  # `$` as typed
         self.hint = widgets.HTML(style=style("html", text_color=MUTED_COLOR))
-        self.generate_button = widgets.Button(description="Generate", button_style="primary", icon="play")
+        self.generate_button = widgets.Button(  # as wide as what it says ("Compare: 12 tasks")
+            description="Generate", button_style="primary", icon="play",
+            layout=widgets.Layout(width="auto", min_width="148px", flex="0 0 auto"))
         self.generate_button.on_click(lambda _: self._on_generate_click())
         self.gallery = Gallery()
         self.download_button = widgets.Button(
