@@ -58,6 +58,19 @@ async def test_slots_stay_one_spacing_apart_whatever_the_order():
     assert times[-1] - times[0] == pytest.approx(2.9)
 
 
+@pytest.mark.parametrize("handover, next_slot", [(0.03, 0.2), (0.08, 0.28)])
+async def test_the_next_slot_counts_from_a_late_request_not_from_its_handover(handover, next_slot):
+    """A request sent 30 ms after its slot (a wake-up, a thread switch) keeps the chain; one
+    sent 80 ms late, most of a 100 ms spacing, pushes the next slot to a spacing after it."""
+    budget, clock = RequestBudget(10.0), SettlingClock(0.0)
+    await budget.take(clock)  # slot 0.0
+    go = await budget.take(clock, deferred=True)  # slot 0.1
+    clock.now += handover
+    go()
+    await budget.take(clock)
+    assert clock.monotonic() == pytest.approx(next_slot)
+
+
 async def test_within_a_class_first_come_first_served():
     budget, clock = RequestBudget(10.0), SettlingClock(0.0)
     granted = await take_all(budget, clock, [Priority.POLL] * 12)
