@@ -39,15 +39,15 @@ def panel(tmp_path):
 
 
 
-def hold_posts(simulator):
-    """Hold the simulator's answers to POSTs (each task is created at once) until released;
-    returns (arrived, release) events."""
+def hold_posts(simulator, path_prefix: str = "/"):
+    """Hold the simulator's answers to POSTs under `path_prefix` (what they create is created
+    at once) until released; returns (arrived, release) events."""
     arrived, release = threading.Event(), threading.Event()
     handle = simulator.handle
 
-    def held(method, *args):
-        answer = handle(method, *args)
-        if method == "POST":
+    def held(method, target, *args):
+        answer = handle(method, target, *args)
+        if method == "POST" and target.startswith(path_prefix):
             arrived.set()
             release.wait(30)
         return answer
@@ -693,22 +693,6 @@ def choose_files(panel, *files):
          "last_modified": datetime.now(timezone.utc)} for name, data in files)
 
 
-def hold_uploads(simulator):
-    """Hold the simulator's answers to uploads until released; returns (arrived, release)."""
-    arrived, release = threading.Event(), threading.Event()
-    handle = simulator.handle
-
-    def held(method, target, *args):
-        answer = handle(method, target, *args)
-        if method == "POST" and target.startswith("/v1/uploads"):
-            arrived.set()
-            release.wait(30)
-        return answer
-
-    simulator.handle = held
-    return arrived, release
-
-
 def uploads(panel) -> int:
     return panel.client.simulator.count("POST", "/v1/uploads")
 
@@ -739,7 +723,7 @@ def test_add_image_uploads_once_and_the_request_carries_its_url(panel):
 
 
 def test_generate_waits_for_an_image_still_uploading(panel):
-    arrived, release = hold_uploads(panel.client.simulator)
+    arrived, release = hold_posts(panel.client.simulator, "/v1/uploads")
     panel.prompt.value = "a fox"
     photo = panel.add_image(png_bytes("green"), name="fox.png")
     assert arrived.wait(10)
@@ -767,7 +751,7 @@ def test_an_upload_that_ends_while_generate_reads_the_form_is_not_lost(panel):
 
 
 def test_compare_waits_until_the_images_are_uploaded(panel):
-    arrived, release = hold_uploads(panel.client.simulator)
+    arrived, release = hold_posts(panel.client.simulator, "/v1/uploads")
     panel.compare.value = True
     panel.prompt.value = "a fox\na wolf"
     photo = panel.add_image(png_bytes(), name="ref.png")
