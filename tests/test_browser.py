@@ -264,7 +264,11 @@ def test_quickstart_panel_generates_in_a_real_browser(chromium, jupyter_lab):
     def mark(name: str) -> None:
         marks[name] = round(time.monotonic() - started, 2)
 
-    reopened = [False]
+    reopened, in_notebook7 = [False], [False]
+
+    def on_page_error(error) -> None:
+        text = f"pageerror: {error}"
+        (warnings if in_notebook7[0] and _NOTEBOOK7_OWN.search(str(error)) else problems).append(text)
 
     def on_console(message) -> None:
         if message.type == "error":
@@ -282,7 +286,7 @@ def test_quickstart_panel_generates_in_a_real_browser(chromium, jupyter_lab):
             page = browser.new_page(viewport={"width": 1400, "height": 1400})
             page.set_default_timeout(30_000)
             page.on("console", on_console)
-            page.on("pageerror", lambda error: problems.append(f"pageerror: {error}"))
+            page.on("pageerror", on_page_error)
             try:
                 panel = _drive(page, expect, url, token, release, mark)
                 if SHORTCUT:
@@ -297,6 +301,10 @@ def test_quickstart_panel_generates_in_a_real_browser(chromium, jupyter_lab):
                 _reopen(page, expect, url, token)
                 mark("reopened")
                 page.screenshot(path=str(ARTIFACTS / "browser-light-1400-reopened.png"))
+                in_notebook7[0] = True
+                _reopen(page, expect, url, token, app="notebooks")  # Notebook 7, same saved file
+                mark("reopened in Notebook 7")
+                page.screenshot(path=str(ARTIFACTS / "browser-light-1400-reopened-notebook7.png"))
                 _nbconvert_shows_the_thumbnails(root / NOTEBOOK.name)
                 mark("nbconvert checked")
             finally:
@@ -422,6 +430,9 @@ SHORTCUT = importlib.util.find_spec("anywidget") is not None
 """Ctrl+Enter in the prompt needs the optional anywidget package (widgets/_keys.py)."""
 SAVED_IMAGES = IMAGES * (2 if SHORTCUT else 1)  # Ctrl+Enter makes a second card of IMAGES
 _MODEL_GONE = re.compile(r"model not found|Could not find model|widget model", re.I)
+# Notebook 7.6's own frontend raises these on opening any notebook, with or without this
+# package (checked in a bare environment with notebook and ipywidgets alone)
+_NOTEBOOK7_OWN = re.compile(r"reading 'schema'|Command 'filebrowser:open-path' not registered")
 # The saved copy of a view: hidden while its live view is on the page, shown otherwise.
 _STATIC_JS = r"""
 (root) => Array.from(root.querySelectorAll('.qw-static')).map((copy) => ({
@@ -514,10 +525,11 @@ def _save_and_shut_down(page, url: str, token: str) -> None:
     assert _api(url, token, "/api/kernels") == []
 
 
-def _reopen(page, expect, url: str, token: str) -> None:
-    """The saved notebook, opened again with none of the widget models it refers to: every
-    finished generation is still there, from the saved copy."""
-    page.goto(f"{url}/lab/tree/{NOTEBOOK.name}?token={token}")
+def _reopen(page, expect, url: str, token: str, app: str = "lab/tree") -> None:
+    """The saved notebook, opened again with none of the widget models it refers to, in
+    JupyterLab (`lab/tree`) or Notebook 7 (`notebooks`): every finished generation is still
+    there, from the saved copy."""
+    page.goto(f"{url}/{app}/{NOTEBOOK.name}?token={token}")
     notebook = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook")
     expect(notebook.locator(".jp-Cell").first).to_be_visible(timeout=60_000)
     copy = notebook.locator(".qw-static").filter(has_text="Results saved with the notebook")
