@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+import qwen_widgets as qw
 from qwen_widgets import _errors
 from qwen_widgets._errors import (
     APIError,
@@ -191,3 +192,30 @@ def test_every_error_is_catchable_as_qwen_error():
     for exc in instances:
         with pytest.raises(QwenError):
             raise exc
+
+
+# -- the public surface reads like one package --------------------------------------------------
+
+
+def test_public_names_report_a_public_module():
+    """`qwen_widgets.TaskFailedError`, not `qwen_widgets._errors.TaskFailedError` (the widgets
+    live in the public `qwen_widgets.widgets`, loaded on first use)."""
+    private = [f"{name}: {getattr(qw, name).__module__}" for name in qw.__all__
+               if isinstance(getattr(qw, name), type)
+               and any(part.startswith("_") for part in getattr(qw, name).__module__.split("."))]
+    assert not private, private
+    assert qw.TaskFailedError.__module__ == qw.QwenClient.__module__ == "qwen_widgets"
+
+
+def test_help_on_the_sync_client_shows_every_parameter():
+    import inspect
+    import pydoc
+
+    for method, expected in [(qw.QwenClient.generate, ["request_or_prompt", "on_update", "timeout", "on_retry"]),
+                             (qw.QwenClient.__init__, ["api_key", "base_url", "resend_with_key",
+                                                       "max_images_per_day", "price_per_image"]),
+                             (qw.QwenClient.wait, ["timeout"])]:
+        shown = pydoc.render_doc(method, renderer=pydoc.plaintext)
+        assert all(name in inspect.signature(method).parameters for name in expected), method
+        assert all(name in shown for name in expected), shown
+        assert "See AsyncQwenClient" not in shown
