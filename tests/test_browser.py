@@ -513,7 +513,14 @@ def _save_and_shut_down(page, url: str, token: str) -> None:
         if time.monotonic() - pressed > 5:  # the toolbar's Save, again if a save did not land
             save.first.click()
             pressed = time.monotonic()
-        saved = json.dumps(_api(url, token, f"/api/contents/{NOTEBOOK.name}?content=1")["content"])
+        try:
+            saved = json.dumps(_api(url, token, f"/api/contents/{NOTEBOOK.name}?content=1")["content"])
+        except urllib.error.HTTPError as error:
+            # Jupyter's "atomic" save writes the file in place (after a backup copy): read
+            # mid-write, it is not JSON yet and the server answers 400 Unreadable Notebook
+            if error.code != 400:
+                raise
+            saved = ""
         if saved.count("data:image/jpeg;base64,") >= SAVED_IMAGES and PROMPT in saved:
             break
         assert time.monotonic() < deadline, (
