@@ -60,8 +60,9 @@ _GO_TIMEOUT = 1.0  # seconds a dispatcher waits to hear that a granted request w
 class RequestBudget:
     """A process-wide cap on API requests (polls and submits) per second.
 
-    Strict spacing (one slot every 1/rate seconds) rather than a bursty token bucket, so no
-    one-second window holds more than `rate` requests. One waiter at a time sleeps until the
+    Strict spacing (one slot every 1/rate seconds) rather than a bursty token bucket, so a
+    one-second window holds about `rate` requests (one more at most: a request may leave up to
+    half a spacing after its slot). One waiter at a time sleeps until the
     next slot and hands it to the most urgent waiter (see Priority). Thread-safe: clients on
     different event loops may share it.
 
