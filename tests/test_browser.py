@@ -295,7 +295,7 @@ def test_quickstart_panel_generates_in_a_real_browser(chromium, jupyter_lab):
                 _view_large(page, expect, panel)
                 mark("large view checked")
                 page.screenshot(path=str(ARTIFACTS / "browser-light-1400-viewer.png"))
-                _save_and_shut_down(page, url, token)
+                _save_and_shut_down(page, url, token, root / NOTEBOOK.name)
                 mark("saved, kernel shut down")
                 reopened[0] = True
                 _reopen(page, expect, url, token)
@@ -493,7 +493,17 @@ def _view_large(page, expect, panel) -> None:
     page.wait_for_timeout(300)
 
 
-def _save_and_shut_down(page, url: str, token: str) -> None:
+def _notebook_on_disk(path: Path) -> str:
+    """The saved notebook's text, or '' while it is being written (not JSON yet)."""
+    try:
+        text = path.read_text()
+        json.loads(text)
+    except (OSError, ValueError):
+        return ""
+    return text
+
+
+def _save_and_shut_down(page, url: str, token: str, path: Path) -> None:
     """Close the large view, wait until the saved copy holds the thumbnails, save the
     notebook, and shut its kernel down."""
     page.locator(".qw-viewer button", has_text="Close").click()
@@ -508,19 +518,17 @@ def _save_and_shut_down(page, url: str, token: str) -> None:
     assert not any(c["visible"] for c in panel_copy), "the copy shows beside its live view"
     page.locator(".jp-Notebook .jp-MarkdownCell").first.click()
     save = page.locator('.jp-NotebookPanel:not(.lm-mod-hidden) [data-command="docmanager:save"]')
-    deadline, pressed = time.monotonic() + 45, 0.0
+    dirty = page.locator(".lm-TabBar-tab.jp-mod-current.jp-mod-dirty")
+    deadline, pressed = time.monotonic() + 90, None
     while True:
-        if time.monotonic() - pressed > 5:  # the toolbar's Save, again if a save did not land
+        # Save once, and again only if the notebook changed after that save. Never two saves
+        # at once, and never the contents API while one writes: Jupyter's "atomic" save
+        # writes the file in place after a backup copy, and a read that finds it half written
+        # restores the backup over it, breaking the save (the file on disk is read instead)
+        if pressed is None or (dirty.count() and time.monotonic() - pressed > 10):
             save.first.click()
             pressed = time.monotonic()
-        try:
-            saved = json.dumps(_api(url, token, f"/api/contents/{NOTEBOOK.name}?content=1")["content"])
-        except urllib.error.HTTPError as error:
-            # Jupyter's "atomic" save writes the file in place (after a backup copy): read
-            # mid-write, it is not JSON yet and the server answers 400 Unreadable Notebook
-            if error.code != 400:
-                raise
-            saved = ""
+        saved = _notebook_on_disk(path)
         if saved.count("data:image/jpeg;base64,") >= SAVED_IMAGES and PROMPT in saved:
             break
         assert time.monotonic() < deadline, (
