@@ -11,8 +11,8 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
-from urllib.parse import quote
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 
@@ -43,11 +43,12 @@ from ._errors import (
 )
 from ._journal import Entry, Journal
 from ._keeper import finish, journal_quietly
+from ._limits import Usage
 from ._polling import DurationHistory, PollSchedule, PollTracker
 from ._request import ImageRequest, make_request
 from ._retry import RetryPolicy
-from ._task import GeneratedImage, Task, TaskStatus, UploadedImage, validate_task_id
 from ._submit import post, submit_once
+from ._task import GeneratedImage, Task, TaskStatus, UploadedImage, validate_task_id
 from ._upload import resolve, upload
 from ._wire import parse_task_response
 
@@ -319,11 +320,16 @@ class AsyncQwenClient:
         price = self._prices[model]
         return price, "pricing" if price is not None else "unknown"
 
+    def usage(self) -> Usage | None:
+        """The last 24 hours' images and spend as the limits count them; None with no limit."""
+        return self.journal.usage(self.limits) if self.limits.active else None
+
     def check_limits(self, images: int) -> None:
         """SpendingLimitError when `images` more would pass a daily limit now (a sweep asks for
         its whole plan before its first POST)."""
-        if self.limits.active:
-            self.limits.check(self.journal.usage(self.limits), images, time.time())
+        usage = self.usage()
+        if usage is not None:
+            self.limits.check(usage, images, time.time())
 
     async def fetch_image(self, url_or_image: str | GeneratedImage) -> bytes:
         """The image's bytes: the local copy when there is one, else a download (without

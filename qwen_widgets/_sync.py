@@ -11,15 +11,15 @@ import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-
 from . import _runner
+from ._account import Balance
 from ._auth import as_secret
 from ._budget import Priority
 from ._call import OnRetry
 from ._client import AsyncQwenClient, OnUpdate
 from ._journal import Entry
+from ._limits import Usage
 from ._request import ImageRequest
-from ._account import Balance
 from ._task import GeneratedImage, Task, UploadedImage
 
 __all__ = ["QwenClient"]
@@ -130,6 +130,10 @@ class QwenClient:
     @_doc_of(AsyncQwenClient.price_per_image)
     def price_per_image(self, model: str = "qwen-image-2.0") -> tuple[float | None, str]:
         return _runner.run(self.aio.price_per_image(model))
+
+    @_doc_of(AsyncQwenClient.usage)
+    def usage(self) -> Usage | None:
+        return self.aio.usage()
 
     @_doc_of(AsyncQwenClient.check_limits)
     def check_limits(self, images: int) -> None:

@@ -50,7 +50,7 @@ class Account:
         """True once the panel was shown: from then on the balance and prices are asked for."""
         self.balance = ""
         """The balance in words ('Balance $9.87 ($0.13 used)'), or why it is not known."""
-        self.usage: Usage | None = self._read_usage(client)
+        self.usage: Usage | None = client.usage()
         """The last 24 hours' images and spend, when limits are set."""
         self.prices: dict[str, Price] = {}
         """(price, source) per model, as `client.price_per_image` answered."""
@@ -63,10 +63,6 @@ class Account:
 
     def __repr__(self) -> str:
         return f"Account({html.unescape(self.line.value)!r})"
-
-    @staticmethod
-    def _read_usage(client: QwenClient) -> Usage | None:
-        return client.journal.usage(client.limits) if client.limits.active else None
 
     # -- refreshing, in the background -------------------------------------------------------
 
@@ -102,7 +98,7 @@ class Account:
 
     async def _update(self) -> None:
         client = self.client
-        usage = await asyncio.to_thread(self._read_usage, client)
+        usage = await asyncio.to_thread(client.usage)
         balance = self.balance
         if self.live:
             try:
