@@ -765,6 +765,41 @@ def test_compare_waits_until_the_images_are_uploaded(panel):
     sweep.wait(60)
 
 
+def test_a_comparison_started_from_code_waits_for_an_image_still_uploading(panel):
+    """The Compare button waits by staying disabled; `run_sweep()` called in a cell right after
+    `add_image()` waits for the upload instead of comparing without the image."""
+    arrived, release = hold_posts(panel.client.simulator, "/v1/uploads")
+    panel.compare.value = True
+    panel.prompt.value = "a fox\na wolf"
+    photo = panel.add_image(png_bytes(), name="ref.png")
+    assert arrived.wait(10)
+    calling = threading.Thread(target=lambda: started.append(panel.run_sweep()))
+    started: list[Sweep] = []
+    calling.start()
+    calling.join(0.3)
+    assert calling.is_alive() and panel.client.simulator.count("POST", "/v1/images") == 0
+    release.set()
+    calling.join(30)
+    sweep = started[0]
+    assert photo.url is not None
+    assert all(cell.request.image_urls == (photo.url,) for cell in sweep.cells)
+    sweep.wait(60)
+    assert all(task.request.image_urls == (photo.url,) for task in sweep.results)
+
+
+def test_a_comparison_from_code_whose_image_cannot_upload_names_it_and_sends_nothing(panel):
+    simulator = panel.client.simulator
+    simulator.inject(SimResponse(400, {"Content-Type": "application/json"},
+                                 b'{"error": {"message": "storage is full"}}'),
+                     method="POST", path_prefix="/v1/uploads", count=2)
+    panel.compare.value = True
+    panel.prompt.value = "a fox\na wolf"
+    panel.add_image(png_bytes(), name="ref.png")
+    with pytest.raises(qw.ImageUploadError, match="ref.png"):
+        panel.run_sweep()
+    assert simulator.count("POST", "/v1/images") == 0 and panel.gallery.children == ()
+
+
 def test_a_file_that_is_no_image_is_refused_next_to_add_image(panel):
     choose_files(panel, ("notes.txt", b"just some text"), ("empty.png", b""))
     message = plain_text(panel.photo_note.value)

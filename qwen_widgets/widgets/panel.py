@@ -253,9 +253,14 @@ class Panel(References, Form, widgets.VBox):
             self.errors["generate"].value = html.escape(error_message(error))
 
     def run_sweep(self) -> Sweep:
-        """What Generate does in Compare mode: a sweep, shown as a grid in the gallery."""
+        """What Generate does in Compare mode: a sweep, shown as a grid in the gallery. Your
+        images still uploading are waited for first (the button waits by staying disabled), as
+        a sweep's requests are fixed when it starts; ImageUploadError names one that fails."""
         from .grid import SweepGrid
 
+        client = self.client
+        for photo in [photo for photo in self.photos if photo.url is None]:
+            _runner.run(photo.wait_url(client))
         plan = self.plan()
         self._check_limits(plan.images)
         sweep = Sweep(self.client, plan)
