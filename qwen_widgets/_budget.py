@@ -180,13 +180,13 @@ class RequestBudget:
 
     async def _await_role(self, me: _Waiter, clock: Clock) -> str:
         """My grant or the dispatch role; meanwhile, take the role over from a stuck dispatcher."""
-        while True:
-            try:
-                return await asyncio.wait_for(asyncio.shield(me.future), max(_STALE_AFTER, 2 * self.spacing))
-            except asyncio.TimeoutError:
-                with self._lock:
-                    if self._stale(clock.monotonic()):
-                        self._claim(me, clock.monotonic())
+        while True:  # asyncio.wait: never cancels the future, never loses a cancel (see _clock.within)
+            done, _ = await asyncio.wait({me.future}, timeout=max(_STALE_AFTER, 2 * self.spacing))
+            if done:
+                return me.future.result()
+            with self._lock:
+                if self._stale(clock.monotonic()):
+                    self._claim(me, clock.monotonic())
 
     def _stale(self, now: float) -> bool:
         """No dispatcher, or one whose loop is closed or has overslept its slot (lock held)."""

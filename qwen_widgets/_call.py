@@ -19,7 +19,7 @@ import httpx
 
 from ._auth import BearerAuth
 from ._budget import Priority, RequestBudget
-from ._clock import Clock
+from ._clock import Clock, within
 from ._config import NOT_GIVEN, NotGiven
 from ._errors import (
     APIError,
@@ -225,7 +225,7 @@ class Caller:
         try:
             payload, files, keyless = body
             auth = {"auth": None} if keyless else {}  # None: no auth at all for this request
-            response = await asyncio.wait_for(
+            response = await within(
                 self._http.request(method, path, json=payload, files=files, headers=headers, **auth), limit)
         except httpx.RequestError as exc:
             error = self._transport_error(method, path, _describe(exc))

@@ -12,7 +12,7 @@ import asyncio
 
 import httpx
 
-from ._clock import SYSTEM_CLOCK, Clock
+from ._clock import SYSTEM_CLOCK, Clock, within
 from ._errors import ImageFetchError
 from ._urls import is_http_url
 from ._retry import RetryPolicy, Verdict, classify_exception, classify_status
@@ -77,7 +77,7 @@ class ImageFetcher:
         while True:
             attempt += 1
             try:
-                return await asyncio.wait_for(self._fetch_once(url), self._attempt_limit)
+                return await within(self._fetch_once(url), self._attempt_limit)
             except asyncio.TimeoutError:
                 failure = _Retryable(f"no complete image within {self._attempt_limit:g} s")
             except _Retryable as exc:

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from ._clock import Clock
+from ._clock import Clock, within
 from ._download import ImageFetcher
 from ._errors import JournalError, QwenError
 from ._journal import Journal
@@ -44,7 +44,7 @@ async def finish(journal: Journal, images: ImageFetcher, clock: Clock, base_url:
         keeping = asyncio.gather(*(_keep(journal, images, local_id, task, image) for image in task.images))
         left = None if deadline is None else max(deadline - clock.monotonic(), 0.0)
         try:
-            kept = await asyncio.wait_for(keeping, left)
+            kept = await within(keeping, left)
             task = dataclasses.replace(task, images=tuple(kept))
         except asyncio.TimeoutError:
             _log.warning("the deadline came before the images of task %s were saved locally; "

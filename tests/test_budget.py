@@ -9,7 +9,7 @@ import time
 import pytest
 
 import qwen_widgets as qw
-from qwen_widgets._budget import Priority, RequestBudget
+from qwen_widgets._budget import _GRANT, Priority, RequestBudget
 from qwen_widgets.simulator import SimResponse
 
 from .conftest import FakeClock, TEST_KEY, fast_options
@@ -87,6 +87,26 @@ async def test_a_cancelled_dispatcher_hands_its_role_on():
     first.cancel()
     await asyncio.wait_for(second, 30)  # would hang forever if the role were lost
     assert first.cancelled() and second.done() and budget._dispatcher is None
+
+
+async def test_a_waiter_cancelled_in_the_turn_its_slot_comes_is_cancelled_and_leaves_no_slot_held():
+    """The cancel wins over a grant settled in the same loop turn (asyncio.wait_for before
+    Python 3.12 returned the grant and lost the cancel: a cancelled sweep then watched a task to
+    its end), and the budget goes on for everyone else."""
+    clock = qw._clock.SYSTEM_CLOCK
+    budget = RequestBudget(1.0)
+    await budget.take(clock)  # the free slot: the next one is a second away
+    dispatcher = asyncio.ensure_future(budget.take(clock))  # holds the dispatch role, sleeping
+    waiting = asyncio.ensure_future(budget.take(clock))
+    await asyncio.sleep(0.05)
+    (me,) = [waiter for waiter in budget._waiters if not waiter.future.done()]
+    me.future.set_result(_GRANT)  # what the dispatcher's hand-over does...
+    waiting.cancel()  # ...and a cancel in the same turn
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert budget._outstanding is not me and me not in budget._waiters
+    await asyncio.wait_for(dispatcher, 30)
+    await asyncio.wait_for(budget.take(clock), 30)  # the next slot is handed out as usual
 
 
 def test_two_event_loops_share_one_spacing():
