@@ -11,6 +11,14 @@ from qwen_widgets._clock import within
 pytestmark = pytest.mark.anyio
 
 
+async def slow(cleaned: asyncio.Event) -> None:
+    """An hour's wait that says when its cleanup ran."""
+    try:
+        await asyncio.sleep(3600)
+    finally:
+        cleaned.set()
+
+
 async def test_a_cancel_that_arrives_with_the_result_is_not_lost():
     """asyncio.wait_for before Python 3.12 returns the result here and the cancel is gone."""
     answer = asyncio.get_running_loop().create_future()
@@ -24,14 +32,7 @@ async def test_a_cancel_that_arrives_with_the_result_is_not_lost():
 
 async def test_a_cancel_from_outside_stops_the_awaitable_and_lets_it_clean_up():
     cleaned = asyncio.Event()
-
-    async def slow() -> None:
-        try:
-            await asyncio.sleep(3600)
-        finally:
-            cleaned.set()
-
-    waiting = asyncio.ensure_future(within(slow(), 30))
+    waiting = asyncio.ensure_future(within(slow(cleaned), 30))
     await asyncio.sleep(0)
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -41,15 +42,8 @@ async def test_a_cancel_from_outside_stops_the_awaitable_and_lets_it_clean_up():
 
 async def test_past_the_limit_the_awaitable_is_stopped_and_timeout_error_raised():
     cleaned = asyncio.Event()
-
-    async def slow() -> None:
-        try:
-            await asyncio.sleep(3600)
-        finally:
-            cleaned.set()
-
     with pytest.raises(asyncio.TimeoutError):
-        await within(slow(), 0.01)
+        await within(slow(cleaned), 0.01)
     assert cleaned.is_set()
 
 
