@@ -40,7 +40,7 @@ def client() -> qw.QwenClient:
         warnings.simplefilter("ignore", qw.DemoModeWarning)
         return qw.QwenClient(simulator=Simulator(seed=3, time_scale=TIME_SCALE),
                              poll_schedule=qw.PollSchedule().scaled(TIME_SCALE),
-                             poll_budget=qw.PollBudget(10_000))
+                             poll_budget=qw.RequestBudget(10_000))
 
 
 def finished_tasks(engine: qw.QwenClient, count: int, n: int) -> list[qw.Task]:

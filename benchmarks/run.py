@@ -33,20 +33,21 @@ sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import polling  # noqa: E402  (the strategies benchmark, a sibling script)
 
 import qwen_widgets as qw  # noqa: E402
-from qwen_widgets import _runner  # noqa: E402
-from qwen_widgets._sweep import Sweep, SweepPlan  # noqa: E402
+from qwen_widgets.engine import runner as _runner  # noqa: E402
+from qwen_widgets.engine.sweep import Sweep, SweepPlan  # noqa: E402
 from qwen_widgets.simulator import Simulator, serve  # noqa: E402
+from qwen_widgets.store.journal import Journal
 
 
 def client_for(server, scale: float, transport=None, budget: qw.RequestBudget | None = None,
-               journal: qw.Journal | None = None) -> qw.QwenClient:
+               journal: Journal | None = None) -> qw.QwenClient:
     """A client whose schedule and budget are scaled like the simulator's clock: the
     package's defaults, in real-service seconds."""
     budget = budget or qw.RequestBudget(qw.RequestBudget().max_rate / scale)
     return qw.QwenClient(
         "bench-key", base_url=server.url, transport=transport,
         poll_schedule=qw.PollSchedule().scaled(scale), poll_budget=budget,
-        journal=journal or qw.Journal(":memory:"), keep_images=False,
+        journal=journal or Journal(":memory:"), keep_images=False,
     )
 
 
@@ -130,7 +131,7 @@ def scale_run(scale: float, tasks: int = 1000, limit_per_s: float = 20.0, seen_b
     which must learn durations from the run's own first results)."""
     simulator = Simulator(seed=99, time_scale=scale, rate_limit=limit_per_s / scale)
     budget = qw.RequestBudget(qw.RequestBudget().max_rate / scale)
-    journal = qw.Journal(":memory:")
+    journal = Journal(":memory:")
     with serve(simulator) as server:
         if seen_before:
             with client_for(server, scale, journal=journal) as earlier:
@@ -217,7 +218,7 @@ def journal_open(rows: int = 10_000) -> dict:
     import tempfile
 
     with tempfile.TemporaryDirectory() as folder:
-        journal = qw.Journal(pathlib.Path(folder) / "journal.sqlite")
+        journal = Journal(pathlib.Path(folder) / "journal.sqlite")
         request = qw.ImageRequest("a journaled fox")
         for i in range(rows):
             state = qw.TaskStatus.COMPLETED if i % 50 else qw.TaskStatus.PROCESSING
@@ -226,9 +227,9 @@ def journal_open(rows: int = 10_000) -> dict:
         times = []
         for _ in range(7):
             started = time.perf_counter()
-            opened = qw.Journal(pathlib.Path(folder) / "journal.sqlite")
+            opened = Journal(pathlib.Path(folder) / "journal.sqlite")
             opened.settle_orphans()
-            waiting = opened.unfinished("https://api.example")
+            waiting = opened.open_work("https://api.example").unfinished
             times.append(time.perf_counter() - started)
             opened.close()
     return {"rows": rows, "open_and_unfinished_s": statistics.median(times), "unfinished": len(waiting)}

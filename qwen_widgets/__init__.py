@@ -5,36 +5,70 @@
 
 With no APIMART_API_KEY set, everything runs against a built-in offline simulator.
 Importing this package is cheap: pandas, Pillow and ipywidgets load only when used.
+
+The package is layered, each layer importing only those below it (checked by import-linter):
+`model` (values and rules, pure) < `store` (the journal and images on disk) < `engine` (the
+clients, the request budget, polling, the private loop) < `widgets` (the notebook views) < this
+front door (the functions below, the magics, the command line). `simulator` and `gateway`
+stand apart. Everything a user needs is named here; the rest is documented in its module.
 """
 
-# Each private module's __all__ lists exactly its public names.
-from ._account import *  # noqa: F403
-from ._api import *  # noqa: F403
-from ._budget import *  # noqa: F403
-from ._client import *  # noqa: F403
-from ._config import *  # noqa: F403
-from ._errors import *  # noqa: F403
-from ._frame import *  # noqa: F403
-from ._journal import *  # noqa: F403
-from ._polling import *  # noqa: F403
-from ._request import *  # noqa: F403
-from ._retry import *  # noqa: F403
-from ._store import *  # noqa: F403
-from ._sweep import *  # noqa: F403
-from ._sync import *  # noqa: F403
-from ._task import *  # noqa: F403
-from . import _account, _api, _budget, _client, _config, _errors, _frame, _journal, _polling, _request, _retry, _store, _sweep, _sync, _task
+from ._front import balance, export, generate, history, resume, save, sweep, upload
+from .engine.budget import RequestBudget
+from .engine.client import AsyncQwenClient
+from .engine.default import default_client, set_default_client
+from .engine.polling import PollSchedule
+from .engine.retry import RetryPolicy
+from .engine.settings import DemoModeWarning
+from .engine.sweep import Sweep
+from .engine.sync import QwenClient
+from .model.account import Balance
+from .model.errors import (
+    APIError,
+    AuthenticationError,
+    ImageFetchError,
+    ImageUploadError,
+    JournalError,
+    MalformedResponseError,
+    NotFoundError,
+    PermissionDeniedError,
+    QwenError,
+    RateLimitError,
+    RequestValidationError,
+    ServerError,
+    SpendingLimitError,
+    SubmitOutcomeUnknownError,
+    TaskFailedError,
+    TaskTimeoutError,
+    TransportError,
+)
+from .model.frame import to_frame
+from .model.request import MODELS, RESOLUTIONS, SIZES, ImageRequest
+from .model.task import GeneratedImage, Task, TaskStatus, UploadedImage
+from .store.images import disk_usage, prune
 
 __version__ = "0.1.0"
 
-_WIDGETS = ("Panel", "Gallery", "Card", "show")
+_WIDGETS = ("Panel", "Card", "show")
 
 __all__ = [
     "__version__",
-    *_account.__all__, *_api.__all__, *_budget.__all__, *_client.__all__, *_config.__all__, *_errors.__all__,
-    *_frame.__all__, *_journal.__all__, *_polling.__all__, *_request.__all__, *_retry.__all__,
-    *_store.__all__, *_sweep.__all__, *_sync.__all__, *_task.__all__,
+    # the front door
+    "generate", "resume", "sweep", "history", "save", "export", "upload", "balance", "to_frame",
+    "default_client", "set_default_client", "disk_usage", "prune",
+    # the views (ipywidgets loads on first use)
     *_WIDGETS,
+    # clients and their options
+    "QwenClient", "AsyncQwenClient", "PollSchedule", "RetryPolicy", "RequestBudget", "DemoModeWarning",
+    # values
+    "ImageRequest", "MODELS", "SIZES", "RESOLUTIONS", "Task", "TaskStatus", "GeneratedImage",
+    "UploadedImage", "Balance", "Sweep",
+    # errors
+    "QwenError", "RequestValidationError", "APIError", "AuthenticationError", "PermissionDeniedError",
+    "NotFoundError", "RateLimitError", "ServerError", "MalformedResponseError", "TransportError",
+    "SubmitOutcomeUnknownError", "TaskFailedError", "TaskTimeoutError", "ImageFetchError", "JournalError",
+    "SpendingLimitError", "ImageUploadError",
+    # %load_ext qwen_widgets
     "load_ipython_extension", "unload_ipython_extension",
 ]
 
@@ -42,7 +76,7 @@ __all__ = [
 for _name in __all__:
     _value = globals().get(_name)
     if isinstance(_value, type) or callable(_value):
-        if getattr(_value, "__module__", "").startswith("qwen_widgets._"):
+        if getattr(_value, "__module__", "").startswith("qwen_widgets."):
             _value.__module__ = "qwen_widgets"
 del _name, _value
 

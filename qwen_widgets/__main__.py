@@ -9,8 +9,7 @@ import argparse
 import pathlib
 import time
 
-from ._export import save_image
-from ._sync import QwenClient
+from .engine.sync import QwenClient
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -32,7 +31,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         print(f"done in {time.monotonic() - started:.1f} s; {len(task.images)} image(s):")
         for image in task.images:
-            path = save_image(task, image, client.fetch_image(image), out)
+            path, _ = client.save_image(task, image, out)
             expiry = f"{image.expires_at:%Y-%m-%d %H:%M} UTC" if image.expires_at else "unknown"
             print(f"  {path.resolve()}  ({image.width}x{image.height}, URL expires {expiry})")
 

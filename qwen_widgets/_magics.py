@@ -7,10 +7,13 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from IPython.display import display
 
-from . import _runner
-from ._api import default_client
-from ._errors import ImageUploadError, RequestValidationError, stopped_watching
-from ._request import MODELS, RESOLUTIONS, SIZES, ImageRequest
+from .engine import runner as _runner
+from .engine import settings
+from .engine.default import default_client
+from .model.errors import JournalError
+from .store.journal import Journal
+from .model.errors import ImageUploadError, RequestValidationError, stopped_watching
+from .model.request import MODELS, RESOLUTIONS, SIZES, ImageRequest
 
 __all__: list[str] = []
 
@@ -98,10 +101,6 @@ def unfinished_notice() -> str | None:
 
     Reads the journal file, whatever the mode, without creating a client or any file.
     """
-    from . import _config
-    from ._errors import JournalError
-    from ._journal import Journal
-
     try:
         journal = Journal.existing()
     except JournalError as error:  # say so now, not at the first Generate
@@ -109,20 +108,20 @@ def unfinished_notice() -> str | None:
     if journal is None:
         return None
     try:
-        base_url = _config.base_url()
+        base_url = settings.base_url()
     except RequestValidationError as error:
         return f"qwen_widgets: APIMART_BASE_URL is not usable: {error}"
     try:
-        journal.settle_orphans()
-        waiting = len(journal.unfinished(base_url))
+        waiting = journal.open_work(base_url).waiting
     finally:
         journal.close()
     if not waiting:
         return None
-    if not _config.api_key() or _config.demo_forced():
-        return (f"qwen_widgets: {waiting} unfinished task(s) from earlier sessions with an API key; "
+    if not settings.api_key() or settings.demo_forced():
+        return (f"qwen_widgets: {waiting} unfinished task(s) or lost submission(s) from earlier sessions "
+                "with an API key; "
                 "set APIMART_API_KEY (and unset QWEN_WIDGETS_DEMO), then run qw.resume() to pick them up.")
-    return (f"qwen_widgets: {waiting} unfinished task(s) from earlier sessions; "
+    return (f"qwen_widgets: {waiting} unfinished task(s) or lost submission(s) from earlier sessions; "
             "run qw.resume() or press Resume in the %qwen panel to pick them up.")
 
 

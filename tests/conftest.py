@@ -9,7 +9,7 @@ import warnings
 import httpx
 import pytest
 
-from qwen_widgets import AsyncQwenClient, DemoModeWarning, PollBudget, PollSchedule, QwenClient, RetryPolicy
+from qwen_widgets import AsyncQwenClient, DemoModeWarning, RequestBudget, PollSchedule, QwenClient, RetryPolicy
 from qwen_widgets.simulator import Simulator, serve
 
 TIME_SCALE = 0.01  # a 20 s task takes 0.2 s
@@ -54,7 +54,7 @@ def fast_options(**overrides):
     """Client options scaled like the simulator, with a budget that does not slow tests."""
     options = dict(
         poll_schedule=PollSchedule().scaled(TIME_SCALE),
-        poll_budget=PollBudget(1000),
+        poll_budget=RequestBudget(1000),
         retry=RetryPolicy(backoff_base=0.01, backoff_cap=0.05),
     )
     options.update(overrides)

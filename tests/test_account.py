@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 import qwen_widgets as qw
-from qwen_widgets._upload import MAX_UPLOAD_BYTES
+from qwen_widgets.engine.uploads import MAX_UPLOAD_BYTES
 from qwen_widgets.simulator import SimResponse, Simulator
 
 from .conftest import TEST_KEY, TIME_SCALE, fast_options
@@ -138,7 +138,7 @@ def test_demo_mode_draws_the_reference_into_the_picture(tmp_path):
 def test_cost_is_on_the_task_the_frame_and_the_history(client):
     task = client.generate("a paid fox", n=2)
     assert task.cost == pytest.approx(2 * 0.021)
-    frame = task.to_frame()
+    frame = qw.to_frame(task)
     assert list(frame["cost"]) == pytest.approx([task.cost, task.cost])
     history = qw.history(client.journal)
     assert history.drop_duplicates("local_id")["cost"].sum() == pytest.approx(task.cost)

@@ -11,7 +11,8 @@ import sys
 import zipfile
 
 import qwen_widgets as qw
-from qwen_widgets._archive import archive_name, build_archive
+from qwen_widgets.model.images import archive_name
+from qwen_widgets.store.images import build_archive
 
 from .conftest import demo_client
 

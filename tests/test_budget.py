@@ -9,8 +9,11 @@ import time
 import pytest
 
 import qwen_widgets as qw
-from qwen_widgets._budget import _GRANT, Priority, RequestBudget
+from qwen_widgets.engine.budget import _GRANT, Priority, RequestBudget
 from qwen_widgets.simulator import SimResponse
+from qwen_widgets.engine.clock import SYSTEM_CLOCK
+from qwen_widgets.model.plan import SweepPlan
+from qwen_widgets.store.journal import Journal
 
 from .conftest import FakeClock, TEST_KEY, fast_options
 
@@ -78,7 +81,7 @@ async def test_within_a_class_first_come_first_served():
 
 
 async def test_a_cancelled_dispatcher_hands_its_role_on():
-    clock = qw._clock.SYSTEM_CLOCK
+    clock = SYSTEM_CLOCK
     budget = RequestBudget(1.0)
     await budget.take(clock)  # the free slot: the next one is a second away
     first = asyncio.ensure_future(budget.take(clock))  # holds the dispatch role, sleeping
@@ -93,7 +96,7 @@ async def test_a_waiter_cancelled_in_the_turn_its_slot_comes_is_cancelled_and_le
     """The cancel wins over a grant settled in the same loop turn (asyncio.wait_for before
     Python 3.12 returned the grant and lost the cancel: a cancelled sweep then watched a task to
     its end), and the budget goes on for everyone else."""
-    clock = qw._clock.SYSTEM_CLOCK
+    clock = SYSTEM_CLOCK
     budget = RequestBudget(1.0)
     await budget.take(clock)  # the free slot: the next one is a second away
     dispatcher = asyncio.ensure_future(budget.take(clock))  # holds the dispatch role, sleeping
@@ -118,7 +121,7 @@ def test_two_event_loops_share_one_spacing():
     def run() -> None:
         async def take_many() -> None:
             for _ in range(count):
-                await budget.take(qw._clock.SYSTEM_CLOCK, Priority.POLL)
+                await budget.take(SYSTEM_CLOCK, Priority.POLL)
                 with lock:
                     sent.append(time.monotonic())
         asyncio.run(take_many())
@@ -170,7 +173,7 @@ async def test_a_sweep_takes_its_concurrency_from_the_budget_and_halves_it_on_pu
     simulator.max_running = 3  # the service's own limit on running tasks
     simulator.duration = 200  # 2 s at this scale: tasks overlap
     with qw.QwenClient(TEST_KEY, base_url=server.url, **fast_options(poll_budget=RequestBudget(1000.0))) as client:
-        plan = qw._sweep.SweepPlan.of({"prompt": [f"fox {i}" for i in range(12)]}, max_images=12)
+        plan = SweepPlan.of({"prompt": [f"fox {i}" for i in range(12)]}, max_images=12)
         sweep = qw.Sweep(client, plan)
         assert sweep.concurrency == 12  # the budget sustains all of them at once (22 of 0.2 s tasks)
         tasks = await asyncio.to_thread(lambda: sweep.start().wait(120))
@@ -182,7 +185,7 @@ async def test_a_sweep_takes_its_concurrency_from_the_budget_and_halves_it_on_pu
 async def test_a_cancelled_submission_stops_waiting_for_its_slot_at_once(server, make_client):
     budget = RequestBudget(0.01)  # a slot every 100 s
     async with make_client(poll_budget=budget) as client:
-        await budget.take(qw._clock.SYSTEM_CLOCK)  # the free slot is gone: the next is 100 s away
+        await budget.take(SYSTEM_CLOCK)  # the free slot is gone: the next is 100 s away
         submitting = asyncio.ensure_future(client.submit(qw.ImageRequest("a fox")))
         await asyncio.sleep(0.1)
         submitting.cancel()
@@ -194,7 +197,7 @@ async def test_a_cancelled_submission_stops_waiting_for_its_slot_at_once(server,
 
 
 async def test_a_new_client_learns_durations_from_the_journal(server, tmp_path):
-    journal = qw.Journal(tmp_path / "journal.sqlite")
+    journal = Journal(tmp_path / "journal.sqlite")
     request = qw.ImageRequest("a fox learned from")
     for i in range(6):
         task = qw.Task(f"task_learn_{i}", qw.TaskStatus.COMPLETED, 100, estimated_time=120.0,
@@ -215,7 +218,7 @@ async def test_a_new_client_learns_durations_from_the_journal(server, tmp_path):
 def test_a_loop_blocked_while_dispatching_does_not_stop_the_budget():
     """The kernel's loop holds the dispatch role, then a blocking cell freezes it: requests
     of the package's own loop still get their slots (one takes the role over)."""
-    clock = qw._clock.SYSTEM_CLOCK
+    clock = SYSTEM_CLOCK
     budget = RequestBudget(10.0)
     dispatching, release = threading.Event(), threading.Event()
 
@@ -245,7 +248,7 @@ def test_a_loop_blocked_while_dispatching_does_not_stop_the_budget():
 
 
 def test_a_closed_loop_that_held_the_role_does_not_stop_the_budget():
-    clock = qw._clock.SYSTEM_CLOCK
+    clock = SYSTEM_CLOCK
     budget = RequestBudget(10.0)
     gone = asyncio.new_event_loop()
     gone.run_until_complete(budget.take(clock))
@@ -261,7 +264,7 @@ def test_a_closed_loop_that_held_the_role_does_not_stop_the_budget():
 
 
 async def test_a_loop_busy_for_longer_than_a_slot_still_gets_slots():
-    budget, clock = RequestBudget(50.0), qw._clock.SYSTEM_CLOCK  # a slot every 20 ms
+    budget, clock = RequestBudget(50.0), SYSTEM_CLOCK  # a slot every 20 ms
     stop = asyncio.Event()
 
     async def hog() -> None:  # every turn of the loop takes 60 ms

@@ -115,7 +115,7 @@ async def test_rate_limited_server_is_survived_by_polling(server, make_client):
 async def test_polls_of_many_tasks_stay_within_the_shared_budget(server, make_client):
     """30 tasks that would each like to poll every 10 ms share a budget of 20 requests/s."""
     server.simulator.duration = 100  # 1 s tasks at this time scale
-    budget = qw.PollBudget(20)
+    budget = qw.RequestBudget(20)
     eager = qw.PollSchedule(first_delay=0.0, min_interval=0.01, max_interval=0.01)
     # keep_images=False: the in-process server renders PNGs while holding the GIL, which
     # would stall the client's loop and bunch its polls in a way no remote server causes

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from qwen_widgets._clock import within
+from qwen_widgets.engine.clock import within
 
 pytestmark = pytest.mark.anyio
 

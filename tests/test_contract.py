@@ -20,8 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import qwen_widgets as qw
-from qwen_widgets._journal import EntryState, Journal
-from qwen_widgets._request import MAX_IMAGES, MAX_PROMPT_CHARS
+from qwen_widgets.model.submission import EntryState
+from qwen_widgets.store.journal import Journal
+from qwen_widgets.model.request import MAX_IMAGES, MAX_PROMPT_CHARS
 from qwen_widgets.simulator import SimResponse, Simulator, serve
 
 from .conftest import TEST_KEY, TIME_SCALE, fast_options
@@ -262,25 +263,27 @@ async def test_success_false_on_a_2xx_poll_is_asked_again(server, make_client):
 # -- 5. media lifetime -------------------------------------------------------------------------------
 
 
-async def test_resume_looks_back_72_hours_and_marks_forgotten_ids_expired(server, make_client):
+async def test_resume_looks_back_one_day_and_expires_what_it_can_no_longer_ask_about(server, make_client):
     journal = Journal.default()
-    old, recent = "task_old_forgotten", "task_two_days"
+    old, recent = "task_two_days_old", "task_unknown_here"
     for task_id in (old, recent):
         journal.record(qw.Task(task_id, qw.TaskStatus.SUBMITTED, request=qw.ImageRequest("a fox")), server.url)
     db = sqlite3.connect(str(home() / "journal.sqlite"))
     with db:
-        db.execute("UPDATE submissions SET created_at = ? WHERE task_id = ?", (time.time() - 60 * 3600, old))
-        db.execute("UPDATE submissions SET created_at = ? WHERE task_id = ?", (time.time() - 80 * 3600, recent))
+        db.execute("UPDATE submissions SET created_at = ? WHERE task_id = ?", (time.time() - 48 * 3600, old))
+        db.execute("UPDATE submissions SET created_at = ? WHERE task_id = ?", (time.time() - 2 * 3600, recent))
     db.close()
     async with make_client() as client:
-        assert await client.resume() == []
+        assert await client.resume() == []  # the recent id is unknown to this server: a 404, logged
     states = dict(rows("SELECT task_id, state FROM submissions"))
-    assert states == {old: "expired", recent: "submitted"}  # 80 h old: past the window, untouched
-    assert server.simulator.count("GET", f"/v1/tasks/{recent}") == 0
+    # past the day ids live: expired without asking; within it: still open, asked about once
+    assert states == {old: "expired", recent: "submitted"}
+    assert server.simulator.count("GET", f"/v1/tasks/{old}") == 0
+    assert server.simulator.count("GET", f"/v1/tasks/{recent}") >= 1
 
 
 def test_a_missing_expiry_is_assumed_to_be_24_hours():
-    from qwen_widgets._wire import parse_task_response
+    from qwen_widgets.model.wire import parse_task_response
 
     body = {"data": {"id": "task_1", "status": "completed", "completed": 1_800_000_000,
                      "result": {"images": [{"url": "https://img.example/1.png"}]}}}

@@ -11,7 +11,7 @@ import warnings
 import pytest
 
 import qwen_widgets as qw
-from qwen_widgets import _config
+from qwen_widgets.engine import settings as _config
 from qwen_widgets.simulator import Simulator
 
 from .conftest import TEST_KEY, FakeClock, fast_options
@@ -24,7 +24,7 @@ def fake_setup(**simulator_options):
     simulator = Simulator(seed=11, clock=clock.time, **simulator_options)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", qw.DemoModeWarning)
-        client = qw.AsyncQwenClient(simulator=simulator, clock=clock, poll_budget=qw.PollBudget(10))
+        client = qw.AsyncQwenClient(simulator=simulator, clock=clock, poll_budget=qw.RequestBudget(10))
     return clock, simulator, client
 
 

@@ -7,8 +7,8 @@ import re
 import pytest
 
 import qwen_widgets as qw
-from qwen_widgets import _errors
-from qwen_widgets._errors import (
+from qwen_widgets.model import errors as _errors
+from qwen_widgets.model.errors import (
     APIError,
     AuthenticationError,
     ImageFetchError,
@@ -24,8 +24,8 @@ from qwen_widgets._errors import (
     TaskTimeoutError,
     TransportError,
 )
-from qwen_widgets._task import Task, TaskStatus
-from qwen_widgets._request import ImageRequest
+from qwen_widgets.model.task import Task, TaskStatus
+from qwen_widgets.model.request import ImageRequest
 
 # As drawn in the _errors module docstring.
 PARENTS = {

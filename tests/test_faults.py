@@ -30,7 +30,7 @@ import pytest
 from PIL import Image
 
 import qwen_widgets as qw
-from qwen_widgets._journal import EntryState
+from qwen_widgets.model.submission import EntryState
 from qwen_widgets.simulator import SimResponse
 
 from .conftest import TEST_KEY, FakeClock, fast_options

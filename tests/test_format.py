@@ -14,10 +14,11 @@ import pytest
 from PIL import Image
 
 import qwen_widgets as qw
-from qwen_widgets import GeneratedImage, ImageRequest, Task, TaskStatus, _store
-from qwen_widgets._account import Balance
-from qwen_widgets._export import save_image, sidecar
-from qwen_widgets._limits import SpendingLimits, Usage
+from qwen_widgets import GeneratedImage, ImageRequest, Task, TaskStatus
+from qwen_widgets.store import images as _store
+from qwen_widgets.model.account import Balance
+from qwen_widgets.store.images import save_image, sidecar
+from qwen_widgets.model.limits import SpendingLimits, Usage
 from qwen_widgets.simulator import SimResponse, Simulator
 from qwen_widgets.widgets._format import (
     balance_words,

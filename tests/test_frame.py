@@ -57,7 +57,7 @@ def test_columns_include_everything_documented():
 def test_one_row_per_image_with_its_own_url_and_index():
     task = completed_task(n=3, size="16:9", resolution="2K", model="qwen-image-2.0-pro",
                           negative_prompt="blurry")
-    frame = task.to_frame()
+    frame = qw.to_frame(task)
     assert len(frame) == 3
     assert list(frame["image_index"]) == [0, 1, 2]
     assert list(frame["url"]) == task.urls
@@ -135,7 +135,7 @@ def test_reattached_task_without_request_has_missing_request_columns():
                 completed_at=COMPLETED, actual_time=3.0,
                 images=(GeneratedImage("https://img.example/r/0.png", 0, EXPIRES),
                         GeneratedImage("https://img.example/r/1.png", 1, None)))
-    frame = task.to_frame()
+    frame = qw.to_frame(task)
     assert len(frame) == 2
     for column in ("model", "prompt", "negative_prompt", "size", "resolution", "width", "height"):
         assert frame[column].isna().all(), column
@@ -166,7 +166,7 @@ def test_any_iterable_of_tasks_and_a_single_task():
     from_generator = qw.to_frame(task for task in tasks)
     assert list(from_generator["task_id"]) == ["task_A", "task_B", "task_B"]
     single = qw.to_frame(tasks[1])
-    pd.testing.assert_frame_equal(single, tasks[1].to_frame())
+    pd.testing.assert_frame_equal(single, qw.to_frame(tasks[1]))
     assert len(single) == 2
 
 
@@ -176,7 +176,7 @@ def test_frame_from_a_real_simulator_run():
         client = qw.QwenClient(simulator=Simulator(seed=3, time_scale=TIME_SCALE), **fast_options())
     task = client.generate("a lighthouse at dusk", size="3:2", resolution="2K", n=2,
                            negative_prompt="fog")
-    frame = task.to_frame()
+    frame = qw.to_frame(task)
     assert len(frame) == 2
     assert list(frame["url"]) == task.urls
     assert list(frame["width"]) == [2048, 2048] and list(frame["height"]) == [1360, 1360]
@@ -215,7 +215,7 @@ def test_pandas_is_imported_only_when_to_frame_is_called():
         task = qw.Task("task_1", qw.TaskStatus.COMPLETED,
                        images=(qw.GeneratedImage("https://x.example/0.png", 0),))
         before = "pandas" in sys.modules
-        frame = task.to_frame()
+        frame = qw.to_frame(task)
         print(before, "pandas" in sys.modules, len(frame))
     """)
     assert out == "False True 1"

@@ -16,9 +16,10 @@ import ipywidgets as widgets
 import pytest
 
 import qwen_widgets as qw
-from qwen_widgets._request import MAX_PROMPT_CHARS
-from qwen_widgets._urls import is_http_url
-from qwen_widgets._sweep import Sweep, SweepPlan
+from qwen_widgets.model.request import MAX_PROMPT_CHARS
+from qwen_widgets.model.urls import is_http_url
+from qwen_widgets.engine.sweep import Sweep
+from qwen_widgets.model.plan import SweepPlan
 from qwen_widgets.simulator import SimResponse
 from qwen_widgets.widgets import Card, Panel
 from qwen_widgets.widgets._format import safe_link
@@ -138,9 +139,9 @@ def test_hostile_prompt_is_intact_in_the_data_and_inert_in_every_view(prompt, tm
     negative = prompt[:500]
     panel = Panel(demo_client(), save_dir=tmp_path)
     panel.request = qw.ImageRequest(prompt, negative_prompt=negative)
-    assert panel.prompt.value == prompt and panel.request.prompt == prompt  # the form round-trips
-    assert panel.prompt_count.value == f"{len(prompt)} / {MAX_PROMPT_CHARS}"
-    assert not panel.generate_button.disabled
+    assert panel.form.prompt.value == prompt and panel.request.prompt == prompt  # the form round-trips
+    assert panel.form.prompt_count.value == f"{len(prompt)} / {MAX_PROMPT_CHARS}"
+    assert not panel.form.generate_button.disabled
     card = panel.generate()
     task = card.future.result(30)
     assert task.status is qw.TaskStatus.COMPLETED
@@ -190,9 +191,9 @@ def test_lengths_are_counted_in_code_points():
     with pytest.raises(qw.RequestValidationError, match="this one has 805"):
         qw.ImageRequest(FAMILY * 115)
     panel = Panel(demo_client())
-    panel.prompt.value = FAMILY * 115
-    assert panel.prompt_count.value == "805 / 800" and panel.generate_button.disabled
-    assert "this one has 805" in panel.errors["prompt"].value
+    panel.form.prompt.value = FAMILY * 115
+    assert panel.form.prompt_count.value == "805 / 800" and panel.form.generate_button.disabled
+    assert "this one has 805" in panel.form.errors["prompt"].value
 
 
 @pytest.mark.parametrize("view", ["grid-row-label", "card-params"])
@@ -277,11 +278,11 @@ def test_safe_link_renders_a_hostile_url_inert(url):
 @pytest.mark.parametrize("url", URLS.values(), ids=URLS.keys())
 def test_hostile_reference_url_in_the_panel_is_refused_without_a_preview(url):
     panel = Panel(demo_client())
-    panel.prompt.value = "a fox"
-    panel.image_urls.value = url
-    assert panel.errors["image_urls"].value.startswith("line 1: ")
-    assert "s3cret" not in panel.errors["image_urls"].value
-    assert panel.previews.children == () and panel.generate_button.disabled
+    panel.form.prompt.value = "a fox"
+    panel.references.image_urls.value = url
+    assert panel.form.errors["image_urls"].value.startswith("line 1: ")
+    assert "s3cret" not in panel.form.errors["image_urls"].value
+    assert panel.references.previews.children == () and panel.form.generate_button.disabled
     with pytest.raises(qw.RequestValidationError):
         panel.generate()
     check_widgets_inert(panel)
@@ -302,7 +303,7 @@ def test_server_result_urls_that_are_not_http_never_become_links_or_fetches(tmp_
     panel = Panel(demo_client(), save_dir=tmp_path)
     simulator = panel.client.simulator
     simulator.inject(completed_with(BAD_RESULT_URLS), method="GET", path_prefix="/v1/tasks/")
-    panel.prompt.value = "a fox"
+    panel.form.prompt.value = "a fox"
     card = panel.generate()
     task = card.future.result(30)
     assert task.status is qw.TaskStatus.COMPLETED and task.urls == BAD_RESULT_URLS  # intact data
@@ -320,7 +321,7 @@ def test_server_result_urls_that_are_not_http_never_become_links_or_fetches(tmp_
     assert [e for e in simulator.log if not e["path"].startswith("/v1/")] == []  # nothing fetched
     card.open_viewer(0).result(10)
     card.viewer.reference_button.click()  # the URL goes into the form, where it is refused
-    assert panel.errors["image_urls"].value.startswith("line 1: ") and panel.previews.children == ()
+    assert panel.form.errors["image_urls"].value.startswith("line 1: ") and panel.references.previews.children == ()
     frame_html = panel.frame().to_html()
     assert "<a" not in frame_html and "javascript:alert(1)" in inert_text(frame_html)
 

@@ -22,12 +22,13 @@ import pytest
 from PIL import Image
 
 import qwen_widgets as qw
-from qwen_widgets._frame import HISTORY_COLUMNS
-from qwen_widgets._config import home_dir
-from qwen_widgets._journal import EntryState, Journal
+from qwen_widgets.model.frame import HISTORY_COLUMNS
+from qwen_widgets.store.home import home_dir
+from qwen_widgets.model.submission import EntryState
+from qwen_widgets.store.journal import Journal
 from qwen_widgets._magics import unfinished_notice
-from qwen_widgets._export import png_with_text
-from qwen_widgets._store import disk_usage, prune
+from qwen_widgets.model.images import png_with_text
+from qwen_widgets.store.images import disk_usage, prune
 from qwen_widgets.simulator import SimResponse, Simulator, serve
 
 from .conftest import TEST_KEY, TIME_SCALE, fast_options
@@ -321,7 +322,7 @@ def test_home_dir_is_created_private_even_when_nested(tmp_path, monkeypatch):
 WRITER = """
     import os, sys, time
     from qwen_widgets import ImageRequest, Task, TaskStatus
-    from qwen_widgets._journal import Journal
+    from qwen_widgets.store.journal import Journal
     path, tag, go = sys.argv[1:4]
     journal = Journal(path)
     print("ready", flush=True)
@@ -355,7 +356,7 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path):
     assert {r[2] for r in rows} == {"submitted"}
     assert {r[3] for r in rows} == {child.pid for child in children}
     assert raw_rows("PRAGMA integrity_check", path=path) == [("ok",)]
-    assert len(Journal(path).unfinished("http://api.example")) == 200
+    assert len(Journal(path).open_work("http://api.example").unfinished) == 200
 
 
 # -- 6. orphans ----------------------------------------------------------------------------------
@@ -363,7 +364,7 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path):
 CRASHER = """
     import os, sys
     from qwen_widgets import ImageRequest
-    from qwen_widgets._journal import Journal
+    from qwen_widgets.store.journal import Journal
     journal = Journal(sys.argv[1])
     journal.begin(ImageRequest("cut off mid-POST"), "http://api.example")
     print(os.getpid())
@@ -512,7 +513,7 @@ async def test_resume_settles_orphans_of_dead_processes_as_unknown(server, make_
     assert server.simulator.count("POST") == 0
 
 
-async def test_resume_ignores_tasks_and_unknowns_older_than_72_hours(server, make_client):
+async def test_resume_sends_nothing_for_work_older_than_a_day(server, make_client):
     server.simulator.duration = 60
     server.simulator.inject(SimResponse(action="drop"), method="POST", process=True, count=100)
     async with make_client(retry=qw.RetryPolicy(max_attempts=2, backoff_base=0.01)) as first:
@@ -520,14 +521,16 @@ async def test_resume_ignores_tasks_and_unknowns_older_than_72_hours(server, mak
             await first.submit(qw.ImageRequest("an old lost fox"))
         server.simulator.faults.clear()
         await first.submit(qw.ImageRequest("an old fox"))
-    raw_execute("UPDATE submissions SET created_at = created_at - 73 * 3600")
-    gets = server.simulator.count("GET")
+    raw_execute("UPDATE submissions SET created_at = created_at - 25 * 3600")
+    gets, posts = server.simulator.count("GET"), server.simulator.count("POST")
     async with make_client() as second:
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # no warning about a stale unknown either
             assert await second.resume() == []
     assert server.simulator.count("GET") == gets
-    assert sorted(s for s, _, _ in states()) == ["submitted", "unknown"]
+    assert server.simulator.count("POST") == posts  # a key that old may be forgotten: never resent
+    # the task id is forgotten by now: journaled expired; the lost answer stays unknown (history)
+    assert sorted(s for s, _, _ in states()) == ["expired", "unknown"]
 
 
 async def test_resume_only_touches_its_own_base_url(server, make_client):
@@ -645,7 +648,7 @@ def test_task_save_uses_the_default_client(server, tmp_path, monkeypatch):
     with client:
         task = client.generate("a fox saved by the task", n=2)
         assert all(i.local_path is None for i in task.images)  # so save() must download
-        paths = task.save(tmp_path / "by_task")
+        paths = qw.save(task, tmp_path / "by_task")
         original = client.fetch_image(task.urls[1])
     assert [p.name for p in paths] == [f"{task.task_id}_0.png", f"{task.task_id}_1.png"]
     assert all(p.with_suffix(".json").exists() for p in paths)
@@ -801,7 +804,7 @@ def test_panel_hides_resume_when_nothing_is_unfinished(server):
 
 async def test_a_reissued_task_id_keeps_both_submissions(tmp_path):
     """A restarted server that hands out the same ids again: nothing breaks."""
-    journal = qw.Journal(tmp_path / "journal.sqlite")
+    journal = Journal(tmp_path / "journal.sqlite")
     ids = []
     for _ in range(2):
         with serve(Simulator(seed=1, time_scale=TIME_SCALE, task_id_seed="restarted")) as fresh:

@@ -19,6 +19,7 @@ from PIL import Image
 
 import qwen_widgets as qw
 from qwen_widgets.simulator import Simulator, serve
+from qwen_widgets.store.journal import Journal
 
 from .conftest import TEST_KEY
 
@@ -92,7 +93,7 @@ def test_killed_mid_poll_then_resume_finds_every_image(world):
         assert path.startswith(str(home)) and Image.open(io.BytesIO(open(path, "rb").read())).size == (1024, 1024)
     assert simulator.count("POST") == 1  # resumed, not resubmitted
 
-    journal = qw.Journal(home / "journal.sqlite")
+    journal = Journal(home / "journal.sqlite")
     frame = qw.history(journal)
     assert list(frame["journal_state"]) == ["finished"] * 6
     assert frame["local_path"].tolist() == paths
@@ -120,6 +121,6 @@ def test_killed_mid_post_then_resume_makes_exactly_one_task_with_every_image(wor
     assert len(simulator.tasks) == 1  # resent with its key: the server replayed, not a second task
     first, second = [e for e in simulator.log if e["method"] == "POST"]
     assert first["idempotency_key"] == second["idempotency_key"] is not None
-    frame = qw.history(qw.Journal(home / "journal.sqlite"))
+    frame = qw.history(Journal(home / "journal.sqlite"))
     assert list(frame["journal_state"]) == ["finished"] * 6
     assert run(RESUME, env).stdout.strip() == "RESUMED []"

@@ -7,8 +7,10 @@ import time
 import pytest
 
 import qwen_widgets as qw
-from qwen_widgets._sweep import Sweep, SweepPlan
+from qwen_widgets.engine.sweep import Sweep
+from qwen_widgets.model.plan import SweepPlan
 from qwen_widgets.simulator import Simulator, serve
+from qwen_widgets.store.journal import Journal
 
 from .conftest import TEST_KEY, SendRecorder
 
@@ -23,8 +25,8 @@ def test_500_tasks_under_a_20_per_second_limit_get_no_429_and_all_finish():
         recorder = SendRecorder()
         client = qw.QwenClient(
             TEST_KEY, base_url=server.url, transport=recorder,
-            poll_schedule=qw.PollSchedule().scaled(SCALE), poll_budget=qw.PollBudget(budget / SCALE),
-            journal=qw.Journal(":memory:"), keep_images=False)
+            poll_schedule=qw.PollSchedule().scaled(SCALE), poll_budget=qw.RequestBudget(budget / SCALE),
+            journal=Journal(":memory:"), keep_images=False)
         sweep = Sweep(client, SweepPlan.of({"prompt": [f"load {i}" for i in range(tasks)]}, max_images=tasks), concurrency=tasks)
         started = time.monotonic()
         sweep.start().wait(100)

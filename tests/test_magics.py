@@ -388,7 +388,7 @@ def test_interrupt_during_submission_waits_for_the_answer_then_reports_the_id(mo
     """Ctrl-C before the POST is answered: the submission is not cut short, its id is printed."""
     if threading.current_thread() is not threading.main_thread():
         pytest.skip("needs the main thread to receive SIGINT")
-    from qwen_widgets import _runner
+    from qwen_widgets.engine import runner as _runner
 
     slow = make_client(time_scale=1.0, duration=1000.0, duration_spread=0.0)
     qw.set_default_client(slow)

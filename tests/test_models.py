@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qwen_widgets._errors import APIError, MalformedResponseError, RequestValidationError, parse_error_envelope
-from qwen_widgets._task import Task, TaskStatus, validate_task_id
-from qwen_widgets._wire import parse_submit_response, parse_task_response
-from qwen_widgets._request import ImageRequest
+from qwen_widgets.model.errors import APIError, MalformedResponseError, RequestValidationError, parse_error_envelope
+from qwen_widgets.model.task import Task, TaskStatus, validate_task_id
+from qwen_widgets.model.wire import parse_submit_response, parse_task_response
+from qwen_widgets.model.request import ImageRequest
 
 TID = "task_01J9ZQ4ABCDEF"
 REQUEST = ImageRequest(prompt="a red fox", size="16:9", resolution="2K", n=3)

@@ -18,12 +18,14 @@ import pytest
 from PIL import Image, ImageStat
 
 import qwen_widgets as qw
-from qwen_widgets import _runner
-from qwen_widgets._sweep import Sweep, SweepPlan
+from qwen_widgets.engine import runner as _runner
+from qwen_widgets.engine.sweep import Sweep
+from qwen_widgets.model.plan import SweepPlan
 from qwen_widgets.simulator import SimResponse, Simulator
 from qwen_widgets.widgets import Card, Panel
 from qwen_widgets.widgets._theme import ERROR_COLOR, MUTED_COLOR, plain_text
 from qwen_widgets.widgets.grid import SweepGrid
+from qwen_widgets.store.journal import Journal
 
 from .conftest import TEST_KEY, TIME_SCALE, demo_client, fast_options, wait_until, walk
 
@@ -64,18 +66,18 @@ def widget_states(root) -> str:
 
 
 def test_controls_make_the_request(panel):
-    panel.prompt.value = "a red fox in snow"
-    panel.model.value = "qwen-image-2.0-pro"
-    panel.size.value = "16:9"
-    panel.resolution.value = "2K"
-    panel.n.value = 4
-    panel.negative_prompt.value = "blurry"
-    panel.image_urls.value = "https://example.com/a.png\n\n  https://example.com/b.jpg  "
+    panel.form.prompt.value = "a red fox in snow"
+    panel.form.model.value = "qwen-image-2.0-pro"
+    panel.form.size.value = "16:9"
+    panel.form.resolution.value = "2K"
+    panel.form.n.value = 4
+    panel.form.negative_prompt.value = "blurry"
+    panel.references.image_urls.value = "https://example.com/a.png\n\n  https://example.com/b.jpg  "
     assert panel.request == qw.ImageRequest(
         "a red fox in snow", model="qwen-image-2.0-pro", size="16:9", resolution="2K", n=4,
         negative_prompt="blurry", image_urls=("https://example.com/a.png", "https://example.com/b.jpg"))
-    assert panel.output_size.value == "16:9 2K -> 2048x1152, 4 images"
-    assert not panel.generate_button.disabled
+    assert panel.form.output_size.value == "16:9 2K -> 2048x1152, 4 images"
+    assert not panel.form.generate_button.disabled
 
 
 def test_assigning_a_request_fills_every_control(panel):
@@ -83,51 +85,51 @@ def test_assigning_a_request_fills_every_control(panel):
                               resolution="2K", n=6, negative_prompt="fog",
                               image_urls=("https://example.com/ref.png",))
     panel.request = request
-    assert (panel.prompt.value, panel.model.value, panel.size.value, panel.resolution.value,
-            panel.n.value, panel.negative_prompt.value, panel.image_urls.value) == (
+    assert (panel.form.prompt.value, panel.form.model.value, panel.form.size.value, panel.form.resolution.value,
+            panel.form.n.value, panel.form.negative_prompt.value, panel.references.image_urls.value) == (
         "a lighthouse", "qwen-image-2.0-pro", "2:3", "2K", 6, "fog", "https://example.com/ref.png")
     assert panel.request == request
-    assert panel.output_size.value == "2:3 2K -> 1360x2048, 6 images"
+    assert panel.form.output_size.value == "2:3 2K -> 1360x2048, 6 images"
 
 
 def test_counters_and_field_errors_next_to_the_field(panel):
-    panel.prompt.value = "x" * 801
-    assert panel.prompt_count.value == "801 / 800"
-    assert panel.prompt_count.style.text_color is not None
-    assert "at most 800" in panel.errors["prompt"].value
-    assert panel.generate_button.disabled and "800" in panel.generate_button.tooltip
-    panel.prompt.value = "fine"
-    panel.negative_prompt.value = "y" * 501
-    assert panel.negative_count.value == "501 / 500" and "500" in panel.errors["negative_prompt"].value
-    assert panel.errors["prompt"].value == "" and panel.prompt_count.style.text_color != ERROR_COLOR
-    panel.negative_prompt.value = ""
-    assert not panel.generate_button.disabled
+    panel.form.prompt.value = "x" * 801
+    assert panel.form.prompt_count.value == "801 / 800"
+    assert panel.form.prompt_count.style.text_color is not None
+    assert "at most 800" in panel.form.errors["prompt"].value
+    assert panel.form.generate_button.disabled and "800" in panel.form.generate_button.tooltip
+    panel.form.prompt.value = "fine"
+    panel.form.negative_prompt.value = "y" * 501
+    assert panel.form.negative_count.value == "501 / 500" and "500" in panel.form.errors["negative_prompt"].value
+    assert panel.form.errors["prompt"].value == "" and panel.form.prompt_count.style.text_color != ERROR_COLOR
+    panel.form.negative_prompt.value = ""
+    assert not panel.form.generate_button.disabled
 
 
 def test_empty_prompt_disables_generate_and_never_submits(panel):
-    panel.prompt.value = "   "
-    assert panel.generate_button.disabled
+    panel.form.prompt.value = "   "
+    assert panel.form.generate_button.disabled
     with pytest.raises(qw.RequestValidationError):
         panel.generate()
-    panel.generate_button.click()  # a click that slips through is answered, not crashed
-    assert "prompt" in panel.errors["generate"].value
+    panel.form.generate_button.click()  # a click that slips through is answered, not crashed
+    assert "prompt" in panel.form.errors["generate"].value
     assert panel.gallery.cards == [] and panel.client.simulator.count("POST") == 0
 
 
 def test_reference_url_problems_are_reported_per_line(panel):
-    panel.prompt.value = "a fox"
-    panel.image_urls.value = "ftp://example.com/a.png\ndata:image/png;base64,iVBORw0KGgo="
-    message = panel.errors["image_urls"].value
+    panel.form.prompt.value = "a fox"
+    panel.references.image_urls.value = "ftp://example.com/a.png\ndata:image/png;base64,iVBORw0KGgo="
+    message = panel.form.errors["image_urls"].value
     assert "line 1: must be a public http(s) URL" in message
     assert "line 2:" in message and "base64" in message
-    assert panel.generate_button.disabled
+    assert panel.form.generate_button.disabled
 
 
 def test_generate_shows_images_as_small_thumbnails(panel):
-    panel.prompt.value = "a red fox in snow"
-    panel.size.value = "16:9"
-    panel.n.value = 3
-    panel.generate_button.click()
+    panel.form.prompt.value = "a red fox in snow"
+    panel.form.size.value = "16:9"
+    panel.form.n.value = 3
+    panel.form.generate_button.click()
     card = panel.gallery.cards[0]
     task = card.future.result(30)
     assert task.status is qw.TaskStatus.COMPLETED
@@ -146,7 +148,7 @@ def test_the_kernel_is_free_while_a_generation_runs(panel):
     simulator = panel.client.simulator
     frozen = time.time()
     simulator.clock = lambda: frozen  # the task cannot finish until the clock runs again
-    panel.prompt.value = "a slow fox"
+    panel.form.prompt.value = "a slow fox"
     started = time.monotonic()
     card = panel.generate()
     # generate() returned although the task cannot have finished; the bound only stops a
@@ -157,9 +159,9 @@ def test_the_kernel_is_free_while_a_generation_runs(panel):
 
 
 def test_several_generations_at_once_get_their_own_cards_newest_first(panel):
-    panel.prompt.value = "first"
+    panel.form.prompt.value = "first"
     first = panel.generate()
-    panel.prompt.value = "second"
+    panel.form.prompt.value = "second"
     second = panel.generate()
     assert panel.gallery.cards == [second, first]
     done = [first.future.result(30), second.future.result(30)]
@@ -169,7 +171,7 @@ def test_several_generations_at_once_get_their_own_cards_newest_first(panel):
 
 def test_stop_says_so_honestly_and_attach_picks_the_task_up(panel):
     panel.client.simulator.duration = 150  # 1.5 s
-    panel.prompt.value = "a fox to stop"
+    panel.form.prompt.value = "a fox to stop"
     card = panel.generate()
     wait_until(lambda: card.task is not None)
     card.stop_button.click()
@@ -189,7 +191,7 @@ def test_stop_says_so_honestly_and_attach_picks_the_task_up(panel):
 
 def test_stop_during_submission_waits_for_the_task_id(panel):
     arrived, release = hold_posts(panel.client.simulator)
-    panel.prompt.value = "a fox"
+    panel.form.prompt.value = "a fox"
     card = panel.generate()
     assert arrived.wait(10)  # the POST is on the wire, its answer held
     card.stop()
@@ -204,7 +206,7 @@ def test_401_lands_in_the_card(server):
     server.simulator.api_keys = {"the-right-key"}
     client = qw.QwenClient("sk-wrong-key-XYZ", base_url=server.url, **fast_options())
     panel = Panel(client)
-    panel.prompt.value = "a fox"
+    panel.form.prompt.value = "a fox"
     card = panel.generate()
     assert card.future.result(10) is None
     assert "check your key" in card.message.value
@@ -215,7 +217,7 @@ def test_401_lands_in_the_card(server):
 def test_rate_limit_retry_is_shown_while_it_waits(panel):
     panel.client.simulator.inject(SimResponse(429, {"Retry-After": "1"}, b"{}"), method="GET")
     seen = []
-    panel.prompt.value = "a fox"
+    panel.form.prompt.value = "a fox"
     card = panel.generate()
     card.message.observe(lambda change: seen.append(change["new"]), "value")
     seen.append(card.message.value)  # in case the 429 came before the observer (it lasts 1 s)
@@ -226,7 +228,7 @@ def test_rate_limit_retry_is_shown_while_it_waits(panel):
 
 def test_failed_task_card_says_why(tmp_path):
     panel = Panel(demo_client(failure_rate=1.0))
-    panel.prompt.value = "a fox"
+    panel.form.prompt.value = "a fox"
     card = panel.generate()
     task = card.future.result(30)
     assert task.status is qw.TaskStatus.FAILED
@@ -236,7 +238,7 @@ def test_failed_task_card_says_why(tmp_path):
 
 
 def test_hostile_prompt_is_inert_everywhere(panel):
-    panel.prompt.value = HOSTILE
+    panel.form.prompt.value = HOSTILE
     card = panel.generate()
     card.future.result(30)
     html_values = [w.value for w in walk(panel) if isinstance(w, widgets.HTML)]
@@ -250,11 +252,11 @@ def test_key_field_moves_the_key_and_clears_at_once(monkeypatch):
         warnings.simplefilter("ignore", qw.DemoModeWarning)
         panel = Panel(demo_client())
     qw.set_default_client(panel.client)
-    assert panel.client.demo and "Simulated images" in panel.banner.value
-    panel.key_field.value = TEST_KEY
-    assert panel.key_field.value == ""
+    assert panel.client.demo and "Simulated images" in panel.banner.message.value
+    panel.banner.key_field.value = TEST_KEY
+    assert panel.banner.key_field.value == ""
     assert not panel.client.demo and qw.default_client() is panel.client
-    assert panel.banner_box.layout.display == "none"
+    assert panel.banner.layout.display == "none"
     assert TEST_KEY not in widget_states(panel)
     assert TEST_KEY not in repr(panel) + repr(panel.client)
 
@@ -262,14 +264,14 @@ def test_key_field_moves_the_key_and_clears_at_once(monkeypatch):
 def test_reference_previews_load_in_the_background(panel):
     first = panel.client.generate("a reference", size="16:9")
     missing = first.urls[0].replace(first.task_id, "task_01MISSING")
-    panel.prompt.value = "refine it"
-    panel.image_urls.value = f"{first.urls[0]}\n{missing}"
-    boxes = panel.previews.children
+    panel.form.prompt.value = "refine it"
+    panel.references.image_urls.value = f"{first.urls[0]}\n{missing}"
+    boxes = panel.references.previews.children
     assert len(boxes) == 2
     wait_until(lambda: boxes[0].children[0].value and "cannot" in boxes[1].children[1].value)
     assert max(Image.open(io.BytesIO(boxes[0].children[0].value)).size) <= 96
     assert "HTTP 404" in boxes[1].children[1].value
-    assert not panel.generate_button.disabled  # the server fetches references, not the kernel
+    assert not panel.form.generate_button.disabled  # the server fetches references, not the kernel
     assert panel.request.image_urls == (first.urls[0], missing)
 
 
@@ -281,7 +283,7 @@ def test_timeout_lands_in_the_card_with_the_task_id():
             first_delay=0.01, min_interval=0.01, max_interval=0.05, min_deadline=0.3,
             deadline_factor=0.0)))
     panel = Panel(client)
-    panel.prompt.value = "a fox that takes forever"
+    panel.form.prompt.value = "a fox that takes forever"
     card = panel.generate()
     assert card.future.result(10) is None
     assert card.task.task_id in card.message.value and "may still complete" in card.message.value
@@ -306,19 +308,19 @@ def test_undecodable_image_keeps_the_finished_task(panel):
 def test_pasted_key_is_never_echoed_to_frontends():
     panel = Panel(demo_client())
     sent = []
-    panel.key_field._send = lambda message, buffers=None: sent.append(message)
-    panel.key_field.set_state({"value": TEST_KEY})  # what a frontend sends on Enter
-    assert TEST_KEY not in json.dumps(sent) and panel.key_field.value == ""
+    panel.banner.key_field._send = lambda message, buffers=None: sent.append(message)
+    panel.banner.key_field.set_state({"value": TEST_KEY})  # what a frontend sends on Enter
+    assert TEST_KEY not in json.dumps(sent) and panel.banner.key_field.value == ""
     assert not panel.client.demo
 
 
 def test_a_double_click_submits_once(panel):
-    panel.prompt.value = "a fox"
-    panel.generate_button.click()
-    panel.generate_button.click()  # the second click of a double click, a moment later
+    panel.form.prompt.value = "a fox"
+    panel.form.generate_button.click()
+    panel.form.generate_button.click()  # the second click of a double click, a moment later
     assert len(panel.gallery.cards) == 1
     panel._last_click -= 1.0  # as if a second had passed
-    panel.generate_button.click()  # a deliberate second generation
+    panel.form.generate_button.click()  # a deliberate second generation
     assert len(panel.gallery.cards) == 2
     for card in panel.gallery.cards:
         card.future.result(30)
@@ -329,15 +331,15 @@ def test_a_double_click_submits_once(panel):
 
 
 def test_compare_mode_runs_a_sweep_over_prompt_lines_and_sizes(panel):
-    panel.compare.value = True
-    assert panel.compare_row.layout.display is None and panel.single_row.children == (panel.n,)
-    panel.prompt.value = "a fox\n\na wolf\n"
-    panel.sizes.value = ("1:1", "16:9")
-    panel.n.value = 2
-    assert panel.sweep_fields()["prompt"] == ["a fox", "a wolf"]
-    assert panel.output_size.value == "Compare: 4 tasks, 8 images"
-    assert panel.generate_button.description == "Compare: 4 tasks"  # says what it will run
-    panel.generate_button.click()
+    panel.form.compare.value = True
+    assert panel.form.compare_row.layout.display is None and panel.form.single_row.children == (panel.form.n,)
+    panel.form.prompt.value = "a fox\n\na wolf\n"
+    panel.form.sizes.value = ("1:1", "16:9")
+    panel.form.n.value = 2
+    assert panel.form.sweep_fields()["prompt"] == ["a fox", "a wolf"]
+    assert panel.form.output_size.value == "Compare: 4 tasks, 8 images"
+    assert panel.form.generate_button.description == "Compare: 4 tasks"  # says what it will run
+    panel.form.generate_button.click()
     grid = panel.gallery.children[0]
     sweep = grid.sweep
     assert [dict(c.labels) for c in sweep.cells] == [
@@ -349,29 +351,29 @@ def test_compare_mode_runs_a_sweep_over_prompt_lines_and_sizes(panel):
 
 
 def test_compare_mode_refuses_three_axes_and_too_many_images(panel):
-    panel.compare.value = True
-    panel.prompt.value = "a\nb"
-    panel.models.value = qw.MODELS
-    panel.sizes.value = ("1:1", "4:3")
-    assert panel.generate_button.disabled and "at most two things" in panel.errors["generate"].value
-    panel.models.value = qw.MODELS[:1]
-    panel.sizes.value = qw.SIZES  # 2 prompts x 7 sizes x 2 images = 28 > 24
-    panel.n.value = 2
-    assert panel.generate_button.disabled and "28 images" in panel.errors["generate"].value
-    panel.max_images = 28
-    panel.n.value = 1
-    panel.n.value = 2  # any change re-checks the plan
-    assert not panel.generate_button.disabled
+    panel.form.compare.value = True
+    panel.form.prompt.value = "a\nb"
+    panel.form.models.value = qw.MODELS
+    panel.form.sizes.value = ("1:1", "4:3")
+    assert panel.form.generate_button.disabled and "at most two things" in panel.form.errors["generate"].value
+    panel.form.models.value = qw.MODELS[:1]
+    panel.form.sizes.value = qw.SIZES  # 2 prompts x 7 sizes x 2 images = 28 > 24
+    panel.form.n.value = 2
+    assert panel.form.generate_button.disabled and "28 images" in panel.form.errors["generate"].value
+    panel.form.max_images = 28
+    panel.form.n.value = 1
+    panel.form.n.value = 2  # any change re-checks the plan
+    assert not panel.form.generate_button.disabled
     assert panel.client.simulator.count("POST") == 0
 
 
 def test_leaving_compare_mode_restores_the_single_form(panel):
-    panel.size.value = "3:2"
-    panel.compare.value = True
-    assert panel.sizes.value == ("3:2",)  # starts from the single choice
-    panel.compare.value = False
-    panel.prompt.value = "a fox"
-    assert panel.request.size == "3:2" and panel.output_size.value.startswith("3:2 1K")
+    panel.form.size.value = "3:2"
+    panel.form.compare.value = True
+    assert panel.form.sizes.value == ("3:2",)  # starts from the single choice
+    panel.form.compare.value = False
+    panel.form.prompt.value = "a fox"
+    assert panel.request.size == "3:2" and panel.form.output_size.value.startswith("3:2 1K")
 
 
 # -- viewing, actions and their feedback ----------------------------------------------------------
@@ -424,7 +426,7 @@ def test_viewer_download_and_save_answer_next_to_their_buttons(panel, tmp_path):
     assert saved.exists() and "Saved on the server" in viewer.feedback.value
     assert str(saved) in viewer.feedback.value and f'download="{name}"' in viewer.feedback.value
     viewer.reference_button.click()
-    assert panel.image_urls.value == card.task.images[1].url
+    assert panel.references.image_urls.value == card.task.images[1].url
     assert "Added as reference image 1 of 1" in viewer.feedback.value
 
 
@@ -464,13 +466,13 @@ def test_card_outside_a_panel_has_no_panel_actions():
 
 def test_a_failed_card_offers_retry_and_edit(tmp_path):
     panel = Panel(demo_client(failure_rate=1.0))
-    panel.prompt.value = "a fox that fails"
+    panel.form.prompt.value = "a fox that fails"
     card = panel.generate()
     card.future.result(30)
     buttons = {b.description: b for b in card.actions.children if isinstance(b, widgets.Button)}
-    panel.prompt.value = "something else"
+    panel.form.prompt.value = "something else"
     buttons["Edit"].click()
-    assert panel.prompt.value == "a fox that fails" and "loaded into the form" in card.feedback.value
+    assert panel.form.prompt.value == "a fox that fails" and "loaded into the form" in card.feedback.value
     panel.client.simulator.failure_rate = 0.0
     retried = card.retry()
     assert retried.result(30).status is qw.TaskStatus.COMPLETED
@@ -490,28 +492,28 @@ def test_empty_parts_of_a_card_take_no_room(panel):
 
 
 def test_no_message_before_a_field_is_touched_only_a_quiet_hint(panel):
-    assert all(label.value == "" for label in panel.errors.values())
-    assert panel.generate_button.disabled and panel.hint.value == "Write a prompt to generate."
-    panel.prompt.value = "a fox"
-    panel.prompt.value = ""  # touched, then emptied: now it is said next to the field
-    assert panel.errors["prompt"].value == "Write a prompt to generate." and panel.hint.value == ""
-    assert panel.errors["prompt"].style.text_color == ERROR_COLOR
+    assert all(label.value == "" for label in panel.form.errors.values())
+    assert panel.form.generate_button.disabled and panel.form.hint.value == "Write a prompt to generate."
+    panel.form.prompt.value = "a fox"
+    panel.form.prompt.value = ""  # touched, then emptied: now it is said next to the field
+    assert panel.form.errors["prompt"].value == "Write a prompt to generate." and panel.form.hint.value == ""
+    assert panel.form.errors["prompt"].style.text_color == ERROR_COLOR
 
 
 def test_messages_speak_to_the_panel_user():
     from qwen_widgets.widgets._format import friendly_error
 
     panel = Panel(demo_client())
-    panel.compare.value = True
-    panel.prompt.value = "\n".join(f"fox {i}" for i in range(13))
-    panel.n.value = 2
-    message = plain_text(panel.errors["generate"].value)
+    panel.form.compare.value = True
+    panel.form.prompt.value = "\n".join(f"fox {i}" for i in range(13))
+    panel.form.n.value = 2
+    message = plain_text(panel.form.errors["generate"].value)
     assert "26 images" in message and "at most 24" in message
     assert "max_images" not in message and "pass " not in message
-    panel.prompt.value = "a\nb"
-    panel.models.value = qw.MODELS
-    panel.sizes.value = ("1:1", "4:3")
-    message = plain_text(panel.errors["generate"].value)
+    panel.form.prompt.value = "a\nb"
+    panel.form.models.value = qw.MODELS
+    panel.form.sizes.value = ("1:1", "4:3")
+    message = plain_text(panel.form.errors["generate"].value)
     assert message.startswith("Compare can vary at most two things") and "generate:" not in message
     assert friendly_error("prompt", "prompt: must not be empty or only whitespace (got '')") == \
         "Write a prompt to generate."
@@ -519,7 +521,7 @@ def test_messages_speak_to_the_panel_user():
 
 
 def test_dollar_signs_are_shown_as_typed_never_as_latex(panel):
-    panel.prompt.value = "a sign saying $0.12 at $0.03"
+    panel.form.prompt.value = "a sign saying $0.12 at $0.03"
     card = panel.generate()
     card.future.result(30)
     texts = [w for w in walk(panel) if isinstance(w, (widgets.Label, widgets.HTMLMath))]
@@ -545,8 +547,8 @@ def test_the_static_copy_shows_every_finished_generation(panel, monkeypatch):
     assert "application/vnd.jupyter.widget-view+json" in live and copy_kw["display_id"] == mirror.id
     assert mirror.live_class in panel._dom_classes  # the live view hides the copy while mounted
     assert f".jp-OutputArea:has(.qw-live-{mirror.id})" in copy["text/html"]
-    panel.prompt.value = "a fox <b>not bold</b> for $5"
-    panel.n.value = 2
+    panel.form.prompt.value = "a fox <b>not bold</b> for $5"
+    panel.form.n.value = 2
     card = panel.generate()
     card.future.result(30)
     wait_until(lambda: mirror.updates >= 1, timeout=30)
@@ -561,24 +563,24 @@ def test_the_static_copy_shows_every_finished_generation(panel, monkeypatch):
 
 def test_demo_notice_is_one_line_and_right_about_why(monkeypatch):
     panel = Panel(demo_client())
-    assert plain_text(panel.banner.value) == "Simulated images: no API key set."
-    assert panel.banner_box.key_row.layout.display == "none"  # the key field is there, but quiet
-    panel.banner_box.key_toggle.click()
-    assert panel.banner_box.key_row.layout.display is None
+    assert plain_text(panel.banner.message.value) == "Simulated images: no API key set (APIMART_API_KEY)."
+    assert panel.banner.key_row.layout.display == "none"  # the key field is there, but quiet
+    panel.banner.key_toggle.click()
+    assert panel.banner.key_row.layout.display is None
     monkeypatch.setenv("APIMART_API_KEY", TEST_KEY)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", qw.DemoModeWarning)
         explicit = Panel(qw.QwenClient(simulator=Simulator(time_scale=TIME_SCALE)))
-    assert "no API key" not in explicit.banner.value and "given a simulator" in explicit.banner.value
+    assert "no API key" not in explicit.banner.message.value and "given a simulator" in explicit.banner.message.value
     monkeypatch.setenv("QWEN_WIDGETS_DEMO", "1")
     forced = Panel(demo_client())
-    assert "QWEN_WIDGETS_DEMO=1" in forced.banner.value
-    assert forced.banner_box.key_toggle.layout.display == "none"  # a key would not help
+    assert "QWEN_WIDGETS_DEMO=1" in forced.banner.message.value
+    assert forced.banner.key_toggle.layout.display == "none"  # a key would not help
     assert TEST_KEY not in widget_states(explicit)
 
 
 def test_in_a_kernel_the_demo_notice_is_a_printed_line_not_a_warning_box(monkeypatch, capsys):
-    from qwen_widgets import _config
+    from qwen_widgets.engine import settings as _config
 
     monkeypatch.setattr(_config, "_demo_announced", False)
     monkeypatch.setattr(_config, "_in_kernel", lambda: True)
@@ -600,7 +602,7 @@ def test_in_a_kernel_the_demo_notice_is_a_printed_line_not_a_warning_box(monkeyp
 def test_download_all_offers_one_zip_to_the_browser(panel):
     assert panel.download_button.layout.display == "none"  # nothing to download yet
     first = finished_card(panel, n=2)
-    panel.prompt.value = "a wolf"
+    panel.form.prompt.value = "a wolf"
     second = panel.generate()
     second.future.result(30)
     assert panel.download_button.layout.display is None
@@ -660,19 +662,19 @@ def test_compare_cells_offer_view_save_and_reference_for_every_image(panel, tmp_
     task = sweep.results[1]
     wait_until(lambda: (tmp_path / "grid" / f"{task.task_id}_1.png").exists())
     reference.click()
-    assert panel.image_urls.value == task.images[0].url
+    assert panel.references.image_urls.value == task.images[0].url
     assert "Added as reference" in grid.tiles[1].children[1].value
 
 
 def test_ctrl_enter_in_the_prompt_generates_the_prompt_as_shown(panel):
     pytest.importorskip("anywidget")
-    assert panel.shortcut in panel.children and "qw-prompt" in panel.prompt._dom_classes
-    panel.prompt.value = "a fox"
+    assert panel.shortcut in panel.children and "qw-prompt" in panel.form.prompt._dom_classes
+    panel.form.prompt.value = "a fox"
     # the browser sends the text it shows: its own sync of the last keys may come later
     panel.shortcut._handle_custom_msg({"event": "submit", "prompt": "a fox at night"}, [])
     card = panel.gallery.cards[0]
     assert card.future.result(30).request.prompt == "a fox at night"
-    assert panel.prompt.value == "a fox at night"
+    assert panel.form.prompt.value == "a fox at night"
     panel.shortcut._handle_custom_msg({"event": "submit", "prompt": "   "}, [])
     assert len(panel.gallery.cards) == 1  # an empty prompt: Generate is disabled, so is this
 
@@ -688,7 +690,7 @@ def png_bytes(color="blue", size=(80, 60)) -> bytes:
 
 def choose_files(panel, *files):
     """What a browser sends when files are chosen in "Add image…" (name, bytes) pairs."""
-    panel.add_image_button.value = tuple(
+    panel.references.add_image_button.value = tuple(
         {"name": name, "type": "image/png", "size": len(data), "content": memoryview(data),
          "last_modified": datetime.now(timezone.utc)} for name, data in files)
 
@@ -698,11 +700,11 @@ def uploads(panel) -> int:
 
 
 def test_add_image_uploads_once_and_the_request_carries_its_url(panel):
-    panel.prompt.value = "the same scene, as a watercolour"
+    panel.form.prompt.value = "the same scene, as a watercolour"
     choose_files(panel, ("cat.png", png_bytes()))
-    assert panel.add_image_button.value == ()  # the bytes left widget state at once
-    (photo,) = panel.photos
-    assert photo in panel.previews.children and "cat.png" in widget_states(photo)
+    assert panel.references.add_image_button.value == ()  # the bytes left widget state at once
+    (photo,) = panel.references.photos
+    assert photo in panel.references.previews.children and "cat.png" in widget_states(photo)
     photo.future.result(10)
     assert photo.url.startswith("https://") and "uploaded" in plain_text(photo.note.value)
     with Image.open(io.BytesIO(photo.picture.value)) as thumb:  # made in the kernel
@@ -717,18 +719,18 @@ def test_add_image_uploads_once_and_the_request_carries_its_url(panel):
     choose_files(panel, ("same-cat-again.png", png_bytes()))  # the same image: added once
     panel._last_click -= 1.0
     second = panel.generate().future.result(30)
-    assert second.request.image_urls == (photo.url,) and len(panel.photos) == 1
+    assert second.request.image_urls == (photo.url,) and len(panel.references.photos) == 1
     assert uploads(panel) == 1
     assert "content" not in widget_states(panel)
 
 
 def test_generate_waits_for_an_image_still_uploading(panel):
     arrived, release = hold_posts(panel.client.simulator, "/v1/uploads")
-    panel.prompt.value = "a fox"
+    panel.form.prompt.value = "a fox"
     photo = panel.add_image(png_bytes("green"), name="fox.png")
     assert arrived.wait(10)
-    assert panel.hint.value == "1 image is still uploading: Generate waits for it."
-    assert not panel.generate_button.disabled and panel.request.image_urls == ()
+    assert panel.form.hint.value == "1 image is still uploading: Generate waits for it."
+    assert not panel.form.generate_button.disabled and panel.request.image_urls == ()
     card = panel.generate()
     wait_until(lambda: "waiting for your images to upload" in card.status.value)
     assert panel.client.simulator.count("POST", "/v1/images") == 0  # nothing sent without it
@@ -736,30 +738,30 @@ def test_generate_waits_for_an_image_still_uploading(panel):
     task = card.future.result(30)
     assert task.request.image_urls == (photo.url,) and card.request == task.request
     assert "1 reference image(s)" in card.params.value
-    wait_until(lambda: panel.hint.value == "")
+    wait_until(lambda: panel.form.hint.value == "")
 
 
 def test_an_upload_that_ends_while_generate_reads_the_form_is_not_lost(panel):
-    panel.prompt.value = "a fox"
+    panel.form.prompt.value = "a fox"
     photo = panel.add_image(png_bytes(), name="fox.png")
     photo.future.result(10)
     read_before = qw.ImageRequest("a fox")  # the form as read a moment before the upload ended
-    prepare = panel._references_for(read_before)
+    prepare = panel.references.prepare_for(read_before)
     assert prepare is not None
     assert _runner.run(prepare()).image_urls == (photo.url,)
-    assert panel._references_for(panel.request) is None  # nothing to wait for
+    assert panel.references.prepare_for(panel.request) is None  # nothing to wait for
 
 
 def test_compare_waits_until_the_images_are_uploaded(panel):
     arrived, release = hold_posts(panel.client.simulator, "/v1/uploads")
-    panel.compare.value = True
-    panel.prompt.value = "a fox\na wolf"
+    panel.form.compare.value = True
+    panel.form.prompt.value = "a fox\na wolf"
     photo = panel.add_image(png_bytes(), name="ref.png")
     assert arrived.wait(10)
-    assert panel.generate_button.disabled and "Compare is ready once it has uploaded" in panel.hint.value
+    assert panel.form.generate_button.disabled and "Compare is ready once it has uploaded" in panel.form.hint.value
     release.set()
     photo.future.result(10)
-    wait_until(lambda: not panel.generate_button.disabled)
+    wait_until(lambda: not panel.form.generate_button.disabled)
     sweep = panel.run_sweep()
     assert all(cell.request.image_urls == (photo.url,) for cell in sweep.cells)
     sweep.wait(60)
@@ -769,8 +771,8 @@ def test_a_comparison_started_from_code_waits_for_an_image_still_uploading(panel
     """The Compare button waits by staying disabled; `run_sweep()` called in a cell right after
     `add_image()` waits for the upload instead of comparing without the image."""
     arrived, release = hold_posts(panel.client.simulator, "/v1/uploads")
-    panel.compare.value = True
-    panel.prompt.value = "a fox\na wolf"
+    panel.form.compare.value = True
+    panel.form.prompt.value = "a fox\na wolf"
     photo = panel.add_image(png_bytes(), name="ref.png")
     assert arrived.wait(10)
     calling = threading.Thread(target=lambda: started.append(panel.run_sweep()))
@@ -792,8 +794,8 @@ def test_a_comparison_from_code_whose_image_cannot_upload_names_it_and_sends_not
     simulator.inject(SimResponse(400, {"Content-Type": "application/json"},
                                  b'{"error": {"message": "storage is full"}}'),
                      method="POST", path_prefix="/v1/uploads", count=2)
-    panel.compare.value = True
-    panel.prompt.value = "a fox\na wolf"
+    panel.form.compare.value = True
+    panel.form.prompt.value = "a fox\na wolf"
     panel.add_image(png_bytes(), name="ref.png")
     with pytest.raises(qw.ImageUploadError, match="ref.png"):
         panel.run_sweep()
@@ -802,15 +804,15 @@ def test_a_comparison_from_code_whose_image_cannot_upload_names_it_and_sends_not
 
 def test_a_file_that_is_no_image_is_refused_next_to_add_image(panel):
     choose_files(panel, ("notes.txt", b"just some text"), ("empty.png", b""))
-    message = plain_text(panel.photo_note.value)
+    message = plain_text(panel.references.photo_note.value)
     assert message == "empty.png was not added: it is empty."  # the last one said
     choose_files(panel, ("notes.txt", b"just some text"))
-    assert plain_text(panel.photo_note.value) == ("notes.txt was not added: it is not a JPEG, PNG, "
+    assert plain_text(panel.references.photo_note.value) == ("notes.txt was not added: it is not a JPEG, PNG, "
                                                  "GIF or WebP image.")
-    assert panel.photo_note.value.count(ERROR_COLOR) == 1
-    assert panel.photos == [] and uploads(panel) == 0
+    assert panel.references.photo_note.value.count(ERROR_COLOR) == 1
+    assert panel.references.photos == [] and uploads(panel) == 0
     panel.add_image(png_bytes(), name="ok.png")
-    assert panel.photo_note.value == ""  # the next good one clears it
+    assert panel.references.photo_note.value == ""  # the next good one clears it
 
 
 def test_a_failed_upload_is_said_under_the_image_and_generate_tries_again(panel):
@@ -818,11 +820,11 @@ def test_a_failed_upload_is_said_under_the_image_and_generate_tries_again(panel)
     simulator.inject(SimResponse(400, {"Content-Type": "application/json"},
                                  b'{"error": {"message": "storage is full"}}'),
                      method="POST", path_prefix="/v1/uploads")
-    panel.prompt.value = "a fox"
+    panel.form.prompt.value = "a fox"
     photo = panel.add_image(png_bytes(), name="fox.png")
     with pytest.raises(qw.ImageUploadError):
         photo.future.result(10)
-    wait_until(lambda: "could not be uploaded" in panel.hint.value)
+    wait_until(lambda: "could not be uploaded" in panel.form.hint.value)
     assert "fox.png could not be uploaded" in plain_text(photo.note.value)
     assert "storage is full" in plain_text(photo.note.value) and ERROR_COLOR in photo.note.value
     task = panel.generate().future.result(30)  # uploads again, then generates
@@ -831,14 +833,14 @@ def test_a_failed_upload_is_said_under_the_image_and_generate_tries_again(panel)
 
 
 def test_an_image_can_be_removed(panel):
-    panel.prompt.value = "a fox"
-    panel.image_urls.value = "https://example.com/a.png"
+    panel.form.prompt.value = "a fox"
+    panel.references.image_urls.value = "https://example.com/a.png"
     photo = panel.add_image(png_bytes(), name="fox.png")
     photo.future.result(10)
     assert panel.request.image_urls == ("https://example.com/a.png", photo.url)
     assert "Remove fox.png" in photo.remove_button.tooltip
     photo.remove_button.click()
-    assert panel.photos == [] and photo not in panel.previews.children
+    assert panel.references.photos == [] and photo not in panel.references.previews.children
     assert panel.request.image_urls == ("https://example.com/a.png",)
 
 
@@ -856,11 +858,11 @@ def test_use_as_reference_on_an_expiring_link_uploads_the_kept_copy(tmp_path):
     said = plain_text(card.viewer.feedback.value)
     assert re.match(r"Its link expires in (20|19) min, so the copy kept on this machine is uploaded", said)
     assert "reference image 1 of 1 in the form above" in said
-    assert panel.image_urls.value == ""  # not the link that is about to die
-    (photo,) = panel.photos
+    assert panel.references.image_urls.value == ""  # not the link that is about to die
+    (photo,) = panel.references.photos
     assert photo.source == image.local_path
     photo.future.result(10)
-    panel.prompt.value = "the same fox, at night"
+    panel.form.prompt.value = "the same fox, at night"
     task = panel.generate().future.result(30)
     assert task.request.image_urls == (photo.url,) and image.url not in task.request.image_urls
     assert simulator.uploads.bytes_of(photo.url) == image.local_path.read_bytes()
@@ -873,10 +875,10 @@ def test_use_as_reference_on_a_dead_link_without_a_copy_says_so(panel):
     said = panel.add_reference(dead)
     assert said == ("Its link has expired and no copy of it was kept on this machine, so it cannot "
                     "be a reference any more.")
-    assert panel.image_urls.value == "" and panel.photos == []
+    assert panel.references.image_urls.value == "" and panel.references.photos == []
     alive = card.task.images[0]  # a link with a day to live is used as it is
     assert panel.add_reference(alive).startswith("Added as reference image 1 of 1")
-    assert panel.image_urls.value == alive.url
+    assert panel.references.image_urls.value == alive.url
 
 
 # -- cost, balance and spending limits ---------------------------------------------------------
@@ -909,7 +911,7 @@ def test_the_balance_is_asked_for_once_shown_and_after_each_finished_task(panel,
     finished_card(panel, n=2)
     wait_until(lambda: panel.account.line.value == "Balance $9.96 ($0.04 used) (simulated)", timeout=30)
     assert simulator.count("GET", "/v1/balance") == 2
-    panel.prompt.value = "a wolf"
+    panel.form.prompt.value = "a wolf"
     panel.generate().future.result(30)
     wait_until(lambda: panel.account.line.value == "Balance $9.92 ($0.08 used) (simulated)", timeout=30)
     wait_until(lambda: not panel._mirror._pending)  # the saved copy is sent while display is patched
@@ -924,21 +926,21 @@ def test_a_balance_that_cannot_be_read_is_said_quietly(panel):
 
 
 def test_the_plan_line_states_the_cost_and_where_the_price_came_from(panel):
-    panel.prompt.value = "a fox"
-    panel.n.value = 4
-    assert panel.cost_line.value == ""  # not shown yet: no price asked for
+    panel.form.prompt.value = "a fox"
+    panel.form.n.value = 4
+    assert panel.form.cost_line.value == ""  # not shown yet: no price asked for
     assert panel.client.simulator.count("GET", "/api/") == 0
     shown(panel)
-    wait_until(lambda: panel.cost_line.value != "")
-    assert plain_text(panel.cost_line.value) == (
+    wait_until(lambda: panel.form.cost_line.value != "")
+    assert plain_text(panel.form.cost_line.value) == (
         "about $0.08 at $0.021 per image (APIMart's pricing endpoint, simulated)")
-    panel.model.value = "qwen-image-2.0-pro"
-    wait_until(lambda: "$0.053" in panel.cost_line.value)
-    assert plain_text(panel.cost_line.value).startswith("about $0.21 at $0.053 per image")
-    panel.compare.value = True
-    panel.models.value = qw.MODELS
-    panel.n.value = 2
-    assert plain_text(panel.cost_line.value) == (
+    panel.form.model.value = "qwen-image-2.0-pro"
+    wait_until(lambda: "$0.053" in panel.form.cost_line.value)
+    assert plain_text(panel.form.cost_line.value).startswith("about $0.21 at $0.053 per image")
+    panel.form.compare.value = True
+    panel.form.models.value = qw.MODELS
+    panel.form.n.value = 2
+    assert plain_text(panel.form.cost_line.value) == (
         "about $0.15 at $0.021 per qwen-image-2.0 image, $0.053 per qwen-image-2.0-pro image "
         "(APIMart's pricing endpoint, simulated)")
     assert panel.client.simulator.count("GET", "/api/") == 2  # once per model
@@ -949,14 +951,14 @@ def test_the_users_price_needs_no_request_and_an_unknown_price_is_said():
         warnings.simplefilter("ignore", qw.DemoModeWarning)
         simulator = Simulator(seed=5, time_scale=TIME_SCALE)
         mine = Panel(qw.QwenClient(simulator=simulator, price_per_image=0.03, **fast_options()))
-    mine.prompt.value = "a fox"
-    mine.n.value = 2
-    assert plain_text(mine.cost_line.value) == "about $0.06 at $0.03 per image (your price, simulated)"
+    mine.form.prompt.value = "a fox"
+    mine.form.n.value = 2
+    assert plain_text(mine.form.cost_line.value) == "about $0.06 at $0.03 per image (your price, simulated)"
     unknown = Panel(demo_client())
     unknown.client.simulator.inject(SimResponse(404, {}, b"{}"), method="GET", path_prefix="/api/")
-    unknown.prompt.value = "a fox"
+    unknown.form.prompt.value = "a fox"
     shown(unknown)
-    wait_until(lambda: unknown.cost_line.value == "price unknown")
+    wait_until(lambda: unknown.form.cost_line.value == "price unknown")
     assert simulator.count("GET", "/api/") == 0
 
 
@@ -973,20 +975,20 @@ def test_limits_are_counted_next_to_generate_which_stops_with_the_reason():
     panel.request = qw.ImageRequest("a fox", n=2)
     panel.generate().future.result(30)
     wait_until(lambda: panel.account.line.value == "2 of 3 images today", timeout=30)
-    wait_until(lambda: panel.generate_button.disabled)  # 2 + 2 would pass 3
-    reason = plain_text(panel.errors["generate"].value)
+    wait_until(lambda: panel.form.generate_button.disabled)  # 2 + 2 would pass 3
+    reason = plain_text(panel.form.errors["generate"].value)
     assert reason.startswith("Daily limit: 2 of 3 images made in the last 24 hours; this needs 2. "
                              "Ask for at most 1 image, or wait: room frees up in 24 h (")
-    assert reason.endswith(" UTC).") and panel.errors["generate"].style.text_color == ERROR_COLOR
-    assert panel.generate_button.tooltip == reason and panel.hint.value == ""
-    panel.n.value = 1
-    assert not panel.generate_button.disabled and panel.errors["generate"].value == ""
-    panel.generate_button.click()
+    assert reason.endswith(" UTC).") and panel.form.errors["generate"].style.text_color == ERROR_COLOR
+    assert panel.form.generate_button.tooltip == reason and panel.form.hint.value == ""
+    panel.form.n.value = 1
+    assert not panel.form.generate_button.disabled and panel.form.errors["generate"].value == ""
+    panel.form.generate_button.click()
     panel.gallery.cards[0].future.result(30)
     wait_until(lambda: panel.account.line.value == "3 of 3 images today", timeout=30)
-    wait_until(lambda: panel.generate_button.disabled)
-    assert "Daily limit: 3 of 3 images" in panel.errors["generate"].value and "Wait: room" in \
-        panel.errors["generate"].value
+    wait_until(lambda: panel.form.generate_button.disabled)
+    assert "Daily limit: 3 of 3 images" in panel.form.errors["generate"].value and "Wait: room" in \
+        panel.form.errors["generate"].value
     assert panel.client.simulator.count("POST") == 2
 
 
@@ -996,35 +998,35 @@ def test_a_spend_limit_is_counted_in_money():
     panel.request = qw.ImageRequest("a fox", n=2)
     panel.generate().future.result(30)
     wait_until(lambda: panel.account.line.value == "$0.042 of $0.05 spent today", timeout=30)
-    wait_until(lambda: panel.generate_button.disabled)
-    assert plain_text(panel.errors["generate"].value).startswith(
+    wait_until(lambda: panel.form.generate_button.disabled)
+    assert plain_text(panel.form.errors["generate"].value).startswith(
         "Daily spending limit: $0.042 of $0.05 spent in the last 24 hours; this needs about $0.042.")
 
 
 def test_a_limit_reached_from_another_kernel_is_said_next_to_generate(tmp_path):
-    journal = qw.Journal(tmp_path / "shared.sqlite")  # the home folder two kernels share
+    journal = Journal(tmp_path / "shared.sqlite")  # the home folder two kernels share
     panel = limited_panel(journal, max_images_per_day=2)
     other = qw.QwenClient(simulator=panel.client.simulator, journal=journal, max_images_per_day=2,
                           **fast_options())
     other.generate("the other kernel's fox", n=2)
-    panel.prompt.value = "a fox"
-    assert not panel.generate_button.disabled  # this panel has not looked again yet
+    panel.form.prompt.value = "a fox"
+    assert not panel.form.generate_button.disabled  # this panel has not looked again yet
     posts = panel.client.simulator.count("POST")
-    panel.generate_button.click()
+    panel.form.generate_button.click()
     assert panel.gallery.cards == [] and panel.client.simulator.count("POST") == posts  # nothing sent
-    assert plain_text(panel.errors["generate"].value).startswith(
+    assert plain_text(panel.form.errors["generate"].value).startswith(
         "Daily limit: 2 of 2 images made in the last 24 hours; this needs 1. Wait: room frees up")
-    wait_until(lambda: panel.generate_button.disabled and panel.account.line.value == "2 of 2 images today")
+    wait_until(lambda: panel.form.generate_button.disabled and panel.account.line.value == "2 of 2 images today")
     with pytest.raises(qw.SpendingLimitError):
         panel.generate()
 
 
 def test_every_dollar_is_shown_as_typed(panel):
     shown(panel)
-    panel.prompt.value = "a fox"
+    panel.form.prompt.value = "a fox"
     card = finished_card(panel, n=2)
-    wait_until(lambda: "used" in panel.account.line.value and panel.cost_line.value, timeout=30)
-    money_texts = [panel.cost_line, panel.account.line, card.status]
+    wait_until(lambda: "used" in panel.account.line.value and panel.form.cost_line.value, timeout=30)
+    money_texts = [panel.form.cost_line, panel.account.line, card.status]
     assert all("$" in widget.value and isinstance(widget, widgets.HTML)
                and not isinstance(widget, widgets.HTMLMath) for widget in money_texts)
     assert not any(isinstance(w, widgets.Label) and "$" in w.value for w in walk(panel))

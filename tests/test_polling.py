@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qwen_widgets._task import Task, TaskStatus
-from qwen_widgets._budget import PollBudget
-from qwen_widgets._polling import DurationHistory, PollSchedule, PollTracker
-from qwen_widgets._request import ImageRequest
+from qwen_widgets.model.task import Task, TaskStatus
+from qwen_widgets.engine.budget import RequestBudget
+from qwen_widgets.engine.polling import DurationHistory, PollSchedule, PollTracker
+from qwen_widgets.model.request import ImageRequest
 
 TID = "task_poll"
 EPS = 1e-9
@@ -338,12 +338,12 @@ def test_scaled_schedule_on_a_scaled_task_polls_the_same_way():
     assert small.detection == pytest.approx(full.detection * factor)
 
 
-# --- PollBudget -----------------------------------------------------------------------------
+# --- RequestBudget -----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("rate", [1.0, 4.0, 10.0, 20.0])
 def test_budget_spacing_is_one_over_rate(rate):
-    budget = PollBudget(rate)
+    budget = RequestBudget(rate)
     waits = [budget.reserve(100.0) for _ in range(50)]
     assert waits[0] == 0.0
     for a, b in zip(waits, waits[1:]):
@@ -351,7 +351,7 @@ def test_budget_spacing_is_one_over_rate(rate):
 
 
 def test_budget_free_slot_costs_nothing_and_later_calls_reuse_the_gap():
-    budget = PollBudget(10.0)
+    budget = RequestBudget(10.0)
     assert budget.reserve(5.0) == 0.0
     assert budget.reserve(5.0) == pytest.approx(0.1)
     assert budget.reserve(50.0) == 0.0  # long after: no waiting
@@ -367,7 +367,7 @@ def _max_per_window(slots: list[float]) -> int:
 
 @pytest.mark.parametrize("rate", [10.0, 20.0])
 def test_no_one_second_window_holds_more_than_rate(rate):
-    budget = PollBudget(rate)
+    budget = RequestBudget(rate)
     slots = [0.0 + budget.reserve(0.0) for _ in range(1000)]
     assert _max_per_window(slots) <= rate
 
@@ -375,7 +375,7 @@ def test_no_one_second_window_holds_more_than_rate(rate):
 @pytest.mark.parametrize("rate", [1.0, 2.0, 4.0, 8.0])
 def test_no_one_second_window_holds_more_than_rate_exact_spacing(rate):
     # Same property with spacings exactly representable in binary (no rounding drift).
-    budget = PollBudget(rate)
+    budget = RequestBudget(rate)
     slots = [budget.reserve(0.0) for _ in range(1000)]
     assert _max_per_window(slots) == rate
     assert slots[-1] == pytest.approx(999 / rate)
@@ -383,7 +383,7 @@ def test_no_one_second_window_holds_more_than_rate_exact_spacing(rate):
 
 def test_budget_is_thread_safe():
     rate, threads, per_thread = 50.0, 8, 250
-    budget = PollBudget(rate)
+    budget = RequestBudget(rate)
     waits: list[float] = []
     lock = threading.Lock()
     start = threading.Barrier(threads)
@@ -413,8 +413,8 @@ def test_budget_is_thread_safe():
 @pytest.mark.parametrize("rate", [0, 0.0, -1.0, -0.001, float("nan"), float("inf")])
 def test_budget_rejects_non_positive_or_non_finite_rate(rate):
     with pytest.raises(ValueError):
-        PollBudget(rate)
+        RequestBudget(rate)
 
 
 def test_budget_repr_names_the_rate():
-    assert "20" in repr(PollBudget(20.0))
+    assert "20" in repr(RequestBudget(20.0))

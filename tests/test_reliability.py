@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 import qwen_widgets as qw
-from qwen_widgets._journal import Journal
-from qwen_widgets._schema import SCHEMA_VERSION
-from qwen_widgets._store import STALE_TEMPORARY_SECONDS, disk_usage, prune
+from qwen_widgets.store.journal import Journal
+from qwen_widgets.store.schema import SCHEMA_VERSION
+from qwen_widgets.store.images import STALE_TEMPORARY_SECONDS, disk_usage, prune
 from qwen_widgets.simulator import SimResponse, Simulator, serve
 
 from .conftest import TEST_KEY, TIME_SCALE, fast_options
@@ -71,7 +71,7 @@ async def test_an_unusable_image_url_becomes_that_images_error_and_the_others_ar
     entry, = Journal(home() / "journal.sqlite").entries()
     assert [image.error is not None for image in entry.task.images] == [False, True, False]
     assert [image.local_path is not None for image in entry.task.images] == [True, False, True]
-    frame = task.to_frame()
+    frame = qw.to_frame(task)
     assert frame["error"].isna().tolist() == [True, False, True]
 
 
@@ -95,7 +95,7 @@ def test_an_unusable_base_url_is_refused_before_any_request(base_url):
 
 @pytest.mark.parametrize("rate", [1e6, 1e9])
 async def test_a_generous_budget_does_not_hang(server, rate):
-    budget = qw.PollBudget(rate)
+    budget = qw.RequestBudget(rate)
     async with qw.AsyncQwenClient(TEST_KEY, base_url=server.url,
                                   **fast_options(poll_budget=budget)) as client:
         # a deadline far beyond the work (a few hundred ms): it only turns a hang into a failure
@@ -120,14 +120,14 @@ class LateClock:
 
 @pytest.mark.parametrize("rate", [1e3, 1e6, 1e9])
 async def test_a_budget_finer_than_timer_jitter_takes_one_slot_per_request(rate):
-    budget, clock = qw.PollBudget(rate), LateClock()
+    budget, clock = qw.RequestBudget(rate), LateClock()
     for _ in range(100):
         await budget.take(clock)
     assert clock.sleeps == 100  # no request had to give up its slot and queue again
 
 
 async def test_a_real_stall_still_gives_up_the_stale_slot():
-    budget, clock = qw.PollBudget(10), LateClock()
+    budget, clock = qw.RequestBudget(10), LateClock()
     stalled = iter([0.0, 0.5])  # the second request's wake comes half a second late
 
     async def sleep(seconds: float) -> None:
@@ -302,7 +302,7 @@ def test_show_as_the_last_line_of_a_script_exits_quietly(tmp_path):
     script = textwrap.dedent("""
         import asyncio, threading, time, warnings
         import qwen_widgets as qw
-        from qwen_widgets import _runner
+        from qwen_widgets.engine import runner as _runner
         from qwen_widgets.simulator import Simulator
 
         class SlowImages(Simulator):

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qwen_widgets._errors import QwenError, RequestValidationError
-from qwen_widgets._request import ImageRequest
+from qwen_widgets.model.errors import QwenError, RequestValidationError
+from qwen_widgets.model.request import ImageRequest
 
 # Written from API.md, independently of the package's constants.
 API_MODELS = ("qwen-image-2.0", "qwen-image-2.0-pro")

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qwen_widgets._retry import (
+from qwen_widgets.engine.retry import (
     RetryPolicy,
     Verdict,
     classify_exception,

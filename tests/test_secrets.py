@@ -31,7 +31,8 @@ from IPython.core.ultratb import FormattedTB, VerboseTB
 from nbclient import NotebookClient
 
 import qwen_widgets as qw
-from qwen_widgets._sweep import Sweep, SweepPlan
+from qwen_widgets.engine.sweep import Sweep
+from qwen_widgets.model.plan import SweepPlan
 from qwen_widgets.simulator import SimResponse, Simulator
 from qwen_widgets.widgets import Card, Panel
 from qwen_widgets.widgets.grid import SweepGrid
@@ -384,10 +385,10 @@ def test_the_planted_key_reaches_no_sink(server, simulator, image_host, make_cli
     # -- the panel: a key pasted into the demo panel's field ----------------------------------
     panel = Panel(demo_client(), save_dir=tmp_path / "saved")
     assert panel.client.demo
-    panel.key_field.value = key
-    assert panel.key_field.value == "" and not panel.client.demo
+    panel.banner.key_field.value = key
+    assert panel.banner.key_field.value == "" and not panel.client.demo
     assert panel.client.base_url == server.url
-    panel.prompt.value = "a fox from the panel"
+    panel.form.prompt.value = "a fox from the panel"
     card = panel.generate()
     assert card.future.result(30).status is qw.TaskStatus.COMPLETED
     simulator.inject(echo(400, key), method="POST")
@@ -561,10 +562,10 @@ def test_a_malformed_key_pasted_into_the_panel_is_reported_not_raised(monkeypatc
     panel = Panel(demo_client())
     raised = None
     try:
-        panel.key_field.value = key + "\u200b"
+        panel.banner.key_field.value = key + "\u200b"
     except Exception as error:  # noqa: BLE001 -- whatever a frontend's comm message would hit
         raised = error
-    assert panel.key_field.value == "" and panel.client.demo
+    assert panel.banner.key_field.value == "" and panel.client.demo
     text = VerboseTB(theme_name="nocolor").text(type(raised), raised, raised.__traceback__) if raised else ""
     assert hex_part not in text
     assert raised is None and "api_key" in widget_state_json([panel])

@@ -12,9 +12,10 @@ import pytest
 from PIL import Image
 
 import qwen_widgets as qw
-from qwen_widgets import _api
-from qwen_widgets._journal import EntryState
-from qwen_widgets._sweep import AXIS_FIELDS, Sweep, SweepPlan
+from qwen_widgets import _front as _api
+from qwen_widgets.model.submission import EntryState
+from qwen_widgets.model.plan import AXIS_FIELDS, SweepPlan
+from qwen_widgets.engine.sweep import Sweep
 from qwen_widgets.simulator import SimResponse, Simulator, serve
 from qwen_widgets.widgets.grid import SweepGrid
 
@@ -424,7 +425,7 @@ def test_cancel_reports_what_may_be_billed_and_submits_nothing_more(client, serv
             assert sweep.submitted[index].task_id in str(error)
     assert sum(sweep.submitted[i] is None for i in range(6)) == 4
     # the running tasks stay in the journal as unfinished, so resume() can pick them up
-    unfinished = {e.task.task_id for e in client.aio.journal.unfinished(client.base_url)}
+    unfinished = {e.task.task_id for e in client.aio.journal.open_work(client.base_url).unfinished}
     assert unfinished == set(running)
     time.sleep(0.3)
     assert sim.count("POST") == posts  # no submission after cancel returned
@@ -437,7 +438,7 @@ def test_cancel_does_not_send_submissions_still_waiting_for_the_budget(server):
     # a request every 4 s: the first POST goes at once, the second waits far longer than it
     # takes to see the first answered and cancel (cancel() returns only when the waiting one
     # has given up, at its slot)
-    client = loopback_client(server, poll_budget=qw.PollBudget(0.25))
+    client = loopback_client(server, poll_budget=qw.RequestBudget(0.25))
     try:
         sweep = qw.sweep(["a fox", "a wolf"], concurrency=2, client=client)
         wait_until(lambda: any(sweep.submitted))
@@ -559,7 +560,7 @@ def test_a_sweep_submits_and_polls_within_the_clients_budget(server):
     sim.duration = 100  # 1 s tasks
     eager = qw.PollSchedule(first_delay=0.0, min_interval=0.01, max_interval=0.01)
     recorder = SendRecorder()
-    client = loopback_client(server, poll_budget=qw.PollBudget(20), poll_schedule=eager,
+    client = loopback_client(server, poll_budget=qw.RequestBudget(20), poll_schedule=eager,
                              keep_images=False, transport=recorder)
     started = time.monotonic()
     try:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._request import MAX_IMAGES, MAX_NEGATIVE_PROMPT_CHARS, MAX_PROMPT_CHARS, MODELS, RESOLUTIONS, SIZES
-from .._urls import MAX_URL_CHARS
+from ..model.request import MAX_IMAGES, MAX_NEGATIVE_PROMPT_CHARS, MAX_PROMPT_CHARS, MODELS, RESOLUTIONS, SIZES
+from ..model.urls import MAX_URL_CHARS
 
 __all__: list[str] = []
 

@@ -21,8 +21,8 @@ from typing import Any
 from collections.abc import Callable, Mapping
 from urllib.parse import parse_qs, urlsplit
 
-from .._errors import RequestValidationError
-from .._request import MODELS, ImageRequest
+from ..model.errors import RequestValidationError
+from ..model.request import MODELS, ImageRequest
 from . import _catalog as catalog
 from ._life import SimTask
 from ._uploads import UPLOAD_ROUTE, Uploads

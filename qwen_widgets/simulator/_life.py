@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .._request import ImageRequest
+from ..model.request import ImageRequest
 
 __all__: list[str] = []
 

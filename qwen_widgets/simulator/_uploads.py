@@ -7,8 +7,8 @@ from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any
 
-from .._download import image_format
-from .._upload import CONTENT_TYPES, MAX_UPLOAD_BYTES
+from ..model.images import MIME_TYPES as CONTENT_TYPES, image_format
+from ..engine.uploads import MAX_UPLOAD_BYTES
 
 __all__: list[str] = []
 

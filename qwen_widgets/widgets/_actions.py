@@ -14,18 +14,14 @@ import html
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .._download import image_format
-from .._export import save_image
+from ..model.images import MIME_TYPES, image_format
 from ._theme import MUTED_COLOR
 
 if TYPE_CHECKING:
-    from .._sync import QwenClient
-    from .._task import GeneratedImage, Task
+    from ..engine.sync import QwenClient
+    from ..model.task import GeneratedImage, Task
 
 __all__: list[str] = []
-
-_MIME = {"png": "image/png", "jpeg": "image/jpeg", "gif": "image/gif", "webp": "image/webp"}
-
 
 def image_name(task: Task, image: GeneratedImage, data: bytes) -> str:
     """`<task_id>_<index>.<ext>`, the name Save uses too."""
@@ -43,22 +39,14 @@ def download_html(filename: str, data: bytes, mime: str, words: str = "Download"
 
 def image_download_html(task: Task, image: GeneratedImage, data: bytes) -> str:
     name = image_name(task, image, data)
-    return download_html(name, data, _MIME.get(image_format(data) or "", "application/octet-stream"))
-
-
-async def full_image(client: QwenClient, image: GeneratedImage) -> bytes:
-    """The full-resolution bytes again: the local copy when there is one, else the URL."""
-    return await client.aio.fetch_image(image)
+    return download_html(name, data, MIME_TYPES.get(image_format(data) or "", "application/octet-stream"))
 
 
 async def save_and_offer(client: QwenClient, task: Task, image: GeneratedImage,
                          folder: Path) -> str:
-    """Save one image (and its sidecar) on the kernel's disk; HTML saying where, with a
-    download link to the browser."""
-    import asyncio
-
-    data = await full_image(client, image)
-    path = await asyncio.to_thread(save_image, task, image, data, folder)
+    """Have the client save one image (and its sidecar) on the kernel's disk; HTML saying
+    where, with a download link to the browser."""
+    path, data = await client.aio.save_image(task, image, folder)
     return (f'<div style="line-height: 1.5">Saved on the server: <code>{html.escape(str(path))}</code>'
             f"<br>{image_download_html(task, image, data)}</div>")
 

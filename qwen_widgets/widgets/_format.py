@@ -8,8 +8,8 @@ import html
 import re
 from datetime import datetime, timezone
 
-from .._account import PRICE_SOURCES, Balance, describe_price
-from .._errors import (
+from ..model.account import PRICE_SOURCES, Balance, describe_price
+from ..model.errors import (
     AuthenticationError,
     ImageFetchError,
     ImageUploadError,
@@ -20,10 +20,10 @@ from .._errors import (
     SpendingLimitError,
     TransportError,
 )
-from .._limits import SpendingLimits, Usage
-from .._request import ImageRequest, output_size
-from .._task import GeneratedImage, Task, TaskStatus
-from .._urls import is_http_url
+from ..model.limits import SpendingLimits, Usage
+from ..model.request import ImageRequest, output_size
+from ..model.task import GeneratedImage, Task, TaskStatus
+from ..model.urls import is_http_url
 
 __all__ = [
     "output_size_line",

@@ -15,15 +15,15 @@ running notebook shows the results once, and a reopened one (or an export) shows
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import concurrent.futures
 import html
 import threading
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
-
-from .. import _runner
-
+from typing import Any
 __all__: list[str] = []
 
 _REFRESH_DELAY = 0.3
@@ -69,12 +69,15 @@ class Mirror:
     """The static copy of one widget: shown beside it, kept current with update_display.
 
     `render()` (given by the widget) returns the current HTML; it is called on the private
-    loop's thread or the caller's, never holding widget locks.
+    loop's thread or the caller's, never holding widget locks. `background` runs a coroutine
+    on the client's loop (`client.background`): updates are sent from there.
     """
 
-    def __init__(self, render: Callable[[str], str]):
+    def __init__(self, render: Callable[[str], str],
+                 background: Callable[[Coroutine[Any, Any, None]], concurrent.futures.Future]):
         self.id = uuid.uuid4().hex[:16]
         self._render = render
+        self._background = background
         self._shown = False
         self._pending = False
         self._lock = threading.Lock()
@@ -113,8 +116,11 @@ class Mirror:
             if self._pending:
                 return
             self._pending = True
-        loop = _runner.get_loop()
-        loop.call_soon_threadsafe(loop.call_later, _REFRESH_DELAY, self.flush)
+        self._background(self._flush_soon())
+
+    async def _flush_soon(self) -> None:
+        await asyncio.sleep(_REFRESH_DELAY)
+        self.flush()
 
     def flush(self) -> None:
         """Send the current copy now."""

@@ -1,5 +1,5 @@
 """What every view shares: the theme's colours, text as escaped HTML, shared layouts, and the
-one way a thumbnail reaches the screen.
+one way a thumbnail reaches the screen (made by the client, shown here).
 
 Colours are JupyterLab's CSS variables, with a fallback for other frontends. Error text is
 `--jp-error-color1`, which each theme sets for its own background: #d32f2f on white (5.0:1)
@@ -18,20 +18,18 @@ mutated; a view that hides or shows something changes its children instead.
 
 from __future__ import annotations
 
-import asyncio
 import html
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
-from .._download import thumbnail
-from .._errors import QwenError
+from ..model.errors import QwenError
 from ._format import error_message
 
 if TYPE_CHECKING:
-    from .._sync import QwenClient
-    from .._task import GeneratedImage
+    from ..engine.sync import QwenClient
+    from ..model.task import GeneratedImage
 
 __all__: list[str] = []
 
@@ -106,14 +104,14 @@ def show_note(widget: widgets.HTML, text: str) -> None:
 async def load_thumbnail(client: QwenClient, image: GeneratedImage | str, picture: widgets.Image,
                          note: widgets.HTML, edge: int = THUMBNAIL_EDGE, *,
                          note_prefix: str = "") -> bytes | None:
-    """Fetch `image` and show it in `picture` as a JPEG of at most `edge` pixels a side.
+    """Show `image` in `picture` as a JPEG of at most `edge` pixels a side (the client fetches
+    and shrinks it).
 
     Runs on the private loop. Returns the thumbnail's bytes (the full-size ones are not kept:
     the local copy or the URL gives them again); on failure says why in `note`, returns None.
     """
     try:
-        data = await client.aio.fetch_image(image)
-        small = await asyncio.to_thread(thumbnail, data, edge)
+        small = await client.aio.thumbnail(image, edge)
     except (QwenError, ValueError) as error:
         show_error(note, f"{note_prefix}{error_message(error)}")
         return None

@@ -22,10 +22,9 @@ from collections.abc import Callable
 
 import ipywidgets as widgets
 
-from .. import _runner
-from .._errors import QwenError, SpendingLimitError
-from .._limits import Usage
-from .._sync import QwenClient
+from ..engine.sync import QwenClient
+from ..model.errors import QwenError, SpendingLimitError
+from ..model.limits import Usage
 from ._format import balance_words, error_message, limit_message, plan_cost, usage_words
 from ._theme import MUTED_COLOR, layout, style
 
@@ -79,7 +78,7 @@ class Account:
                 self._again = True
                 return self.future
             self._busy, self._again = True, False
-            self.future = _runner.submit(self._run())
+            self.future = self.client.background(self._run())
             return self.future
 
     async def _run(self) -> None:
@@ -127,7 +126,7 @@ class Account:
             return self.client.limits.price_per_image, "user"
         if self.live and model not in self._asked:
             self._asked.add(model)
-            _runner.submit(self._ask_price(self.client, model))
+            self.client.background(self._ask_price(self.client, model))
         return None
 
     async def _ask_price(self, client: QwenClient, model: str) -> None:

@@ -14,25 +14,15 @@ from collections.abc import Callable
 import ipywidgets as widgets
 from traitlets import Unicode
 
-from .. import _config
-from .._auth import Secret
-from .._errors import RequestValidationError
-from .._sync import QwenClient
+from ..engine.sync import QwenClient
+from ..model.errors import RequestValidationError
+from ..model.secret import Secret
 from ._theme import MUTED_COLOR, NOTICE_BORDER
 
 __all__: list[str] = []
 
 _KEY_HELP = ("Paste an APIMart key and press Enter: it goes into this session's client only, "
              "and the field is cleared at once (never saved in the notebook). Real images are billed.")
-
-
-def demo_reason(client: QwenClient) -> str:
-    """Why `client` is simulated, as far as can be told without guessing."""
-    if _config.demo_forced():
-        return "QWEN_WIDGETS_DEMO=1 is set"
-    if _config.api_key():
-        return "this client was given a simulator (APIMART_API_KEY is not used by it)"
-    return "no API key set"
 
 
 class _KeyField(widgets.Password):
@@ -70,8 +60,8 @@ class DemoBanner(widgets.VBox):
         if not client.demo:
             self.layout.display = "none"
             return
-        self.message.value = f"<b>Simulated images</b>: {html.escape(demo_reason(client))}."
-        self.key_toggle.layout.display = "none" if _config.demo_forced() else None
+        self.message.value = f"<b>Simulated images</b>: {html.escape(client.demo_reason or '')}."
+        self.key_toggle.layout.display = "none" if client.demo_forced else None
         self.layout.display = None
 
     def _toggle_key_row(self) -> None:

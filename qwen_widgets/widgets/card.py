@@ -1,14 +1,15 @@
-"""Card: one generation in the gallery, from submission to thumbnails.
+"""Card: one generation in the gallery, from submission to thumbnails, and what a finished
+card does (the large view, its row of actions, its copy saved with the notebook).
 
-The card's coroutine runs on the package's private loop; it updates widgets only by
-assigning traits (never `with out:` or print, which land in the wrong cell from a
-background thread). Stop cancels the watching, never the submission: a POST cut short
+The card's coroutine runs on the package's private loop (`client.background`); it updates
+widgets only by assigning traits (never `with out:` or print, which land in the wrong cell
+from a background thread). Stop cancels the watching, never the submission: a POST cut short
 would leave its outcome unknown.
 
 What a card shows is decided by its children list (`_arrange`), not by hiding widgets, so
 its widgets can share layouts (see `_theme`). A finished card keeps only its thumbnails:
-full images are read again, from the local copy or the URL, when the large view, Save or
-Download needs them.
+full images are read again by the client, from the local copy or the URL, when the large
+view, Save or Download needs them (`FullImages`).
 """
 
 from __future__ import annotations
@@ -18,21 +19,22 @@ import concurrent.futures
 import html
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 
 import ipywidgets as widgets
 
-from .. import _runner
-from .._errors import QwenError, stopped_watching
-from .._request import ImageRequest
-from .._sync import QwenClient
-from .._task import GeneratedImage, Task, TaskStatus
+from ..engine.sync import QwenClient
+from ..model.errors import QwenError, stopped_watching
+from ..model.request import ImageRequest
+from ..model.task import GeneratedImage, Task, TaskStatus
+from ..model.submission import Entry
 from . import _static
-from .results import CardResults, FullImages
+from ._actions import save_and_offer
 from ._format import cost_words, error_message, params_line, retry_message, status_line, timings_line
-from ._theme import (BORDER, MUTED_COLOR, THUMBNAIL_EDGE, layout, load_thumbnail,
+from ._theme import (BORDER, MUTED_COLOR, THUMBNAIL_EDGE, layout, load_thumbnail, plain_text,
                      show_error, show_note, style, text_html)
+from .viewer import Viewer
 
 __all__ = ["Card", "THUMBNAIL_EDGE"]
 
@@ -40,7 +42,7 @@ _log = logging.getLogger("qwen_widgets")
 Callback = Callable[..., object]
 
 
-class Card(CardResults, widgets.VBox):
+class Card(widgets.VBox):
     """One generation: prompt, parameters, live status, then the thumbnails and one row of
     actions. Clicking a thumbnail opens the large view in its place.
 
@@ -72,6 +74,7 @@ class Card(CardResults, widgets.VBox):
         self._on_use_reference, self._on_reuse = on_use_reference, on_reuse
         self._watcher: asyncio.Task | None = None
         self._prepare: Callable[[], Awaitable[ImageRequest]] | None = None
+        self._lost: Entry | None = None  # a lost submission this card resends with its key
         self._submitting = self._running = self._stop_requested = False
         self._started = time.monotonic()
         self._mirror: _static.Mirror | None = None
@@ -138,7 +141,7 @@ class Card(CardResults, widgets.VBox):
         if self._mirror is None:
             self._mirror = _static.Mirror(lambda mirror_id: _static.page_html(
                 mirror_id, "Saved with the notebook (the live card needs a running kernel):",
-                [self.static_entry()]))
+                [self.static_entry()]), self.client.background)
         self._mirror.display(self, "qwen_widgets card: the live view needs a running kernel; "
                                    "its saved copy follows.")
 
@@ -162,6 +165,12 @@ class Card(CardResults, widgets.VBox):
         self._submitting = True  # from now until the POST is answered, Stop must wait
         return self._launch(self._generate(request))
 
+    def start_resend(self, lost: Entry) -> concurrent.futures.Future:
+        """Send a submission whose answer was lost again, with its idempotency key (the server
+        answers with the task it made, never a second one), and watch it, in the background."""
+        self._lost = lost
+        return self.start_generation(lost.request)
+
     def start_attach(self, task_or_id: Task | str) -> concurrent.futures.Future:
         """Watch an existing task (by id, or a Task that keeps its request), in the background."""
         task_id = task_or_id.task_id if isinstance(task_or_id, Task) else task_or_id
@@ -179,7 +188,7 @@ class Card(CardResults, widgets.VBox):
         self._stop_requested = True
         watcher = self._watcher
         if watcher is not None:
-            _runner.get_loop().call_soon_threadsafe(watcher.cancel)
+            self.client.background(_cancel(watcher))  # on its own loop: asyncio is not thread-safe
         elif self._submitting:
             self._set_status("Stop requested: waiting for the server to answer the submission…")
         elif self.future is not None and not self.future.done():
@@ -194,7 +203,8 @@ class Card(CardResults, widgets.VBox):
         return self._launch(self._watch(self.task))  # the Task keeps its request
 
     def retry(self) -> concurrent.futures.Future | None:
-        """Submit this card's request again (a new task, billed again if it completes)."""
+        """Submit this card's request again (a new task, billed again if it completes); a lost
+        submission is sent again with its own key instead, so it can never make two tasks."""
         if self.request is None or (self.future is not None and not self.future.done()):
             return None
         self.task, self._loaded = None, set()
@@ -209,7 +219,7 @@ class Card(CardResults, widgets.VBox):
         if watching:
             self.buttons.children = (self.stop_button,)
         self._arrange()
-        self.future = _runner.submit(coro)
+        self.future = self.client.background(coro)
         self.future.add_done_callback(self._report_crash)
         return self.future
 
@@ -229,7 +239,10 @@ class Card(CardResults, widgets.VBox):
                 return None
             self._submitting = True
             self._set_status(status_line(None, 0))
-            task = await self.client.aio.submit(request, on_retry=self._on_retry)
+            if self._lost is not None:
+                task = await self.client.aio.resend(self._lost, on_retry=self._on_retry)
+            else:
+                task = await self.client.aio.submit(request, on_retry=self._on_retry)
         except QwenError as error:
             self._show_error(error)
             return None
@@ -388,3 +401,116 @@ class Card(CardResults, widgets.VBox):
         self._running = False
         self._arrange()
 
+    # -- a finished card: thumbnails, the large view, actions, the saved copy --------------------
+
+    def static_entry(self) -> _static.Entry:
+        """This card as the static copy shows it (prompt, parameters, thumbnails, outcome)."""
+        task = self.task
+        title = self.request.prompt if self.request else f"Task {task.task_id if task else ''}"
+        details = params_line(self.request)
+        if task is not None:
+            details += f" · {task.task_id} · {task.status.value}"
+        thumbs = [tile.children[0].value for tile in self.tiles.children if tile.children[0].value]
+        note = plain_text(self.message.value) or plain_text(self.timings.value)
+        return _static.Entry(title, details, thumbs, note)
+
+    def _tile(self, image: GeneratedImage) -> widgets.GridBox:
+        """A thumbnail with its caption; a transparent button over it opens the large view."""
+        picture = widgets.Image(format="jpeg", layout=layout(
+            grid_area="pic", width="100%", height="auto", max_height="200px", object_fit="contain",
+            margin="0"))
+        size = f"{image.width}x{image.height}" if image.width else "size unknown"
+        caption = widgets.HTML(f"#{image.index + 1} · {size}", layout=layout(grid_area="cap"),
+                               style=style("html"))
+        opener = widgets.Button(tooltip=f"Image {image.index + 1}: open it large",
+                                layout=layout(grid_area="pic", width="auto", height="auto", margin="0"),
+                                style=style("button", button_color="transparent"))
+        opener.on_click(lambda _: self.open_viewer(image.index))
+        return widgets.GridBox([picture, caption, opener], layout=layout(
+            grid_template_areas='"pic" "cap"', grid_template_rows="auto auto", min_width="0"))
+
+    def open_viewer(self, index: int) -> concurrent.futures.Future | None:
+        """The large view of image `index`, in place of the thumbnails."""
+        if self.task is None or not self.task.images:
+            return None
+        if self.viewer is None:
+            self.viewer = Viewer(self.client, save_dir=self.save_dir, on_hide=self._viewer_closed,
+                                 on_use_reference=self._on_use_reference)
+        prompt = self.request.prompt if self.request else self.task.task_id
+        position = next(i for i, image in enumerate(self.task.images) if image.index == index)
+        future = self.viewer.show([(self.task, image, prompt) for image in self.task.images], position)
+        self.layout.grid_column = "1 / -1"  # a whole row of the gallery: as wide as the page
+        self._viewing = True
+        self._arrange()
+        return future
+
+    def _viewer_closed(self) -> None:
+        self.layout.grid_column = None
+        self._viewing = False
+        self._arrange()
+
+    def _offer_actions(self) -> None:
+        actions = []
+        if self._on_reuse is not None and self.request is not None:
+            actions.append(self._button("Reuse settings", "sliders", self.reuse_settings,
+                                        "Load this card's prompt and settings into the form"))
+        actions.append(self._button("Save", "save", self.save_all,
+                                    f"Save the images (PNG + JSON sidecar) in {self.save_dir}/ on the "
+                                    "server, with a download link to this computer"))
+        self.actions.children = [*actions, self.feedback]
+
+    def _offer_retry(self) -> None:
+        actions = []
+        if self.request is not None:
+            actions.append(self._button("Retry", "redo", self.retry, "Submit the same request again"))
+            if self._on_reuse is not None:
+                actions.append(self._button("Edit", "edit", self.reuse_settings,
+                                            "Load this request into the form to change it"))
+        self.actions.children = [*actions, self.feedback] if actions else ()
+
+    def reuse_settings(self) -> None:
+        if self._on_reuse is not None and self.request is not None:
+            self.feedback.value = text_html(self._on_reuse(self.request))
+
+    def save_all(self) -> concurrent.futures.Future | None:
+        """Save every loaded image on the server, with download links."""
+        if self.task is None:
+            return None
+        self.feedback.value = text_html("Saving…", color=MUTED_COLOR)
+        images = [image for image in self.task.images if image.index in self._loaded]
+
+        async def run() -> None:
+            try:
+                parts = [await save_and_offer(self.client, self.task, image, self.save_dir)
+                         for image in images]
+            except (QwenError, OSError, ValueError) as error:
+                show_error(self.feedback, f"Could not save: {error_message(error)}")
+                return
+            self.feedback.value = "".join(parts) or text_html("No image could be loaded, so none was saved.")
+
+        return self.client.background(run())
+
+
+async def _cancel(task: asyncio.Task) -> None:
+    task.cancel()
+
+
+class FullImages(Mapping):
+    """A card's full-resolution images by index, read again when asked (the local copy, else
+    the URL), so a finished card holds only its thumbnails. Use from the kernel's thread."""
+
+    def __init__(self, card: Card):
+        self._card = card
+
+    def __getitem__(self, index: int) -> bytes:
+        task = self._card.task
+        if task is None or index not in self._card._loaded:
+            raise KeyError(index)
+        image = next(image for image in task.images if image.index == index)
+        return self._card.client.fetch_image(image)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(sorted(self._card._loaded))
+
+    def __len__(self) -> int:
+        return len(self._card._loaded)

@@ -16,12 +16,14 @@ from typing import Any
 import ipywidgets as widgets
 from traitlets import Tuple
 
-from .._errors import RequestValidationError
-from .._request import (MAX_NEGATIVE_PROMPT_CHARS, MAX_PROMPT_CHARS, MODELS, RESOLUTIONS, SIZES,
-                        ImageRequest, field_errors)
-from .._sweep import SweepPlan
+from ..model.errors import RequestValidationError
+from ..model.plan import SweepPlan
+from ..model.request import (MAX_NEGATIVE_PROMPT_CHARS, MAX_PROMPT_CHARS, MODELS, RESOLUTIONS, SIZES,
+                             ImageRequest, field_errors)
 from ._format import friendly_error, output_size_line
 from ._theme import ERROR_COLOR, MUTED_COLOR, layout, style
+from .account import Account
+from .references import References, lines
 
 __all__ = ["Form", "CheckboxGroup"]
 
@@ -61,9 +63,15 @@ class CheckboxGroup(widgets.HBox):
 
 
 class Form:
-    """The controls of a Panel and the rules that keep them honest (mixed into Panel)."""
+    """The controls of a Panel, from the prompt to Generate, and the rules that keep them
+    honest. Its reference images are `references`; the daily limits and prices come from
+    `account`; `max_images` caps one comparison. The panel lays the controls out."""
 
-    def _build_request_controls(self) -> None:
+    def __init__(self, references: References, account: Account, *, max_images: int, shortcut: bool):
+        self.references = references
+        self.account = account
+        self.max_images = max_images
+        self._shortcut = shortcut
         self.prompt = widgets.Textarea(placeholder="Describe the image…", rows=3, layout={"width": "auto"},
                                        _dom_classes=("qw-prompt",))  # where Ctrl+Enter generates
         self.prompt_count, self.negative_count = widgets.Label(), widgets.Label()
@@ -74,18 +82,22 @@ class Form:
         self.resolution = widgets.Dropdown(options=RESOLUTIONS, description="Resolution",
                                            layout={"width": "170px"})
         self.n = widgets.IntSlider(value=1, min=1, max=6, description="Images", layout={"width": "300px"})
-        self.image_urls = widgets.Textarea(
-            placeholder="Reference image URLs for image-to-image, one per line (optional)",
-            rows=1, continuous_update=False, layout={"width": "auto", "flex": "1 1 auto"})
-        self.previews = widgets.HBox(layout={"flex_flow": "row wrap"})
         error_style = style("html", text_color=ERROR_COLOR)
         self.errors = {name: widgets.HTML(style=error_style, layout=layout(width="auto"))
                        for name in (*FIELDS, "generate")}
         self._touched: set[str] = set()
         for name in FIELDS:
-            getattr(self, name).observe(lambda _, name=name: self._touch(name), "value")
+            control = references.image_urls if name == "image_urls" else getattr(self, name)
+            control.observe(lambda _, name=name: self._touch(name), "value")
         self.single_row = widgets.HBox([self.model, self.size, self.resolution, self.n],
                                        layout={"flex_flow": "row wrap"})
+        self._build_compare_controls()
+        self.output_size = widgets.Label(style={"text_color": MUTED_COLOR})
+        self.cost_line = widgets.HTML(style=style("html", text_color=MUTED_COLOR))  # `$` as typed
+        self.hint = widgets.HTML(style=style("html", text_color=MUTED_COLOR))
+        self.generate_button = widgets.Button(  # as wide as what it says ("Compare: 12 tasks")
+            description="Generate", button_style="primary", icon="play",
+            layout=widgets.Layout(width="auto", min_width="148px", flex="0 0 auto"))
 
     def _build_compare_controls(self) -> None:
         self.compare = widgets.ToggleButton(
@@ -96,7 +108,7 @@ class Form:
         self.sizes = CheckboxGroup(SIZES, "Sizes", SIZES[:1])
         self.resolutions = CheckboxGroup(RESOLUTIONS, "Resolutions", RESOLUTIONS[:1])
         for control in (self.models, self.sizes, self.resolutions):
-            control.observe(lambda _: self._refresh(), "value")
+            control.observe(lambda _: self.refresh(), "value")
         self.compare.observe(lambda _: self._switch_mode(), "value")
         self.compare_row = widgets.VBox([self.models, self.sizes, self.resolutions],
                                         layout={"display": "none"})
@@ -107,12 +119,7 @@ class Form:
         return {"prompt": self.prompt.value, "model": self.model.value, "size": self.size.value,
                 "resolution": self.resolution.value, "n": self.n.value,
                 "negative_prompt": self.negative_prompt.value or None,
-                "image_urls": self._reference_urls()}
-
-    def _reference_urls(self) -> list[str]:
-        """The URL lines, then your own images that are uploaded (in the order added)."""
-        uploaded = [photo.url for photo in getattr(self, "photos", ()) if photo.url is not None]
-        return list(dict.fromkeys([*lines(self.image_urls.value), *uploaded]))
+                "image_urls": self.references.urls()}
 
     @property
     def request(self) -> ImageRequest:
@@ -122,14 +129,13 @@ class Form:
 
     @request.setter
     def request(self, request: ImageRequest) -> None:
-        with self.hold_trait_notifications():
-            self.prompt.value = request.prompt
-            self.model.value, self.size.value = request.model, request.size
-            self.resolution.value, self.n.value = request.resolution, request.n
-            self.negative_prompt.value = request.negative_prompt or ""
-            shown = {photo.url for photo in getattr(self, "photos", ())}  # shown as images already
-            self.image_urls.value = "\n".join(url for url in request.image_urls if url not in shown)
-        self._refresh()
+        self.prompt.value = request.prompt
+        self.model.value, self.size.value = request.model, request.size
+        self.resolution.value, self.n.value = request.resolution, request.n
+        self.negative_prompt.value = request.negative_prompt or ""
+        shown = {photo.url for photo in self.references.photos}  # shown as images already
+        self.references.image_urls.value = "\n".join(url for url in request.image_urls if url not in shown)
+        self.refresh()
 
     def sweep_fields(self) -> dict[str, Any]:
         """The form in Compare mode: each line of the prompt, and every ticked model, size
@@ -143,7 +149,7 @@ class Form:
                 "size": axis(list(self.sizes.value) or [""]),
                 "resolution": axis(list(self.resolutions.value) or [""]),
                 "n": self.n.value, "negative_prompt": self.negative_prompt.value or None,
-                "image_urls": self._reference_urls()}
+                "image_urls": self.references.urls()}
 
     def plan(self) -> SweepPlan:
         fields = self.sweep_fields()
@@ -155,14 +161,19 @@ class Form:
 
     # -- keeping the form honest -------------------------------------------------------------
 
+    def touch_all(self) -> None:
+        """Show every problem, touched or not (Generate was pressed)."""
+        self._touched.update(("prompt", "negative_prompt", "image_urls"))
+
     def _touch(self, name: str) -> None:
         self._touched.add(name)
         if name == "image_urls":
-            self._refresh_references()
-        else:
-            self._refresh()
+            self.references.refresh_previews()
+        self.refresh()
 
-    def _refresh(self) -> None:
+    def refresh(self) -> None:
+        """Check every field again: problems next to their fields, the size and cost beside
+        Generate, and Generate enabled only when the request can go."""
         _count(self.prompt_count, max(lines(self.prompt.value) or [""], key=len)
                if self.compare.value else self.prompt.value, MAX_PROMPT_CHARS)
         _count(self.negative_count, self.negative_prompt.value, MAX_NEGATIVE_PROMPT_CHARS)
@@ -181,6 +192,8 @@ class Form:
                 problems["generate"] = limit
         for name, label in self.errors.items():
             shown = problems.get(name, "") if name in self._touched or name == "generate" else ""
+            if name == "image_urls" and "image_urls" in self._touched and self.references.line_problems:
+                shown = "; ".join(self.references.line_problems)  # each line said by its number
             label.value = html.escape(shown)
         self.output_size.value = summary
         self.cost_line.value = html.escape(self.account.plan_cost(images), quote=False) if images else ""
@@ -189,7 +202,7 @@ class Form:
         first = next(iter(problems.values()), "")
         said = any(name in self._touched or name == "generate" for name in problems)
         self.hint.value = html.escape(first if problems and not said else uploading)
-        shortcut = " (Ctrl+Enter in the prompt)" if getattr(self, "shortcut", None) is not None else ""
+        shortcut = " (Ctrl+Enter in the prompt)" if self._shortcut else ""
         self.generate_button.tooltip = first or uploading or ("Run the comparison" if self.compare.value
                                                               else "Submit this request") + shortcut
         self._label_generate()
@@ -197,7 +210,7 @@ class Form:
     def _uploading_words(self) -> str:
         """Said beside Generate while your images upload: a single generation waits for them;
         a comparison starts once they are there (its grid needs every URL up front)."""
-        waiting = [photo for photo in getattr(self, "photos", ()) if photo.url is None]
+        waiting = self.references.uploading()
         failed = sum(photo.future is not None and photo.future.done() for photo in waiting)
         if failed:
             again = "add it again or remove it" if self.compare.value else "Generate tries again"
@@ -241,11 +254,7 @@ class Form:
         self.compare_row.layout.display = None if comparing else "none"
         self.prompt.placeholder = ("One prompt per line: each line is compared" if comparing
                                    else "Describe the image…")
-        self._refresh()
-
-
-def lines(text: str) -> list[str]:
-    return [line.strip() for line in text.splitlines() if line.strip()]
+        self.refresh()
 
 
 def _count(label: widgets.Label, text: str, limit: int) -> None:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import ipywidgets as widgets
 
-from .._sync import QwenClient
-from .._task import Task
+from ..engine.default import default_client
+from ..engine.sync import QwenClient
+from ..model.task import Task
 from .card import Card
 
 __all__ = ["Gallery", "show"]
@@ -64,11 +65,9 @@ def show(tasks: Task | list[Task], client: QwenClient | None = None) -> list[Car
     saved with the notebook as well (see `_static`)."""
     from IPython.display import display
 
-    from .panel import quiet_default_client
-
     cards = []
     for task in [tasks] if isinstance(tasks, Task) else tasks:
-        card = Card(client or quiet_default_client(), request=task.request)
+        card = Card(client or default_client(announce=False), request=task.request)
         card.show_task(task)
         display(card)
         cards.append(card)

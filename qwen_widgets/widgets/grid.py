@@ -20,14 +20,14 @@ from pathlib import Path
 
 import ipywidgets as widgets
 
-from .. import _runner
-from .._sweep import Sweep, SweepCancelled
-from .._task import GeneratedImage, TaskStatus
+from ..engine.sweep import Sweep, SweepCancelled
+from ..model.errors import QwenError
+from ..model.task import GeneratedImage, TaskStatus
 from . import _static
 from ._actions import save_and_offer
 from ._format import cost_words, error_message, isolate, params_line
-from .._errors import QwenError
 from ._theme import BORDER, ERROR_COLOR, MUTED_COLOR, layout, load_thumbnail, plain_text, style
+from .viewer import Viewer
 
 __all__ = ["SweepGrid"]
 
@@ -78,7 +78,7 @@ class SweepGrid(widgets.VBox):
         for index in range(len(sweep.cells)):  # a sweep already under way: catch up
             if sweep.submitted[index] or sweep.results[index] or sweep.errors[index]:
                 self._update(index)
-        _runner.submit(self._tick())
+        sweep.client.background(self._tick())
 
     def __repr__(self) -> str:
         return f"SweepGrid({self.sweep!r})"
@@ -87,7 +87,7 @@ class SweepGrid(widgets.VBox):
         if self._mirror is None:
             self._mirror = _static.Mirror(lambda mirror_id: _static.page_html(
                 mirror_id, f"Saved with the notebook (the live grid needs a running kernel). "
-                           f"Sweep: {self.sweep.summary}", self.static_entries()))
+                           f"Sweep: {self.sweep.summary}", self.static_entries()), self.sweep.client.background)
         self._mirror.display(self, "qwen_widgets comparison grid: the live view needs a running "
                                    "kernel; its saved copy follows.")
 
@@ -154,8 +154,6 @@ class SweepGrid(widgets.VBox):
     def open_viewer(self, index: int) -> concurrent.futures.Future | None:
         """The large view under the cell's row, on the cell's first image; previous/next reach
         every image of every finished cell."""
-        from .viewer import Viewer
-
         items, start = [], None
         for cell_index, (cell, task) in enumerate(zip(self.sweep.cells, self.sweep.results)):
             if task is None or task.status is not TaskStatus.COMPLETED:
@@ -195,7 +193,7 @@ class SweepGrid(widgets.VBox):
                 return
             feedback.value = "".join(parts)
 
-        return _runner.submit(run())
+        return self.sweep.client.background(run())
 
     def use_as_reference(self, index: int) -> None:
         task = self.sweep.results[index]
@@ -220,8 +218,8 @@ class SweepGrid(widgets.VBox):
             cost = f" · {cost_words(result)}" if result.cost is not None or result.credits_cost else ""
             _say(label, f"{count} image{'s' * (count != 1)} · {result.actual_time or 0:.1f} s{cost}")
             actions.children = self._cell_actions(index) if result.images else ()
-            if result.images:  # _runner.submit: safe from the loop's thread and from others
-                _runner.submit(self._load(index, result.images[0]))
+            if result.images:  # background(): safe from the loop's thread and from others
+                self.sweep.client.background(self._load(index, result.images[0]))
         elif submitted is not None:
             self._started.setdefault(index, time.monotonic())
             _say(label, "running")

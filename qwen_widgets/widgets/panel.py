@@ -1,97 +1,77 @@
 """Panel: the generator form bound to ImageRequest, with its gallery of cards.
 
-The form and its rules are in `form.py`, reference images (URLs and your own) in
-`references.py`, the balance, limits and prices in `account.py`; this module is what the
-panel does: Generate (or Compare), Resume, the key, "Download all", and the copy of its
-results that is saved with the notebook (`_static`).
+A panel is composed of parts, each its own concept: the form and its rules (`form.Form`), the
+reference images, URLs and your own (`references.References`), the balance, limits and prices
+(`account.Account`), the demo line with its key field (`banner.DemoBanner`) and the cards
+(`gallery.Gallery`). This module is what the panel does with them: Generate (or Compare),
+Resume, the key, "Download all", and the copy of its results saved with the notebook
+(`_static`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import html
 import time
-import warnings
 from pathlib import Path
 
 import ipywidgets as widgets
 
-from .. import _api, _runner
-from .._config import DemoModeWarning
-from .._errors import QwenError, RequestValidationError
-from .._request import ImageRequest
-from .._sweep import DEFAULT_MAX_IMAGES, Sweep
-from .._sync import QwenClient
-from .._task import Task, validate_task_id
+from ..engine.default import default_client, set_default_client
+from ..engine.sweep import Sweep
+from ..engine.sync import QwenClient
+from ..model.errors import QwenError, RequestValidationError
+from ..model.images import archive_name
+from ..model.plan import DEFAULT_MAX_IMAGES, SweepPlan
+from ..model.request import ImageRequest
+from ..model.task import Task, validate_task_id
 from . import _static
 from ._actions import download_html
 from ._format import error_message, friendly_error
 from ._keys import submit_shortcut
-from ._theme import MUTED_COLOR, layout, show_error, style, text_html
+from ._theme import MUTED_COLOR, layout, show_error, text_html
 from .account import Account
 from .banner import DemoBanner
 from .card import Card
-from .form import Form, lines
+from .form import Form
 from .gallery import Gallery
-from .references import References
+from .grid import SweepGrid
+from .references import References, lines
 
 __all__ = ["Panel"]
 
 _DOUBLE_CLICK_SECONDS = 0.6
 
 
-def quiet_default_client() -> QwenClient:
-    """The default client, without the demo announcement: the view says it in its own line."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DemoModeWarning)
-        return _api.default_client()
-
-
-class Panel(References, Form, widgets.VBox):
+class Panel(widgets.VBox):
     """A form for every request field, a Generate button, and a gallery of results.
 
     `panel.request` reads the form as an ImageRequest; assigning one fills the form.
     `panel.add_image(path)` adds your own image as a reference (uploaded in the background).
     Generate runs in the background: the kernel stays free while images are made. Under it,
-    the balance and today's usage against the spending limits (`panel.account`).
+    the balance and today's usage against the spending limits (`panel.account`). The parts:
+    `panel.form`, `panel.references`, `panel.account`, `panel.gallery`.
     """
 
     def __init__(self, client: QwenClient | None = None, *, save_dir: str | Path = "qwen_images",
                  max_images: int = DEFAULT_MAX_IMAGES):
-        self.client = client or quiet_default_client()
+        self.client = client or default_client(announce=False)  # the banner says it in its own line
         self.save_dir = Path(save_dir)
-        self.max_images = max_images
-        """The most images one Compare run may make; a larger sweep is refused."""
         self.results: list[Task] = []
         """Every task that finished (completed, failed or cancelled), oldest first."""
         self._last_click = -1.0
         self._mirror: _static.Mirror | None = None
         self.account = Account(self.client, on_change=self._refresh)
         """The balance, today's usage against the limits, and prices (asked for once shown)."""
-        self._build_request_controls()
-        self._build_reference_controls()
-        self._build_compare_controls()
-        self._build_actions()
-        self.banner_box = DemoBanner(on_client=self._use_client)
-        self.banner, self.key_field = self.banner_box.message, self.banner_box.key_field
+        self.references = References(self.client, on_change=self._refresh)
+        """The reference images of the next request: URL lines and your own images."""
         self.shortcut = submit_shortcut(self._submit_from_prompt)
         """Ctrl+Enter in the prompt presses Generate (None without the anywidget package)."""
-        super().__init__(self._layout() + ([self.shortcut] if self.shortcut is not None else []))
-        self.add_class("qw-panel")
-        self.banner_box.show_for(self.client)
-        self._refresh()
-        self._offer_resume()
-
-    def _build_actions(self) -> None:
-        """Generate with its hint, Download all, Resume, and the gallery of cards."""
-        self.output_size = widgets.Label(style={"text_color": MUTED_COLOR})
-        self.cost_line = widgets.HTML(style=style("html", text_color=MUTED_COLOR))  # `$` as typed
-        self.hint = widgets.HTML(style=style("html", text_color=MUTED_COLOR))
-        self.generate_button = widgets.Button(  # as wide as what it says ("Compare: 12 tasks")
-            description="Generate", button_style="primary", icon="play",
-            layout=widgets.Layout(width="auto", min_width="148px", flex="0 0 auto"))
-        self.generate_button.on_click(lambda _: self._on_generate_click())
+        self.form = Form(self.references, self.account, max_images=max_images,
+                         shortcut=self.shortcut is not None)
+        """Every control of the request, with its problems, and the Generate button."""
+        self.form.generate_button.on_click(lambda _: self._on_generate_click())
+        self.banner = DemoBanner(on_client=self._use_client)
         self.gallery = Gallery()
         self.download_button = widgets.Button(
             description="Download all", icon="download", layout={"width": "auto", "display": "none"},
@@ -101,25 +81,33 @@ class Panel(References, Form, widgets.VBox):
         self.download_link = widgets.HTML()
         self.resume_note = widgets.Label()
         self.resume_button = widgets.Button(description="Resume", icon="history",
-                                            tooltip="Watch the unfinished tasks of earlier sessions")
+                                            tooltip="Finish what earlier sessions left open: resend "
+                                                    "lost submissions (same key) and watch unfinished tasks")
         self.resume_button.on_click(lambda _: self.resume())
         self.resume_box = widgets.HBox([self.resume_note, self.resume_button],
                                        layout={"display": "none", "align_items": "center"})
+        super().__init__(self._layout() + ([self.shortcut] if self.shortcut is not None else []))
+        self.add_class("qw-panel")
+        self.banner.show_for(self.client)
+        self._refresh()
+        self._offer_resume()
 
     def _layout(self) -> list[widgets.Widget]:
+        form, references = self.form, self.references
+
         def under(*items: widgets.Widget) -> widgets.HBox:
             return widgets.HBox(list(items), layout=layout(align_items="baseline", flex_flow="row wrap"))
 
         return [
-            self.banner_box,
-            self.prompt, under(self.prompt_count, self.errors["prompt"]),
-            self.negative_prompt, under(self.negative_count, self.errors["negative_prompt"]),
-            self.single_row, self.compare_row,
-            under(self.errors["n"], self.errors["model"], self.errors["size"], self.errors["resolution"]),
-            widgets.HBox([self.image_urls, self.add_image_button], layout=layout(align_items="flex-start")),
-            under(self.errors["image_urls"], self.photo_note), self.previews,
-            widgets.HBox([self.generate_button, self.compare, self.output_size, self.cost_line, self.hint,
-                          self.errors["generate"]], layout={"align_items": "center", "flex_flow": "row wrap"}),
+            self.banner,
+            form.prompt, under(form.prompt_count, form.errors["prompt"]),
+            form.negative_prompt, under(form.negative_count, form.errors["negative_prompt"]),
+            form.single_row, form.compare_row,
+            under(form.errors["n"], form.errors["model"], form.errors["size"], form.errors["resolution"]),
+            widgets.HBox([references.image_urls, references.add_image_button], layout=layout(align_items="flex-start")),
+            under(form.errors["image_urls"], references.photo_note), references.previews,
+            widgets.HBox([form.generate_button, form.compare, form.output_size, form.cost_line, form.hint,
+                          form.errors["generate"]], layout={"align_items": "center", "flex_flow": "row wrap"}),
             self.account.line,
             widgets.HBox([self.download_button, self.download_link], layout={"align_items": "center"}),
             self.resume_box,
@@ -129,11 +117,41 @@ class Panel(References, Form, widgets.VBox):
     def __repr__(self) -> str:
         return f"Panel(cards={len(self.gallery.cards)}, results={len(self.results)})"
 
+    # -- the request --------------------------------------------------------------------------
+
+    @property
+    def request(self) -> ImageRequest:
+        """The form as a request; RequestValidationError names the first invalid field. Your
+        own images are in it once uploaded (Generate waits for the others)."""
+        return self.form.request
+
+    @request.setter
+    def request(self, request: ImageRequest) -> None:
+        self.form.request = request
+
+    def plan(self) -> SweepPlan:
+        """The form in Compare mode as a sweep plan (see Form.plan)."""
+        return self.form.plan()
+
+    def add_image(self, source, name: str | None = None):
+        """Add your own image (a path, bytes or a PIL image) as a reference: checked at once,
+        uploaded in the background. Returns its Photo, or None when it was refused."""
+        return self.references.add_image(source, name)
+
+    def add_reference(self, reference) -> str:
+        """Add a URL or a result image as a reference for the next generation; returns the
+        words saying what happened (see References.add_reference)."""
+        return self.references.add_reference(reference)
+
+    def _refresh(self) -> None:
+        if hasattr(self, "form"):  # the account and references may call before the form exists
+            self.form.refresh()
+
     # -- display: the live panel, and the copy of its results saved with the notebook --------
 
     def _ipython_display_(self) -> None:
         if self._mirror is None:
-            self._mirror = _static.Mirror(self._static_page)
+            self._mirror = _static.Mirror(self._static_page, self.client.background)
         if not self.account.live:
             self.account.start()  # someone looks: the balance and prices are worth asking for
         self._mirror.display(self, "qwen_widgets panel: the live form needs a running kernel; "
@@ -145,7 +163,7 @@ class Panel(References, Form, widgets.VBox):
             if isinstance(child, Card):
                 if child.task is not None and child.task.done:
                     entries.append(child.static_entry())
-            elif hasattr(child, "static_entries"):
+            elif isinstance(child, SweepGrid):
                 entries.extend(child.static_entries())
         heading = (f"Results saved with the notebook: {len(entries)} generation(s). "
                    "The live panel above needs a running kernel (run its cell again).")
@@ -164,7 +182,7 @@ class Panel(References, Form, widgets.VBox):
         request = self.request
         self._check_limits(request.n)
         card = self._new_card(request)
-        card.start_generation(request, prepare=self._references_for(request))
+        card.start_generation(request, prepare=self.references.prepare_for(request))
         card.future.add_done_callback(self._ended_unfinished)
         return card
 
@@ -190,30 +208,43 @@ class Panel(References, Form, widgets.VBox):
         return card
 
     def resume(self) -> list[Card]:
-        """A card for every unfinished task of the journal (e.g. from before a kernel restart)."""
+        """What `qw.resume()` does, in cards: every submission of the last 24 h whose answer was
+        lost is sent again with its idempotency key (so the server answers with the task it
+        made, never a second one) and watched, and every unfinished task is re-attached."""
         self.resume_box.layout.display = "none"
+        work = self.client.open_work()
         cards = []
-        for task in self.client.unfinished():
-            card = self._new_card(task.request)
-            card.start_attach(task)
+        for entry in work.lost:
+            card = self._new_card(entry.request)
+            card.start_resend(entry)
+            cards.append(card)
+        for entry in work.unfinished:
+            card = self._new_card(entry.request)
+            card.start_attach(entry.task)
             cards.append(card)
         return cards
 
     def _offer_resume(self) -> None:
-        waiting = len(self.client.unfinished())
-        if waiting:
-            self.resume_note.value = f"{waiting} unfinished task(s) from earlier sessions."
+        work = self.client.open_work()
+        parts = []
+        if work.lost:
+            parts.append(f"{len(work.lost)} submission(s) whose answer was lost (resent with the same "
+                         "key: never a second task)")
+        if work.unfinished:
+            parts.append(f"{len(work.unfinished)} unfinished task(s)")
+        if parts:
+            self.resume_note.value = f"From earlier sessions: {' and '.join(parts)}."
             self.resume_box.layout.display = None
 
     def frame(self):
         """The finished tasks as a DataFrame, one row per image (see qwen_widgets.to_frame)."""
-        from .._frame import to_frame
+        from ..model.frame import to_frame
 
         return to_frame(self.results)
 
     def _new_card(self, request: ImageRequest | None) -> Card:
         card = Card(self.client, request=request, save_dir=self.save_dir,
-                    on_finished=self._finished, on_use_reference=self.add_reference,
+                    on_finished=self._finished, on_use_reference=self.references.add_reference,
                     on_reuse=self._reuse, on_changed=self._changed)
         return self.gallery.add(card)
 
@@ -225,17 +256,18 @@ class Panel(References, Form, widgets.VBox):
     def _reuse(self, request: ImageRequest) -> str:
         """Load `request` into the form, keeping reference images the form already has
         (one just added with "Use as reference" must not vanish)."""
-        kept = [url for url in lines(self.image_urls.value) if url not in request.image_urls]
+        references = self.references
+        kept = [url for url in lines(references.image_urls.value) if url not in request.image_urls]
         self.request = request.replace(image_urls=[*request.image_urls, *kept]) if kept else request
-        kept += [photo for photo in self.photos if photo.url not in request.image_urls]
+        kept += [photo for photo in references.photos if photo.url not in request.image_urls]
         note = f", keeping your {len(kept)} reference image(s)" if kept else ""
         return f"Prompt and settings loaded into the form above{note}."
 
     def _submit_from_prompt(self, text: str | None) -> None:
         """Ctrl+Enter: the prompt as the browser showed it, then what Generate does."""
-        if text is not None and text != self.prompt.value:
-            self.prompt.value = text
-        if not self.generate_button.disabled:
+        if text is not None and text != self.form.prompt.value:
+            self.form.prompt.value = text
+        if not self.form.generate_button.disabled:
             self._on_generate_click()
 
     def _on_generate_click(self) -> None:
@@ -243,28 +275,26 @@ class Panel(References, Form, widgets.VBox):
         if now - self._last_click < _DOUBLE_CLICK_SECONDS:
             return  # a double click is one intent; a second POST would be billed
         self._last_click = now
-        self._touched.update(("prompt", "negative_prompt", "image_urls"))
+        self.form.touch_all()
+        errors = self.form.errors
         try:
-            self.run_sweep() if self.compare.value else self.generate()
+            self.run_sweep() if self.form.compare.value else self.generate()
         except RequestValidationError as error:
-            self.errors["generate"].value = html.escape(friendly_error(error.field, error.rule,
-                                                                       limit=self.max_images))
+            errors["generate"].value = html.escape(friendly_error(error.field, error.rule,
+                                                                 limit=self.form.max_images))
         except QwenError as error:
-            self.errors["generate"].value = html.escape(error_message(error))
+            errors["generate"].value = html.escape(error_message(error))
 
     def run_sweep(self) -> Sweep:
         """What Generate does in Compare mode: a sweep, shown as a grid in the gallery. Your
         images still uploading are waited for first (the button waits by staying disabled), as
         a sweep's requests are fixed when it starts; ImageUploadError names one that fails."""
-        from .grid import SweepGrid
-
-        client = self.client
-        for photo in [photo for photo in self.photos if photo.url is None]:
-            _runner.run(photo.wait_url(client))
+        self.references.wait_for_uploads()
         plan = self.plan()
         self._check_limits(plan.images)
         sweep = Sweep(self.client, plan)
-        self.gallery.add(SweepGrid(sweep, on_use_reference=self.add_reference, save_dir=self.save_dir))
+        self.gallery.add(SweepGrid(sweep, on_use_reference=self.references.add_reference,
+                                   save_dir=self.save_dir))
 
         def collect(index: int) -> None:
             if sweep.results[index] is not None:
@@ -276,29 +306,25 @@ class Panel(References, Form, widgets.VBox):
 
     def download_all(self) -> concurrent.futures.Future:
         """Build the zip of every finished task's images and offer it to the browser."""
-        from .._archive import archive_name, build_archive, fetch_all
-
         tasks = list(self.results)
         self.download_link.value = text_html(f"Packing {len(tasks)} task(s)…", color=MUTED_COLOR)
 
         async def run() -> None:
             try:
-                fetched = await fetch_all(self.client.aio, tasks)
-                data = await asyncio.to_thread(build_archive, tasks, fetched)
+                data = await self.client.aio.archive(tasks)
             except (QwenError, OSError, ValueError) as error:
                 show_error(self.download_link, f"Could not pack the images: {error_message(error)}")
                 return
             self.download_link.value = download_html(archive_name(), data, "application/zip", "Save")
 
-        return _runner.submit(run())
+        return self.client.background(run())
 
     # -- the key --------------------------------------------------------------------------------
 
     def _use_client(self, client: QwenClient) -> None:
         """A key was entered: this panel, and qw.generate, use it from now on."""
         self.client = client
-        _api.set_default_client(client)
-        self.banner_box.show_for(self.client)
+        set_default_client(client)
+        self.banner.show_for(self.client)
         self.account.use_client(client)
-        self._restart_uploads()
-
+        self.references.use_client(client)

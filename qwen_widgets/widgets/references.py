@@ -12,20 +12,17 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import html
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import ipywidgets as widgets
 
-from .. import _runner
-from .._download import thumbnail
-from .._errors import ImageUploadError, QwenError, RequestValidationError
-from .._request import ImageRequest, check_image_url
-from .._sync import QwenClient
-from .._task import GeneratedImage, UploadedImage
-from .._upload import read_local
+from ..engine.sync import QwenClient
+from ..model.errors import ImageUploadError, QwenError, RequestValidationError
+from ..model.request import ImageRequest, check_image_url
+from ..model.task import GeneratedImage, UploadedImage
 from ._format import error_message, expiry_words, photo_problem
 from ._theme import (
     MUTED_COLOR,
@@ -37,9 +34,8 @@ from ._theme import (
     style,
     text_html,
 )
-from .form import lines
 
-__all__ = ["Photo", "References"]
+__all__ = ["Photo", "References", "lines"]
 
 PREVIEW_EDGE = 96
 _ACCEPT = ".png,.jpg,.jpeg,.gif,.webp,image/png,image/jpeg,image/gif,image/webp"
@@ -86,7 +82,7 @@ class Photo(widgets.VBox):
     def start(self, client: QwenClient) -> concurrent.futures.Future:
         """Upload in the background with `client` (again after a failure or a new key)."""
         self._client, self.uploaded = client, None
-        self.future = _runner.submit(self._upload(client))
+        self.future = client.background(self._upload(client))
         self.future.add_done_callback(lambda _: self._on_change())  # once it is done, either way
         return self.future
 
@@ -102,7 +98,7 @@ class Photo(widgets.VBox):
     async def _upload(self, client: QwenClient) -> str:
         if self._data is not None:
             try:
-                self.picture.value = await asyncio.to_thread(thumbnail, self._data, PREVIEW_EDGE)
+                self.picture.value = await client.aio.thumbnail(self._data, PREVIEW_EDGE)
             except ValueError:
                 pass  # the service will say what it thinks of it
             self._data = None
@@ -123,9 +119,17 @@ class Photo(widgets.VBox):
 
 
 class References:
-    """Mixed into Panel: the reference images of the next request."""
+    """The reference images of the next request: URL lines (with previews) and your own images
+    (checked, shown, uploaded in the background). Part of a Panel; `on_change()` tells the form
+    to check itself again."""
 
-    def _build_reference_controls(self) -> None:
+    def __init__(self, client: QwenClient, *, on_change: Callable[[], None]):
+        self.client = client
+        self._on_change = on_change
+        self.image_urls = widgets.Textarea(
+            placeholder="Reference image URLs for image-to-image, one per line (optional)",
+            rows=1, continuous_update=False, layout={"width": "auto", "flex": "1 1 auto"})
+        self.previews = widgets.HBox(layout={"flex_flow": "row wrap"})
         self.photos: list[Photo] = []
         """Your own images in the form, in the order added (after the URL lines)."""
         self.add_image_button = widgets.FileUpload(
@@ -134,8 +138,25 @@ class References:
             tooltip="Use your own images (JPEG, PNG, GIF or WebP, up to 20 MB) as references")
         self.add_image_button.observe(self._files_chosen, "value")
         self.photo_note = widgets.HTML(layout=layout(width="auto"), style=style("html"))
+        self.line_problems: list[str] = []
+        """What is wrong with each URL line ("line 2: must be ..."), as the previews found it."""
         self._preview_boxes: dict[str, widgets.VBox] = {}
         self._url_boxes: list[widgets.VBox] = []
+
+    def urls(self) -> list[str]:
+        """The URL lines, then your own images that are uploaded (in the order added)."""
+        uploaded = [photo.url for photo in self.photos if photo.url is not None]
+        return list(dict.fromkeys([*lines(self.image_urls.value), *uploaded]))
+
+    def uploading(self) -> list[Photo]:
+        """Your images without a usable URL yet (uploading, or failed)."""
+        return [photo for photo in self.photos if photo.url is None]
+
+    def wait_for_uploads(self) -> None:
+        """Block until every image still uploading is there; ImageUploadError names one that
+        fails (a comparison's requests are fixed when it starts, so it needs them all)."""
+        for photo in self.uploading():
+            self.client.background(photo.wait_url(self.client)).result()
 
     # -- your own images ------------------------------------------------------------------------
 
@@ -152,7 +173,7 @@ class References:
         once (a refusal is said next to "Add image…"), then uploaded in the background; the
         same image twice is added once. Returns its Photo, or None when it was refused."""
         try:
-            local = read_local(source)
+            local = self.client.read_image(source)
         except RequestValidationError as error:
             show_error(self.photo_note, photo_problem(name or "The image", error.rule))
             return None
@@ -163,11 +184,11 @@ class References:
                 known.start(self.client)  # added again after a failed upload: try again
             return known
         photo = Photo(local.local_path or local.data, local.data, name or local.filename, local.sha256,
-                      on_remove=self.remove_image, on_change=self._refresh)
+                      on_remove=self.remove_image, on_change=self._on_change)
         self.photos.append(photo)
         self._show_previews()
         photo.start(self.client)
-        self._refresh()
+        self._on_change()
         return photo
 
     def remove_image(self, photo: Photo) -> None:
@@ -175,14 +196,15 @@ class References:
         if photo in self.photos:
             self.photos.remove(photo)
             self._show_previews()
-            self._refresh()
+            self._on_change()
 
-    def _restart_uploads(self) -> None:
+    def use_client(self, client: QwenClient) -> None:
         """A new client (a key entered) cannot use the old one's URLs: upload again."""
+        self.client = client
         for photo in self.photos:
             photo.start(self.client)
 
-    def _references_for(self, request: ImageRequest) -> Callable[[], Any] | None:
+    def prepare_for(self, request: ImageRequest) -> Callable[[], Awaitable[ImageRequest]] | None:
         """When `request` lacks some of your images (still uploading when it was read): a
         coroutine function (for the card, on the private loop) that waits for them and returns
         the request with their URLs. (An upload may finish between reading the form and this
@@ -235,7 +257,9 @@ class References:
 
     # -- URL previews ----------------------------------------------------------------------------
 
-    def _refresh_references(self) -> None:
+    def refresh_previews(self) -> None:
+        """The URL lines were edited: a preview for each usable one, a problem for each other
+        (`line_problems`, which the form shows)."""
         boxes, problems = [], []
         for line_number, url in enumerate(lines(self.image_urls.value), 1):
             try:
@@ -246,11 +270,8 @@ class References:
             if url not in self._preview_boxes:
                 self._preview_boxes[url] = self._start_preview(url)
             boxes.append(self._preview_boxes[url])
-        self._url_boxes = boxes
+        self._url_boxes, self.line_problems = boxes, problems
         self._show_previews()
-        self._refresh()
-        if problems:
-            self.errors["image_urls"].value = html.escape("; ".join(problems))
 
     def _show_previews(self) -> None:
         self.previews.children = [*self._url_boxes, *self.photos]
@@ -264,10 +285,15 @@ class References:
             if not future.cancelled() and future.exception() is not None:
                 show_error(note, f"cannot be previewed: {error_message(future.exception())}")
 
-        _runner.submit(self._load_preview(url, picture, note)).add_done_callback(report)
+        self.client.background(self._load_preview(url, picture, note)).add_done_callback(report)
         return widgets.VBox([picture, note], layout={"margin": "0 6px 0 0"})
 
     async def _load_preview(self, url: str, picture: widgets.Image, note: widgets.HTML) -> None:
         if await load_thumbnail(self.client, url, picture, note, PREVIEW_EDGE,
                                 note_prefix="cannot be previewed: ") is not None:
             note.value = ""
+
+
+def lines(text: str) -> list[str]:
+    """The non-empty lines of `text`, trimmed."""
+    return [line.strip() for line in text.splitlines() if line.strip()]

@@ -9,7 +9,6 @@ is read again (local copy or URL) and dropped when the view closes.
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import html
 from collections.abc import Callable
@@ -18,16 +17,14 @@ from typing import TYPE_CHECKING
 
 import ipywidgets as widgets
 
-from .. import _runner
-from .._download import thumbnail
-from .._errors import QwenError
-from ._actions import full_image, image_download_html, save_and_offer
+from ..model.errors import QwenError
+from ._actions import image_download_html, save_and_offer
 from ._format import error_message, expiry_line, safe_link
 from ._theme import MUTED_COLOR, layout, show_error, style, text_html
 
 if TYPE_CHECKING:
-    from .._sync import QwenClient
-    from .._task import GeneratedImage, Task
+    from ..engine.sync import QwenClient
+    from ..model.task import GeneratedImage, Task
 
 __all__ = ["Viewer"]
 
@@ -103,7 +100,7 @@ class Viewer(widgets.VBox):
         task, image, _ = self.current
 
         async def link() -> str:
-            return image_download_html(task, image, await full_image(self.client, image))
+            return image_download_html(task, image, await self.client.aio.fetch_image(image))
 
         return self._act("Preparing the download…", link())
 
@@ -116,7 +113,7 @@ class Viewer(widgets.VBox):
             except (QwenError, OSError, ValueError) as error:
                 show_error(self.feedback, f"That did not work: {error_message(error)}")
 
-        return _runner.submit(run())
+        return self.client.background(run())
 
     def _load(self) -> concurrent.futures.Future:
         task, image, name = self.current
@@ -133,15 +130,14 @@ class Viewer(widgets.VBox):
 
         async def load() -> None:
             try:
-                data = await full_image(self.client, image)
-                screen = await asyncio.to_thread(thumbnail, data, SCREEN_EDGE)
+                screen = await self.client.aio.thumbnail(image, SCREEN_EDGE)
             except (QwenError, ValueError) as error:
                 show_error(self.feedback, f"This image cannot be shown: {error_message(error)}")
                 return
             if (self.index, self.current[1]) == expected:  # not moved on meanwhile
                 self.picture.value = screen
 
-        return _runner.submit(load())
+        return self.client.background(load())
 
 
 def _button_factory():

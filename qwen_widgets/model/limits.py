@@ -13,7 +13,7 @@ import json
 import math
 from dataclasses import dataclass
 
-from ._errors import RequestValidationError, SpendingLimitError
+from .errors import RequestValidationError, SpendingLimitError
 
 __all__: list[str] = []
 

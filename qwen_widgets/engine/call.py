@@ -17,11 +17,11 @@ from typing import Any, Generic, TypeVar
 
 import httpx
 
-from ._auth import BearerAuth
-from ._budget import Priority, RequestBudget
-from ._clock import Clock, within
-from ._config import NOT_GIVEN, NotGiven
-from ._errors import (
+from .auth import BearerAuth
+from .budget import Priority, RequestBudget
+from .clock import Clock, within
+from .settings import NOT_GIVEN, NotGiven
+from ..model.errors import (
     APIError,
     MalformedResponseError,
     QwenError,
@@ -29,8 +29,8 @@ from ._errors import (
     SubmitOutcomeUnknownError,
     TransportError,
 )
-from ._request import ImageRequest
-from ._retry import RetryPolicy, Verdict, classify_exception, classify_status, parse_retry_after
+from ..model.request import ImageRequest
+from .retry import RetryPolicy, Verdict, classify_exception, classify_status, parse_retry_after
 
 __all__: list[str] = []
 

@@ -7,14 +7,12 @@ Python objects here (datetimes, Paths); each writer converts them for its medium
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ._errors import RequestValidationError
-from ._request import ImageRequest
-from ._task import GeneratedImage, Task, TaskStatus
+from .request import ImageRequest
+from .task import GeneratedImage, Task, TaskStatus
 
 __all__: list[str] = []
 
@@ -78,22 +76,6 @@ def task_from_record(data: dict[str, Any], request: ImageRequest | None,
     return Task(data["task_id"], TaskStatus(data["status"]), data["progress"], data["estimated_time"],
                 data["actual_time"], _when(data["created_at"]), _when(data["completed_at"]), images,
                 data["error"], request, data.get("request_id"), data.get("cost"), data.get("credits_cost"))
-
-
-def duration_sample(request: str | None, task: str) -> tuple[ImageRequest | None, float, float | None] | None:
-    """(request, seconds it took, the server's estimate) from a journal row's stored request
-    and task record, when the task completed; None otherwise or when the row is unreadable."""
-    try:
-        record = json.loads(task)
-        request_obj = ImageRequest.from_payload(json.loads(request)) if request else None
-    except (ValueError, RequestValidationError):
-        return None
-    taken = record.get("actual_time")
-    if taken is None and record.get("completed_at") and record.get("created_at"):
-        taken = record["completed_at"] - record["created_at"]
-    if record.get("status") != TaskStatus.COMPLETED.value or not taken:
-        return None
-    return request_obj, float(taken), record.get("estimated_time")
 
 
 def _stamp(value: datetime | None) -> float | None:

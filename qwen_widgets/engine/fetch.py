@@ -12,34 +12,17 @@ import asyncio
 
 import httpx
 
-from ._clock import SYSTEM_CLOCK, Clock, within
-from ._errors import ImageFetchError
-from ._urls import is_http_url
-from ._retry import RetryPolicy, Verdict, classify_exception, classify_status
+from .clock import SYSTEM_CLOCK, Clock, within
+from ..model.errors import ImageFetchError
+from ..model.images import image_format
+from ..model.urls import is_http_url
+from .retry import RetryPolicy, Verdict, classify_exception, classify_status
 
 __all__: list[str] = []
 
 DEFAULT_MAX_IMAGE_BYTES = 40 * 1024 * 1024  # a 2K PNG is a few MB; 40 MB leaves room
 _MAX_REDIRECTS = 5
 _IMAGE_RETRY = RetryPolicy(max_attempts=3)
-_SIGNATURES = (
-    (b"\x89PNG\r\n\x1a\n", "png"),
-    (b"\xff\xd8\xff", "jpeg"),
-    (b"GIF87a", "gif"),
-    (b"GIF89a", "gif"),
-)
-
-
-def image_format(data: bytes) -> str | None:
-    """'png', 'jpeg', 'gif' or 'webp' from the leading bytes; None if not an image."""
-    for signature, name in _SIGNATURES:
-        if data.startswith(signature):
-            return name
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    return None
-
-
 def _check_scheme(url: httpx.URL | str) -> None:
     if not is_http_url(str(url)):
         shown = "a URL with credentials" if "@" in str(url) else str(url)  # never quote a password
@@ -139,22 +122,3 @@ class _Retryable(Exception):
     def __init__(self, reason: str):
         self.reason = reason
         super().__init__(reason)
-
-
-def thumbnail(data: bytes, max_edge: int = 320) -> bytes:
-    """A JPEG no larger than `max_edge` on its long side, so saved notebooks stay small.
-
-    ValueError when the bytes cannot be decoded (Pillow's many error types, in one).
-    """
-    import io
-
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.thumbnail((max_edge, max_edge))
-            buffer = io.BytesIO()
-            image.convert("RGB").save(buffer, "JPEG", quality=82, optimize=True)
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise ValueError(f"not a readable image ({type(exc).__name__}: {exc})") from exc
-    return buffer.getvalue()

@@ -1,5 +1,6 @@
-"""Settings from the environment, read in one place: the key, the API's base URL, the demo
-switch, the home folder and whether completed images are kept there.
+"""The client's settings from the environment: the key, the API's base URL, the demo switch,
+whether completed images are kept, and the spending limits. (The home folder is the store's:
+`store.home`.)
 
 Each is read when a client is built (or a function asks), never at import, so a notebook can
 set a variable and then create a client.
@@ -9,14 +10,11 @@ from __future__ import annotations
 
 import os
 import warnings
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ._errors import RequestValidationError
-from ._urls import has_credentials, is_http_url
-
-if TYPE_CHECKING:
-    from ._limits import SpendingLimits
+from ..model.errors import RequestValidationError
+from ..model.limits import SpendingLimits
+from ..model.urls import has_credentials, is_http_url
 
 __all__ = ["DEFAULT_BASE_URL", "DemoModeWarning"]
 
@@ -26,7 +24,6 @@ DEFAULT_BASE_URL = "https://api.apimart.ai"
 API_KEY = "APIMART_API_KEY"
 BASE_URL = "APIMART_BASE_URL"
 DEMO = "QWEN_WIDGETS_DEMO"
-HOME = "QWEN_WIDGETS_HOME"
 KEEP_IMAGES = "QWEN_WIDGETS_KEEP_IMAGES"
 MAX_IMAGES_PER_DAY = "QWEN_WIDGETS_MAX_IMAGES_PER_DAY"
 MAX_SPEND_PER_DAY = "QWEN_WIDGETS_MAX_SPEND_PER_DAY"
@@ -65,8 +62,6 @@ def keep_images() -> bool:
 
 def spending_limits(max_images: Any, max_spend: Any, price: Any) -> SpendingLimits:
     """The limits from the client's options, each left out one from its environment variable."""
-    from ._limits import SpendingLimits
-
     return SpendingLimits(
         _option(max_images, MAX_IMAGES_PER_DAY, int),
         _option(max_spend, MAX_SPEND_PER_DAY, float),
@@ -85,29 +80,16 @@ def _option(given: Any, variable: str, kind: type) -> Any:
         raise RequestValidationError(variable, f"must be a {'whole ' if kind is int else ''}number", text) from None
 
 
-def home_path() -> Path:
-    """QWEN_WIDGETS_HOME, or a per-user data folder, as an absolute path (a relative setting
-    is resolved against the current folder here, once per call); nothing is created."""
-    configured = os.environ.get(HOME)
-    if configured:
-        path = Path(configured).expanduser()
-    elif os.name == "nt":
-        path = Path(os.environ.get("LOCALAPPDATA", Path.home())) / "qwen_widgets"
-    else:
-        path = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "qwen_widgets"
-    return path.absolute()
-
-
-def home_dir() -> Path:
-    """home_path(), created readable by the user only."""
-    path = home_path()
-    if not path.is_dir():
-        path.mkdir(parents=True, exist_ok=True)
-        path.chmod(0o700)
-    return path
-
-
 _demo_announced = False
+
+
+def demo_reason() -> str:
+    """Why a client runs against the simulator, as far as can be told without guessing."""
+    if demo_forced():
+        return f"{DEMO}=1 is set"
+    if api_key():
+        return f"this client was given a simulator ({API_KEY} is not used by it)"
+    return f"no API key set ({API_KEY})"
 
 
 def announce_demo() -> None:
@@ -122,13 +104,7 @@ def announce_demo() -> None:
     if _demo_announced:
         return
     _demo_announced = True
-    if demo_forced():
-        why = f"{DEMO}=1 is set"
-    elif api_key():
-        why = f"this client was given a simulator ({API_KEY} is not used by it)"
-    else:
-        why = f"no API key set ({API_KEY})"
-    message = f"Simulated images (the built-in offline simulator): {why}."
+    message = f"Simulated images (the built-in offline simulator): {demo_reason()}."
     if not _in_kernel():
         # warn_explicit: one clean line, without echoing whichever source line created the client
         warnings.warn_explicit(message, DemoModeWarning, "qwen_widgets", 0)

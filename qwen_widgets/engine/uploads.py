@@ -1,40 +1,33 @@
-"""Your own images as references: a file, bytes or a PIL image, turned into a URL the API takes.
+"""Your own images as references: a file, bytes or a PIL image, read and checked to be uploaded.
 
 The API wants public http(s) URLs in `image_urls`; APIMart's upload endpoint
 (`POST /v1/uploads/images`, API.md section 5) makes one, valid for 72 h. Everything that can
-be known locally is checked before any byte is sent: that it is a JPEG, PNG, GIF or WebP
-(from the bytes, not the name), not empty, at most 20 MB. Uploads carry no idempotency key,
-so one whose answer was lost is never sent again automatically.
+be known locally is checked here, before any byte is sent: that it is a JPEG, PNG, GIF or
+WebP (from the bytes, not the name), not empty, at most 20 MB. Sending it is the client's
+`upload()`; uploads carry no idempotency key, so one whose answer was lost is never sent
+again automatically.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import io
-import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ._budget import Priority
-from ._download import image_format
-from ._errors import APIError, ImageUploadError, MalformedResponseError, RequestValidationError, shorten
-from ._keeper import journal_quietly
-from ._task import UploadedImage
-from ._urls import is_http_url
+from ..model.errors import MalformedResponseError, RequestValidationError, shorten
+from ..model.images import MIME_TYPES, image_format
+from ..model.task import UploadedImage
+from ..model.urls import is_http_url
 
-if TYPE_CHECKING:
-    from ._client import AsyncQwenClient
-
-__all__: list[str] = []  # UploadedImage, its value, lives in _task
+__all__: list[str] = []  # UploadedImage, its value, lives in model.task
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 """The documented upload limit."""
 UPLOAD_LIFETIME = 72 * 3600.0
 """How long an uploaded image's URL works, by the contract."""
-CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "gif": "image/gif", "webp": "image/webp"}
 
 
 @dataclass(frozen=True)
@@ -102,7 +95,7 @@ def _checked(data: bytes, name: str, path: Path | None, field: str) -> LocalImag
     kind = image_format(data)
     if kind is None:
         raise RequestValidationError(field, f"{shown} is not a JPEG, PNG, GIF or WebP image", show_value=False)
-    return LocalImage(data, name, CONTENT_TYPES[kind], path)
+    return LocalImage(data, name, MIME_TYPES[kind], path)
 
 
 def _is_pil_image(value: Any) -> bool:
@@ -110,36 +103,8 @@ def _is_pil_image(value: Any) -> bool:
     return type(value).__module__.startswith("PIL.") and hasattr(value, "save") and hasattr(value, "size")
 
 
-async def upload(client: AsyncQwenClient, source: Any, field: str = "image") -> UploadedImage:
-    """Upload a local image once: the same bytes reuse their URL while it has an hour left
-    (remembered in the journal, so across sessions too)."""
-    local = read_local(source, field)
-    digest = local.sha256
-    now = time.time()
-    known = client._uploads.get(digest) or await asyncio.to_thread(
-        client.journal.uploaded, digest, client.base_url, now)
-    if known is not None and (known.expires_at is None or known.expires_at.timestamp() > now + 3600):
-        client._uploads[digest] = known
-        return known
-
-    def parse(body: Any, headers: Any) -> UploadedImage:
-        return _parse_upload(body, local, digest, now)
-
-    def lost(reason: str) -> ImageUploadError:
-        return ImageUploadError(local.filename, reason, outcome_unknown=True)
-
-    try:
-        uploaded = await client._caller.call(
-            "POST", "/v1/uploads/images", parse, files={"file": (local.filename, local.data, local.content_type)},
-            unknown=lost, priority=Priority.SUBMIT)
-    except APIError as error:
-        raise ImageUploadError(local.filename, str(error)) from error
-    client._uploads[digest] = uploaded
-    await journal_quietly(client.journal, client.journal.add_upload, uploaded, client.base_url)
-    return uploaded
-
-
-def _parse_upload(body: Any, local: LocalImage, digest: str, now: float) -> UploadedImage:
+def parse_upload(body: Any, local: LocalImage, now: float) -> UploadedImage:
+    """The upload endpoint's answer as an UploadedImage; MalformedResponseError without a usable URL."""
     data = body.get("data", body) if isinstance(body, dict) else None
     url = data.get("url") if isinstance(data, dict) else None
     if not isinstance(url, str) or not is_http_url(url):
@@ -148,7 +113,7 @@ def _parse_upload(body: Any, local: LocalImage, digest: str, now: float) -> Uplo
     expires = _seconds(data.get("expires_at")) or created + UPLOAD_LIFETIME
     return UploadedImage(url, datetime.fromtimestamp(expires, timezone.utc),
                          data.get("filename") if isinstance(data.get("filename"), str) else local.filename,
-                         local.content_type, len(local.data), digest, local.local_path)
+                         local.content_type, len(local.data), local.sha256, local.local_path)
 
 
 def _seconds(value: Any) -> float | None:
@@ -157,14 +122,10 @@ def _seconds(value: Any) -> float | None:
     return None
 
 
-async def resolve(client: AsyncQwenClient, sources: Any) -> list[Any]:
-    """`image_urls` with every local image replaced by its uploaded URL (URLs pass through,
-    and anything else is left for the request's own validation to refuse)."""
+def as_sources(sources: Any) -> list[Any]:
+    """`image_urls` as a list: one path, URL, bytes or PIL image becomes a list of one."""
     if sources is None or isinstance(sources, (str, Path, bytes, bytearray, memoryview)) or _is_pil_image(sources):
-        sources = [sources] if sources is not None else []
+        return [sources] if sources is not None else []
     if not isinstance(sources, (list, tuple)):
         raise RequestValidationError("image_urls", "must be a list of URLs or images", sources)
-    resolved = []
-    for index, source in enumerate(sources):
-        resolved.append((await upload(client, source, f"image_urls[{index}]")).url if is_local(source) else source)
-    return resolved
+    return list(sources)

@@ -1,55 +1,31 @@
-"""The front door: the module-level functions most users call, and the client behind them.
+"""The front door: the module-level functions most users call, over the default client.
 
-This is the only module above both the engine and the views: `sweep()` shows a live grid in
-a notebook, everything else here returns values. Values (Task, Sweep) never reach up here;
-functions here reach down.
+Above both the engine and the views: `sweep()` shows a live grid in a notebook, everything
+else here returns values. Values (Task, Sweep) never reach up here; functions here reach down.
 """
 
 from __future__ import annotations
 
-import inspect
 import sys
-import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._errors import RequestValidationError
-from ._export import save_images
-from ._journal import Journal
-from ._account import Balance
-from ._request import MODELS, ImageRequest
-from ._sweep import DEFAULT_MAX_IMAGES, Sweep, SweepPlan
-from ._sync import QwenClient
-from ._task import Task, UploadedImage
+from .engine.default import default_client
+from .engine.sweep import Sweep
+from .engine.sync import QwenClient
+from .model.account import Balance
+from .model.errors import RequestValidationError
+from .model.plan import DEFAULT_MAX_IMAGES, SweepPlan
+from .model.request import MODELS, ImageRequest
+from .model.task import Task, UploadedImage
+from .store.images import write_archive
+from .store.journal import Journal
 
 if TYPE_CHECKING:
     import pandas
 
-__all__ = ["generate", "resume", "sweep", "history", "save", "export", "upload", "balance", "default_client",
-           "set_default_client"]
-
-_default: QwenClient | None = None
-_default_lock = threading.Lock()
-
-
-def default_client() -> QwenClient:
-    """The process-wide client behind `qwen_widgets.generate`, created on first use."""
-    global _default
-    with _default_lock:
-        if _default is None:
-            _default = QwenClient()
-        return _default
-
-
-def set_default_client(client: QwenClient | None) -> None:
-    """Make `client` the one behind `qwen_widgets.generate` (e.g. after a key is entered);
-    None forgets it, so the next call builds one from the environment again."""
-    global _default
-    if client is not None and not isinstance(client, QwenClient):
-        raise RequestValidationError("client", "must be a QwenClient (the synchronous client)", client)
-    with _default_lock:
-        _default = client
+__all__ = ["generate", "resume", "sweep", "history", "save", "export", "upload", "balance"]
 
 
 def generate(prompt: ImageRequest | str, **fields: Any) -> Task:
@@ -73,7 +49,8 @@ def balance() -> Balance:
 
 
 def resume() -> list[Task]:
-    """Pick up every unfinished task of the last 24 h (e.g. after a kernel restart)."""
+    """Finish what the journal left open in the last 24 h (e.g. after a kernel restart): lost
+    submissions resent with their key, unfinished tasks watched, images kept."""
     return default_client().resume()
 
 
@@ -84,7 +61,7 @@ def history(journal: Journal | None = None) -> pandas.DataFrame:
     journal in the home folder, whatever the mode: demo submissions are never in it (their
     simulator dies with the process), so without a key this shows the earlier keyed runs.
     """
-    from ._frame import history_frame
+    from .model.frame import history_frame
 
     if journal is None:
         journal = Journal.existing()
@@ -101,11 +78,9 @@ def save(tasks: Task | Iterable[Task], folder: str | Path, client: QwenClient | 
     the one behind `qwen_widgets.generate`). Saving again overwrites, never duplicates.
     """
     tasks = [tasks] if isinstance(tasks, Task) else list(tasks)
-    if client is not None and inspect.iscoroutinefunction(client.fetch_image):
-        raise TypeError("save() needs a synchronous QwenClient, not an AsyncQwenClient")
-    if not any(task.images for task in tasks):
-        return []
-    return save_images(tasks, folder, (client or default_client()).fetch_image)
+    if client is not None and not isinstance(client, QwenClient):
+        raise RequestValidationError("client", "must be a QwenClient (the synchronous client)", client)
+    return (client or default_client()).save(tasks, folder)
 
 
 def export(path: str | Path, tasks: Task | Iterable[Task] | None = None,
@@ -120,15 +95,11 @@ def export(path: str | Path, tasks: Task | Iterable[Task] | None = None,
     from the local copy when there is one, else from their URL; one that cannot be had is
     listed in the zip's README.txt instead of failing the export.
     """
-    from . import _runner
-    from ._archive import build_archive, fetch_all, write_archive
-
     client = client or default_client()
     if tasks is None:
         tasks = [entry.task for entry in client.journal.entries() if entry.task is not None]
     tasks = [tasks] if isinstance(tasks, Task) else list(tasks)
-    fetched = _runner.run(fetch_all(client.aio, tasks))
-    return write_archive(path, build_archive(tasks, fetched))
+    return write_archive(path, client.archive(tasks))
 
 
 def sweep(

@@ -23,7 +23,7 @@ from enum import IntEnum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ._clock import Clock
+    from .clock import Clock
 
 __all__ = ["RequestBudget", "PollBudget", "Priority"]
 

@@ -1,15 +1,13 @@
-"""The API key in a box that never shows it, and the auth that sends it only to the API.
+"""The API key in a box that never shows it.
 
 The key must never appear in a repr, a log line, an exception message, a DataFrame, the
 journal or a saved notebook (DESIGN.md section 3), so it lives in a `Secret` from the moment
-it is read, and `BearerAuth` masks it in anything the server sends back.
+it is read. Sending it, and masking it in what servers send back, is `engine.auth`.
 """
 
 from __future__ import annotations
 
 import re
-
-import httpx
 
 __all__: list[str] = []  # nothing public: clients take the key as a plain string
 
@@ -44,26 +42,3 @@ class Secret:
 def as_secret(value: str | Secret | None) -> Secret | None:
     """Box a plain key at once; a Secret or None passes through."""
     return Secret(value) if isinstance(value, str) else value
-
-
-class BearerAuth(httpx.Auth):
-    """Adds the key only to requests for the API's own origin; never shows it in a repr."""
-
-    def __init__(self, secret: Secret, origin: httpx.URL):
-        self._secret = secret
-        self._origin = (origin.scheme, origin.host, origin.port)
-
-    def auth_flow(self, request: httpx.Request):
-        if (request.url.scheme, request.url.host, request.url.port) == self._origin:
-            request.headers["Authorization"] = f"Bearer {self._secret.reveal()}"
-        yield request
-
-    def redact(self, text: str) -> str:
-        """`text` with the key masked, for anything a server sends back."""
-        # a key of a few characters would mangle every message; real keys are long
-        if len(self._secret.reveal()) < 8:
-            return text
-        return text.replace(self._secret.reveal(), "***")
-
-    def __repr__(self) -> str:
-        return "BearerAuth(***)"

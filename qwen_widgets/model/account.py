@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from ._errors import MalformedResponseError
+from .errors import MalformedResponseError
 
 __all__ = ["Balance"]
 

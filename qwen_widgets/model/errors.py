@@ -27,12 +27,7 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
-from typing import TYPE_CHECKING, Any, NamedTuple
-
-if TYPE_CHECKING:
-    from ._task import Task
-    from ._request import ImageRequest
+from typing import Any, NamedTuple
 
 __all__ = [
     "QwenError",
@@ -239,9 +234,10 @@ class SubmitOutcomeUnknownError(QwenError):
     resent; the task may exist, so check the APIMart console before submitting it again.
     """
 
-    def __init__(self, request: ImageRequest, reason: str, *, idempotency_key: str | None = None,
+    def __init__(self, request: Any, reason: str, *, idempotency_key: str | None = None,
                  attempts: int = 1, resent: bool = False):
         self.request = request
+        """The ImageRequest that was sent."""
         self.reason = reason
         self.idempotency_key = idempotency_key
         """The key every attempt carried; resume() sends the request again with it."""
@@ -260,8 +256,9 @@ class SubmitOutcomeUnknownError(QwenError):
 class TaskFailedError(QwenError):
     """The task ended as failed or cancelled; `task` holds its last state."""
 
-    def __init__(self, task: Task):
+    def __init__(self, task: Any):
         self.task = task
+        """The Task as last seen."""
         detail = f": {task.error}" if task.error else ""
         super().__init__(f"task {task.task_id} {task.status.value}{detail}")
 
@@ -269,9 +266,10 @@ class TaskFailedError(QwenError):
 class TaskTimeoutError(QwenError):
     """The deadline passed while the task was still running. It may still complete."""
 
-    def __init__(self, task_id: str, last: Task | None, timeout: float):
+    def __init__(self, task_id: str, last: Any, timeout: float):
         self.task_id = task_id
         self.task = last
+        """The Task as last seen, or None when it never was."""
         self.timeout = timeout
         state = f"last seen {last.status.value} at {last.progress}%" if last else "never seen"
         super().__init__(f"after {timeout:.0f} s ({state}): {stopped_watching(task_id)}")
@@ -290,11 +288,12 @@ class JournalError(QwenError):
     """The journal file cannot be read or written. Nothing is sent without a journal row, so
     this stops a submission before the network; the file is never deleted for you."""
 
-    def __init__(self, path: str, error: Exception, *, outcome: str = ""):
+    def __init__(self, path: str, error: Exception, *, outcome: str = "", damaged: bool = False):
         self.path = path
         self.reason = str(error) or type(error).__name__
         self.error = error
-        damaged = isinstance(error, sqlite3.DatabaseError) and not isinstance(error, sqlite3.OperationalError)
+        self.damaged = damaged
+        """True when the file is not a journal SQLite can read (the store decides)."""
         if damaged:
             advice = (f"The file is damaged. Move it aside (for example rename it to "
                       f"{os.path.basename(path)}.damaged) and qwen_widgets starts a new journal; "

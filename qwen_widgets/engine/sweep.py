@@ -1,121 +1,34 @@
-"""Parameter sweeps: every combination of the fields given as lists, with a concurrency cap.
+"""Running a sweep: every cell of a plan (`model.plan.SweepPlan`), under a concurrency cap.
 
-Planning is pure (`SweepPlan.of`): it validates every request and counts tasks, images and
-cost before anything is sent, refusing more than `max_images` unless the caller raises it.
-`Sweep` runs the plan on the package's private loop; every task goes through the client,
-so through the journal and the shared request budget, like any other. Showing a sweep is
-the front door's business (`qwen_widgets.sweep`), not this module's.
+Planning is pure and lives with the values; `Sweep` runs the plan on the package's private
+loop. Every task goes through the client, so through the journal and the shared request
+budget, like any other. A sweep is data (its cells, results and errors, and listeners told of
+each change); drawing it is a view's business (`widgets.grid`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import itertools
 import logging
 import threading
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from . import _runner
-from ._account import describe_price
-from ._budget import Priority
-from ._errors import QwenError, RateLimitError, RequestValidationError, stopped_watching
-from ._task import Task, TaskStatus
-from ._request import ImageRequest
+from ..model.errors import QwenError, RateLimitError, RequestValidationError, stopped_watching
+from ..model.plan import SweepPlan
+from ..model.task import Task, TaskStatus
+from . import runner as _runner
+from .budget import Priority
 
 if TYPE_CHECKING:
     import pandas
 
-    from ._sync import QwenClient
+    from .sync import QwenClient
 
 __all__ = ["Sweep"]
 
-AXIS_FIELDS = ("prompt", "model", "size", "resolution", "negative_prompt", "n")
-"""Fields that become an axis when given as a list (image_urls is a list by nature)."""
-DEFAULT_MAX_IMAGES = 24
 _log = logging.getLogger("qwen_widgets")
-
-
-@dataclass(frozen=True)
-class SweepCell:
-    """One combination of axis values and the request it makes."""
-
-    labels: tuple[tuple[str, Any], ...]
-    """(field, value) for each axis, in axis order."""
-    request: ImageRequest
-
-
-@dataclass(frozen=True)
-class SweepPlan:
-    """What a sweep will send: its axes and one cell per combination, all validated."""
-
-    axes: list[tuple[str, list[Any]]]
-    """(field, values) for each field given as a list, in field order."""
-    cells: list[SweepCell]
-    """Every combination, the last axis varying fastest."""
-
-    @classmethod
-    def of(cls, fields: dict[str, Any], *, max_images: int = DEFAULT_MAX_IMAGES) -> SweepPlan:
-        """Plan a sweep of `fields`; RequestValidationError before anything is sent."""
-        axes = [(name, list(value)) for name, value in fields.items()
-                if name in AXIS_FIELDS and isinstance(value, (list, tuple))]
-        for name, values in axes:
-            if not values:
-                raise RequestValidationError(name, "an axis needs at least one value", values)
-            if len(set(map(repr, values))) != len(values):
-                raise RequestValidationError(name, "an axis must not repeat a value", values)
-        fixed = {name: value for name, value in fields.items() if name not in dict(axes)}
-        names = [name for name, _ in axes]
-        cells = []
-        for combination in itertools.product(*(values for _, values in axes)):
-            labels = tuple(zip(names, combination))
-            try:
-                request = ImageRequest(**fixed, **dict(labels))
-            except TypeError as exc:  # an unknown keyword
-                raise RequestValidationError("fields", str(exc), show_value=False) from None
-            cells.append(SweepCell(labels, request))
-        _refuse_repeats(axes, cells)
-        plan = cls(axes, cells)
-        if plan.images > max_images:
-            raise RequestValidationError(
-                "max_images",
-                f"this sweep makes {len(cells)} tasks and {plan.images} images, more than "
-                f"max_images={max_images}; pass max_images={plan.images} to go ahead",
-                show_value=False,
-            )
-        return plan
-
-    @property
-    def images(self) -> int:
-        """How many images the plan asks for (the server may return fewer)."""
-        return sum(cell.request.n for cell in self.cells)
-
-    def describe(self, price_per_image: float | None = None, source: str = "user") -> str:
-        """'12 tasks, 24 images, about $0.50 at $0.021 per image (your price)': the price
-        says where it came from (see _account), or that it is unknown."""
-        tasks, images = len(self.cells), self.images
-        text = f"{tasks} task{'s' * (tasks != 1)}, {images} image{'s' * (images != 1)}"
-        if price_per_image is not None:
-            text += (f", about ${images * price_per_image:.2f} {describe_price(price_per_image, source)};"
-                     " billed per image generated, failures are free")
-        elif source == "unknown":
-            text += ", price unknown"
-        return text
-
-
-def _refuse_repeats(axes: list[tuple[str, list[Any]]], cells: list[SweepCell]) -> None:
-    """Values that differ only before validation normalises them (None and "" as negative
-    prompts) would make identical requests, each billed: refuse them as repeats."""
-    for position, (name, values) in enumerate(axes):
-        normalised = {}
-        for cell in cells:
-            normalised.setdefault(repr(cell.labels[position][1]), getattr(cell.request, name))
-        if len(set(map(repr, normalised.values()))) != len(values):
-            raise RequestValidationError(
-                name, "an axis must not repeat a value (some become the same once normalised)",
-                values)
 
 
 class SweepCancelled(QwenError):
@@ -224,7 +137,7 @@ class Sweep:
         """The finished tasks as a DataFrame, one row per image, with a column per axis."""
         import pandas as pd
 
-        from ._frame import to_frame
+        from ..model.frame import to_frame
 
         parts = []
         for cell, task in zip(self.cells, self.results):

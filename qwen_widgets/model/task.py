@@ -1,7 +1,8 @@
 """Task, TaskStatus and GeneratedImage: what the client knows about a generation. Pure values.
 
-Parsing the API's JSON into them lives in `_wire`; turning them into rows and records in
-`_record`.
+Parsing the API's JSON into them lives in `wire`; turning them into rows and records in
+`record`, into DataFrames in `frame`. Values do no I/O: saving a task's images is the front
+door's `qwen_widgets.save(task, folder)`.
 """
 
 from __future__ import annotations
@@ -11,13 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ._errors import RequestValidationError, shorten
-from ._request import ImageRequest
-
-if TYPE_CHECKING:
-    import pandas
+from .errors import RequestValidationError, shorten
+from .request import ImageRequest
 
 __all__ = ["TaskStatus", "GeneratedImage", "Task", "UploadedImage"]
 
@@ -137,19 +135,6 @@ class Task:
         """The image URLs, in order."""
         return [image.url for image in self.images]
 
-    def to_frame(self) -> pandas.DataFrame:
-        """This task as a DataFrame, one row per image (see `qwen_widgets.to_frame`)."""
-        from ._frame import to_frame  # pure, like this module; imported here only for pandas' cost
-
-        return to_frame([self])
-
-    def save(self, folder: str | Path, client: Any = None) -> list[Path]:
-        """Export the images to `folder`, each with a JSON sidecar: `qwen_widgets.save(task,
-        folder, client)`, which reads the local copies or downloads with `client`."""
-        from ._api import save  # the one method of a value that does I/O, and says so
-
-        return save([self], folder, client)
-
     def __repr__(self) -> str:
         parts = [f"task_id={self.task_id!r}", f"status={self.status.value}"]
         if not self.done:
@@ -159,6 +144,7 @@ class Task:
         if self.error:
             parts.append(f"error={shorten(self.error)}")
         return f"Task({', '.join(parts)})"
+
 
 def validate_task_id(task_id: Any) -> str:
     """Refuse anything that could change the URL path it is put into."""

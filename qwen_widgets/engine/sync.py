@@ -7,24 +7,28 @@ parameters so that help() and completion show them; the docstrings are the engin
 
 from __future__ import annotations
 
+import concurrent.futures
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Iterable
+from pathlib import Path
 from typing import Any, TypeVar
 
-from . import _runner
-from ._account import Balance
-from ._auth import as_secret
-from ._budget import Priority
-from ._call import OnRetry
-from ._client import AsyncQwenClient, OnUpdate
-from ._journal import Entry
-from ._limits import Usage
-from ._request import ImageRequest
-from ._task import GeneratedImage, Task, UploadedImage
+from ..model.account import Balance
+from ..model.limits import Usage
+from ..model.request import ImageRequest
+from ..model.secret import as_secret
+from ..model.task import GeneratedImage, Task, UploadedImage
+from ..model.submission import Entry, OpenWork
+from . import runner as _runner
+from .budget import Priority
+from .call import OnRetry
+from .client import AsyncQwenClient, OnUpdate
+from .uploads import LocalImage
 
 __all__ = ["QwenClient"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 def _doc_of(engine_method: Callable[..., Any]) -> Callable[[F], F]:
@@ -55,6 +59,9 @@ class QwenClient:
     __init__.__signature__ = inspect.signature(AsyncQwenClient.__init__)  # type: ignore[attr-defined]
 
     demo = property(lambda self: self.aio.demo, doc="True when running against the simulator.")
+    demo_reason = property(lambda self: self.aio.demo_reason, doc="Why it runs against the simulator, or None.")
+    demo_forced = property(lambda self: self.aio.demo_forced,
+                           doc="True when QWEN_WIDGETS_DEMO=1 forces the simulator (a key would not be used).")
     base_url = property(lambda self: self.aio.base_url, doc="The API's base URL.")
     simulator = property(lambda self: self.aio.simulator, doc="The demo simulator, if any.")
     journal = property(lambda self: self.aio.journal, doc="Where every submission is recorded.")
@@ -109,15 +116,18 @@ class QwenClient:
     def resend(self, lost: Entry, *, on_retry: OnRetry | None = None) -> Task:
         return _runner.run(self.aio.resend(lost, on_retry=on_retry))
 
-    def lost(self) -> list[Entry]:
-        """Submissions of the last 72 h whose answer was lost and that resume() sends again
-        with their idempotency key."""
-        self.journal.settle_orphans()
-        return self.journal.lost(self.base_url)
+    def open_work(self) -> OpenWork:
+        """What the journal left open for this client's API in the last 24 h: submissions whose
+        answer was lost, tasks not seen to end, images not yet kept. What resume() finishes."""
+        return self.aio.journal.open_work(self.aio.base_url)
 
     @_doc_of(AsyncQwenClient.upload)
     def upload(self, source: Any) -> UploadedImage:
         return _runner.run(self.aio.upload(source))
+
+    @_doc_of(AsyncQwenClient.read_image)
+    def read_image(self, source: Any) -> LocalImage:
+        return self.aio.read_image(source)
 
     @_doc_of(AsyncQwenClient.references)
     def references(self, sources: Any) -> list[str]:
@@ -139,8 +149,20 @@ class QwenClient:
     def check_limits(self, images: int) -> None:
         self.aio.check_limits(images)
 
-    def unfinished(self) -> list[Task]:
-        """The journal's tasks for this client's API that were submitted and not seen to end
-        (younger than 72 hours), with their requests; what resume() would pick up."""
-        self.journal.settle_orphans()
-        return [entry.task for entry in self.journal.unfinished(self.base_url) if entry.task]
+    @_doc_of(AsyncQwenClient.save_image)
+    def save_image(self, task: Task, image: GeneratedImage, folder: str | Path) -> tuple[Path, bytes]:
+        return _runner.run(self.aio.save_image(task, image, folder))
+
+    @_doc_of(AsyncQwenClient.save)
+    def save(self, tasks: Iterable[Task], folder: str | Path) -> list[Path]:
+        return _runner.run(self.aio.save(tasks, folder))
+
+    @_doc_of(AsyncQwenClient.archive)
+    def archive(self, tasks: Iterable[Task]) -> bytes:
+        return _runner.run(self.aio.archive(tasks))
+
+    def background(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Run a coroutine on this client's loop (the package's private one, where `aio`
+        lives) and return at once with its future: how views use the async methods without
+        blocking the kernel. Cancelling the future cancels the coroutine."""
+        return _runner.submit(coro)

@@ -11,10 +11,10 @@ import math
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from ._errors import APIError, MalformedResponseError, RequestValidationError, parse_error_envelope, shorten
-from ._request import ImageRequest
-from ._task import GeneratedImage, Task, TaskStatus, validate_task_id
-from ._urls import is_http_url
+from .errors import APIError, MalformedResponseError, RequestValidationError, parse_error_envelope, shorten
+from .request import ImageRequest
+from .task import GeneratedImage, Task, TaskStatus, validate_task_id
+from .urls import is_http_url
 
 __all__: list[str] = []
 

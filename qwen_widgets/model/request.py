@@ -7,8 +7,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._errors import RequestValidationError
-from ._urls import MAX_URL_CHARS, has_credentials, is_http_url
+from .errors import RequestValidationError
+from .urls import MAX_URL_CHARS, has_credentials, is_http_url
 
 __all__ = ["ImageRequest", "MODELS", "SIZES", "RESOLUTIONS"]
 

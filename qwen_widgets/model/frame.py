@@ -6,13 +6,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._record import image_rows
-from ._task import Task
+from .record import image_rows
+from .task import Task
 
 if TYPE_CHECKING:
     import pandas
 
-    from ._journal import Entry
+    from .submission import Entry
 
 __all__ = ["to_frame"]
 

@@ -1,7 +1,13 @@
 """AsyncQwenClient: the engine. Submits, watches and finishes tasks, journaling each step.
 
-It runs on any asyncio loop; the synchronous QwenClient (`_sync`) and the widgets run it on
-the package's private loop. Each API request goes through `_call.Caller`.
+Everything the client does lives here as its methods: a submission (its journal row and
+idempotency key written before any byte is sent, its attempts, what it became), watching a
+task, finishing it (journaled, its images kept on disk before anyone sees it), resume()
+(resending lost answers with their key, re-attaching unfinished tasks, keeping what was not
+kept), uploads, the account and the images. Each API request goes through `call.Caller`.
+
+It runs on any asyncio loop; the synchronous QwenClient (`sync`) and the widgets run it on
+the package's private loop.
 """
 
 from __future__ import annotations
@@ -10,47 +16,47 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+import uuid
+import warnings
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
 
-from . import _config
-from ._account import Balance, parse_balance, parse_price
-from ._auth import BearerAuth, Secret, as_secret
-from ._budget import DEFAULT_BUDGET, Priority, RequestBudget
-from ._call import (
-    Caller,
-    DeadlineReached,
-    OnRetry,
-    call_limit,
-    check_timeout,
-    http_timeout,
-    maybe_await,
-)
-from ._clock import SYSTEM_CLOCK, Clock
-from ._config import NOT_GIVEN, NotGiven
-from ._download import DEFAULT_MAX_IMAGE_BYTES, ImageFetcher
-from ._errors import (
+from ..model.account import Balance, parse_balance, parse_price
+from ..model.errors import (
+    APIError,
     ImageFetchError,
+    ImageUploadError,
     JournalError,
     QwenError,
     RequestValidationError,
+    SubmitOutcomeUnknownError,
     TaskFailedError,
     TaskTimeoutError,
     stopped_watching,
 )
-from ._journal import Entry, Journal
-from ._keeper import finish, journal_quietly
-from ._limits import Usage
-from ._polling import DurationHistory, PollSchedule, PollTracker
-from ._request import ImageRequest, make_request
-from ._retry import RetryPolicy
-from ._submit import post, submit_once
-from ._task import GeneratedImage, Task, TaskStatus, UploadedImage, validate_task_id
-from ._upload import resolve, upload
-from ._wire import parse_task_response
+from ..model.images import thumbnail
+from ..model.limits import Usage
+from ..model.request import ImageRequest, make_request
+from ..model.secret import Secret, as_secret
+from ..model.task import GeneratedImage, Task, TaskStatus, UploadedImage, validate_task_id
+from ..model.wire import parse_submit_response, parse_task_response
+from ..store import images as disk
+from ..model.submission import Entry, EntryState, OpenWork
+from ..store.journal import Journal
+from . import settings
+from .auth import BearerAuth
+from .budget import DEFAULT_BUDGET, Priority, RequestBudget
+from .call import Caller, DeadlineReached, NotSent, OnRetry, Submission, call_limit, check_timeout, http_timeout, maybe_await
+from .clock import SYSTEM_CLOCK, Clock, within
+from .fetch import DEFAULT_MAX_IMAGE_BYTES, ImageFetcher
+from .polling import DurationHistory, PollSchedule, PollTracker
+from .retry import RetryPolicy
+from .settings import NOT_GIVEN, NotGiven
+from .uploads import LocalImage, as_sources, is_local, parse_upload, read_local
 
 __all__ = ["AsyncQwenClient"]
 
@@ -117,21 +123,26 @@ class AsyncQwenClient:
         clock: Clock = SYSTEM_CLOCK,
     ):
         api_key = as_secret(api_key)  # rebinding: even this frame's locals show ***
-        secret = api_key if api_key is not None else Secret(_config.api_key())
+        secret = api_key if api_key is not None else Secret(settings.api_key())
         if secret and not secret.usable():
             raise RequestValidationError(
                 "api_key", "must be printable ASCII without spaces or line breaks "
                 "(check for a stray character when pasting)", show_value=False,
             )
         check_timeout(timeout)
-        self.demo = simulator is not None or not secret or _config.demo_forced()
+        self.demo = simulator is not None or not secret or settings.demo_forced()
         """True when requests go to the built-in simulator, not to the real API."""
         self.simulator = None
         """The demo simulator, in demo mode."""
+        self.demo_reason = settings.demo_reason() if self.demo else None
+        """Why requests go to the simulator (no key, QWEN_WIDGETS_DEMO=1, a simulator given),
+        or None for the real API."""
+        self.demo_forced = settings.demo_forced()
+        """True when QWEN_WIDGETS_DEMO=1 forces the simulator, so a key would not be used."""
         if self.demo:
             transport, image_transport, base_url, secret = self._use_simulator(simulator)
         else:
-            base_url = _config.base_url(base_url)
+            base_url = settings.base_url(base_url)
         self.base_url = base_url.rstrip("/")
         """The API's base URL."""
         self._schedule = poll_schedule or PollSchedule()
@@ -148,12 +159,12 @@ class AsyncQwenClient:
         self.journal = journal or (Journal(":memory:") if self.demo else Journal.default())
         """Where every submission is recorded before it is sent (see qwen_widgets.history)."""
         if keep_images is None:
-            keep_images = not self.demo and _config.keep_images()
+            keep_images = not self.demo and settings.keep_images()
         self.keep_images = keep_images
         """Copy a completed task's images into the home folder before returning it."""
         self._resend = resend_with_key
         self._history: DurationHistory | None = None
-        self.limits = _config.spending_limits(max_images_per_day, max_spend_per_day, price_per_image)
+        self.limits = settings.spending_limits(max_images_per_day, max_spend_per_day, price_per_image)
         """The daily limits checked before each POST (and the user's price per image)."""
         self._uploads: dict[str, UploadedImage] = {}
         self._prices: dict[str, float | None] = {}
@@ -163,10 +174,10 @@ class AsyncQwenClient:
 
     def _use_simulator(self, simulator: Any) -> tuple[httpx.AsyncBaseTransport, httpx.AsyncBaseTransport, str, Secret]:
         """Transports, base URL and key for demo mode (announced once per process)."""
-        from .simulator import SIMULATOR_BASE_URL, Simulator, SimulatorTransport
+        from ..simulator import SIMULATOR_BASE_URL, Simulator, SimulatorTransport
 
         self.simulator = simulator if simulator is not None else Simulator.for_demo()
-        _config.announce_demo()
+        settings.announce_demo()
         return (SimulatorTransport(self.simulator), SimulatorTransport(self.simulator, passthrough=True),
                 SIMULATOR_BASE_URL, Secret("demo"))
 
@@ -201,7 +212,25 @@ class AsyncQwenClient:
         `priority` is the submission's turn at the shared request budget (sweeps send theirs
         as Priority.BACKGROUND, behind interactive work).
         """
-        return await submit_once(self, request, on_retry, priority)
+        if not isinstance(request, ImageRequest):
+            raise RequestValidationError("request", "must be an ImageRequest", request)
+        abort = asyncio.Event()
+        posting = asyncio.ensure_future(self._post(request, on_retry, abort, None, priority))
+        try:
+            return await asyncio.shield(posting)
+        except asyncio.CancelledError:
+            if posting.cancelled():
+                raise
+            abort.set()  # honoured only while the request has not left
+            try:
+                task = await _unstoppable(posting)  # its QwenError, if any, says more than a cancel
+            except NotSent:
+                raise asyncio.CancelledError("cancelled before the submission was sent; "
+                                             "nothing was created") from None
+            raise asyncio.CancelledError(
+                f"interrupted after the server accepted task {task.task_id}; it will run and "
+                f"be billed. Re-attach with wait({task.task_id!r})."
+            ) from None
 
     async def get_task(self, task_id: str, *, request: ImageRequest | None = None,
                        on_retry: OnRetry | None = None) -> Task:
@@ -256,7 +285,7 @@ class AsyncQwenClient:
         `fields` set or override request fields: generate("a fox", size="16:9", n=2).
         """
         if "image_urls" in fields:  # local images are uploaded first
-            fields["image_urls"] = await resolve(self, fields["image_urls"])
+            fields["image_urls"] = await self.references(fields["image_urls"])
         request = make_request(request_or_prompt, fields)
         task = await self.submit(request, on_retry=on_retry)
         if on_update is not None:
@@ -267,17 +296,44 @@ class AsyncQwenClient:
         return task
 
     async def resume(self, *, on_update: OnUpdate | None = None) -> list[Task]:
-        """Finish everything the journal left open in the last 72 h, and wait for it all.
+        """Finish everything the journal left open (`open_work()`: the last 24 h), and wait for
+        it all; returns the tasks that ended.
 
         Submissions whose answer was lost (a crash mid-POST, a dropped connection) are sent
         again with their idempotency key, so the server answers with the task they created
         (or creates it once), then watched; unfinished tasks are re-attached; images not yet
-        kept are saved. A task id the service has forgotten (404 after a day) is journaled
-        `expired`. Rows sent with `resend_with_key=False` are only reported, never resent.
+        kept are saved. Older tasks never seen to end are journaled `expired` (their ids are
+        forgotten by then). Rows sent with `resend_with_key=False` are only reported (a
+        warning), never resent.
         """
-        from ._reconcile import reconcile
+        journal = self.journal
+        work = await self.open_work()
+        await asyncio.to_thread(journal.expire_forgotten, self.base_url)
+        _warn_about_unresendable(work.unresendable)
+        results = await asyncio.gather(
+            *(self._resend_and_wait(entry, on_update) for entry in work.lost),
+            *(self.wait(entry.task, on_update=on_update) for entry in work.unfinished if entry.task),
+            return_exceptions=True)
+        if self.keep_images:  # finished earlier, but the images were not saved in time
+            await asyncio.to_thread(disk.remove_stale_temporary_files, journal.images_folder())
+            for entry in work.unkept:
+                assert entry.task is not None
+                await self._finish(entry.task)  # record() finds the entry's own row again
+        tasks = []
+        for result in results:
+            if isinstance(result, Task):
+                tasks.append(result)
+            elif isinstance(result, Exception):
+                _log.warning("could not resume a task: %s", result)
+            elif result is not None:
+                raise result
+        return tasks
 
-        return await reconcile(self, on_update)
+    async def open_work(self) -> OpenWork:
+        """What the journal left open for this client's API in the last 24 h: submissions whose
+        answer was lost, tasks not seen to end, images not yet kept. What resume() finishes,
+        the panel's Resume offers and `%load_ext` counts."""
+        return await asyncio.to_thread(self.journal.open_work, self.base_url)
 
     async def resend(self, lost: Entry, *, on_retry: OnRetry | None = None) -> Task:
         """Send a submission whose answer was lost again, with its original idempotency key;
@@ -287,18 +343,46 @@ class AsyncQwenClient:
                                          show_value=False)
         return await self._post(lost.request, on_retry, asyncio.Event(), lost)
 
-    async def upload(self, source: Any) -> UploadedImage:
+    async def upload(self, source: Any, *, field: str = "image") -> UploadedImage:
         """Upload a local image (a path, bytes or a PIL image) for use in `image_urls`.
 
         Checked locally first (JPEG, PNG, GIF or WebP by its bytes, not empty, at most 20 MB);
-        the same bytes are uploaded once while their URL lives. An upload whose answer was lost
-        is not sent again (uploads carry no idempotency key): ImageUploadError says so.
+        the same bytes are uploaded once while their URL has an hour left (remembered in the
+        journal, so across sessions too). An upload whose answer was lost is not sent again
+        (uploads carry no idempotency key): ImageUploadError says so.
         """
-        return await upload(self, source)
+        local = read_local(source, field)
+        now = time.time()
+        known = self._uploads.get(local.sha256) or await asyncio.to_thread(
+            self.journal.uploaded, local.sha256, self.base_url, now)
+        if known is not None and (known.expires_at is None or known.expires_at.timestamp() > now + 3600):
+            self._uploads[local.sha256] = known
+            return known
+
+        def lost(reason: str) -> ImageUploadError:
+            return ImageUploadError(local.filename, reason, outcome_unknown=True)
+
+        try:
+            uploaded = await self._caller.call(
+                "POST", "/v1/uploads/images", lambda body, headers: parse_upload(body, local, now),
+                files={"file": (local.filename, local.data, local.content_type)}, unknown=lost,
+                priority=Priority.SUBMIT)
+        except APIError as error:
+            raise ImageUploadError(local.filename, str(error)) from error
+        self._uploads[local.sha256] = uploaded
+        await self._journal_quietly(self.journal.add_upload, uploaded, self.base_url)
+        return uploaded
+
+    def read_image(self, source: Any) -> LocalImage:
+        """Read and check a local image (a path, bytes or a PIL image) as upload() would,
+        without sending it; RequestValidationError says what is wrong with it."""
+        return read_local(source)
 
     async def references(self, sources: Any) -> list[str]:
-        """`image_urls` ready for a request: local images uploaded, URLs as they are."""
-        return await resolve(self, sources)
+        """`image_urls` ready for a request: local images uploaded, URLs as they are (anything
+        else is left for the request's own validation to refuse)."""
+        return [(await self.upload(source, field=f"image_urls[{index}]")).url if is_local(source) else source
+                for index, source in enumerate(as_sources(sources))]
 
     async def balance(self) -> Balance:
         """The account's balance (`GET /v1/balance`); the simulator keeps one in demo mode."""
@@ -346,11 +430,88 @@ class AsyncQwenClient:
             raise RequestValidationError("url", "must be a string URL", url)
         return await self._images.fetch(url)
 
+    async def thumbnail(self, image: GeneratedImage | str | bytes, edge: int) -> bytes:
+        """A JPEG of at most `edge` pixels a side of an image (a result, a URL, or bytes in
+        hand), made off the event loop; ValueError when the bytes are not an image."""
+        data = image if isinstance(image, bytes) else await self.fetch_image(image)
+        return await asyncio.to_thread(thumbnail, data, edge)
+
+    async def save_image(self, task: Task, image: GeneratedImage, folder: str | Path) -> tuple[Path, bytes]:
+        """Save one image (full resolution, the prompt and its record in the PNG's text) and
+        its JSON sidecar in `folder`; returns the path and the bytes written."""
+        data = await self.fetch_image(image)
+        path = await asyncio.to_thread(disk.save_image, task, image, data, folder)
+        return path, data
+
+    async def save(self, tasks: Iterable[Task], folder: str | Path) -> list[Path]:
+        """Save every image of `tasks` in `folder` (see save_image); returns the image paths."""
+        return [(await self.save_image(task, image, folder))[0] for task in tasks for image in task.images]
+
+    async def archive(self, tasks: Iterable[Task]) -> bytes:
+        """One zip of `tasks`: images at full resolution with their sidecars, results.csv and
+        README.txt. An image that cannot be had is listed in README.txt, not raised, so one
+        expired URL does not cost the rest."""
+        tasks = list(tasks)
+        fetched: list[disk.Fetched] = []
+        for task in tasks:
+            for image in task.images:
+                try:
+                    fetched.append((task, image, await self.fetch_image(image), ""))
+                except QwenError as error:
+                    fetched.append((task, image, None, str(error)))
+        return await asyncio.to_thread(disk.build_archive, tasks, fetched)
+
     # -- plumbing ----------------------------------------------------------------------------
 
     async def _post(self, request: ImageRequest, on_retry: OnRetry | None, abort: asyncio.Event,
                     lost: Entry | None = None, priority: Priority = Priority.SUBMIT) -> Task:
-        return await post(self, request, on_retry, abort, lost, priority)
+        """The POST between its journal writes: the row, with the idempotency key every attempt
+        carries, exists before any byte is sent; the task id is recorded the moment it arrives;
+        only a clear refusal is journaled `refused`. `lost`: a submission whose answer was
+        lost, sent again with its own row and key."""
+        journal = self.journal
+        try:
+            if lost is None:
+                key = str(uuid.uuid4())
+                local_refs = {i.url: str(i.local_path) for i in self._uploads.values()
+                              if i.local_path is not None and i.url in request.image_urls}
+                local_id = await asyncio.to_thread(journal.begin, request, self.base_url, key,
+                                                   self._resend, self.limits, local_refs)
+            else:
+                key, local_id = lost.idempotency_key, lost.local_id
+                await asyncio.to_thread(journal.resending, local_id)
+        except JournalError as error:  # no record, no send: a crash would lose it
+            raise JournalError(error.path, error.error, outcome="nothing was sent",
+                               damaged=error.damaged) from None
+        replayed = False
+
+        def parse(body: Any, headers: httpx.Headers) -> Task:
+            nonlocal replayed
+            replayed = headers.get("idempotency-replayed", "").strip().lower() == "true"
+            return parse_submit_response(body, request)
+
+        assert key is not None
+        submission = Submission(request, key, resend=self._resend if lost is None else lost.resend,
+                                on_attempt=lambda: self._journal_quietly(journal.attempted, local_id))
+        if lost is not None:  # an earlier attempt may have created the task: no refusal proves otherwise
+            submission.lost = QwenError(f"an earlier attempt's answer was lost: {lost.error or 'no answer'}")
+        try:
+            task = await self._caller.call("POST", "/v1/images/generations", parse,
+                                           payload=request.to_payload(), submission=submission,
+                                           on_retry=on_retry, abort=abort, priority=priority)
+        except BaseException as error:
+            # only a clear refusal proves nothing was created; anything odd counts as unknown
+            refused = isinstance(error, QwenError) and not isinstance(error, SubmitOutcomeUnknownError)
+            state = EntryState.REFUSED if refused and submission.lost is None else EntryState.UNKNOWN
+            reason = getattr(error, "reason", None) or str(error) or type(error).__name__
+            await self._journal_quietly(journal.failed_to_submit, local_id, state, reason)
+            raise
+        if replayed:
+            _log.info("the server replayed task %s for a resent submission: no second task", task.task_id)
+        await self._journal_quietly(journal.submitted, local_id, task, replayed)
+        if task.done:  # a synchronous result: nothing to poll
+            task = await self._finish(task)
+        return task
 
     async def _poll(self, task_id: str, request: ImageRequest | None, on_retry: OnRetry | None,
                     deadline: float | None) -> Task:
@@ -389,9 +550,61 @@ class AsyncQwenClient:
             self._history.observe(task.request, task.actual_time or elapsed, estimate)
 
     async def _journal_quietly(self, write: Callable[..., T], *args: Any) -> T | None:
-        return await journal_quietly(self.journal, write, *args)
+        """A journal write after the POST: if it fails, the task must still reach the caller."""
+        try:
+            return await asyncio.to_thread(write, *args)
+        except (JournalError, OSError) as error:
+            _log.warning("qwen_widgets could not update the journal (%s): %s", self.journal.path, error)
+            return None
 
     async def _finish(self, task: Task, deadline: float | None = None) -> Task:
-        """A task just seen done: journal it and keep its images (see _keeper)."""
-        return await finish(self.journal, self._images, self._clock, self.base_url, task,
-                            keep=self.keep_images, deadline=deadline)
+        """A task just seen done: journal it, then keep its images (if asked, within the
+        deadline) before anyone sees it: result URLs die after about a day, and the images
+        were paid for. Images not kept in time keep their URL; resume() keeps them later."""
+        local_id = await self._journal_quietly(self.journal.record, task, self.base_url)
+        if self.keep_images and local_id is not None and task.status is TaskStatus.COMPLETED:
+            keeping = asyncio.gather(*(self._keep(local_id, task, image) for image in task.images))
+            left = None if deadline is None else max(deadline - self._clock.monotonic(), 0.0)
+            try:
+                kept = await within(keeping, left)
+                task = dataclasses.replace(task, images=tuple(kept))
+            except asyncio.TimeoutError:
+                _log.warning("the deadline came before the images of task %s were saved locally; "
+                             "qwen_widgets.resume() saves them later", task.task_id)
+        return task
+
+    async def _keep(self, local_id: str, task: Task, image: GeneratedImage) -> GeneratedImage:
+        if image.error is not None or (image.local_path is not None and image.local_path.exists()):
+            return image
+        try:
+            data = await self._images.fetch(image.url)
+            path = await asyncio.to_thread(disk.keep_copy, self.journal, local_id, task, image, data)
+        except (QwenError, OSError) as error:
+            _log.warning("image %d of task %s was not saved locally: %s", image.index, task.task_id, error)
+            return image
+        return dataclasses.replace(image, local_path=path)
+
+    async def _resend_and_wait(self, lost: Entry, on_update: OnUpdate | None) -> Task:
+        task = await self.resend(lost)
+        if on_update is not None:
+            await maybe_await(on_update(task))
+        return await self.wait(task, on_update=on_update)
+
+
+async def _unstoppable(future: asyncio.Future[T]) -> T:
+    """Await `future` to its end even if we are cancelled meanwhile (a POST on the wire)."""
+    while True:
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            if future.cancelled():
+                raise
+
+
+def _warn_about_unresendable(unknown: list[Entry]) -> None:
+    if unknown:
+        warnings.warn(
+            f"{len(unknown)} submission(s) of the last 24 h may have reached the server, but their "
+            "outcome is unknown and they were sent with resend_with_key=False, so they are not "
+            "resent. Check your APIMart console; qwen_widgets.history() lists them "
+            "(journal_state 'unknown').", UserWarning, stacklevel=4)

@@ -18,8 +18,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from statistics import NormalDist, fmean, pstdev
 
-from ._request import ImageRequest
-from ._task import Task, TaskStatus
+from ..model.request import ImageRequest
+from ..model.task import Task, TaskStatus
 
 __all__ = ["PollSchedule"]
 

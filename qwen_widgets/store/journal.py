@@ -20,77 +20,28 @@ import sqlite3
 import threading
 import time
 import uuid
-from dataclasses import dataclass
-from datetime import datetime, timezone
-from enum import Enum
-from pathlib import Path
-from typing import NamedTuple
 from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
 
-from ._config import home_dir, home_path
-from ._errors import JournalError, RequestValidationError
-from ._limits import WINDOW, SpendingLimits, Usage
-from ._record import duration_sample, task_from_record, task_record
-from ._schema import migrate
-from ._request import ImageRequest
-from ._task import Task, TaskStatus, UploadedImage
+from ..model.errors import JournalError, RequestValidationError
+from ..model.limits import WINDOW, SpendingLimits, Usage
+from ..model.record import task_from_record, task_record
+from ..model.request import ImageRequest
+from ..model.submission import Entry, EntryState, ImageCopy, OpenWork
+from ..model.task import Task, TaskStatus, UploadedImage
+from .home import home_dir, home_path
+from .schema import migrate
 
 __all__ = ["Journal"]
 
-URL_LIFETIME = 86_400.0  # task ids and result URLs live about a day (API.md section 2)
-MEDIA_LIFETIME = 3 * 86_400.0  # what the vendor's contract promises (API.md section 5)
+OPEN_WINDOW = 86_400.0
+"""How far back "what is left open" looks: the day that task ids and result URLs live (as
+observed; API.md section 2). Older work is not resumed: its task id is forgotten by then, and
+how long the service remembers an idempotency key is not documented, so resending a lost
+submission later could make a second, billed task."""
 
 JOURNAL_NAME = "journal.sqlite"
-class ImageCopy(NamedTuple):
-    """One image kept on disk, and the submission it belongs to."""
-
-    local_id: str
-    task_id: str | None
-    index: int
-    path: Path
-    sha256: str
-    saved_at: float
-
-
-class EntryState(str, Enum):
-    SUBMITTING = "submitting"
-    """Written before the POST; still so only while that POST is in flight."""
-    SUBMITTED = "submitted"
-    """The server gave a task id; the task is not known to have ended."""
-    FINISHED = "finished"
-    """The task was seen completed, failed or cancelled."""
-    UNKNOWN = "unknown"
-    """The POST may have reached the server but no answer came. With its idempotency key it is
-    sent again by resume(); without (`resend` off) it is never resent."""
-    REFUSED = "refused"
-    """The server (or the network, before sending) refused it: nothing was created."""
-    EXPIRED = "expired"
-    """The task id is older than the service keeps it (a 404 on re-attaching)."""
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One journal row: a submission and what became of it."""
-
-    local_id: str
-    created_at: datetime
-    base_url: str
-    state: EntryState
-    request: ImageRequest | None
-    task: Task | None
-    error: str | None
-    idempotency_key: str | None = None
-    """Sent with every attempt of this submission; resending with it never makes a second task."""
-    request_id: str | None = None
-    """The server's id for the answer that created the task (support asks for it)."""
-    attempts: int = 0
-    """POSTs sent for this submission."""
-    replayed: bool = False
-    """True when the server answered a resend with the task the first attempt had created."""
-    resend: bool = False
-    """True when the submission may be sent again with its key after a lost answer."""
-
-
 class Journal:
     """The journal file (or `:memory:` for demo mode, whose simulator dies with the process)."""
 
@@ -110,14 +61,14 @@ class Journal:
             self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None,
                                        check_same_thread=False)
         except (sqlite3.Error, OSError) as error:
-            raise JournalError(self.path, error) from None
+            raise journal_error(self.path, error) from None
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             migrate(self._db)
         except sqlite3.Error as error:
             self._db.close()
-            raise JournalError(self.path, error) from None
+            raise journal_error(self.path, error) from None
 
     def images_folder(self) -> Path:
         """Where this journal's kept images live: `images/` beside the file (the home folder's
@@ -297,25 +248,36 @@ class Journal:
             copies.setdefault(local_id, {})[index] = path
         return [_entry(row, copies.get(row[0], {})) for row in rows]
 
-    def unfinished(self, base_url: str) -> list[Entry]:
-        """Submitted tasks not seen to end, younger than the 72 h the contract keeps media."""
-        return self.entries(base_url=base_url, states=(EntryState.SUBMITTED,),
-                            newer_than=time.time() - MEDIA_LIFETIME)
+    def open_work(self, base_url: str, now: float | None = None) -> OpenWork:
+        """What is left open for `base_url` within OPEN_WINDOW, in one read: submissions whose
+        answer was lost (to resend with their key, or only to report when sent without
+        resending), tasks not seen to end (to watch), and completed tasks whose images are not
+        kept yet (to keep). Rows of processes that died mid-POST are settled first."""
+        self.settle_orphans()
+        now = time.time() if now is None else now
+        rows = self.entries(base_url=base_url, states=(EntryState.UNKNOWN, EntryState.SUBMITTED,
+                                                       EntryState.FINISHED), newer_than=now - OPEN_WINDOW)
+        lost, unresendable, unfinished, unkept = [], [], [], []
+        for entry in rows:
+            if entry.state is EntryState.UNKNOWN:
+                resendable = entry.resend and entry.idempotency_key and entry.request
+                (lost if resendable else unresendable).append(entry)
+            elif entry.state is EntryState.SUBMITTED and entry.task is not None:
+                unfinished.append(entry)
+            elif (entry.state is EntryState.FINISHED and entry.task is not None
+                  and entry.task.status is TaskStatus.COMPLETED
+                  and any(image.local_path is None and image.error is None for image in entry.task.images)):
+                unkept.append(entry)
+        return OpenWork(lost, unfinished, unkept, unresendable)
 
-    def lost(self, base_url: str) -> list[Entry]:
-        """Submissions of the last 24 h whose answer was lost, to be sent again with their key.
-        Not longer: how long the service remembers a key is not documented, and a key it has
-        forgotten would make a resend a second, billed task."""
-        unknown = self.entries(base_url=base_url, states=(EntryState.UNKNOWN,),
-                               newer_than=time.time() - URL_LIFETIME)
-        return [entry for entry in unknown if entry.resend and entry.idempotency_key and entry.request]
-
-    def unsaved(self, base_url: str) -> list[Entry]:
-        """Completed tasks of the last 72 h with images that have no local copy yet."""
-        finished = self.entries(base_url=base_url, states=(EntryState.FINISHED,),
-                                newer_than=time.time() - MEDIA_LIFETIME)
-        return [e for e in finished if e.task is not None and e.task.status is TaskStatus.COMPLETED
-                and any(image.local_path is None and image.error is None for image in e.task.images)]
+    def expire_forgotten(self, base_url: str, now: float | None = None) -> None:
+        """Tasks submitted before OPEN_WINDOW and never seen to end are journaled `expired`:
+        the service has forgotten their ids, so nothing can tell how they ended."""
+        now = time.time() if now is None else now
+        self._write("UPDATE submissions SET state = ?, error = ?, updated_at = ? WHERE base_url = ?"
+                    " AND state = ? AND created_at <= ?",
+                    (EntryState.EXPIRED.value, "not seen to end within the day that task ids live",
+                     now, base_url, EntryState.SUBMITTED.value, now - OPEN_WINDOW))
 
     def recent_durations(self, base_url: str, limit: int = 300) -> list[tuple[ImageRequest | None, float, float | None]]:
         """(request, seconds it took, the server's estimate) of the latest completed tasks: what
@@ -363,7 +325,30 @@ class Journal:
         try:
             yield
         except sqlite3.Error as error:
-            raise JournalError(self.path, error) from None
+            raise journal_error(self.path, error) from None
+
+
+def duration_sample(request: str | None, task: str) -> tuple[ImageRequest | None, float, float | None] | None:
+    """(request, seconds it took, the server's estimate) from a journal row's stored request
+    and task record, when the task completed; None otherwise or when the row is unreadable."""
+    try:
+        record = json.loads(task)
+        request_obj = ImageRequest.from_payload(json.loads(request)) if request else None
+    except (ValueError, RequestValidationError):
+        return None
+    taken = record.get("actual_time")
+    if taken is None and record.get("completed_at") and record.get("created_at"):
+        taken = record["completed_at"] - record["created_at"]
+    if record.get("status") != TaskStatus.COMPLETED.value or not taken:
+        return None
+    return request_obj, float(taken), record.get("estimated_time")
+
+
+def journal_error(path: str, error: Exception, outcome: str = "") -> JournalError:
+    """The JournalError for an SQLite or OS error on `path`: a file SQLite cannot read as a
+    database is damaged (the error says what to do); a locked or full one is not."""
+    damaged = isinstance(error, sqlite3.DatabaseError) and not isinstance(error, sqlite3.OperationalError)
+    return JournalError(path, error, outcome=outcome, damaged=damaged)
 
 
 def _alive(pid: int | None) -> bool:
