@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
-from . import Simulator, serve
+from . import DEFAULT_MODELS, Simulator, serve
+from ._contract import CODE_STYLES
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -16,9 +18,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--time-scale", type=float, default=1.0, help="multiply every duration")
     parser.add_argument("--failure-rate", type=float, default=0.0)
     parser.add_argument("--rate-limit", type=float, default=None, help="requests per second")
-    parser.add_argument("--url-style", choices=("string", "list", "mixed"), default="mixed")
+    parser.add_argument("--url-style", choices=("string", "list", "mixed"), default="list")
     parser.add_argument("--url-lifetime", type=float, default=86_400.0, help="seconds")
+    parser.add_argument("--whole-seconds", action=argparse.BooleanOptionalAction, default=None,
+                        help="estimated_time and actual_time in whole seconds (default: when --time-scale >= 1)")
+    parser.add_argument("--error-codes", choices=CODE_STYLES, default="recorded")
+    parser.add_argument("--balance-unit", default="USD", help="the unit balances are reported in")
+    parser.add_argument("--model", action="append", default=[], metavar="ID[=PRICE]",
+                        help="offer this model too, with qwen-image-2.0's rules (repeatable)")
     args = parser.parse_args(argv)
+    models = dict(DEFAULT_MODELS)
+    for offer in args.model:
+        name, _, price = offer.partition("=")
+        models[name] = dataclasses.replace(DEFAULT_MODELS["qwen-image-2.0"], price=float(price or 0.021),
+                                           description="")
     simulator = Simulator(
         seed=args.seed,
         time_scale=args.time_scale,
@@ -26,6 +39,10 @@ def main(argv: list[str] | None = None) -> None:
         rate_limit=args.rate_limit,
         url_style=args.url_style,
         url_lifetime=args.url_lifetime,
+        whole_seconds=args.whole_seconds,
+        error_codes=args.error_codes,
+        balance_unit=args.balance_unit,
+        models=models,
     )
     with serve(simulator, host=args.host, port=args.port) as server:
         print(f"Simulated Qwen-Image API at {server.url} (any bearer key). Ctrl-C stops.", flush=True)
