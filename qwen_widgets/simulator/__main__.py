@@ -9,8 +9,10 @@ import time
 from . import DEFAULT_MODELS, Simulator, serve
 from ._contract import CODE_STYLES
 
+__all__ = ["main", "parse_arguments", "simulator_from"]
 
-def main(argv: list[str] | None = None) -> None:
+
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m qwen_widgets.simulator", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
@@ -26,13 +28,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--balance-unit", default="USD", help="the unit balances are reported in")
     parser.add_argument("--model", action="append", default=[], metavar="ID[=PRICE]",
                         help="offer this model too, with qwen-image-2.0's rules (repeatable)")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def simulator_from(args: argparse.Namespace) -> Simulator:
+    """The simulator the command line asks for."""
     models = dict(DEFAULT_MODELS)
+    standard = DEFAULT_MODELS["qwen-image-2.0"]
     for offer in args.model:
         name, _, price = offer.partition("=")
-        models[name] = dataclasses.replace(DEFAULT_MODELS["qwen-image-2.0"], price=float(price or 0.021),
+        models[name] = dataclasses.replace(standard, price=float(price) if price else standard.price,
                                            description="")
-    simulator = Simulator(
+    return Simulator(
         seed=args.seed,
         time_scale=args.time_scale,
         failure_rate=args.failure_rate,
@@ -44,7 +51,11 @@ def main(argv: list[str] | None = None) -> None:
         balance_unit=args.balance_unit,
         models=models,
     )
-    with serve(simulator, host=args.host, port=args.port) as server:
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_arguments(argv)
+    with serve(simulator_from(args), host=args.host, port=args.port) as server:
         print(f"Simulated Qwen-Image API at {server.url} (any bearer key). Ctrl-C stops.", flush=True)
         print(f"  APIMART_BASE_URL={server.url} APIMART_API_KEY=anything", flush=True)
         try:
