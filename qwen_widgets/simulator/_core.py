@@ -25,8 +25,16 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from . import _catalog as catalog
-from ._contract import CODE_STYLES, DEFAULT_MODELS, Refusal, SimModel, SimRequest, check_submission, error_body, \
-    ignored_fields
+from ._contract import (
+    CODE_STYLES,
+    DEFAULT_MODELS,
+    Refusal,
+    SimModel,
+    SimRequest,
+    check_submission,
+    error_body,
+    ignored_fields,
+)
 from ._life import SimTask
 from ._responses import Fault, SimResponse, bearer, error_response, json_response
 from ._uploads import UPLOAD_ROUTE, Uploads
@@ -294,8 +302,8 @@ class Simulator:
             name = path[len(catalog.DOCS_ROUTE):].removesuffix(".md")
             if name not in self.models:
                 return SimResponse(404, {"Content-Type": "text/plain"}, b"Not Found")
-            page = catalog.markdown(name, self.models[name]).encode()
-            return SimResponse(200, {"Content-Type": "text/markdown; charset=utf-8"}, page)
+            text = catalog.markdown(name, self.models[name]).encode()
+            return SimResponse(200, {"Content-Type": "text/markdown; charset=utf-8"}, text)
         if path == "/api/pricing/model":
             name = _param(query, "model")
             return json_response(200, catalog.pricing(name, self.models.get(name)))
