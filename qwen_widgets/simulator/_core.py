@@ -4,6 +4,9 @@ Each task's whole life (queue time, duration, the server's overstated estimate, 
 fails, how many images it returns) is drawn when it is created from a generator seeded by
 (seed, task number), so runs are reproducible whatever the timing. Its state at any moment
 is computed from the clock, so nothing runs in the background.
+
+The rules it enforces are its own statement of the contract (`_contract`), never the
+client's, so a loopback test can catch a client that misreads the API.
 """
 
 from __future__ import annotations
@@ -17,25 +20,52 @@ import secrets
 import threading
 import time
 from collections import deque
-from typing import Any
 from collections.abc import Callable, Mapping
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from ..model.errors import RequestValidationError
-from ..model.request import MODELS, ImageRequest
 from . import _catalog as catalog
+from ._contract import (
+    CODE_STYLES,
+    DEFAULT_MODELS,
+    Refusal,
+    SimModel,
+    SimRequest,
+    check_submission,
+    error_body,
+    ignored_fields,
+)
 from ._life import SimTask
-from ._uploads import UPLOAD_ROUTE, Uploads
 from ._responses import Fault, SimResponse, bearer, error_response, json_response
+from ._uploads import UPLOAD_ROUTE, Uploads
 
 __all__ = ["Simulator", "SIMULATOR_BASE_URL"]
 
 SIMULATOR_BASE_URL = "https://simulator.qwen-widgets.invalid"
 IMAGE_ROUTE = "/sim-images/"
+SUBMIT_ROUTE = "/v1/images/generations"
+IGNORED_HEADER = "X-Simulator-Ignored-Fields"
+"""Names the submit body's fields the simulator ignored, comma-separated (absent when none)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Call:
+    """One keyed request, as an endpoint sees it."""
+
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    """Lower-cased names."""
+    body: bytes
+    key_id: str
+    """Which key made it (a digest: the key itself is never kept)."""
+
+    def param(self, name: str) -> str:
+        return _param(self.query, name)
 
 
 class Simulator:
-    """A deterministic model of APIMart's Qwen-Image 2.0 endpoints.
+    """A deterministic model of APIMart's Qwen-Image endpoints.
 
     Durations are in real seconds before `time_scale` shrinks them (0.01: a 20 s task takes
     0.2 s). `rate_limit` is requests per second per key over a sliding second; requests
@@ -45,6 +75,31 @@ class Simulator:
     otherwise any bearer key is. Task lives follow `seed`, but task ids are new in every
     instance, like the real service's; two instances with the same `task_id_seed` issue the
     same ids (a restarted server that reissues them).
+
+    Defaults follow live recordings (API.md section 6): `estimated_time` and `actual_time` in
+    whole seconds, `url` a list of strings, error codes as recorded (a word such as
+    `model_not_found` where one was recorded, else the HTTP status; a failed task's code is a
+    number, as the clients' types decode it). The variants stay selectable:
+
+    - `whole_seconds`: None (default) reports whole seconds when `time_scale` >= 1 and
+      keeps fractions (to the millisecond) below it, where a 0.2 s task would otherwise
+      report 0 or 1 s and mislead a client's poll schedule; True or False forces either.
+    - `url_style`: "list" (default), "string", or "mixed" (each task picks one).
+    - `error_codes`: "recorded" (default), "string" or "numeric" (see `CODE_STYLES`).
+
+    Submit bodies are checked against the model they name (`models`, by default the two
+    documented ones; a test may offer others with their own rules and prices). Fields the
+    contract does not model (e.g. `quality`, `output_format`, `background`, `seed`) are
+    accepted and ignored, never refused: each submit's log entry lists them under
+    `ignored_fields`, and the answer names them in `X-Simulator-Ignored-Fields`. A known
+    field with a wrong type or value is refused with the API's 400 envelope naming `param`;
+    an unknown model answers 503 `model_not_found`.
+
+    Balances: `starting_balance` is the account's (`GET /v1/user/balance`); a key
+    (`GET /v1/balance`) reports its own use, and as remaining its own `key_quota` less that
+    use, or the account's remainder when keys have no quota of their own (None). Both
+    report `balance_unit` as `unit`. `balance_failures` ({"key": message} and/or
+    {"account": message}) makes that answer a 200 with `success: false`.
     """
 
     def __init__(
@@ -59,7 +114,7 @@ class Simulator:
         short_result_rate: float = 0.0,
         server_error_rate: float = 0.0,
         rate_limit: float | None = None,
-        url_style: str = "mixed",
+        url_style: str = "list",
         url_lifetime: float = 86_400.0,
         image_base_url: str | None = None,
         api_keys: set[str] | None = None,
@@ -68,12 +123,26 @@ class Simulator:
         progress_style: str = "linear",
         max_running: int | None = None,
         starting_balance: float = 10.0,
+        key_quota: float | None = None,
+        balance_unit: str = "USD",
+        balance_failures: Mapping[str, str] | None = None,
+        models: Mapping[str, SimModel] | None = None,
+        whole_seconds: bool | None = None,
+        error_codes: str = "recorded",
         clock: Callable[[], float] = time.time,
     ):
         if url_style not in ("string", "list", "mixed"):
             raise ValueError("url_style must be 'string', 'list' or 'mixed'")
         if progress_style not in ("linear", "coarse", "none"):
             raise ValueError("progress_style must be 'linear', 'coarse' or 'none'")
+        if error_codes not in CODE_STYLES:
+            raise ValueError(f"error_codes must be one of {', '.join(CODE_STYLES)}")
+        if not set(balance_failures or {}) <= {"key", "account"}:
+            raise ValueError("balance_failures is keyed by 'key' and/or 'account'")
+        self.models: dict[str, SimModel] = dict(DEFAULT_MODELS if models is None else models)
+        """Model id -> its rules and price: what every endpoint offers and checks against."""
+        if not self.models or not all(isinstance(m, SimModel) for m in self.models.values()):
+            raise ValueError("models must map at least one model id to a SimModel")
         self.progress_style = progress_style
         self.max_running = max_running
         """Tasks that may run at once; a submit beyond it gets 429 'too_many_tasks'."""
@@ -96,6 +165,11 @@ class Simulator:
         self.synchronous_results = synchronous_results
         """Answer versioned submits with the finished task inline (`generation.result`)."""
         self.starting_balance = starting_balance
+        self.key_quota = key_quota
+        self.balance_unit = balance_unit
+        self.balance_failures = dict(balance_failures or {})
+        self.whole_seconds = whole_seconds
+        self.error_codes = error_codes
         self.uploads = Uploads()
         """Images uploaded for use as references, in memory."""
         self.idempotency: dict[str, tuple[str, str]] = {}
@@ -103,8 +177,8 @@ class Simulator:
         self.clock = clock
         self.faults: list[Fault] = []
         self.log: list[dict[str, Any]] = []
-        """Every request handled: method, path, status, whether it carried Authorization, and
-        its Idempotency-Key."""
+        """Every request handled: method, path, status, whether it carried Authorization, its
+        Idempotency-Key, and for a submit the body's `ignored_fields`."""
         self.tasks: dict[str, SimTask] = {}
         self._noise = random.Random(f"{seed}:noise")
         self._recent: dict[str, deque[float]] = {}
@@ -172,6 +246,9 @@ class Simulator:
                 return fault.response
             response = self._route(method, path, parse_qs(query), headers, body)
             entry["status"] = response.status
+            if method == "POST" and path == SUBMIT_ROUTE:
+                named = response.headers.get(IGNORED_HEADER, "")
+                entry["ignored_fields"] = [name for name in named.split(", ") if name]
             if fault is None:
                 return response
             if fault.response.action == "late":
@@ -188,71 +265,130 @@ class Simulator:
         return None
 
     def _route(self, method: str, path: str, query: dict, headers: dict, body: bytes) -> SimResponse:
-        if path.startswith(IMAGE_ROUTE) and method == "GET":
-            return self._image(path, query)
-        if path.startswith(UPLOAD_ROUTE) and method == "GET":
-            found = self.uploads.serve(path)
-            if found is None:
-                return SimResponse(404, {"Content-Type": "text/plain"}, b"Not Found")
-            return SimResponse(200, {"Content-Type": found[1]}, found[0])
-        if path == "/api/pricing/model" and method == "GET":  # public: no key needed
-            model = query.get("model", [""])[0]
-            if model not in catalog.PRICES:
-                return error_response(404, f"no price for model {model[:64]!r}", "not_found")
-            return json_response(200, {"success": True, "data": {"model": model, "price_per_image": catalog.PRICES[model],
-                                                                 "currency": "USD"}})
+        try:
+            return self._answer(method, path, query, headers, body)
+        except Refusal as refusal:
+            return error_response(refusal, self.error_codes)
+
+    def _answer(self, method: str, path: str, query: dict, headers: dict, body: bytes) -> SimResponse:
+        public = self._public(method, path, query)
+        if public is not None:
+            return public
         endpoint = self._endpoint(method, path)
         if endpoint is None:
-            return error_response(404, f"no route for {method} {path}", "not_found")
+            raise Refusal(404, f"no route for {method} {path}", "not_found")
         key = bearer(headers.get("authorization", ""))
         if not key or (self.api_keys is not None and key not in self.api_keys):
-            return error_response(401, "Invalid or missing API key. Send Authorization: Bearer <key>.",
-                          "authentication_error")
+            raise Refusal(401, "Invalid or missing API key. Send Authorization: Bearer <key>.", "authentication_error")
         limited = self._rate_limited(key)
         if limited is not None:
             return limited
         if self.server_error_rate and self._noise.random() < self.server_error_rate:
-            return error_response(500, "internal server error", "server_error")
-        return endpoint(path, query, headers, body)
+            raise Refusal(500, "internal server error", "server_error")
+        return endpoint(Call(path, query, headers, body, _key_id(key)))
 
-    def _endpoint(self, method: str, path: str) -> Callable[..., SimResponse] | None:
+    def _public(self, method: str, path: str, query: dict) -> SimResponse | None:
+        """The answers that need no key: images, uploads, docs pages, pricing, marketplace."""
+        if method != "GET":
+            return None
+        if path.startswith(IMAGE_ROUTE):
+            return self._image(path)
+        if path.startswith(UPLOAD_ROUTE):
+            found = self.uploads.serve(path)
+            if found is None:
+                return SimResponse(404, {"Content-Type": "text/plain"}, b"Not Found")
+            return SimResponse(200, {"Content-Type": found[1]}, found[0])
+        if path.startswith(catalog.DOCS_ROUTE):
+            name = path[len(catalog.DOCS_ROUTE):].removesuffix(".md")
+            if name not in self.models:
+                return SimResponse(404, {"Content-Type": "text/plain"}, b"Not Found")
+            text = catalog.markdown(name, self.models[name]).encode()
+            return SimResponse(200, {"Content-Type": "text/markdown; charset=utf-8"}, text)
+        if path == "/api/pricing/model":
+            name = _param(query, "model")
+            return json_response(200, catalog.pricing(name, self.models.get(name)))
+        if path == "/api/marketplace/models":
+            page = _whole(_param(query, "page"), 1, 1, 10_000)
+            page_size = _whole(_param(query, "page_size"), 50, 1, 100)
+            return json_response(200, catalog.marketplace(self.models, _param(query, "type"), page, page_size,
+                                                          self._base()))
+        return None
+
+    def _endpoint(self, method: str, path: str) -> Callable[[Call], SimResponse] | None:
         if method == "POST":
-            return {"/v1/images/generations": self._submit, "/v1/uploads/images": self._upload}.get(path)
+            return {SUBMIT_ROUTE: self._submit, "/v1/uploads/images": self._upload}.get(path)
         if method != "GET":
             return None
         if path.startswith("/v1/tasks/"):
             return self._task
+        if path.startswith("/v1/models/"):
+            return self._model
         return {"/v1/models": self._models, "/v1/model-schema": self._model_schema,
-                "/v1/balance": self._balance}.get(path)
+                "/v1/model-docs": self._model_docs, "/v1/balance": self._key_balance,
+                "/v1/user/balance": self._account_balance}.get(path)
 
-    def _upload(self, path: str, query: dict, headers: dict, body: bytes) -> SimResponse:
-        base = self.image_base_url or SIMULATOR_BASE_URL
-        status, answer = self.uploads.accept(body, headers.get("content-type", ""), base, self.clock())
-        return json_response(status, answer)
+    def _base(self) -> str:
+        return self.image_base_url or SIMULATOR_BASE_URL
 
-    def _models(self, path: str, query: dict, headers: dict, body: bytes) -> SimResponse:
-        return json_response(200, catalog.models())
+    # -- uploads, catalogue and account ---------------------------------------------------------
 
-    def _model_schema(self, path: str, query: dict, headers: dict, body: bytes) -> SimResponse:
-        model, operation = query.get("model", [""])[0], query.get("operation", ["image_generation"])[0]
-        schema = catalog.model_schema(model, operation)
-        if schema is None:
-            return error_response(404, f"no schema for model {model[:64]!r} and operation {operation[:64]!r}",
-                          "not_found", code="model_not_found")
-        return json_response(200, schema)
+    def _upload(self, call: Call) -> SimResponse:
+        return json_response(200, self.uploads.accept(call.body, call.headers.get("content-type", ""),
+                                                      self._base(), self.clock()))
 
-    def _balance(self, path: str, query: dict, headers: dict, body: bytes) -> SimResponse:
+    def _offered(self, name: str, status: int = 404) -> SimModel:
+        model = self.models.get(name)
+        if model is None:
+            raise Refusal(status, f"model {name[:64]!r} not found: this service offers {', '.join(self.models)}",
+                          "invalid_request_error", code="model_not_found", param="model")
+        return model
+
+    def _models(self, call: Call) -> SimResponse:
+        return json_response(200, catalog.models(self.models))
+
+    def _model(self, call: Call) -> SimResponse:
+        name = call.path[len("/v1/models/"):]
+        return json_response(200, catalog.model_card(name, self._offered(name)))
+
+    def _model_schema(self, call: Call) -> SimResponse:
+        name, operation = call.param("model"), call.param("operation") or catalog.OPERATION
+        model = self._offered(name)
+        if operation != catalog.OPERATION:
+            raise Refusal(404, f"model {name[:64]!r} offers no operation {operation[:64]!r}; it offers "
+                               f"{catalog.OPERATION}", "not_found", param="operation")
+        return json_response(200, catalog.model_schema(name, model))
+
+    def _model_docs(self, call: Call) -> SimResponse:
+        name = call.param("model")
+        if not name:
+            raise Refusal(400, "model: is required", param="model")
+        return json_response(200, catalog.model_docs(name, self._offered(name), self._base(), self.clock()))
+
+    def _account_balance(self, call: Call) -> SimResponse:
+        if "account" in self.balance_failures:
+            return json_response(200, catalog.balance_failure(self.balance_failures["account"]))
+        used = self._spent()
+        return json_response(200, catalog.balance(self.starting_balance - used, used, self.balance_unit))
+
+    def _key_balance(self, call: Call) -> SimResponse:
+        if "key" in self.balance_failures:
+            return json_response(200, catalog.balance_failure(self.balance_failures["key"]))
+        used = self._spent(call.key_id)
+        remaining = self.starting_balance - self._spent() if self.key_quota is None else self.key_quota - used
+        return json_response(200, catalog.balance(remaining, used, self.balance_unit))
+
+    def _spent(self, key_id: str | None = None) -> float:
+        """What completed tasks cost, all of them or one key's."""
         now = self.clock()
-        spent = sum(self._cost(task) for task in self.tasks.values() if task.state(now)[0] == "completed")
-        return json_response(200, catalog.balance(self.starting_balance, spent))
+        return sum(self._cost(task) for task in self.tasks.values()
+                   if key_id in (None, task.key_id) and task.state(now)[0] == "completed")
 
     def _running(self) -> int:
         now = self.clock()
         return sum(task.state(now)[0] in ("pending", "processing") for task in self.tasks.values())
 
-    @staticmethod
-    def _cost(task: SimTask) -> float:
-        return round(catalog.PRICES[task.request.model] * task.images_returned, 6)
+    def _cost(self, task: SimTask) -> float:
+        return round(self.models[task.request.model].price * task.images_returned, 6)
 
     def _rate_limited(self, key: str) -> SimResponse | None:
         if self.rate_limit is None:
@@ -263,43 +399,43 @@ class Simulator:
             window.popleft()
         if len(window) >= self.rate_limit:
             wait = max(1, math.ceil(window[0] + 1.0 - now))
-            return error_response(429, "Too many requests, please slow down.", "rate_limit_error",
-                          headers={"Retry-After": str(wait)})
+            return error_response(Refusal(429, "Too many requests, please slow down.", "rate_limit_error"),
+                                  self.error_codes, {"Retry-After": str(wait)})
         window.append(now)
         return None
 
-    def _submit(self, path: str, query: dict, headers: dict, body: bytes) -> SimResponse:
+    # -- generation -----------------------------------------------------------------------------
+
+    def _submit(self, call: Call) -> SimResponse:
         try:
-            payload = json.loads(body or b"null")
+            payload = json.loads(call.body or b"null")
         except ValueError:
-            return error_response(400, "request body is not valid JSON", "invalid_request_error")
-        if isinstance(payload, dict) and isinstance(payload.get("model"), str) and payload["model"] not in MODELS:
-            # what the live service answers for an unknown model (API.md section 5)
-            return error_response(503, f"model {payload['model'][:64]!r} not found", "invalid_request_error",
-                          code="model_not_found", param="model")
+            raise Refusal(400, "body: is not valid JSON", param="body") from None
+        ignored = ignored_fields(payload)
+        noted = {IGNORED_HEADER: ", ".join(ignored)} if ignored else {}
         try:
-            request = ImageRequest.from_payload(payload)
-        except RequestValidationError as exc:
-            return error_response(400, str(exc), "invalid_request_error", param=exc.field)
-        key = headers.get("idempotency-key")
-        digest = hashlib.sha256(body).hexdigest()
+            request = check_submission(payload, self.models)
+        except Refusal as refusal:
+            return error_response(refusal, self.error_codes, noted)
+        key = call.headers.get("idempotency-key")
+        digest = hashlib.sha256(call.body).hexdigest()
         if key is not None and key in self.idempotency:
             first_digest, task_id = self.idempotency[key]
             if first_digest != digest:
-                return error_response(422, "this Idempotency-Key was used with a different request body",
-                              "invalid_request_error", code="idempotency_key_reused")
-            return self._accepted(self.tasks[task_id], headers, {"idempotency-replayed": "true"})
+                raise Refusal(422, "this Idempotency-Key was used with a different request body",
+                              code="idempotency_key_reused")
+            return self._accepted(self.tasks[task_id], call.headers, {**noted, "idempotency-replayed": "true"})
         if self.max_running is not None and self._running() >= self.max_running:
-            return error_response(429, "too many tasks running, try again shortly", "rate_limit_error",
-                                  code="too_many_tasks", headers={"Retry-After": "1"})
-        task = self._new_task(request)
-        if self.synchronous_results and "x-apimart-response-version" in headers:
+            return error_response(Refusal(429, "too many tasks running, try again shortly", "rate_limit_error",
+                                          code="too_many_tasks"), self.error_codes, {"Retry-After": "1"})
+        task = self._new_task(request, call.key_id)
+        if self.synchronous_results and "x-apimart-response-version" in call.headers:
             task.queue = task.duration = 0.0
             task.fail_at = None
         self.tasks[task.task_id] = task
         if key is not None:
             self.idempotency[key] = (digest, task.task_id)
-        return self._accepted(task, headers, {})
+        return self._accepted(task, call.headers, noted)
 
     def _accepted(self, task: SimTask, headers: dict, extra: dict[str, str]) -> SimResponse:
         """The submit answer: versioned when the client asked for it, legacy otherwise."""
@@ -313,7 +449,7 @@ class Simulator:
                     "created": int(task.created)}
         return json_response(200, {"code": 200, "request_id": request_id, "data": data}, extra)
 
-    def _new_task(self, request: ImageRequest) -> SimTask:
+    def _new_task(self, request: SimRequest, key_id: str) -> SimTask:
         number = len(self.tasks)
         rng = random.Random(f"{self.seed}:{number}")
         digest = hashlib.sha256(f"{self.task_id_seed}:{number}".encode()).hexdigest().upper()
@@ -328,6 +464,7 @@ class Simulator:
         return SimTask(
             task_id=task_id,
             request=request,
+            key_id=key_id,
             created=self.clock(),
             queue=duration * rng.uniform(0.03, 0.15),
             duration=duration,
@@ -340,12 +477,12 @@ class Simulator:
             progress_style=self.progress_style,
         )
 
-    def _task(self, path: str, query: dict, headers: dict, body: bytes) -> SimResponse:
-        task_id = path[len("/v1/tasks/"):]
+    def _task(self, call: Call) -> SimResponse:
+        task_id = call.path[len("/v1/tasks/"):]
         task = self.tasks.get(task_id)
         now = self.clock()
         if task is None or now - task.created > 86_400 * self.time_scale:
-            return error_response(404, f"task {task_id[:64]} not found", "not_found")
+            raise Refusal(404, f"task {task_id[:64]} not found", "not_found")
         return json_response(200, {"code": 200, "data": self._task_data(task, now)})
 
     def _task_data(self, task: SimTask, now: float) -> dict[str, Any]:
@@ -354,29 +491,34 @@ class Simulator:
             "id": task.task_id,
             "status": status,
             "progress": progress,
-            "estimated_time": task.estimate if self.time_scale != 1 else int(task.estimate),
+            "estimated_time": self._seconds(task.estimate),
             "created": int(task.created),
         }
         if status == "completed":
-            data["actual_time"] = round(task.duration, 3)
+            data["actual_time"] = self._seconds(task.duration)
             data["completed"] = int(task.created + task.duration)
             data["result"] = {"images": self._images_of(task)}
             data["cost"] = self._cost(task)
         elif status == "failed":
-            data["error"] = {"code": "generation_failed", "message": task.error}
+            # no word of its own: a failed task's code is a number, as the clients' types decode it
+            data["error"] = error_body(500, task.error, "generation_failed", style=self.error_codes)["error"]
         return data
+
+    def _seconds(self, seconds: float) -> int | float:
+        """A duration as the answer states it: whole seconds (at least 1), or milliseconds."""
+        whole = self.time_scale >= 1 if self.whole_seconds is None else self.whole_seconds
+        return max(1, round(seconds)) if whole else round(seconds, 3)
 
     def _images_of(self, task: SimTask) -> list[dict[str, Any]]:
         expires = int(task.created + task.duration + self.url_lifetime)
-        base = self.image_base_url or SIMULATOR_BASE_URL
         # signed like real result URLs: unique to this server even for a reissued task id
-        urls = [f"{base}{IMAGE_ROUTE}{task.task_id}/{i}.png?expires={expires}&sig={self._signature}"
+        urls = [f"{self._base()}{IMAGE_ROUTE}{task.task_id}/{i}.png?expires={expires}&sig={self._signature}"
                 for i in range(task.images_returned)]
         if task.url_as_list:
             return [{"url": [url], "expires_at": expires} for url in urls]
         return [{"url": url, "expires_at": expires} for url in urls]
 
-    def _image(self, path: str, query: dict) -> SimResponse:
+    def _image(self, path: str) -> SimResponse:
         task_id, _, name = path[len(IMAGE_ROUTE):].partition("/")
         task = self.tasks.get(task_id)
         index = name.removesuffix(".png")
@@ -390,3 +532,20 @@ class Simulator:
         reference = next((url for url in task.request.image_urls if self.uploads.bytes_of(url)), None)
         order = json.dumps([task.request.prompt, int(index), width, height, reference]).encode()
         return SimResponse(200, body=order, action="render")
+
+
+def _key_id(key: str) -> str:
+    """A key's stand-in in the simulator's records: the key itself is never kept."""
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def _param(query: dict, name: str) -> str:
+    return query.get(name, [""])[0]
+
+
+def _whole(text: str, default: int, lowest: int, highest: int) -> int:
+    """A page number or size from the query string, within bounds; the default when absent."""
+    try:
+        return min(max(int(text), lowest), highest)
+    except ValueError:
+        return default

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..model.request import ImageRequest
+from ._contract import SimRequest
 
 __all__: list[str] = []
 
@@ -14,7 +14,9 @@ class SimTask:
     """When a task queues, runs, fails or ends, and what it returns; its state at any time."""
 
     task_id: str
-    request: ImageRequest
+    request: SimRequest
+    key_id: str
+    """Which key submitted it (a digest, never the key): a key's balance counts its own tasks."""
     created: float
     queue: float
     duration: float

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._contract import Refusal
+
 __all__ = ["SimResponse", "Fault"]
 
 
@@ -52,9 +54,6 @@ def json_response(status: int, payload: Any, headers: Mapping[str, str] | None =
     return SimResponse(status, {"Content-Type": "application/json", **(headers or {})}, body)
 
 
-def error_response(status: int, message: str, kind: str, *, headers: Mapping[str, str] | None = None,
-           code: str | None = None, param: str | None = None) -> SimResponse:
-    error: dict[str, Any] = {"code": code or status, "message": message, "type": kind}
-    if param is not None:
-        error["param"] = param
-    return json_response(status, {"error": error}, headers)
+def error_response(refusal: Refusal, style: str, headers: Mapping[str, str] | None = None) -> SimResponse:
+    """The API's error envelope for a refusal, its `code` spelled in `style` (CODE_STYLES)."""
+    return json_response(refusal.status, refusal.body(style), headers)

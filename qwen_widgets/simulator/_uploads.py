@@ -7,8 +7,7 @@ from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any
 
-from ..model.images import MIME_TYPES as CONTENT_TYPES, image_format
-from ..engine.uploads import MAX_UPLOAD_BYTES
+from ._contract import Refusal, check_upload
 
 __all__: list[str] = []
 
@@ -22,22 +21,19 @@ class Uploads:
         self.files: dict[str, tuple[bytes, str]] = {}
         """Upload id -> (bytes, content type)."""
 
-    def accept(self, body: bytes, content_type: str, base: str, now: float) -> tuple[int, dict[str, Any]]:
-        """(status, JSON answer) for an upload request."""
+    def accept(self, body: bytes, content_type: str, base: str, now: float) -> dict[str, Any]:
+        """The answer to an upload request; Refusal when there is no file or the contract
+        refuses it (413 too large, 400 not an accepted image format)."""
         part = _file_part(body, content_type)
         if part is None:
-            return 400, _error(400, "no file: send multipart/form-data with one field 'file'", "invalid_request_error")
+            raise Refusal(400, "file: is required: send multipart/form-data with one field 'file'", param="file")
         name, data = part
-        if len(data) > MAX_UPLOAD_BYTES:
-            return 413, _error(413, f"the file is over {MAX_UPLOAD_BYTES // 2**20} MB", "invalid_request_error")
-        kind = image_format(data)
-        if not data or kind is None:
-            return 400, _error(400, "unsupported image format: send JPEG, PNG, GIF or WebP", "invalid_request_error")
+        media_type = check_upload(data)
         upload_id = secrets.token_hex(8)
-        self.files[upload_id] = (data, CONTENT_TYPES[kind])
+        self.files[upload_id] = (data, media_type)
         safe = "".join(ch for ch in name if ch.isalnum() or ch in "._-")[:64] or "image"
-        return 200, {"url": f"{base}{UPLOAD_ROUTE}{upload_id}/{safe}", "filename": name[:128],
-                     "content_type": CONTENT_TYPES[kind], "bytes": len(data), "created_at": int(now)}
+        return {"url": f"{base}{UPLOAD_ROUTE}{upload_id}/{safe}", "filename": name[:128],
+                "content_type": media_type, "bytes": len(data), "created_at": int(now)}
 
     def serve(self, path: str) -> tuple[bytes, str] | None:
         upload_id = path[len(UPLOAD_ROUTE):].split("/", 1)[0]
@@ -61,6 +57,3 @@ def _file_part(body: bytes, content_type: str) -> tuple[str, bytes] | None:
             return part.get_filename() or "image", part.get_payload(decode=True) or b""
     return None
 
-
-def _error(status: int, message: str, kind: str) -> dict[str, Any]:
-    return {"error": {"code": status, "message": message, "type": kind}}
