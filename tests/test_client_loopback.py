@@ -64,7 +64,7 @@ async def test_payload_reaches_server_as_sent(make_client, simulator):
                               n=2, negative_prompt="blurry", image_urls=("https://example.com/a.png",))
     async with make_client() as client:
         task = await client.submit(request)
-    assert simulator.tasks[task.task_id].request == request
+    assert simulator.tasks[task.task_id].request.to_payload() == request.to_payload()
 
 
 async def test_task_failure_raises_with_the_task(server, make_client):

@@ -51,7 +51,15 @@ def parse_balance(body: Any) -> Balance:
 
 def parse_price(body: Any) -> float | None:
     """The price of one image from the public pricing endpoint, or None when its answer does
-    not hold exactly one clear candidate."""
+    not hold exactly one clear candidate.
+
+    The shape APIMart's clients decode is `{success, data: {model_name, billing_type,
+    model_price, ...}}`, where an unknown model answers zeros: `model_price` is the price when
+    it is above zero. Other shapes are searched for one clear price-like number."""
+    data = body.get("data") if isinstance(body, dict) else None
+    if isinstance(data, dict) and "model_price" in data:
+        price = _number(data.get("model_price"))
+        return price if price is not None and price > 0 else None
     found: list[float] = []
 
     def look(value: Any, depth: int) -> None:
