@@ -25,7 +25,7 @@ from qwen_widgets.store.journal import Journal
 from qwen_widgets.model.request import MAX_IMAGES, MAX_PROMPT_CHARS
 from qwen_widgets.simulator import SimResponse, Simulator, serve
 
-from .conftest import TEST_KEY, TIME_SCALE, fast_options
+from ..conftest import TEST_KEY, TIME_SCALE, fast_options
 
 pytestmark = pytest.mark.anyio
 

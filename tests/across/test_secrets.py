@@ -37,7 +37,7 @@ from qwen_widgets.simulator import SimResponse, Simulator
 from qwen_widgets.widgets import Card, Panel
 from qwen_widgets.widgets.grid import SweepGrid
 
-from .conftest import TIME_SCALE, fast_options, demo_client, walk
+from ..conftest import TIME_SCALE, fast_options, demo_client, walk
 
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 FRAGMENT = 12  # hex digits: a run this long of the key's secret part counts as a leak

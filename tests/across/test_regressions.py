@@ -21,11 +21,11 @@ from qwen_widgets.store.schema import SCHEMA_VERSION
 from qwen_widgets.store.images import STALE_TEMPORARY_SECONDS, disk_usage, prune
 from qwen_widgets.simulator import SimResponse, Simulator, serve
 
-from .conftest import TEST_KEY, TIME_SCALE, fast_options
+from ..conftest import TEST_KEY, TIME_SCALE, fast_options
 
 pytestmark = pytest.mark.anyio
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 BAD_PORT_URL = "http://127.0.0.1:notaport/x.png"
 
 

@@ -27,7 +27,7 @@ from qwen_widgets.widgets._theme import ERROR_COLOR, MUTED_COLOR, plain_text
 from qwen_widgets.widgets.grid import SweepGrid
 from qwen_widgets.store.journal import Journal
 
-from .conftest import TEST_KEY, TIME_SCALE, demo_client, fast_options, wait_until, walk
+from ..conftest import TEST_KEY, TIME_SCALE, demo_client, fast_options, wait_until, walk
 
 HOSTILE = "a fox <img src=x onerror=alert(1)> <script>alert(2)</script>"
 

@@ -12,7 +12,7 @@ from qwen_widgets.model.plan import SweepPlan
 from qwen_widgets.simulator import Simulator, serve
 from qwen_widgets.store.journal import Journal
 
-from .conftest import TEST_KEY, SendRecorder
+from ..conftest import TEST_KEY, SendRecorder
 
 SCALE = 0.1  # a simulated second is 100 ms
 

@@ -14,7 +14,7 @@ import qwen_widgets as qw
 from qwen_widgets.model.images import archive_name
 from qwen_widgets.store.images import build_archive
 
-from .conftest import demo_client
+from ..conftest import demo_client
 
 
 def test_export_given_tasks_holds_full_images_sidecars_and_a_csv(tmp_path):

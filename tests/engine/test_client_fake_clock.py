@@ -14,7 +14,7 @@ import qwen_widgets as qw
 from qwen_widgets.engine import settings as _config
 from qwen_widgets.simulator import Simulator
 
-from .conftest import TEST_KEY, FakeClock, fast_options
+from ..conftest import TEST_KEY, FakeClock, fast_options
 
 pytestmark = pytest.mark.anyio
 

@@ -9,7 +9,11 @@ import subprocess
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+import pytest
+
+pytestmark = pytest.mark.e2e  # slow: a real kernel, browser, venv or killed process (pytest -m 'not e2e' skips them)
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def quick_start_commands() -> dict[str, str]:

@@ -15,7 +15,7 @@ from qwen_widgets.engine.clock import SYSTEM_CLOCK
 from qwen_widgets.model.plan import SweepPlan
 from qwen_widgets.store.journal import Journal
 
-from .conftest import FakeClock, TEST_KEY, fast_options
+from ..conftest import FakeClock, TEST_KEY, fast_options
 
 pytestmark = pytest.mark.anyio
 

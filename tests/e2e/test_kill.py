@@ -21,7 +21,9 @@ import qwen_widgets as qw
 from qwen_widgets.simulator import Simulator, serve
 from qwen_widgets.store.journal import Journal
 
-from .conftest import TEST_KEY
+from ..conftest import TEST_KEY
+
+pytestmark = pytest.mark.e2e  # slow: a real kernel, browser, venv or killed process (pytest -m 'not e2e' skips them)
 
 GENERATE = """
 import qwen_widgets as qw

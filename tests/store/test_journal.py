@@ -31,11 +31,11 @@ from qwen_widgets.model.images import png_with_text
 from qwen_widgets.store.images import disk_usage, prune
 from qwen_widgets.simulator import SimResponse, Simulator, serve
 
-from .conftest import TEST_KEY, TIME_SCALE, fast_options
+from ..conftest import TEST_KEY, TIME_SCALE, fast_options
 
 pytestmark = pytest.mark.anyio
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 # -- helpers -------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from qwen_widgets.widgets import Card, Panel
 from qwen_widgets.widgets._format import safe_link
 from qwen_widgets.widgets.grid import SweepGrid
 
-from .conftest import TEST_KEY, fast_options, demo_client, walk
+from ..conftest import TEST_KEY, fast_options, demo_client, walk
 
 FOX = "\N{FOX FACE}"  # one code point
 FAMILY = "\N{MAN}\u200d\N{WOMAN}\u200d\N{GIRL}\u200d\N{BOY}"  # one glyph, 7 code points (4 + 3 ZWJ)

@@ -14,7 +14,7 @@ import qwen_widgets as qw
 from qwen_widgets import GeneratedImage, ImageRequest, Task, TaskStatus
 from qwen_widgets.simulator import Simulator
 
-from .conftest import TIME_SCALE, fast_options
+from ..conftest import TIME_SCALE, fast_options
 
 REQUIRED = (
     "task_id", "model", "prompt", "negative_prompt", "size", "resolution", "width", "height",

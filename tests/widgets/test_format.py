@@ -37,7 +37,7 @@ from qwen_widgets.widgets._format import (
     usage_words,
 )
 
-from .conftest import fast_options
+from ..conftest import fast_options
 
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
 def _tiny_png() -> bytes:

@@ -33,7 +33,7 @@ import qwen_widgets as qw
 from qwen_widgets.model.submission import EntryState
 from qwen_widgets.simulator import SimResponse
 
-from .conftest import TEST_KEY, FakeClock, fast_options
+from ..conftest import TEST_KEY, FakeClock, fast_options
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 

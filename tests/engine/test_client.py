@@ -19,7 +19,7 @@ from PIL import Image
 import qwen_widgets as qw
 from qwen_widgets.simulator import SimResponse, Simulator, serve
 
-from .conftest import TEST_KEY, SendRecorder, busiest_second, fast_options
+from ..conftest import TEST_KEY, SendRecorder, busiest_second, fast_options
 
 pytestmark = pytest.mark.anyio
 
