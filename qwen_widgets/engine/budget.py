@@ -1,7 +1,7 @@
 """The request budget: one cap on API requests per second, shared by every task and client,
 and the order in which waiting requests get its slots.
 
-The provider limits requests per account (about 20 per second, API.md section 4), polls and
+The provider limits requests per account (about 20 per second, docs/api-contract.md section 8.2), polls and
 submits alike, so they all take a slot of one process-wide budget before they are sent.
 Slots go to the most urgent waiter first: a poll that is due (someone is waiting for that
 result) before a new submission, and an interactive submission before a background sweep's;

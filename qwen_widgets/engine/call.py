@@ -69,7 +69,7 @@ class _Answered(Generic[T]):
 
 
 RESPONSE_VERSION = "2026-07-27"
-"""The answer shape asked for with X-APIMart-Response-Version (API.md section 5)."""
+"""The answer shape asked for with X-APIMart-Response-Version (docs/api-contract.md section 1.5)."""
 
 
 @dataclass

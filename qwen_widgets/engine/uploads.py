@@ -1,7 +1,7 @@
 """Your own images as references: a file, bytes or a PIL image, read and checked to be uploaded.
 
 The API wants public http(s) URLs in `image_urls`; APIMart's upload endpoint
-(`POST /v1/uploads/images`, API.md section 5) makes one, valid for 72 h. Everything that can
+(`POST /v1/uploads/images`, docs/api-contract.md section 4) makes one, valid for 72 h. Everything that can
 be known locally is checked here, before any byte is sent: that it is a JPEG, PNG, GIF or
 WebP (from the bytes, not the name), not empty, at most 20 MB. Sending it is the client's
 `upload()`; uploads carry no idempotency key, so one whose answer was lost is never sent

@@ -1,6 +1,6 @@
 """The account: its balance, and what an image costs before it is made.
 
-`GET /v1/balance` (API.md section 5) answers the balance. What an image will cost is known
+`GET /v1/balance` (docs/api-contract.md section 5.1) answers the balance. What an image will cost is known
 first from the user (`price_per_image`), else from APIMart's public pricing endpoint (its
 shape is not documented, so it is read tolerantly and believed only when it holds one clear
 number), else it is unknown, and every cost line says which of the three it used.

@@ -19,7 +19,7 @@ MAX_PROMPT_CHARS = 800
 MAX_NEGATIVE_PROMPT_CHARS = 500
 MAX_IMAGES = 6
 
-# Output pixel size is fixed by size x resolution (API.md, section 1).
+# Output pixel size is fixed by size x resolution (docs/api-contract.md section 1.3).
 OUTPUT_SIZES: dict[tuple[str, str], tuple[int, int]] = {
     ("1:1", "1K"): (1024, 1024), ("1:1", "2K"): (2048, 2048),
     ("4:3", "1K"): (1152, 864), ("4:3", "2K"): (2048, 1536),

@@ -1,6 +1,6 @@
 """Reading the API's JSON into Tasks: tolerant of every quirk the contract documents.
 
-The wire format has quirks (API.md section 2): `url` is a string or a list of strings, numbers
+The wire format has quirks (docs/api-contract.md section 7): `url` is a string or a list of strings, numbers
 arrive as strings, optional fields go missing, unknown fields appear. Parsing accepts all of
 that; a body it cannot use raises MalformedResponseError, never KeyError or TypeError.
 """
@@ -23,7 +23,7 @@ UNUSABLE_URL = "the server sent a URL that cannot be fetched (not a public http(
 
 
 def parse_submit_response(body: Any, request: ImageRequest) -> Task:
-    """Read the answer to a generation POST, in either shape the contract knows (API.md 5).
+    """Read the answer to a generation POST, in either shape the contract knows (docs/api-contract.md sections 1.4, 1.5).
 
     Legacy: `{"code": 200, "data": [{"status": "submitted", "task_id": ...}]}`. Versioned:
     `{"code": 200, "request_id": ..., "data": {"id": ..., "status": "pending", "object":

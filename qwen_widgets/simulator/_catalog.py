@@ -3,7 +3,7 @@ prices, the marketplace and the balances.
 
 Pure functions of the models the simulator offers (`SimModel`s) and of its spending, so the
 discovery endpoints, the pricing and the submit validation can never disagree about a model.
-Shapes come from API.md sections 5 and 6 (the official client's contract and the fields
+Shapes come from docs/api-contract.md section 5 (the official client's contract and the fields
 martianzhang/apimart-cli decodes); where the vendor leaves a value open, the docstring says
 which value is the simulator's own choice.
 """
@@ -107,7 +107,7 @@ Fields not listed here are ignored.
 
 def pricing(name: str, model: SimModel | None) -> dict[str, Any]:
     """`GET /api/pricing/model?model=...` (public), in the shape apimart-cli decodes. An unknown
-    model answers zero values, not 404 (API.md section 6). `discount_rate` 1 (the factor the
+    model answers zero values, not 404 (docs/api-contract.md section 5). `discount_rate` 1 (the factor the
     price is multiplied by) and `supported_qualities` empty are the simulator's choices."""
     if model is None:
         data: dict[str, Any] = {"model_name": name, "billing_type": "", "model_price": 0, "discount_rate": 0,

@@ -1,8 +1,8 @@
-"""The API contract as the simulator states it, written from the vendor's page and API.md.
+"""The API contract as the simulator states it, written from the vendor's page and docs/api-contract.md.
 
 The simulator must not borrow the client's rules: a client rule that misreads the API would
 then be agreed with by every loopback test. So the contract is written here a second time,
-from the sources (the generation page, API.md sections 1, 5 and 6), and a test elsewhere
+from the sources (the generation page, docs/api-contract.md sections 1, 3-5 and 7), and a test elsewhere
 compares the two statements. Pure values and checks: nothing here imports the rest of the
 package.
 
@@ -24,7 +24,7 @@ can offer a model the package has never heard of with rules of its own. `check_s
 turns a submit body into a `SimRequest` or raises a `Refusal`, whose `body()` is the API's
 error envelope naming the offending `param`. Fields the contract does not know are not refused:
 `ignored_fields` names them (real clients send `quality` and `output_format` with every request,
-API.md section 6).
+docs/api-contract.md section 5).
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ MAX_NEGATIVE_PROMPT_CHARS = 500
 IMAGE_URL_SCHEMES = ("http", "https")
 """Reference images must be publicly reachable URLs; base64 and `data:` URIs are refused."""
 
-# -- uploads (API.md section 5) -----------------------------------------------------------------
+# -- uploads (docs/api-contract.md section 4) -----------------------------------------------------------------
 
 MAX_UPLOAD_BYTES = 20 * 2**20
 """The docs page's 20 MB, read as binary megabytes (the generous reading)."""
@@ -102,7 +102,7 @@ UPLOAD_CONTENT_TYPES: Mapping[str, str] = MappingProxyType(
 
 PRICES: Mapping[str, float] = MappingProxyType({"qwen-image-2.0": 0.021, "qwen-image-2.0-pro": 0.053})
 """Simulated price per generated image. APIMart does not publish one; these are a reseller's
-quote (API.md section 1), so a client must treat any price as a setting."""
+quote (docs/api-contract.md section 1.6), so a client must treat any price as a setting."""
 
 CODE_STYLES = ("recorded", "string", "numeric")
 """How error envelopes spell `code`: "recorded" as live answers and the vendor's examples do (a
@@ -245,7 +245,7 @@ class Refusal(Exception):
 
 def error_body(status: int, message: str, kind: str, *, code: str | None = None, param: str | None = None,
                style: str = "recorded") -> dict[str, Any]:
-    """`{"error": {"code", "message", "type"[, "param"]}}` (API.md sections 1 and 5)."""
+    """`{"error": {"code", "message", "type"[, "param"]}}` (docs/api-contract.md section 6.1)."""
     if style == "numeric" or (style == "recorded" and code is None):
         spelled: int | str = status
     else:

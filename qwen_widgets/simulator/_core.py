@@ -70,13 +70,13 @@ class Simulator:
     Durations are in real seconds before `time_scale` shrinks them (0.01: a 20 s task takes
     0.2 s). `rate_limit` is requests per second per key over a sliding second; requests
     above it get 429 with Retry-After. Submits honour `Idempotency-Key` and answer in the
-    versioned shape when `X-APIMart-Response-Version` is sent (API.md section 5); completed
+    versioned shape when `X-APIMart-Response-Version` is sent (docs/api-contract.md sections 1.5 and 3); completed
     tasks report their `cost`. `api_keys`, when given, are the only keys accepted;
     otherwise any bearer key is. Task lives follow `seed`, but task ids are new in every
     instance, like the real service's; two instances with the same `task_id_seed` issue the
     same ids (a restarted server that reissues them).
 
-    Defaults follow live recordings (API.md section 6): `estimated_time` and `actual_time` in
+    Defaults follow live recordings (docs/api-contract.md sections 7.1 and 7.7): `estimated_time` and `actual_time` in
     whole seconds, `url` a list of strings, error codes as recorded (a word such as
     `model_not_found` where one was recorded, else the HTTP status; a failed task's code is a
     number, as the clients' types decode it). The variants stay selectable:

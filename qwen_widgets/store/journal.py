@@ -37,7 +37,7 @@ __all__ = ["Journal"]
 
 OPEN_WINDOW = 86_400.0
 """How far back "what is left open" looks: the day that task ids and result URLs live (as
-observed; API.md section 2). Older work is not resumed: its task id is forgotten by then, and
+observed; docs/api-contract.md section 2.6). Older work is not resumed: its task id is forgotten by then, and
 how long the service remembers an idempotency key is not documented, so resending a lost
 submission later could make a second, billed task."""
 

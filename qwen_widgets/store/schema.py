@@ -54,7 +54,7 @@ CREATE TABLE IF NOT EXISTS uploads (
     PRIMARY KEY (sha256, base_url)
 );
 """+_IMAGES
-# Version 2 added the idempotency key (API.md section 5) and what became of each attempt;
+# Version 2 added the idempotency key (docs/api-contract.md section 3) and what became of each attempt;
 # version 3 the local files behind uploaded references (and the uploads table).
 _ADDED_COLUMNS = (
     ("idempotency_key", "TEXT"), ("request_id", "TEXT"), ("attempts", "INTEGER NOT NULL DEFAULT 0"),

@@ -23,7 +23,7 @@ from ..conftest import TEST_KEY, SendRecorder, busiest_second, fast_options
 
 pytestmark = pytest.mark.anyio
 
-TABLE = {  # API.md, section 1
+TABLE = {  # docs/api-contract.md section 1.3
     ("1:1", "1K"): (1024, 1024), ("1:1", "2K"): (2048, 2048),
     ("4:3", "1K"): (1152, 864), ("4:3", "2K"): (2048, 1536),
     ("3:4", "1K"): (864, 1152), ("3:4", "2K"): (1536, 2048),

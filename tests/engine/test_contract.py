@@ -1,4 +1,4 @@
-"""APIMart's published client contract (API.md section 5), spoken by the engine and the simulator.
+"""APIMart's published client contract (docs/api-contract.md sections 1.5, 3 and 4), spoken by the engine and the simulator.
 
 Idempotent submissions that recover from a lost answer by themselves, both answer shapes,
 final errors, 72 h media, and the simulator's account and discovery endpoints. All of it

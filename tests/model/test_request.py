@@ -1,4 +1,4 @@
-"""Layer 1: ImageRequest validation, output sizes, payload shaping (API.md section 1)."""
+"""Layer 1: ImageRequest validation, output sizes, payload shaping (docs/api-contract.md section 1)."""
 
 from __future__ import annotations
 
@@ -13,13 +13,13 @@ from hypothesis import strategies as st
 from qwen_widgets.model.errors import QwenError, RequestValidationError
 from qwen_widgets.model.request import ImageRequest
 
-# Written from API.md, independently of the package's constants.
+# Written from docs/api-contract.md, independently of the package's constants.
 API_MODELS = ("qwen-image-2.0", "qwen-image-2.0-pro")
 API_SIZES = ("1:1", "4:3", "3:4", "16:9", "9:16", "3:2", "2:3")
 API_RESOLUTIONS = ("1K", "2K")
 FIELDS = {"prompt", "model", "size", "resolution", "n", "negative_prompt", "image_urls"}
 
-# API.md, "Output pixel size is fixed by size x resolution".
+# docs/api-contract.md section 1.3, "Output pixel size is fixed by size x resolution".
 API_OUTPUT_TABLE = """
 1:1   1024x1024 2048x2048
 4:3   1152x864  2048x1536

@@ -1,4 +1,4 @@
-"""Layer 1: tolerant parsing of the API's JSON into Task / GeneratedImage (API.md section 2)."""
+"""Layer 1: tolerant parsing of the API's JSON into Task / GeneratedImage (docs/api-contract.md sections 2 and 7)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from qwen_widgets.model.request import ImageRequest
 
 TID = "task_01J9ZQ4ABCDEF"
 REQUEST = ImageRequest(prompt="a red fox", size="16:9", resolution="2K", n=3)
-REQUEST_PIXELS = (2048, 1152)  # API.md table: 16:9 at 2K
+REQUEST_PIXELS = (2048, 1152)  # docs/api-contract.md section 1.3: 16:9 at 2K
 T0 = 1_700_000_000  # 2023-11-14T22:13:20Z
 T0_DT = datetime(2023, 11, 14, 22, 13, 20, tzinfo=timezone.utc)
 URL_A = "https://cdn.example.com/a.png"

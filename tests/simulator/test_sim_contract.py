@@ -1,7 +1,7 @@
 """The simulator's own statement of the contract (`qwen_widgets/simulator/_contract.py`).
 
 Pure checks: no server. The facts asserted here come from the vendor's generation page and
-API.md (sections 1, 5 and 6), restated in the tests' own words; none comes from the client.
+docs/api-contract.md (sections 1, 3-5 and 7), restated in the tests' own words; none comes from the client.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Each endpoint of the simulator on a real loopback socket, checked against the vendor's facts.
 
 The requests are the vendor's published examples (the generation page's four usage examples,
-API.md sections 5 and 6) and the bodies two real clients send: APIMart's official client and
+docs/api-contract.md sections 4-7) and the bodies two real clients send: APIMart's official client and
 martianzhang/apimart-cli. The simulator runs on a fake clock, so tasks finish when the test
 moves time on and nothing waits in real time.
 """
