@@ -1030,3 +1030,50 @@ def test_every_dollar_is_shown_as_typed(panel):
     assert all("$" in widget.value and isinstance(widget, widgets.HTML)
                and not isinstance(widget, widgets.HTMLMath) for widget in money_texts)
     assert not any(isinstance(w, widgets.Label) and "$" in w.value for w in walk(panel))
+
+
+# -- Resume: what earlier sessions left open -----------------------------------------------------
+
+
+def lose_one_submission(server) -> qw.SubmitOutcomeUnknownError:
+    """A submission whose answer is lost after the server made its task (reset mid-answer),
+    with no attempt left to send it again: journaled `unknown`, with its idempotency key."""
+    server.simulator.inject(SimResponse(action="drop"), method="POST", path_prefix="/v1/images", process=True)
+    first = qw.QwenClient(TEST_KEY, base_url=server.url, **fast_options(retry=qw.RetryPolicy(max_attempts=1)))
+    with pytest.raises(qw.SubmitOutcomeUnknownError) as lost:
+        first.submit(qw.ImageRequest("a fox whose answer was lost"))
+    first.close()
+    assert len(server.simulator.tasks) == 1  # the server made it; the client never heard
+    return lost.value
+
+
+def test_a_new_panel_offers_a_lost_submission_and_its_resume_resends_it_with_its_key(server):
+    lost = lose_one_submission(server)
+    later = qw.QwenClient(TEST_KEY, base_url=server.url, **fast_options())  # after a restart
+    panel = Panel(later)
+    assert panel.resume_box.layout.display is None
+    assert "1 submission(s) whose answer was lost" in panel.resume_note.value
+    card, = panel.resume()
+    task = card.future.result(30)
+    assert task.status is qw.TaskStatus.COMPLETED and card.task.task_id == task.task_id
+    assert len(server.simulator.tasks) == 1  # the server replayed its task: not a second one
+    keys = [entry["idempotency_key"] for entry in server.simulator.log if entry["method"] == "POST"]
+    assert keys == [lost.idempotency_key] * 2
+    assert later.open_work().waiting == 0 and panel.resume_box.layout.display == "none"
+
+
+def test_the_panel_resume_and_qw_resume_see_the_same_open_work(server, monkeypatch):
+    lose_one_submission(server)
+    pending = qw.QwenClient(TEST_KEY, base_url=server.url, **fast_options())
+    server.simulator.duration = 1000  # a task still running when its kernel "restarts"
+    unfinished = pending.submit(qw.ImageRequest("a fox still running"))
+    monkeypatch.setenv("APIMART_API_KEY", TEST_KEY)
+    monkeypatch.setenv("APIMART_BASE_URL", server.url)
+    from qwen_widgets._magics import unfinished_notice
+
+    work = pending.open_work()
+    assert [e.task.task_id for e in work.unfinished] == [unfinished.task_id] and len(work.lost) == 1
+    assert unfinished_notice().startswith("qwen_widgets: 2 unfinished task(s) or lost submission(s)")
+    panel = Panel(qw.QwenClient(TEST_KEY, base_url=server.url, **fast_options()))
+    assert "1 submission(s) whose answer was lost" in panel.resume_note.value
+    assert "1 unfinished task(s)" in panel.resume_note.value
