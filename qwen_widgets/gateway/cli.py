@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import sys
@@ -155,8 +156,9 @@ def _serve(args: argparse.Namespace) -> int:
     prefix = args.prefix
     if args.hub_class is not None:
         try:
-            from .hub import hub_environment_ready
             import jupyterhub  # noqa: F401
+
+            from .hub import hub_environment_ready
         except ImportError:
             raise _Failure("--hub-class: JupyterHub mode needs jupyterhub: pip install jupyterhub") from None
         missing = hub_environment_ready()
@@ -165,8 +167,6 @@ def _serve(args: argparse.Namespace) -> int:
         if prefix is None:
             prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
     from .server import GatewayServer
-
-    import logging
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     key = os.environ.get("APIMART_API_KEY", "").strip() or None

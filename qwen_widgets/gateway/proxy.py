@@ -136,7 +136,7 @@ class Proxy:
         student: Student | None = None
         if credential.startswith(CODE_PREFIX):
             student = self.store.student_for_code(credential)
-        elif self.hub is not None:
+        elif self.hub is not None and self.hub_class is not None:
             try:
                 user = await self.hub.user_for(credential)
             except HubUnavailable as exc:

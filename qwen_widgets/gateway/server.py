@@ -151,7 +151,7 @@ class BodyHandler(ApiHandler):
             self.send_reply(self._too_large())
             return
         # read (and drop) a too-large body up to MAX_DRAINED_BYTES, so the client gets the 413
-        self.request.connection.set_max_body_size(MAX_DRAINED_BYTES)
+        self.request.connection.set_max_body_size(MAX_DRAINED_BYTES)  # type: ignore[union-attr]
 
     def data_received(self, chunk: bytes) -> None:
         self.received += len(chunk)

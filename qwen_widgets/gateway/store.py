@@ -415,7 +415,9 @@ class Store:
             (student.id, student.class_name, key, digest, n, price, _text(request.get("model")),
              _text(request.get("prompt")) or "", _text(request.get("size")), _text(request.get("resolution")),
              day_of(now), now))
-        return int(cursor.lastrowid)
+        row_id = cursor.lastrowid
+        assert row_id is not None  # set by every INSERT
+        return row_id
 
     def release(self, submission_id: int) -> None:
         """The provider refused the submission: nothing was made, nothing counts. The row stays

@@ -54,6 +54,10 @@ def amount(value: float | None) -> str:
     return f"{value:.4f}".rstrip("0").rstrip(".") or "0"
 
 
+def images(count: float) -> str:
+    return f"{count:g} image" + ("" if count == 1 else "s")
+
+
 def _safe_url(url: str) -> str | None:
     return url if url.startswith(("https://", "http://")) else None
 
@@ -121,7 +125,7 @@ class TeacherBase(tornado.web.RequestHandler):
         self.set_status(status)
         upstream = self.context.upstream
         self.render(name, prefix=self.prefix, who=self.who, mode=upstream.describe(),
-                    demo=upstream.simulated_mode, amount=amount, when=when, quote=quote,
+                    demo=upstream.simulated_mode, amount=amount, when=when, quote=quote, images=images,
                     csrf_fields=self.csrf_fields() if self.who else "", css=CSS, **values)
 
     def refuse(self) -> None:
@@ -139,7 +143,7 @@ class TeacherBase(tornado.web.RequestHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         self.clear()
         self.set_default_headers()
-        self.page("error.html", status_code, status=status_code, message=None)
+        self.page("error.html", status_code, code=status_code, message=None)
 
     # -- what the pages and the API show ----------------------------------------------------------
 
@@ -293,7 +297,7 @@ class ClassAction(TeacherBase):
                 return
             code = store.reissue(name, student)
         except FieldError as exc:
-            self.page("error.html", 400, status=400, message=f"{exc.field}: {exc.rule}")
+            self.page("error.html", 400, code=400, message=f"{exc.field}: {exc.rule}")
             return
         self.page("codes.html", class_name=name, codes=[(student, code)], base=self.public_base, replaced=True)
 
@@ -443,7 +447,7 @@ h1 { font-size: 24px; margin: 8px 0 12px; }
 h2 { font-size: 18px; margin: 0 0 10px; }
 section { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 16px; margin: 16px 0; }
 .crumbs { font-size: 14px; color: var(--muted); margin-top: 4px; }
-.totals { display: grid; grid-template-columns: repeat(auto-fit, minmax(160px, 1fr)); gap: 12px; }
+.totals { display: flex; flex-wrap: wrap; gap: 12px 56px; }
 .stat { display: flex; flex-direction: column; }
 .stat .label { font-size: 13px; color: var(--muted); }
 .stat .value { font-size: 22px; font-weight: 650; font-variant-numeric: tabular-nums; }
@@ -453,6 +457,8 @@ th, td { text-align: left; padding: 7px 10px; border-bottom: 1px solid var(--lin
 th { font-size: 13px; color: var(--muted); font-weight: 600; white-space: nowrap; }
 td.num, th.num { text-align: right; white-space: nowrap; }
 td.actions { white-space: nowrap; text-align: right; }
+td.name { white-space: nowrap; }
+td.detail { overflow-wrap: anywhere; min-width: 16em; }
 td.actions form { display: inline; }
 tr.revoked td { color: var(--muted); }
 .tag { display: inline-block; font-size: 12px; padding: 1px 7px; border-radius: 9px; border: 1px solid var(--line); }
@@ -470,6 +476,7 @@ button:focus-visible, input:focus-visible, textarea:focus-visible, a:focus-visib
 .grid-form .wide { grid-column: 1 / -1; }
 .grid-form .submit { grid-column: 1 / -1; }
 small, .hint { color: var(--muted); font-size: 13px; }
+::placeholder { color: var(--muted); opacity: 0.7; font-style: italic; }
 input, textarea { font: inherit; padding: 6px 8px; border-radius: 6px; border: 1px solid var(--line);
   background: var(--bg); color: var(--text); width: 100%; }
 textarea { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 14px; }
@@ -495,6 +502,13 @@ pre { padding: 10px 12px; overflow-x: auto; }
 .gallery .meta { color: var(--muted); font-size: 12.5px; }
 .empty { color: var(--muted); }
 meter { width: 70px; height: 10px; vertical-align: middle; margin-left: 6px; }
+.totals .wide { flex-basis: 100%; margin: 0; }
+@media (max-width: 900px) {
+  main { padding: 8px 14px 32px; }
+  header.top { padding: 10px 14px; }
+  th, td { padding: 6px 7px; }
+  meter { display: none; }
+}
 """
 
 _TEMPLATES = {
@@ -510,7 +524,8 @@ _TEMPLATES = {
 <body>
 <header class="top">
   <a class="brand" href="{{ prefix }}teacher">Class gateway</a>
-  <span class="mode {{ 'demo' if demo else 'live' }}">images from {{ mode }}</span>
+  {% if demo %}<span class="mode demo">Demo mode: simulated images, nothing is billed</span>
+  {% else %}<span class="mode">Images from {{ mode }}</span>{% end %}
   {% if who %}<form method="post" action="{{ prefix }}teacher/logout">{% raw csrf_fields %}
     <button class="link" type="submit">Sign out</button></form>{% end %}
 </header>
@@ -528,6 +543,7 @@ _TEMPLATES = {
   <div class="stat"><span class="label">Cost today</span><span class="value">{{ amount(totals["spend_today"]) }}</span></div>
   <div class="stat"><span class="label">Images, all time</span><span class="value">{{ totals["images_total"] }}</span></div>
   <div class="stat"><span class="label">Cost, all time</span><span class="value">{{ amount(totals["spend_total"]) }}</span></div>
+  <p class="hint wide">Costs are what the image service reports, in your account's unit; a task still running counts at its reserved price.</p>
 </section>
 <section>
   <h2>Classes</h2>
@@ -537,18 +553,17 @@ _TEMPLATES = {
   {% else %}
   <div class="scroll"><table>
     <thead><tr><th>Class</th><th class="num">Students</th><th class="num">Images today</th>
-      <th class="num">Cost today</th><th>Window (UTC)</th><th class="num">Rules</th><th class="num">Images, all time</th></tr></thead>
+      <th class="num">Cost today</th><th>Window (UTC)</th><th class="num">All time</th></tr></thead>
     <tbody>
     {% for c in classes %}
     <tr>
-      <td><a href="{{ prefix }}teacher/class/{{ quote(c['name']) }}">{{ c["name"] }}</a></td>
+      <td class="name"><a href="{{ prefix }}teacher/class/{{ quote(c['name']) }}">{{ c["name"] }}</a></td>
       <td class="num">{{ c["students"] }}{% if c["revoked"] %} <small>(+{{ c["revoked"] }} revoked)</small>{% end %}</td>
       <td class="num">{{ c["today"]["images"] }} of {{ c["class_images_per_day"] }}
         <meter min="0" max="{{ c['class_images_per_day'] }}" value="{{ c['today']['images'] }}"></meter></td>
       <td class="num">{{ amount(c["today"]["cost"]) }}{% if c["spend_per_day"] is not None %} of {{ amount(c["spend_per_day"]) }}{% end %}</td>
-      <td>{% if c["window"] %}{{ c["window"] }} <span class="tag {{ 'ok' if c['open_now'] else 'off' }}">{{ "open" if c["open_now"] else "closed" }}</span>{% else %}any time{% end %}</td>
-      <td class="num">{{ len(c["rules"]) }}</td>
-      <td class="num">{{ c["all_time"]["images"] }}{% if c["total_images"] is not None %} of {{ c["total_images"] }}{% end %}</td>
+      <td class="name">{% if c["window"] %}{{ c["window"] }} <span class="tag {{ 'ok' if c['open_now'] else 'off' }}">{{ "open" if c["open_now"] else "closed" }}</span>{% else %}any time{% end %}</td>
+      <td class="num">{{ c["all_time"]["images"] }}{% if c["total_images"] is not None %} of {{ c["total_images"] }}{% end %} image{{ "" if c["all_time"]["images"] == 1 and c["total_images"] is None else "s" }} · {{ amount(c["all_time"]["cost"]) }}</td>
     </tr>
     {% end %}
     </tbody>
@@ -559,19 +574,19 @@ _TEMPLATES = {
   <h2>Add a class</h2>
   <form method="post" action="{{ prefix }}teacher/classes" class="grid-form">
     {% raw csrf_fields %}
-    <label>Name <input name="name" required maxlength="64" placeholder="art-monday" value="{{ form.get('name', '') }}"></label>
+    <label>Name <input name="name" required maxlength="64" placeholder="e.g. art-monday" value="{{ form.get('name', '') }}"></label>
     <label>Students <input name="students" type="number" min="0" max="1000" required value="{{ form.get('students', '') }}"></label>
     <label>Images per student per day <input name="images_per_day" type="number" min="1" required value="{{ form.get('images_per_day', '') }}"></label>
-    <label>Class images per day <small>empty: students &times; images per student</small>
-      <input name="class_images_per_day" type="number" min="1" value="{{ form.get('class_images_per_day', '') }}"></label>
-    <label>Spend per day <small>optional, in your account's unit</small>
-      <input name="spend_per_day" type="number" step="any" min="0" value="{{ form.get('spend_per_day', '') }}"></label>
-    <label>Price per image <small>empty: the provider's pricing</small>
-      <input name="price_per_image" type="number" step="any" min="0" value="{{ form.get('price_per_image', '') }}"></label>
-    <label>Total images <small>optional, over the class's life</small>
-      <input name="total_images" type="number" min="1" value="{{ form.get('total_images', '') }}"></label>
-    <label>Window, UTC <small>optional, like 10:00-11:00</small>
-      <input name="window" placeholder="10:00-11:00" value="{{ form.get('window', '') }}"></label>
+    <label>Class images per day
+      <input name="class_images_per_day" type="number" min="1" value="{{ form.get('class_images_per_day', '') }}"><small>empty: students &times; images per student</small></label>
+    <label>Spend per day
+      <input name="spend_per_day" type="number" step="any" min="0" value="{{ form.get('spend_per_day', '') }}"><small>optional, in your account's unit</small></label>
+    <label>Price per image
+      <input name="price_per_image" type="number" step="any" min="0" value="{{ form.get('price_per_image', '') }}"><small>empty: the provider's pricing</small></label>
+    <label>Total images
+      <input name="total_images" type="number" min="1" value="{{ form.get('total_images', '') }}"><small>optional, over the class's life</small></label>
+    <label>Window, UTC
+      <input name="window" placeholder="e.g. 10:00-11:00" value="{{ form.get('window', '') }}"><small>optional; outside it requests are refused</small></label>
     <label class="wide">Prompt rules <small>one per line: a word or phrase, or <code>re:</code> and a regular expression</small>
       <textarea name="rules" rows="3">{{ form.get('rules', '') }}</textarea></label>
     <div class="submit"><button class="primary" type="submit">Add the class and make its codes</button></div>
@@ -599,17 +614,15 @@ _TEMPLATES = {
   <h2>Students</h2>
   {% if not students %}<p class="empty">No students yet.</p>{% else %}
   <div class="scroll"><table>
-    <thead><tr><th>Student</th><th>Access</th><th class="num">Images today</th><th class="num">Cost today</th>
-      <th class="num">Images, all time</th><th class="num">Cost, all time</th><th><span class="hint">Actions</span></th></tr></thead>
+    <thead><tr><th>Student</th><th>Access</th><th class="num">Today</th><th class="num">All time</th>
+      <th class="num"><span class="hint">Actions</span></th></tr></thead>
     <tbody>
     {% for s in students %}
     <tr class="{{ 'revoked' if s['revoked'] else '' }}">
-      <td>{{ s["name"] }}{% if s["hub_user"] %} <span class="tag">Hub user</span>{% end %}</td>
+      <td class="name">{{ s["name"] }}{% if s["hub_user"] %} <span class="tag">Hub user</span>{% end %}</td>
       <td>{% if s["revoked"] %}<span class="tag off">revoked</span>{% else %}<span class="tag ok">active</span>{% end %}</td>
-      <td class="num">{{ s["images_today"] }} of {{ info.policy.images_per_day }}</td>
-      <td class="num">{{ amount(s["spend_today"]) }}</td>
-      <td class="num">{{ s["images_total"] }}</td>
-      <td class="num">{{ amount(s["spend_total"]) }}</td>
+      <td class="num">{{ s["images_today"] }} of {{ images(info.policy.images_per_day) }} · {{ amount(s["spend_today"]) }}</td>
+      <td class="num">{{ images(s["images_total"]) }} · {{ amount(s["spend_total"]) }}</td>
       <td class="actions">
         {% if not s["revoked"] %}
         <form method="post" action="{{ prefix }}teacher/class/{{ quote(info.name) }}/revoke">{% raw csrf_fields %}
@@ -644,7 +657,7 @@ _TEMPLATES = {
       <figcaption>
         <div class="who">{{ item["student"] }}</div>
         <p class="prompt">{{ item["prompt"] }}</p>
-        <div class="meta">{{ when(item["created"]) }} · {{ item["model"] or "" }} {{ item["size"] or "" }} {{ item["resolution"] or "" }} · {{ len(item["images"]) }} image{{ "" if len(item["images"]) == 1 else "s" }} · cost {{ amount(item["cost"]) }}</div>
+        <div class="meta">{{ when(item["created"]) }} · {{ item["model"] or "" }} {{ item["size"] or "" }} {{ item["resolution"] or "" }} · {{ images(len(item["images"])) }} · cost {{ amount(item["cost"]) }}</div>
       </figcaption>
     </figure>
     {% end %}
@@ -659,7 +672,7 @@ _TEMPLATES = {
     <thead><tr><th>Time</th><th>Student</th><th>What</th><th>Detail</th></tr></thead>
     <tbody>
     {% for e in events %}
-    <tr><td style="white-space: nowrap">{{ when(e["time"]) }}</td><td>{{ e["student"] or "" }}</td><td>{{ e["kind"] }}</td><td>{{ e["detail"] }}</td></tr>
+    <tr><td class="name">{{ when(e["time"]) }}</td><td class="name">{{ e["student"] or "" }}</td><td class="name">{{ e["kind"] }}</td><td class="detail">{{ e["detail"] }}</td></tr>
     {% end %}
     </tbody>
   </table></div>
@@ -668,8 +681,9 @@ _TEMPLATES = {
 <section>
   <h2>Prompt rules</h2>
   <form method="post" action="{{ prefix }}teacher/class/{{ quote(info.name) }}/rules" class="grid-form">{% raw csrf_fields %}
-    <label class="wide">One per line: a word or phrase (whole words, any case), or <code>re:</code> and a regular expression.
-      A student whose prompt matches reads "this prompt is not allowed in this class"; the log above shows the rule.
+    <label class="wide"><span class="hint">One per line: a word or phrase (whole words, any case), or <code>re:</code>
+      and a regular expression. A student whose prompt matches reads "this prompt is not allowed in this class";
+      the log above shows which rule matched.</span>
       <textarea name="rules" rows="4">{{ "\\n".join(info.rules) }}</textarea></label>
     <div class="submit"><button type="submit">Save the rules</button></div>
   </form>
@@ -693,8 +707,8 @@ _TEMPLATES = {
 </section>
 <section>
   <h2>What each student does</h2>
-  <p>Before using qwen_widgets, set these two values (in a terminal, or with <code>os.environ</code> in the first cell),
-    or type the code into the panel's key field:</p>
+  <p>Each student sets these two values before starting Jupyter (nothing else changes), or sets only
+    <code>APIMART_BASE_URL</code> and types their code into the panel's key field, which is never saved in the notebook:</p>
   <pre>APIMART_BASE_URL={{ base }}
 APIMART_API_KEY=&lt;their code&gt;</pre>
 </section>
@@ -721,7 +735,7 @@ APIMART_API_KEY=&lt;their code&gt;</pre>
 
     "error.html": """{% extends "base.html" %}
 {% block main %}
-<section><h1>{{ "Not found" if status == 404 else "Not done" if status == 400 else "Something went wrong" }}</h1>
+<section><h1>{{ "Not found" if code == 404 else "Not done" if code == 400 else "Something went wrong" }}</h1>
 {% if message %}<p>{{ message }}</p>{% end %}
 <p><a href="{{ prefix }}teacher">Back to the teacher page</a></p></section>
 {% end %}""",

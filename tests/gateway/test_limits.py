@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from qwen_widgets.gateway.limits import Policy, RequestRate, Usage, Window, balance, check, next_midnight
+from qwen_widgets.gateway.limits import (
+    Policy,
+    RequestRate,
+    Usage,
+    Window,
+    balance,
+    check,
+    next_midnight,
+)
 
 from .conftest import FakeClock, utc
 

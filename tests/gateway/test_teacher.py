@@ -58,6 +58,9 @@ def test_revoke_from_the_page_needs_the_csrf_field(data, gateway):
     assert "student-1: access revoked" in shown.text
     assert gateway.student(codes["student-1"]).get("/v1/balance").status_code == 401
     assert gateway.student(codes["student-2"]).get("/v1/balance").status_code == 200
+    nobody = browser.post("/teacher/class/art-1/revoke", data={"student": "student-9", "csrf": csrf_of(page.text)})
+    assert nobody.status_code == 400 and "class &#x27;art-1&#x27; has no student named &#x27;student-9&#x27;" in nobody.text
+    assert browser.get("/teacher/class/no-such-class").status_code == 404
 
 
 def test_add_a_class_from_the_page_shows_its_codes_once(data, gateway):
