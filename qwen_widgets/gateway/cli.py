@@ -67,7 +67,7 @@ def add_subparsers(subparsers: Any) -> None:
     serve.add_argument("--hub-class", metavar="CLASS",
                        help="JupyterHub mode: Hub users are students of CLASS (run as a Hub service)")
     serve.add_argument("--prefix", default=None,
-                       help="URL prefix (default: $JUPYTERHUB_SERVICE_PREFIX in Hub mode, else /)")
+                       help="URL prefix (default: $JUPYTERHUB_SERVICE_PREFIX when run as a Hub service, else /)")
     _data_option(serve)
     serve.set_defaults(run=_serve, parser=serve)
 
@@ -164,8 +164,8 @@ def _serve(args: argparse.Namespace) -> int:
         missing = hub_environment_ready()
         if missing is not None:
             raise _Failure(f"--hub-class: JupyterHub mode runs as a Hub service, which sets {missing}; it is not set")
-        if prefix is None:
-            prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
+    if prefix is None:  # as a Hub service, the Hub's proxy sends it everything under this prefix
+        prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX") or "/"
     from .server import GatewayServer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -173,7 +173,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         server = GatewayServer(args.data, host=args.host, port=args.port, api_key=key,
                                base_url=os.environ.get("APIMART_BASE_URL") or None,
-                               hub_class=args.hub_class, prefix=prefix or "/")
+                               hub_class=args.hub_class, prefix=prefix)
     except FolderInUse as exc:
         raise _Failure(f"--data: {exc}") from None
     except FieldError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -10,6 +11,11 @@ from qwen_widgets.gateway import DataFolder, Store
 from qwen_widgets.gateway.cli import main
 
 ENV_PYTHON = [sys.executable, "-m", "qwen_widgets.gateway"]
+
+
+def clean_env() -> dict[str, str]:
+    """The test's environment without a key or a Hub's service variables."""
+    return {name: value for name, value in os.environ.items() if not name.startswith(("APIMART_", "JUPYTERHUB_"))}
 
 
 def test_add_class_json_prints_each_code_once(data, capsys):
@@ -61,6 +67,8 @@ def test_list_show_and_rules(data, capsys):
 def test_errors_are_one_line_naming_the_field(data):
     cases = [
         (["revoke", "art", "student-1"], "--data: no gateway data in"),
+        (["serve", "--hub-class", "art"], "--hub-class: JupyterHub mode runs as a Hub service, which sets "
+                                          "JUPYTERHUB_API_TOKEN; it is not set"),
         (["add-class", "art", "--students", "2", "--images-per-day", "0"], "--images-per-day: must be a whole number"),
         (["add-class", "art", "--students", "2", "--images-per-day", "2", "--window", "10-11"], "--window: expected"),
         (["add-class", "a b", "--students", "2", "--images-per-day", "2"], "NAME: a class name has"),
@@ -69,7 +77,8 @@ def test_errors_are_one_line_naming_the_field(data):
         (["add-class", "art", "--students", "2", "--images-per-day", "2", "--rule", "re:["], "--rule: not a valid"),
     ]
     for argv, words in cases:
-        done = subprocess.run(ENV_PYTHON + argv + ["--data", str(data)], capture_output=True, text=True, timeout=60)
+        done = subprocess.run(ENV_PYTHON + argv + ["--data", str(data)], capture_output=True, text=True, timeout=60,
+                              env=clean_env())
         assert done.returncode == 2, (argv, done.stderr)
         assert done.stdout == ""
         lines = done.stderr.splitlines()
@@ -77,7 +86,7 @@ def test_errors_are_one_line_naming_the_field(data):
         assert lines[0].startswith("python -m qwen_widgets.gateway ")
     main(["add-class", "art", "--students", "1", "--images-per-day", "2", "--data", str(data)])
     done = subprocess.run(ENV_PYTHON + ["revoke", "art", "student-7", "--data", str(data)], capture_output=True,
-                          text=True, timeout=60)
+                          text=True, timeout=60, env=clean_env())
     assert done.returncode == 2 and done.stderr.strip().endswith("STUDENT: class 'art' has no student named 'student-7'")
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import httpx
 
+from qwen_widgets.gateway import DataFolder, Store
+
 REPO = Path(__file__).resolve().parents[2]
 GATEWAY = REPO / "qwen_widgets" / "gateway"
 START_TIMEOUT = 60.0
@@ -27,11 +29,11 @@ def run_env() -> dict[str, str]:
     return env
 
 
-def start_serving(data: Path) -> tuple[subprocess.Popen, dict[str, str]]:
+def start_serving(data: Path, **environment: str) -> tuple[subprocess.Popen, dict[str, str]]:
     """`serve --port 0` in a child process; returns it and what its banner says."""
     process = subprocess.Popen([sys.executable, "-m", "qwen_widgets.gateway", "serve", "--port", "0",
                                 "--data", str(data)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               env=run_env())
+                               env={**run_env(), **environment})
     printed = b""
     deadline = time.monotonic() + START_TIMEOUT
     while b"Ctrl-C" not in printed:
@@ -41,7 +43,7 @@ def start_serving(data: Path) -> tuple[subprocess.Popen, dict[str, str]]:
         assert chunk, f"the gateway exited: {process.stderr.read()!r}"
         printed += chunk
     text = printed.decode()
-    return process, {"url": re.search(r"Class gateway at (\S+)", text).group(1),
+    return process, {"url": re.search(r"Class gateway at (\S+)", text).group(1), "printed": printed,
                      "teacher": re.search(r"teacher page .*: (\S+)", text).group(1), "text": text}
 
 
@@ -90,6 +92,30 @@ def test_the_teacher_token_is_made_once_private_and_printed_as_a_link(tmp_path):
         assert banner["teacher"].endswith(token)  # the same token after a restart
     finally:
         stop(process)
+
+
+def test_a_gateway_process_with_the_real_key_never_prints_it(tmp_path):
+    from qwen_widgets.gateway.cli import main
+    from qwen_widgets.simulator import Simulator, serve
+
+    from .conftest import PLANTED_KEY, submit, task_id
+
+    data = tmp_path / "class-data"
+    assert main(["add-class", "art", "--students", "1", "--images-per-day", "3", "--data", str(data)]) == 0
+    with Store(DataFolder(data).database) as store:
+        code = store.reissue("art", "student-1")
+    with serve(Simulator(api_keys={PLANTED_KEY}, time_scale=0.001)) as provider:
+        process, banner = start_serving(data, APIMART_API_KEY=PLANTED_KEY, APIMART_BASE_URL=provider.url)
+        try:
+            assert f"images from: {provider.url}" in banner["text"]
+            student = httpx.Client(base_url=banner["url"], headers={"Authorization": f"Bearer {code}"})
+            made = task_id(submit(student))
+            assert student.get(f"/v1/tasks/{made}").status_code == 200
+            assert provider.simulator.count("POST") == 1  # it went through, with the planted key
+        finally:
+            stop(process)
+    output = banner["printed"] + process.stdout.read() + process.stderr.read()
+    assert b"POST /v1/images/generations" in output and PLANTED_KEY.encode() not in output
 
 
 def test_without_tornado_the_command_says_what_to_install(tmp_path):
