@@ -265,7 +265,8 @@ def _log_request(handler: tornado.web.RequestHandler) -> None:
     # the path only: a query string may hold the teacher token or an OAuth code
     request = handler.request
     status = handler.get_status()
-    level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+    # a 4xx is the gateway doing its job (a budget, a wrong code): not worth a warning in a notebook
+    level = logging.INFO if status < 500 else logging.ERROR
     logging.getLogger("tornado.access").log(level, "%d %s %s %.0fms", status, request.method,
                                             request.path, 1000.0 * request.request_time())
 
