@@ -32,7 +32,7 @@ from typing import Any
 from . import limits
 from .limits import RequestRate
 from .rules import REFUSAL_MESSAGE, PromptRules
-from .store import CODE_PREFIX, ClassInfo, FieldError, Store, Student
+from .store import CODE_PREFIX, ClassInfo, Store, Student
 from .upstream import Answer, Upstream, UpstreamUnreachable
 
 __all__ = ["Proxy", "Reply", "error_reply", "HubUnavailable"]
@@ -169,8 +169,8 @@ class Proxy:
 
     # -- the answers ------------------------------------------------------------------------------
 
-    def _relay(self, answer: Answer, public_base: str, extra: Mapping[str, str] | None = None) -> Reply:
-        return Reply(answer.status, self.upstream.public(answer.body, public_base), {**answer.headers, **(extra or {})})
+    def _relay(self, answer: Answer, public_base: str) -> Reply:
+        return Reply(answer.status, self.upstream.public(answer.body, public_base), answer.headers)
 
     def _unreachable(self, exc: UpstreamUnreachable, *, submit: bool) -> Reply:
         status = 504 if exc.timed_out else 502
@@ -216,9 +216,8 @@ class Proxy:
                 return error_reply(422, "this Idempotency-Key was used with a different request body",
                                    "invalid_request_error", code="idempotency_key_reused")
             if existing.answer is not None:
-                replay = Reply(200, self.upstream.public(existing.answer.encode(), public_base),
-                               {"Content-Type": "application/json", "idempotency-replayed": "true"})
-                return replay
+                return Reply(200, self.upstream.public(existing.answer.encode(), public_base),
+                             {"Content-Type": "application/json", "idempotency-replayed": "true"})
             submission_id, new = existing.id, False
         else:
             refusal = self._refusal(student, info, request, n, price, public_base)
@@ -373,9 +372,3 @@ class Proxy:
         except UpstreamUnreachable as exc:
             return self._unreachable(exc, submit=False)
         return Reply(answer.status, answer.body, answer.headers)
-
-    def class_of(self, student: Student) -> ClassInfo | Reply:
-        try:
-            return self.store.class_info(student.class_name)
-        except FieldError:
-            return error_reply(401, "your class no longer exists; ask your teacher", "authentication_error")

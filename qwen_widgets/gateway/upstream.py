@@ -70,8 +70,7 @@ class _Price:
 class Upstream:
     """The provider behind the gateway. `rewrite_from` is set when it is the simulator."""
 
-    def __init__(self, base_url: str, key: str, *, rewrite_from: str | None = None, closer: Any = None,
-                 transport: httpx.AsyncBaseTransport | None = None):
+    def __init__(self, base_url: str, key: str, *, rewrite_from: str | None = None, closer: Any = None):
         self.base_url = base_url.rstrip("/")
         self.rewrite_from = rewrite_from
         """The simulator's invented image host, rewritten to the gateway's address in answers."""
@@ -79,7 +78,6 @@ class Upstream:
         self._closer = closer
         self._secrets = self._variants(key) if key != SIMULATOR_KEY else []
         self._prices: dict[str, _Price] = {}
-        self._transport = transport
         self._client: httpx.AsyncClient | None = None
 
     @classmethod
@@ -122,7 +120,7 @@ class Upstream:
         # made on first use, inside the server's event loop that will use it
         if self._client is None:
             self._client = httpx.AsyncClient(
-                base_url=self.base_url, transport=self._transport, follow_redirects=False,
+                base_url=self.base_url, follow_redirects=False,
                 timeout=httpx.Timeout(60.0, connect=10.0, pool=30.0),
                 limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
                 headers={"User-Agent": "qwen_widgets-gateway"})

@@ -338,3 +338,14 @@ def test_the_real_key_never_reaches_a_student_or_a_log(data, gateway, caplog):
     for form in forms:
         assert form not in logged
     assert any(entry["authorization"] for entry in simulator.log)  # the key did reach the provider
+
+
+def test_concurrent_submits_cannot_pass_the_class_cap_together(data, gateway):
+    from concurrent.futures import ThreadPoolExecutor
+
+    codes = add_class(data, students=30, images_per_day=2, class_images_per_day=20)
+    students = [gateway.student(code) for code in codes.values()]
+    with ThreadPoolExecutor(max_workers=30) as pool:
+        statuses = list(pool.map(lambda client: submit(client, n=1).status_code, students + students))
+    assert statuses.count(200) == 20 and statuses.count(403) == 40
+    assert len(gateway.provider.simulator.tasks) == 20
