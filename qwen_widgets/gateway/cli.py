@@ -1,7 +1,8 @@
 """The gateway's commands: `python -m qwen_widgets.gateway serve|add-class|revoke|...`.
 
 `add_subparsers(subparsers)` registers the same commands on any argparse parser, so the
-package's `qwen-widgets gateway ...` console script mounts them without a second copy. Every
+package's `qwen-widgets gateway ...` console script mounts them without a second copy, and
+`run(args)` runs the parsed command with the same one-line errors. Every
 command takes `--data DIR`. An error is one line that names the option and the rule it
 breaks (exit status 2), never a traceback. Codes are printed once, at the moment they are
 made; the data folder keeps only their hashes.
@@ -23,7 +24,7 @@ from . import INSTALL_HINT
 from .folder import DataFolder, FolderInUse
 from .store import FieldError, Store
 
-__all__ = ["main", "add_subparsers", "build_parser"]
+__all__ = ["main", "add_subparsers", "build_parser", "run"]
 
 PROG = "python -m qwen_widgets.gateway"
 DEFAULT_PORT = 8765
@@ -129,8 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    return run(build_parser().parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run a command parsed by a parser that `add_subparsers` filled; its exit status."""
     try:
         return args.run(args)
     except FieldError as exc:

@@ -93,7 +93,7 @@ def test_errors_are_one_line_naming_the_field(data):
 def test_the_commands_mount_on_another_parser(data, capsys):
     import argparse
 
-    from qwen_widgets.gateway.cli import add_subparsers
+    from qwen_widgets.gateway.cli import add_subparsers, run
 
     parser = argparse.ArgumentParser(prog="qwen-widgets")
     top = parser.add_subparsers(dest="command")
@@ -101,5 +101,9 @@ def test_the_commands_mount_on_another_parser(data, capsys):
     add_subparsers(gateway)
     args = parser.parse_args(["gateway", "add-class", "art", "--students", "1", "--images-per-day", "2",
                               "--data", str(data), "--json"])
-    assert args.run(args) == 0
+    assert run(args) == 0
     assert json.loads(capsys.readouterr().out)["codes"][0]["name"] == "student-1"
+    again = parser.parse_args(["gateway", "add-class", "art", "--students", "1", "--images-per-day", "2",
+                               "--data", str(data)])
+    assert run(again) == 2
+    assert capsys.readouterr().err == "qwen-widgets gateway add-class: error: NAME: a class named 'art' already exists\n"
