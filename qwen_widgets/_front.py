@@ -43,9 +43,10 @@ def upload(source: Any) -> UploadedImage:
     return default_client().upload(source)
 
 
-def balance() -> Balance:
-    """The account's balance (`GET /v1/balance`); simulated in demo mode."""
-    return default_client().balance()
+def balance(*, account: bool = False) -> Balance:
+    """This key's balance (`GET /v1/balance`), or the whole account's with `account=True`, in
+    the unit the service reports; simulated in demo mode."""
+    return default_client().balance(account=account)
 
 
 def resume() -> list[Task]:

@@ -26,6 +26,7 @@ from ..model.errors import (
     MalformedResponseError,
     QwenError,
     RequestValidationError,
+    SpendingLimitError,
     SubmitOutcomeUnknownError,
     TransportError,
 )
@@ -256,6 +257,8 @@ class Caller:
         error = APIError.from_response(
             response.status_code, text, reason=response.reason_phrase,
             content_type=response.headers.get("content-type"), task_id=task_id, retry_after=retry_after)
+        if isinstance(error, SpendingLimitError):  # a class gateway's budget: asking again cannot help
+            return _Failed(Verdict.FAIL, error, error)
         return _Failed(classify_status(response.status_code, method, error.code), error, error, retry_after)
 
     def _delay(self, failed: _Failed, verdict: Verdict, attempt: int, deadline: float | None) -> float | None:

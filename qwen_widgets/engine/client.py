@@ -384,9 +384,13 @@ class AsyncQwenClient:
         return [(await self.upload(source, field=f"image_urls[{index}]")).url if is_local(source) else source
                 for index, source in enumerate(as_sources(sources))]
 
-    async def balance(self) -> Balance:
-        """The account's balance (`GET /v1/balance`); the simulator keeps one in demo mode."""
-        return await self._caller.call("GET", "/v1/balance", lambda body, headers: parse_balance(body))
+    async def balance(self, *, account: bool = False) -> Balance:
+        """The balance of this key (`GET /v1/balance`), or with `account=True` of the whole
+        account (`GET /v1/user/balance`), in the unit the service reports. Behind a class
+        gateway, the key's balance is what is left of the student's budget (unit 'images').
+        The simulator keeps one in demo mode."""
+        path, scope = ("/v1/user/balance", "account") if account else ("/v1/balance", "key")
+        return await self._caller.call("GET", path, lambda body, headers: parse_balance(body, scope))
 
     async def price_per_image(self, model: str = "qwen-image-2.0") -> tuple[float | None, str]:
         """(price, source): the user's price, else APIMart's public pricing (asked once per

@@ -134,8 +134,8 @@ class QwenClient:
         return _runner.run(self.aio.references(sources))
 
     @_doc_of(AsyncQwenClient.balance)
-    def balance(self) -> Balance:
-        return _runner.run(self.aio.balance())
+    def balance(self, *, account: bool = False) -> Balance:
+        return _runner.run(self.aio.balance(account=account))
 
     @_doc_of(AsyncQwenClient.price_per_image)
     def price_per_image(self, model: str = "qwen-image-2.0") -> tuple[float | None, str]:

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import MalformedResponseError
+from .errors import APIError, MalformedResponseError
 
 __all__ = ["Balance"]
 
@@ -21,32 +21,56 @@ PRICE_SOURCES = {"user": "your price", "pricing": "APIMart's pricing endpoint", 
 
 @dataclass(frozen=True)
 class Balance:
-    """What `GET /v1/balance` says is left and used."""
+    """What `GET /v1/balance` (the key's) or `GET /v1/user/balance` (the account's) says is
+    left and used, in the unit the service reports."""
 
     remaining: float | None
-    """Money left on the account, in its currency; None when the service did not say."""
+    """What is left, in `unit`; None when the service did not say."""
     remaining_credits: float | None
     used: float | None
     used_credits: float | None
     unlimited: bool
-    """True for an account without a quota."""
+    """True for a key or account without a quota."""
+    unit: str | None = None
+    """What the amounts count, as the service says: a currency ('USD', 'CNY'), tokens, or
+    'images' (a class gateway's budget); None when it did not say. APIMart's unit "depends on
+    system configuration", so amounts are never assumed to be dollars."""
+    scope: str = "key"
+    """'key': the key making the call (`/v1/balance`); 'account': the whole account's."""
 
     def __str__(self) -> str:
         if self.unlimited:
-            return "balance: unlimited"
-        left = "unknown" if self.remaining is None else f"{self.remaining:.2f}"
-        used = "" if self.used is None else f" ({self.used:.2f} used)"
-        return f"balance: {left}{used}"
+            return f"{self.scope} balance: unlimited"
+        left = "unknown" if self.remaining is None else amount(self.remaining, self.unit)
+        used = "" if self.used is None else f" ({amount(self.used, self.unit)} used)"
+        return f"{self.scope} balance: {left}{used}"
 
 
-def parse_balance(body: Any) -> Balance:
-    """The balance from its answer, tolerant of a `data` wrapper and numbers as strings."""
+def amount(value: float, unit: str | None) -> str:
+    """'$9.87' for USD, '9.87 CNY', '12 images', or a bare '9.87' when the unit is unknown."""
+    if unit is not None and unit.upper() == "USD":
+        return f"${value:.2f}"
+    if unit is not None and unit.lower() in ("images", "image", "tokens", "token", "credits", "credit"):
+        word = unit.lower().rstrip("s")
+        return f"{value:g} {word}{'s' * (value != 1)}"
+    return f"{value:.2f} {unit}" if unit else f"{value:.2f}"
+
+
+def parse_balance(body: Any, scope: str = "key") -> Balance:
+    """The balance from its answer, tolerant of a `data` wrapper and numbers as strings. A 200
+    with `success: false` ("Token Not Found") is an APIError with the service's words."""
+    if isinstance(body, dict) and body.get("success") is False:
+        message = body.get("message") if isinstance(body.get("message"), str) else None
+        raise APIError(message or "the service answered success: false", code=body.get("code"))
     data = body.get("data", body) if isinstance(body, dict) else None
     if not isinstance(data, dict) or not any(key in data for key in ("remain_balance", "remain_credits")):
         raise MalformedResponseError("the balance answer has no remain_balance or remain_credits")
-    return Balance(_number(data.get("remain_balance")), _number(data.get("remain_credits")),
-                   _number(data.get("used_balance")), _number(data.get("used_credits")),
-                   data.get("unlimited_quota") is True)
+    unlimited = data.get("unlimited_quota") is True
+    remaining = _number(data.get("remain_balance"))
+    unit = data.get("unit") if isinstance(data.get("unit"), str) and data.get("unit").strip() else None
+    return Balance(None if unlimited else remaining, _number(data.get("remain_credits")),
+                   _number(data.get("used_balance")), _number(data.get("used_credits")), unlimited,
+                   unit, scope)
 
 
 def parse_price(body: Any) -> float | None:

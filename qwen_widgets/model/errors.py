@@ -121,15 +121,20 @@ class APIError(QwenError):
 
     @staticmethod
     def from_response(status: int, text: str, *, reason: str = "", content_type: str | None = None,
-                      task_id: str | None = None, retry_after: float | None = None) -> APIError:
-        """The typed error for a non-2xx answer, with the server's message when it sent one.
+                      task_id: str | None = None, retry_after: float | None = None) -> APIError | SpendingLimitError:
+        """The typed error for a non-2xx answer, with the server's message when it sent one; a
+        class gateway's budget refusal is a SpendingLimitError.
 
         `text` is the body, already redacted: it may be quoted.
         """
         try:
-            fields = parse_error_envelope(json.loads(text))
+            body = json.loads(text)
         except (ValueError, RecursionError):
-            fields = parse_error_envelope(None)
+            body = None
+        fields = parse_error_envelope(body)
+        if fields.type == "spending_limit_error" and isinstance(body, dict) and isinstance(body.get("error"), dict):
+            # a class gateway's budget or window: words for the student, not a bare status
+            return SpendingLimitError.from_gateway(body["error"])
         message = fields.message
         if message is None:
             text = text.strip()
@@ -305,29 +310,52 @@ class JournalError(QwenError):
 
 
 class SpendingLimitError(QwenError):
-    """A daily limit (QWEN_WIDGETS_MAX_IMAGES_PER_DAY / _MAX_SPEND_PER_DAY) would be passed.
-    Raised before anything is sent; names the limit, what was used, what the request needs,
-    and when the rolling 24-hour window frees enough."""
+    """A daily limit (QWEN_WIDGETS_MAX_IMAGES_PER_DAY / _MAX_SPEND_PER_DAY, or a class
+    gateway's budget or time window) would be passed. Raised before anything is sent (a
+    gateway refuses before forwarding); names the limit, what was used, what the request needs,
+    and when the rolling 24-hour window (or the gateway's day or window) frees enough."""
 
-    def __init__(self, limit: str, used: float, needed: float, allowed: float, frees_at: float | None):
+    def __init__(self, limit: str, used: float | None, needed: float | None, allowed: float | None,
+                 frees_at: float | None, *, scope: str | None = None, message: str | None = None):
         from datetime import datetime, timezone
 
         self.limit = limit
+        """'images per day', 'spend per day', 'total images' or 'window' (a gateway's lesson time)."""
         self.used = used
         self.needed = needed
         self.allowed = allowed
         self.frees_at = frees_at
-        """Unix time when enough of the last 24 hours' usage ages out; None if it never will
-        (the request alone is over the limit)."""
+        """Unix time when enough of the usage ages out (or the window opens); None if it never
+        will (the request alone is over the limit)."""
+        self.scope = scope
+        """None for this machine's own limits; 'student' or 'class' for a class gateway's."""
+        if message is not None:  # a gateway's own words, written for the student
+            super().__init__(message)
+            return
         money = limit.startswith("spend")
 
-        def amount(value: float) -> str:
-            return f"{value:.2f}" if money else f"{value:g}"
+        def amount(value: float | None) -> str:
+            return "?" if value is None else f"{value:.2f}" if money else f"{value:g}"
 
         when = ("it is larger than the whole limit" if frees_at is None else
                 f"room frees up at {datetime.fromtimestamp(frees_at, timezone.utc):%Y-%m-%d %H:%M} UTC")
         super().__init__(f"the limit of {amount(allowed)} {limit} would be passed: {amount(used)} used in the "
                          f"last 24 hours, this needs {amount(needed)}; nothing was sent ({when})")
+
+    @classmethod
+    def from_gateway(cls, error: dict[str, Any]) -> SpendingLimitError:
+        """A class gateway's refusal (`{"error": {"type": "spending_limit_error", "limit",
+        "scope", "used", "allowed", "needed", "resets_at", "message"}}`), in its own words."""
+
+        def number(name: str) -> float | None:
+            value = error.get(name)
+            return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+        limit = error.get("limit") if isinstance(error.get("limit"), str) else "limit"
+        scope = error.get("scope") if isinstance(error.get("scope"), str) else "class"
+        message = _text(error.get("message")) or f"the class gateway refused: its {limit} is used"
+        return cls(limit, number("used"), number("needed"), number("allowed"), number("resets_at"),
+                   scope=scope, message=message)
 
 
 class ImageUploadError(QwenError):

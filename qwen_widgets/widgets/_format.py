@@ -8,7 +8,7 @@ import html
 import re
 from datetime import datetime, timezone
 
-from ..model.account import PRICE_SOURCES, Balance, describe_price
+from ..model.account import PRICE_SOURCES, Balance, amount, describe_price
 from ..model.errors import (
     AuthenticationError,
     ImageFetchError,
@@ -232,17 +232,26 @@ def cost_words(task: Task) -> str:
     return f"cost\u00a0{parts[0]}" + (f" ({parts[1]})" if len(parts) > 1 else "")
 
 
-def balance_words(balance: Balance, demo: bool = False) -> str:
-    """'Balance $9.87 ($0.13 used)', 'Balance 1200 credits', 'Balance: unlimited'."""
+def balance_words(balance: Balance, demo: bool = False, account: Balance | None = None) -> str:
+    """'Balance $9.87 ($0.13 used)', 'Balance 12 images left', 'Balance 1200 credits',
+    'Balance: unlimited', in the unit the service reports (never assumed to be dollars); with
+    the `account`'s balance too when it says something the key's does not."""
     if balance.unlimited:
         text = "Balance: unlimited"
     elif balance.remaining is not None:
-        used = f" (${balance.used:.2f} used)" if balance.used else ""  # cents, as the account keeps it
-        text = f"Balance ${balance.remaining:.2f}{used}"
+        left = amount(balance.remaining, balance.unit)
+        if balance.unit is not None and balance.unit.lower() == "images":
+            left += " left"  # a class gateway's budget for this student
+        used = f" ({amount(balance.used, balance.unit)} used)" if balance.used else ""
+        text = f"Balance {left}{used}"
     elif balance.remaining_credits is not None:
         text = f"Balance {balance.remaining_credits:g} credits"
     else:
         text = "Balance unknown"
+    if account is not None and (account.remaining, account.unlimited) != (balance.remaining, balance.unlimited):
+        whole = "unlimited" if account.unlimited else (
+            amount(account.remaining, account.unit) if account.remaining is not None else "unknown")
+        text += f" for this key · {whole} for the account"
     return f"{text} (simulated)" if demo else text
 
 
@@ -278,7 +287,11 @@ def plan_cost(images: dict[str, int], prices: dict[str, tuple[float | None, str]
 
 def limit_message(error: SpendingLimitError, now: datetime | None = None) -> str:
     """A daily limit, for the person at the panel: how much is used, what this needs, what
-    to do, and when room frees up (in the rolling 24 hours)."""
+    to do, and when room frees up (in the rolling 24 hours). A class gateway's refusal is said
+    in the gateway's own words, which are written for the student."""
+    if error.scope is not None:
+        said = str(error)
+        return said[:1].upper() + said[1:] + ("" if said.endswith(".") else ".")
     if error.limit.startswith("spend"):
         head = (f"Daily spending limit: {money(error.used)} of {money(error.allowed)} spent in the "
                 f"last 24 hours; this needs about {money(error.needed)}.")

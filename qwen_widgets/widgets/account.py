@@ -101,7 +101,12 @@ class Account:
         balance = self.balance
         if self.live:
             try:
-                balance = balance_words(await client.aio.balance(), client.demo)
+                key = await client.aio.balance()
+                try:  # the account's too, where the service keeps one apart from the key's
+                    whole = await client.aio.balance(account=True)
+                except QwenError:
+                    whole = None
+                balance = balance_words(key, client.demo, whole)
             except QwenError as error:
                 balance = f"Balance not available: {error_message(error)}"
         if client is self.client:  # a key entered meanwhile: its own refresh is coming

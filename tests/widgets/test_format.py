@@ -457,8 +457,15 @@ def test_cost_words_say_what_was_reported_and_nothing_otherwise():
 
 
 def test_balance_words():
-    assert balance_words(Balance(9.874, None, 0.126, None, False)) == "Balance $9.87 ($0.13 used)"
-    assert balance_words(Balance(10.0, None, 0.0, None, False), demo=True) == "Balance $10.00 (simulated)"
+    assert balance_words(Balance(9.874, None, 0.126, None, False, "USD")) == "Balance $9.87 ($0.13 used)"
+    assert balance_words(Balance(10.0, None, 0.0, None, False, "USD"), demo=True) == "Balance $10.00 (simulated)"
+    # APIMart's unit "depends on system configuration": never assumed to be dollars
+    assert balance_words(Balance(9.874, None, None, None, False)) == "Balance 9.87"
+    assert balance_words(Balance(70.5, None, 1.5, None, False, "CNY")) == "Balance 70.50 CNY (1.50 CNY used)"
+    assert balance_words(Balance(3, None, 1, None, False, "images")) == "Balance 3 images left (1 image used)"
+    key, account = Balance(2.0, None, None, None, False, "USD"), Balance(50.0, None, None, None, False, "USD", "account")
+    assert balance_words(key, account=account) == "Balance $2.00 for this key · $50.00 for the account"
+    assert balance_words(key, account=Balance(2.0, None, None, None, False, "USD", "account")) == "Balance $2.00"
     assert balance_words(Balance(None, 1200, None, 30, False)) == "Balance 1200 credits"
     assert balance_words(Balance(None, None, None, None, True)) == "Balance: unlimited"
 
