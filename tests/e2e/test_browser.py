@@ -593,11 +593,11 @@ panel = qw.Panel(qw.QwenClient(max_images_per_day=20, max_spend_per_day=2.0, pri
 panel.add_image("sketch.png")
 panel.request = qw.ImageRequest("A lighthouse on a rocky coast at dusk, dramatic clouds", size="16:9", n=3)
 panel.generate()  # waits for the sketch to upload
-panel.compare.value = True
-panel.prompt.value = ("A lighthouse on a rocky coast at dusk, dramatic clouds\\n"
+panel.form.compare.value = True
+panel.form.prompt.value = ("A lighthouse on a rocky coast at dusk, dramatic clouds\\n"
                       "An oil painting of a lighthouse on a rocky coast at dusk, dramatic clouds")
-panel.sizes.value = ("1:1", "16:9", "9:16", "4:3")
-panel.n.value = 2
+panel.form.sizes.value = ("1:1", "16:9", "9:16", "4:3")
+panel.form.n.value = 2
 panel.run_sweep()
 panel.negative_prompt.value = "blurry " * 80  # too long: an error to see, and to measure
 panel
