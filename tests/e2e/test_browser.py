@@ -599,7 +599,7 @@ panel.form.prompt.value = ("A lighthouse on a rocky coast at dusk, dramatic clou
 panel.form.sizes.value = ("1:1", "16:9", "9:16", "4:3")
 panel.form.n.value = 2
 panel.run_sweep()
-panel.negative_prompt.value = "blurry " * 80  # too long: an error to see, and to measure
+panel.form.negative_prompt.value = "blurry " * 80  # too long: an error to see, and to measure
 panel
 """
 THEMES = {"light": "JupyterLab Light", "dark": "JupyterLab Dark"}
