@@ -21,7 +21,7 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Iterable
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 

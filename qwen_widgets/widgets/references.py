@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import html
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from pathlib import Path

@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import io
-import json
 import os
 import subprocess
 import sys
 import textwrap
-import warnings
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 import qwen_widgets as qw
-from qwen_widgets.engine.uploads import MAX_UPLOAD_BYTES
 from qwen_widgets.simulator import SimResponse, Simulator
 
-from ..conftest import TEST_KEY, TIME_SCALE, fast_options
+from ..conftest import TEST_KEY, fast_options
 
 REPO = Path(__file__).resolve().parents[2]
 FORMATS = {"png": "PNG", "jpeg": "JPEG", "gif": "GIF", "webp": "WEBP"}

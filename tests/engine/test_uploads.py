@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
-import sys
-import textwrap
 import warnings
 from pathlib import Path
 

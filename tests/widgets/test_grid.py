@@ -2,28 +2,23 @@
 
 from __future__ import annotations
 
-import io
 import itertools
 import json
 import time
 
 import ipywidgets as widgets
 import pytest
-from PIL import Image
 
 import qwen_widgets as qw
 from qwen_widgets import _front as _api
-from qwen_widgets.model.submission import EntryState
-from qwen_widgets.model.plan import AXIS_FIELDS, SweepPlan
+from qwen_widgets.model.plan import SweepPlan
 from qwen_widgets.engine.sweep import Sweep
-from qwen_widgets.simulator import SimResponse, Simulator, serve
 from qwen_widgets.widgets.grid import SweepGrid
 
-from ..conftest import (TEST_KEY, TIME_SCALE, SendRecorder, busiest_second, demo_client, fast_options,
+from ..conftest import (TEST_KEY, demo_client, fast_options,
                        walk, wait_until)
 
 HOSTILE = "a fox <img src=x onerror=alert(1)> <script>alert(2)</script>"
-from qwen_widgets.widgets._theme import ERROR_COLOR as RED
 BASE = {"prompt": "a fox", "model": "qwen-image-2.0", "size": "1:1", "resolution": "1K",
         "negative_prompt": None, "n": 1, "image_urls": ()}
 
