@@ -71,6 +71,18 @@ def make_client(server):
     return make
 
 
+def loopback_client(server, **overrides) -> QwenClient:
+    """A sync client talking to the simulator over a real loopback socket (close it)."""
+    return QwenClient(TEST_KEY, base_url=server.url, **fast_options(**overrides))
+
+
+@pytest.fixture
+def client(server):
+    """A sync client talking to the simulator over a real loopback socket."""
+    with loopback_client(server) as made:
+        yield made
+
+
 def demo_client(**simulator_options) -> QwenClient:
     """A demo-mode sync client on a fast in-process simulator."""
     with warnings.catch_warnings():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import subprocess
 import sys
@@ -10,31 +9,13 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 import qwen_widgets as qw
-from qwen_widgets.simulator import SimResponse, Simulator
+from qwen_widgets.simulator import SimResponse
 
 from ..conftest import TEST_KEY, fast_options
 
 REPO = Path(__file__).resolve().parents[2]
-FORMATS = {"png": "PNG", "jpeg": "JPEG", "gif": "GIF", "webp": "WEBP"}
-
-
-def picture(kind: str = "png", colour=(200, 30, 30), size=(64, 48)) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, colour).save(buffer, FORMATS[kind])
-    return buffer.getvalue()
-
-
-def uploads_sent(simulator: Simulator) -> int:
-    return simulator.count("POST", "/v1/uploads/")
-
-
-@pytest.fixture
-def client(server):
-    with qw.QwenClient(TEST_KEY, base_url=server.url, **fast_options()) as made:
-        yield made
 
 
 # -- 2. cost and balance --------------------------------------------------------------------------

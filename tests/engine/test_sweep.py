@@ -6,7 +6,6 @@ import io
 import json
 import time
 
-import pytest
 from PIL import Image
 
 import qwen_widgets as qw
@@ -17,10 +16,8 @@ from qwen_widgets.engine.sweep import Sweep
 from qwen_widgets.simulator import SimResponse, Simulator, serve
 from qwen_widgets.widgets.grid import SweepGrid
 
-from ..conftest import (TEST_KEY, TIME_SCALE, SendRecorder, busiest_second, fast_options,
-                       wait_until)
+from ..conftest import SendRecorder, TIME_SCALE, busiest_second, loopback_client, wait_until
 
-HOSTILE = "a fox <img src=x onerror=alert(1)> <script>alert(2)</script>"
 from qwen_widgets.widgets._theme import ERROR_COLOR as RED
 BASE = {"prompt": "a fox", "model": "qwen-image-2.0", "size": "1:1", "resolution": "1K",
         "negative_prompt": None, "n": 1, "image_urls": ()}
@@ -31,28 +28,6 @@ BASE = {"prompt": "a fox", "model": "qwen-image-2.0", "size": "1:1", "resolution
 
 def fields(**changes):
     return {**BASE, **changes}
-
-
-@pytest.fixture
-def client(server):
-    """A sync client talking to the simulator over a real loopback socket."""
-    made = qw.QwenClient(TEST_KEY, base_url=server.url, **fast_options())
-    yield made
-    made.close()
-
-
-def loopback_client(server, **overrides) -> qw.QwenClient:
-    return qw.QwenClient(TEST_KEY, base_url=server.url, **fast_options(**overrides))
-
-
-
-
-
-
-
-
-def state_text(widget) -> str:
-    return json.dumps(widget.get_state(), default=lambda b: f"<{len(b)} bytes>")
 
 
 def max_in_flight(simulator, task_ids) -> int:

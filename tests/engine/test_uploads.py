@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import warnings
-from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -14,9 +13,8 @@ import qwen_widgets as qw
 from qwen_widgets.engine.uploads import MAX_UPLOAD_BYTES
 from qwen_widgets.simulator import SimResponse, Simulator
 
-from ..conftest import TEST_KEY, TIME_SCALE, fast_options
+from ..conftest import TIME_SCALE, fast_options
 
-REPO = Path(__file__).resolve().parents[2]
 FORMATS = {"png": "PNG", "jpeg": "JPEG", "gif": "GIF", "webp": "WEBP"}
 
 
@@ -28,12 +26,6 @@ def picture(kind: str = "png", colour=(200, 30, 30), size=(64, 48)) -> bytes:
 
 def uploads_sent(simulator: Simulator) -> int:
     return simulator.count("POST", "/v1/uploads/")
-
-
-@pytest.fixture
-def client(server):
-    with qw.QwenClient(TEST_KEY, base_url=server.url, **fast_options()) as made:
-        yield made
 
 
 # -- 1. local images as references ---------------------------------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import json
 import time
 
 import pytest
@@ -12,9 +11,8 @@ import qwen_widgets as qw
 from qwen_widgets.model.plan import AXIS_FIELDS, SweepPlan
 from qwen_widgets.engine.sweep import Sweep
 
-from ..conftest import (TEST_KEY, demo_client, fast_options)
+from ..conftest import (demo_client)
 
-HOSTILE = "a fox <img src=x onerror=alert(1)> <script>alert(2)</script>"
 BASE = {"prompt": "a fox", "model": "qwen-image-2.0", "size": "1:1", "resolution": "1K",
         "negative_prompt": None, "n": 1, "image_urls": ()}
 
@@ -24,34 +22,6 @@ BASE = {"prompt": "a fox", "model": "qwen-image-2.0", "size": "1:1", "resolution
 
 def fields(**changes):
     return {**BASE, **changes}
-
-
-@pytest.fixture
-def client(server):
-    """A sync client talking to the simulator over a real loopback socket."""
-    made = qw.QwenClient(TEST_KEY, base_url=server.url, **fast_options())
-    yield made
-    made.close()
-
-
-def loopback_client(server, **overrides) -> qw.QwenClient:
-    return qw.QwenClient(TEST_KEY, base_url=server.url, **fast_options(**overrides))
-
-
-
-
-
-
-
-
-def state_text(widget) -> str:
-    return json.dumps(widget.get_state(), default=lambda b: f"<{len(b)} bytes>")
-
-
-def max_in_flight(simulator, task_ids) -> int:
-    """Most tasks alive on the server at once (created, not yet finished there)."""
-    spans = [(simulator.tasks[i].created, simulator.completion_time(i)) for i in task_ids]
-    return max(sum(1 for start, end in spans if start <= moment < end) for moment, _ in spans)
 
 
 # -- 1. SweepPlan.of ----------------------------------------------------------------------------

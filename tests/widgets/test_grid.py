@@ -7,7 +7,6 @@ import json
 import time
 
 import ipywidgets as widgets
-import pytest
 
 import qwen_widgets as qw
 from qwen_widgets import _front as _api
@@ -15,8 +14,7 @@ from qwen_widgets.model.plan import SweepPlan
 from qwen_widgets.engine.sweep import Sweep
 from qwen_widgets.widgets.grid import SweepGrid
 
-from ..conftest import (TEST_KEY, demo_client, fast_options,
-                       walk, wait_until)
+from ..conftest import (demo_client, walk, wait_until)
 
 HOSTILE = "a fox <img src=x onerror=alert(1)> <script>alert(2)</script>"
 BASE = {"prompt": "a fox", "model": "qwen-image-2.0", "size": "1:1", "resolution": "1K",
@@ -30,32 +28,8 @@ def fields(**changes):
     return {**BASE, **changes}
 
 
-@pytest.fixture
-def client(server):
-    """A sync client talking to the simulator over a real loopback socket."""
-    made = qw.QwenClient(TEST_KEY, base_url=server.url, **fast_options())
-    yield made
-    made.close()
-
-
-def loopback_client(server, **overrides) -> qw.QwenClient:
-    return qw.QwenClient(TEST_KEY, base_url=server.url, **fast_options(**overrides))
-
-
-
-
-
-
-
-
 def state_text(widget) -> str:
     return json.dumps(widget.get_state(), default=lambda b: f"<{len(b)} bytes>")
-
-
-def max_in_flight(simulator, task_ids) -> int:
-    """Most tasks alive on the server at once (created, not yet finished there)."""
-    spans = [(simulator.tasks[i].created, simulator.completion_time(i)) for i in task_ids]
-    return max(sum(1 for start, end in spans if start <= moment < end) for moment, _ in spans)
 
 
 # -- 7. notebook mode ---------------------------------------------------------------------------
