@@ -83,7 +83,7 @@ class AsyncQwenClient:
         simulator: a `qwen_widgets.simulator.Simulator` to run against instead of the API.
         poll_schedule: when to poll (PollSchedule); scale it for time-scaled simulators.
         poll_budget: the RequestBudget shared by polls and submits; by default one budget of
-            10 requests/s for the whole process.
+            18 requests/s for the whole process (the provider allows about 20).
         retry: RetryPolicy for transient failures.
         max_image_bytes: the largest image download accepted (40 MB by default).
         journal: where submissions are recorded; by default the home folder's journal (demo
