@@ -14,6 +14,7 @@ stand apart. Everything a user needs is named here; the rest is documented in it
 """
 
 from ._front import balance, export, generate, history, resume, save, sweep, upload
+from ._version import __version__
 from .engine.budget import RequestBudget
 from .engine.client import AsyncQwenClient
 from .engine.default import default_client, set_default_client
@@ -46,8 +47,6 @@ from .model.frame import to_frame
 from .model.request import MODELS, RESOLUTIONS, SIZES, ImageRequest
 from .model.task import GeneratedImage, Task, TaskStatus, UploadedImage
 from .store.images import disk_usage, prune
-
-__version__ = "0.1.0"
 
 _WIDGETS = ("Panel", "Card", "show")
 

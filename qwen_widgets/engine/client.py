@@ -48,6 +48,7 @@ from ..store import images as disk
 from ..model.submission import Entry, EntryState, OpenWork
 from ..store.journal import Journal
 from . import settings
+from .agent import USER_AGENT
 from .auth import BearerAuth
 from .budget import DEFAULT_BUDGET, Priority, RequestBudget
 from .call import Caller, DeadlineReached, NotSent, OnRetry, Submission, call_limit, check_timeout, http_timeout, maybe_await
@@ -150,7 +151,7 @@ class AsyncQwenClient:
         self._auth = BearerAuth(secret, httpx.URL(self.base_url))
         self._http = httpx.AsyncClient(
             base_url=self.base_url, auth=self._auth, transport=transport, follow_redirects=False,
-            timeout=http_timeout(timeout, _API_TIMEOUT))
+            timeout=http_timeout(timeout, _API_TIMEOUT), headers={"User-Agent": USER_AGENT})
         self._budget = poll_budget or DEFAULT_BUDGET
         self._caller = Caller(self._http, self._auth, base_url=self.base_url,
                               budget=self._budget, retry=retry or RetryPolicy(),

@@ -12,6 +12,7 @@ import asyncio
 
 import httpx
 
+from .agent import USER_AGENT
 from .clock import SYSTEM_CLOCK, Clock, within
 from ..model.errors import ImageFetchError
 from ..model.images import image_format
@@ -50,7 +51,7 @@ class ImageFetcher:
         self._clock = clock
         # follow_redirects=False: every hop is checked in fetch() before it is taken
         self._http = httpx.AsyncClient(
-            transport=transport, timeout=timeout, follow_redirects=False
+            transport=transport, timeout=timeout, follow_redirects=False, headers={"User-Agent": USER_AGENT}
         )
 
     async def fetch(self, url: str) -> bytes:
