@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None, *, prog: str = "qwen-widgets") -> int:
         _refuse_a_typo(parser, argv)
         argv = ["generate", *argv]
     args, extra = parser.parse_known_args(argv)
+    args.prog = prog
     if args.command == "simulator":  # its own parser reads its options
         return _simulator(extra)
     if extra:
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None, *, prog: str = "qwen-widgets") -> int:
         print(f"{args.parser.prog}: error: {failure}", file=sys.stderr)
         return failure.status
     except KeyboardInterrupt:
-        print(f"\n{args.parser.prog}: interrupted", file=sys.stderr)
+        print(f"{args.parser.prog}: interrupted", file=sys.stderr)
         return 130
 
 
@@ -247,16 +248,21 @@ def _generate(args: argparse.Namespace) -> int:
                                    timeout=args.timeout)
     except (TaskTimeoutError, SubmitOutcomeUnknownError) as error:
         progress.end()
-        raise _Failure(f"{error} From a shell: {args.parser.prog.split()[0]} resume", status=1) from None
+        raise _Failure(f"{error} From a shell: {args.prog} resume", status=1) from None
     except QwenError as error:
         progress.end()
         raise _Failure(str(error), status=1) from None
     except KeyboardInterrupt:
         progress.end()
-        if progress.task_id:
+        if client.demo:
+            print("Stopped (a simulated task ends with this process).", file=sys.stderr)
+        elif progress.task_id:
             print(f"Stopped watching task {progress.task_id}; it may still finish and be billed "
-                  f"({args.parser.prog.split()[0]} resume picks it up).", file=sys.stderr)
-        raise
+                  f"({args.prog} resume picks it up).", file=sys.stderr)
+        else:
+            print("Interrupted before the server gave a task id; if the request arrived, "
+                  f"{args.prog} resume sends it again with its key (never billed twice).", file=sys.stderr)
+        return 130
     progress.end()
     paths = _save(client, [task], args.out)
     print(f"done in {progress.elapsed():.1f} s; {len(paths)} image(s) in {Path(args.out).resolve()}", file=sys.stderr)
