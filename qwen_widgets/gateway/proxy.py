@@ -77,7 +77,7 @@ def _not_found(what: str) -> Reply:
 
 
 def _task_id_of(body: Any) -> str | None:
-    """The task id in a submit answer, in either of its two shapes (API.md section 5)."""
+    """The task id in a submit answer, in either of its two shapes (docs/api-contract.md sections 1.4, 1.5)."""
     data = body.get("data") if isinstance(body, dict) else None
     if isinstance(data, list) and data and isinstance(data[0], dict):
         data = data[0]

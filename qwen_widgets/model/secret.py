@@ -1,7 +1,7 @@
 """The API key in a box that never shows it.
 
 The key must never appear in a repr, a log line, an exception message, a DataFrame, the
-journal or a saved notebook (DESIGN.md section 3), so it lives in a `Secret` from the moment
+journal or a saved notebook, so it lives in a `Secret` from the moment
 it is read. Sending it, and masking it in what servers send back, is `engine.auth`.
 """
 

@@ -29,8 +29,6 @@ from PIL import Image
 import qwen_widgets as qw
 from qwen_widgets.simulator import Simulator
 
-pytestmark = pytest.mark.e2e  # about a minute: some 30 simulated tasks at the default poll schedule
-
 REPO = Path(__file__).resolve().parents[2]
 NOT_RUN = {
     "# 1. install and open the demo notebook": "installs and starts JupyterLab (tests/e2e/test_quickstart.py, .ci/run)",
@@ -115,6 +113,7 @@ def use_up_the_day(monkeypatch) -> None:
 SETUP = {'qw.generate("one more fox")': use_up_the_day}
 
 
+@pytest.mark.e2e  # about a minute: some 30 simulated tasks at the default poll schedule
 def test_every_code_block_of_the_readme_runs_as_written(shell, monkeypatch, tmp_path):
     found = blocks()
     assert len(found) > 15, "the README's blocks were found"
@@ -162,3 +161,14 @@ def test_every_shell_block_is_run_or_listed_with_its_reason():
         assert language in ("bash", "python"), f"README.md line {line}: a {language} block"
     assert all(any(code.startswith(start) for _, _, code in blocks()) for start in NOT_RUN), \
         "every listed block is still in the README"
+
+
+def test_documents_cited_in_the_code_are_in_the_repository():
+    """Docstrings and comments cite `docs/...` files; a file outside the repository (the old
+    `API.md`) helps no reader."""
+    cited = {}
+    for path in (REPO / "qwen_widgets").rglob("*.py"):
+        for name in re.findall(r"(?<![\w/.-])((?:docs/)?[\w.-]+\.md)\b", path.read_text()):
+            cited.setdefault(name, []).append(path.name)
+    missing = {name: files for name, files in cited.items() if not (REPO / name).is_file()}
+    assert not missing and "docs/api-contract.md" in cited
