@@ -6,7 +6,9 @@ runs them in), the shell blocks with bash. A statement followed by a comment tha
 Not run, and why (checked: every shell block is either run or listed here):
 - the quick start's block installs the package and starts JupyterLab: tests/e2e/test_quickstart.py
   runs command 1 as written and .ci/run runs command 2 verbatim;
-- the Install block installs packages into the environment: what .ci/run does.
+- the Install block installs packages into the environment: what .ci/run does;
+- the class mode block installs the gateway extra and starts a gateway that serves until stopped:
+  tests/test_cli.py starts `qwen-widgets gateway serve` as a process, tests/gateway runs the rest.
 
 What a reader is assumed to have: the files a block names (`photos/cat.jpg`), made here; and for
 the spending-limit example, a day's 50 images already used, made here before it runs.
@@ -33,6 +35,9 @@ REPO = Path(__file__).resolve().parents[2]
 NOT_RUN = {
     "# 1. install and open the demo notebook": "installs and starts JupyterLab (tests/e2e/test_quickstart.py, .ci/run)",
     "pip install -e .": "installs packages (.ci/run)",
+    "pip install 'qwen_widgets[gateway]'": "installs tornado and starts a gateway that runs until stopped "
+                                            "(tests/test_cli.py starts `qwen-widgets gateway serve` as a "
+                                            "process; tests/gateway/test_cli.py runs add-class and revoke)",
 }
 ERROR_COMMENT = re.compile(r"# ([A-Z]\w*Error): (.*)")
 
@@ -125,7 +130,7 @@ def test_every_code_block_of_the_readme_runs_as_written(shell, monkeypatch, tmp_
         if skipped:
             continue
         if language == "bash":
-            for command in code.splitlines():
+            for command in code.replace("\\\n", " ").splitlines():  # a continued line is one command
                 if not command.strip() or command.startswith("#"):
                     continue
                 if command.startswith("export "):  # applies to what follows, as in the reader's shell
