@@ -135,7 +135,8 @@ def scale_run(scale: float, tasks: int = 1000, limit_per_s: float = 20.0, seen_b
     with serve(simulator) as server:
         if seen_before:
             with client_for(server, scale, journal=journal) as earlier:
-                Sweep(earlier, SweepPlan.of({"prompt": [f"earlier {i}" for i in range(seen_before)]}, max_images=seen_before)).start().wait()
+                prompts = {"prompt": [f"earlier {i}" for i in range(seen_before)]}
+                Sweep(earlier, SweepPlan.of(prompts, max_images=seen_before)).start().wait()
         transport = CountingTransport()
         client = client_for(server, scale, transport=transport, budget=budget, journal=journal)
         sweep = Sweep(client, SweepPlan.of({"prompt": [f"load {i}" for i in range(tasks)]}, max_images=tasks),

@@ -18,7 +18,7 @@ import difflib
 import re
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -112,7 +112,8 @@ def _build_parser(prog: str) -> argparse.ArgumentParser:
     generate.add_argument("prompt", nargs="*", metavar="PROMPT",
                           help=f"what to draw, quoted or not (default: {DEFAULT_PROMPT!r})")
     generate.add_argument("--model", "-m", help=f"one of {', '.join(MODELS)} (default {MODELS[0]})")
-    generate.add_argument("--size", "-s", default="16:9", help=f"aspect ratio, one of {', '.join(SIZES)} (default 16:9)")
+    generate.add_argument("--size", "-s", default="16:9",
+                          help=f"aspect ratio, one of {', '.join(SIZES)} (default 16:9)")
     generate.add_argument("--resolution", "-r", help=f"one of {', '.join(RESOLUTIONS)} (default 1K)")
     generate.add_argument("-n", type=_count, default=2, help=f"how many images, 1 to {MAX_IMAGES} (default 2)")
     generate.add_argument("--negative", metavar="TEXT", help="negative prompt: what to avoid")
@@ -416,7 +417,7 @@ def _starred(frame: pandas.DataFrame, _: bool) -> Any:
 # The filters qw.history() does not take itself yet: applied to its frame here. When it takes
 # one (the library work adds search, starred, since and model), drop its entry: _selected
 # passes it on by itself once qw.history's signature names it.
-_LOCAL_FILTERS = {
+_LOCAL_FILTERS: dict[str, Callable[[Any, Any], Any]] = {
     "search": _words,
     "starred": _starred,
     "since": lambda frame, since: frame["submitted_at"] >= since,
@@ -488,7 +489,7 @@ def _nothing_journaled(args: argparse.Namespace) -> str:
             "demo runs are not (their simulator ends with the process).")
 
 
-def _table(header: tuple[str, ...], rows: list[tuple[str, ...]], width: int = 120) -> None:
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], width: int = 120) -> None:
     """Columns as wide as their longest value; the last (the prompt) gets what is left."""
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header) - 1)]
     room = max(20, width - sum(widths) - 2 * len(widths))

@@ -4,7 +4,6 @@ servers that start and stop, the console script's entry point)."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re

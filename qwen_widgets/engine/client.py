@@ -51,7 +51,8 @@ from . import settings
 from .agent import USER_AGENT
 from .auth import BearerAuth
 from .budget import DEFAULT_BUDGET, Priority, RequestBudget
-from .call import Caller, DeadlineReached, NotSent, OnRetry, Submission, call_limit, check_timeout, http_timeout, maybe_await
+from .call import (Caller, DeadlineReached, NotSent, OnRetry, Submission, call_limit, check_timeout, http_timeout,
+                   maybe_await)
 from .clock import SYSTEM_CLOCK, Clock, within
 from .fetch import DEFAULT_MAX_IMAGE_BYTES, ImageFetcher
 from .polling import DurationHistory, PollSchedule, PollTracker

@@ -258,7 +258,8 @@ def _list(args: argparse.Namespace) -> int:
             students = store.students(name)
             rows.append({"class": name, "students": sum(not s["revoked"] for s in students),
                          "revoked": sum(s["revoked"] for s in students),
-                         "images_today": totals["images_today"], "class_images_per_day": info.policy.class_images_per_day,
+                         "images_today": totals["images_today"],
+                         "class_images_per_day": info.policy.class_images_per_day,
                          "cost_today": round(totals["spend_today"], 6),
                          "window": str(info.policy.window) if info.policy.window else None})
     if args.json:

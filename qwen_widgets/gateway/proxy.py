@@ -98,7 +98,8 @@ def _images_of(data: dict[str, Any]) -> list[dict[str, Any]]:
         if not isinstance(image, dict):
             continue
         url = image.get("url")
-        urls = [url] if isinstance(url, str) else [u for u in url if isinstance(u, str)] if isinstance(url, list) else []
+        urls = ([url] if isinstance(url, str) else [u for u in url if isinstance(u, str)] if isinstance(url, list)
+                else [])
         if urls:
             expires = image.get("expires_at")
             found.append({"urls": urls, "expires_at": expires if isinstance(expires, (int, float)) else None})
@@ -279,7 +280,8 @@ class Proxy:
         refusal = limits.check(info.policy, self.store.usage(student, now), n, price, now)
         if refusal is None:
             return None
-        self.store.log_event(student.class_name, student.name, "window" if refusal.code == "outside_window" else "budget",
+        self.store.log_event(student.class_name, student.name,
+                             "window" if refusal.code == "outside_window" else "budget",
                              refusal.message)
         log.info("refused a submit from %s (%s): %s", student.name, student.class_name, refusal.message)
         return Reply.json(403, refusal.envelope())
@@ -321,7 +323,8 @@ class Proxy:
             return self._unreachable(exc, submit=False)
         parsed = answer.json()
         data = parsed.get("data") if isinstance(parsed, dict) else None
-        if answer.status == 200 and isinstance(data, dict) and data.get("status") in ("completed", "failed", "cancelled"):
+        if (answer.status == 200 and isinstance(data, dict)
+                and data.get("status") in ("completed", "failed", "cancelled")):
             self._settle(submission.id, data, submission.price, student)
         return self._relay(answer, public_base)
 

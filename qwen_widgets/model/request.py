@@ -196,7 +196,7 @@ def _check_urls(value: Any) -> tuple[str, ...]:
     return tuple(check_image_url(i, url) for i, url in enumerate(value))
 
 
-def check_image_url(index: int, url: Any) -> str:
+def check_image_url(index: int, url: object) -> str:
     """The URL, trimmed, if the API would accept it as reference image number `index`."""
     name = f"image_urls[{index}]"
     if not isinstance(url, str):

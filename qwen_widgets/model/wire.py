@@ -23,7 +23,8 @@ UNUSABLE_URL = "the server sent a URL that cannot be fetched (not a public http(
 
 
 def parse_submit_response(body: Any, request: ImageRequest) -> Task:
-    """Read the answer to a generation POST, in either shape the contract knows (docs/api-contract.md sections 1.4, 1.5).
+    """Read the answer to a generation POST, in either shape the contract knows (docs/api-contract.md
+    sections 1.4, 1.5).
 
     Legacy: `{"code": 200, "data": [{"status": "submitted", "task_id": ...}]}`. Versioned:
     `{"code": 200, "request_id": ..., "data": {"id": ..., "status": "pending", "object":
@@ -67,7 +68,7 @@ def parse_task_response(body: Any, *, task_id: str, request: ImageRequest | None
     return _task_from_data(data, task_id, request, request_id)
 
 
-def _task_from_data(data: dict, task_id: str, request: ImageRequest | None, request_id: str | None) -> Task:
+def _task_from_data(data: dict[str, Any], task_id: str, request: ImageRequest | None, request_id: str | None) -> Task:
     if not isinstance(data.get("status"), str):
         # an unknown *word* is tolerated (still running); a missing or non-text status is not
         raise MalformedResponseError(
@@ -76,9 +77,10 @@ def _task_from_data(data: dict, task_id: str, request: ImageRequest | None, requ
     progress = 100 if status is TaskStatus.COMPLETED else _number(data.get("progress"))
     width, height = request.output_size if request is not None else (None, None)
     created, completed = _timestamp(data.get("created")), _timestamp(data.get("completed"))
-    result = data.get("result") if isinstance(data.get("result"), dict) else data
+    result = data["result"] if isinstance(data.get("result"), dict) else data
     # where the server says no expiry, assume the shorter lifetime seen (24 h) for warnings
-    assumed_expiry = (completed or created) + ASSUMED_URL_LIFETIME if (completed or created) else None
+    seen = completed or created
+    assumed_expiry = seen + ASSUMED_URL_LIFETIME if seen else None
     return Task(
         task_id=task_id,
         status=status,
@@ -104,8 +106,8 @@ def _refuse_unsuccessful(body: Any) -> None:
                        error_type=fields.type, param=fields.param, request_id=fields.request_id)
 
 
-def _task_id_of(data: dict) -> str:
-    info = data.get("task_info") if isinstance(data.get("task_info"), dict) else {}
+def _task_id_of(data: dict[str, Any]) -> str:
+    info = data["task_info"] if isinstance(data.get("task_info"), dict) else {}
     candidates = [data.get("id"), data.get("task_id"), info.get("id"), info.get("task_id")]
     for candidate in candidates:
         if isinstance(candidate, str):
@@ -131,7 +133,7 @@ def _field(container: Any, name: str, what: str) -> Any:
     return container[name]
 
 
-def _parse_images(result: dict, width: int | None, height: int | None,
+def _parse_images(result: dict[str, Any], width: int | None, height: int | None,
                   assumed_expiry: datetime | None) -> tuple[GeneratedImage, ...]:
     entries = result.get("images")
     if not isinstance(entries, list):

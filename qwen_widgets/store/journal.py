@@ -279,7 +279,8 @@ class Journal:
                     (EntryState.EXPIRED.value, "not seen to end within the day that task ids live",
                      now, base_url, EntryState.SUBMITTED.value, now - OPEN_WINDOW))
 
-    def recent_durations(self, base_url: str, limit: int = 300) -> list[tuple[ImageRequest | None, float, float | None]]:
+    def recent_durations(self, base_url: str,
+                         limit: int = 300) -> list[tuple[ImageRequest | None, float, float | None]]:
         """(request, seconds it took, the server's estimate) of the latest completed tasks: what
         the poll schedule learns this account's durations from."""
         rows = self._read("SELECT request, task FROM submissions WHERE base_url = ? AND state = ?"

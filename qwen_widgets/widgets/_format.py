@@ -119,7 +119,8 @@ def expiry_line(image: GeneratedImage) -> str:
         return f"{expiry_words(image.expires_at)} · saved locally"
     warning = image.expiry_warning()
     if warning:
-        return f'<span style="color: var(--jp-error-color1, #c62828); font-weight: 600">{html.escape(warning)}: save it now</span>'
+        return (f'<span style="color: var(--jp-error-color1, #c62828); font-weight: 600">'
+                f'{html.escape(warning)}: save it now</span>')
     return expiry_words(image.expires_at)
 
 

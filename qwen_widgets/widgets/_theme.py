@@ -19,7 +19,7 @@ mutated; a view that hides or shows something changes its children instead.
 from __future__ import annotations
 
 import html
-from functools import lru_cache
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
@@ -47,7 +47,7 @@ def layout(**settings: str) -> widgets.Layout:
     return _layout(tuple(sorted(settings.items())))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _layout(settings: tuple[tuple[str, str], ...]) -> widgets.Layout:
     return widgets.Layout(**dict(settings))
 
@@ -57,7 +57,7 @@ def style(kind: str, **settings: Any) -> widgets.Widget:
     return _style(kind, tuple(sorted(settings.items())))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _style(kind: str, settings: tuple[tuple[str, Any], ...]) -> widgets.Widget:
     from ipywidgets.widgets.widget_float import ProgressStyle
     from ipywidgets.widgets.widget_string import HTMLStyle

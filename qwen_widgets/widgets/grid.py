@@ -276,7 +276,8 @@ def _value(value: object) -> str:
 def _html(text: str, *, bold: bool = False, color: str | None = None, title: str | None = None,
           layout: widgets.Layout | None = None) -> widgets.HTML:
     """An HTML widget whose value is `text` escaped (so `==` tests see the text itself)."""
-    made = widgets.HTML(html.escape(text, quote=False), style=style("html", text_color=color) if color else style("html"),
+    made = widgets.HTML(html.escape(text, quote=False),
+                        style=style("html", text_color=color) if color else style("html"),
                         **({"layout": layout} if layout is not None else {}))
     if bold:
         made.value = f"<b>{made.value}</b>"

@@ -308,7 +308,7 @@ def test_server_result_urls_that_are_not_http_never_become_links_or_fetches(tmp_
     task = card.future.result(30)
     assert task.status is qw.TaskStatus.COMPLETED and task.urls == BAD_RESULT_URLS  # intact data
     assert len(card.tiles.children) == len(BAD_RESULT_URLS)
-    for index, (tile, url) in enumerate(zip(card.tiles.children, BAD_RESULT_URLS)):
+    for index, tile in enumerate(card.tiles.children):
         picture, caption = tile.children[:2]
         assert picture.value == b""
         assert inert_text(caption.value).startswith("Image not loaded") and "http(s)" in caption.value
