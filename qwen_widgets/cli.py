@@ -205,7 +205,13 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _since(text: str) -> datetime:
+def _since(text: str) -> str:
+    """`--since` as given, once it is known to be a moment (qw.history reads the text itself)."""
+    _moment(text)
+    return text
+
+
+def _moment(text: str) -> datetime:
     """A moment: `7d` (ago) or an ISO date or time (UTC unless it says otherwise)."""
     relative = _SINCE.fullmatch(text.strip().lower())
     if relative:
@@ -420,7 +426,7 @@ def _starred(frame: pandas.DataFrame, _: bool) -> Any:
 _LOCAL_FILTERS: dict[str, Callable[[Any, Any], Any]] = {
     "search": _words,
     "starred": _starred,
-    "since": lambda frame, since: frame["submitted_at"] >= since,
+    "since": lambda frame, since: frame["submitted_at"] >= _moment(since),
     "model": lambda frame, model: frame["model"] == model,
     "status": lambda frame, status: (frame["status"] == status).fillna(False)
     | (frame["journal_state"] == status).fillna(False),
