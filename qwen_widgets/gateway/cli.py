@@ -185,6 +185,9 @@ def _serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise _Failure(f"--port: cannot listen on {args.host}:{args.port} ({exc.strerror or exc})") from None
     with server:
+        # before the banner: whoever reads "Ctrl-C stops." may send SIGTERM at once
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
         print(f"Class gateway at {server.url} (data: {server.folder.path})", flush=True)
         print(f"  images from: {server.mode}", flush=True)
         if key is None and os.environ.get("APIMART_BASE_URL"):
@@ -194,8 +197,6 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"  students set: APIMART_BASE_URL={server.url} APIMART_API_KEY=<their code>", flush=True)
         print(f"  teacher page (keep this link private): {server.teacher_url}", flush=True)
         print("  Ctrl-C stops.", flush=True)
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
         try:
             stop.wait()
         except KeyboardInterrupt:

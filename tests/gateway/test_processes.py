@@ -151,3 +151,21 @@ def test_the_gateway_imports_only_the_simulator_from_the_package():
                     assert name == "qwen_widgets.simulator", f"{path.name} imports {name}"
                 elif top not in sys.stdlib_module_names:
                     assert top in allowed_outside, f"{path.name} imports {name}"
+
+
+def test_a_sigterm_sent_as_soon_as_the_banner_says_ctrl_c_stops_is_a_clean_stop(tmp_path):
+    """The banner is the signal that the gateway is up: a SIGTERM sent the moment it is printed
+    (here: by the print itself) stops it cleanly, never kills it mid-start."""
+    code = ("import builtins, os, signal, sys\n"
+            "real = builtins.print\n"
+            "def print(*args, **kwargs):\n"
+            "    real(*args, **kwargs)\n"
+            "    if args and 'Ctrl-C stops.' in str(args[0]):\n"
+            "        os.kill(os.getpid(), signal.SIGTERM)\n"
+            "builtins.print = print\n"
+            "from qwen_widgets.gateway.cli import main\n"
+            f"sys.exit(main(['serve', '--port', '0', '--data', {str(tmp_path / 'class-data')!r}]))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=run_env(),
+                          timeout=START_TIMEOUT)
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert "Ctrl-C stops." in done.stdout
