@@ -190,8 +190,9 @@ class Upstream:
 def parse_price(body: Any) -> float | None:
     """The one positive price per image in a pricing answer's `data`, or None.
 
-    The simulator says `price_per_image`; APIMart's documented field is `model_price` (its unit
-    depends on the account). More than one candidate means the answer is not understood.
+    APIMart's field is `model_price` (its unit depends on the account; the simulator answers the
+    same shape); other price-like names are read too. More than one candidate means the answer
+    is not understood.
     """
     data = body.get("data", body) if isinstance(body, dict) else None
     if not isinstance(data, dict):

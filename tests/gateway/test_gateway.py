@@ -297,7 +297,7 @@ def test_catalogue_and_pricing_pass_through(data, gateway):
     assert schema.json()["model"] == MODEL
     assert httpx.get(gateway.url + "/v1/models").status_code == 401
     pricing = httpx.get(gateway.url + "/api/pricing/model", params={"model": MODEL})  # public, no code
-    assert pricing.status_code == 200 and pricing.json()["data"]["price_per_image"] == 0.021
+    assert pricing.status_code == 200 and pricing.json()["data"]["model_price"] == 0.021
     missing = alice.get("/v1/nothing-here")
     assert missing.status_code == 404 and missing.json()["error"]["type"] == "not_found"
 
