@@ -16,8 +16,8 @@ from .engine.sweep import Sweep
 from .engine.sync import QwenClient
 from .model.account import Balance
 from .model.errors import RequestValidationError
-from .model.plan import DEFAULT_MAX_IMAGES, SweepPlan
-from .model.request import MODELS, ImageRequest
+from .model.plan import DEFAULT_MAX_IMAGES
+from .model.request import ImageRequest
 from .model.task import Task, UploadedImage
 from .store.images import write_archive
 from .store.journal import Journal
@@ -107,8 +107,8 @@ def sweep(
     prompt: str | list[str],
     *,
     model: str | list[str] = "qwen-image-2.0",
-    size: str | list[str] = "1:1",
-    resolution: str | list[str] = "1K",
+    size: str | None | list[str] = None,
+    resolution: str | None | list[str] = None,
     negative_prompt: str | None | list[str | None] = None,
     n: int | list[int] = 1,
     image_urls: tuple[str, ...] | list[str] = (),
@@ -122,19 +122,21 @@ def sweep(
 
         s = qw.sweep(prompt=["a fox", "a wolf"], size=["1:1", "16:9"], n=2)
 
-    States the plan (tasks, images, cost when `price_per_image` is given) before anything is
-    sent and refuses more than `max_images` images. In a notebook it returns at once and shows
+    `size` and `resolution` default to each model's own. Every cell is checked against its
+    model's rules as the service states them (a model the service added works too). States the
+    plan (tasks, images, cost when `price_per_image` is given) before anything is sent and
+    refuses more than `max_images` images. In a notebook it returns at once and shows
     a live grid; in a script it prints progress. `wait()`, `tasks`, `frame()`, `cancel()`.
     """
     client = client or default_client()
     fields = {"prompt": prompt, "model": model, "size": size, "resolution": resolution,
               "negative_prompt": negative_prompt, "n": n,
               "image_urls": client.references(image_urls)}  # one upload per local image
-    plan = SweepPlan.of(fields, max_images=max_images)
+    plan = client.plan(fields, max_images=max_images)  # under the service's rules for its models
     client.check_limits(plan.images)  # before the first POST, for the whole plan
     running = Sweep(client, plan, concurrency=concurrency, price_per_image=price_per_image)
     if price_per_image is None:  # checked before anything goes out, pricing included
-        model = fields["model"] if isinstance(fields["model"], str) else MODELS[0]
+        model = plan.cells[0].request.model
         running.summary = plan.describe(*client.price_per_image(model))
     if _in_notebook():
         from IPython.display import display

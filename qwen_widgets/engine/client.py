@@ -40,7 +40,8 @@ from ..model.errors import (
 )
 from ..model.images import thumbnail
 from ..model.limits import Usage
-from ..model.request import ImageRequest, make_request
+from ..model.plan import DEFAULT_MAX_IMAGES, SweepPlan
+from ..model.request import ImageRequest, ModelRules, make_request
 from ..model.secret import Secret, as_secret
 from ..model.task import GeneratedImage, Task, TaskStatus, UploadedImage, validate_task_id
 from ..model.wire import parse_submit_response, parse_task_response
@@ -53,6 +54,7 @@ from .auth import BearerAuth
 from .budget import DEFAULT_BUDGET, Priority, RequestBudget
 from .call import (Caller, DeadlineReached, NotSent, OnRetry, Submission, call_limit, check_timeout, http_timeout,
                    maybe_await)
+from .catalog import ModelCatalog
 from .clock import SYSTEM_CLOCK, Clock, within
 from .fetch import DEFAULT_MAX_IMAGE_BYTES, ImageFetcher
 from .polling import DurationHistory, PollSchedule, PollTracker
@@ -170,6 +172,7 @@ class AsyncQwenClient:
         """The daily limits checked before each POST (and the user's price per image)."""
         self._uploads: dict[str, UploadedImage] = {}
         self._prices: dict[str, float | None] = {}
+        self._catalog = ModelCatalog(self._caller, clock)
         self._images = ImageFetcher(transport=image_transport, timeout=http_timeout(timeout, _IMAGE_TIMEOUT),
                                     call_limit=call_limit(timeout, _IMAGE_TIMEOUT),
                                     max_bytes=max_image_bytes, clock=clock)
@@ -216,6 +219,7 @@ class AsyncQwenClient:
         """
         if not isinstance(request, ImageRequest):
             raise RequestValidationError("request", "must be an ImageRequest", request)
+        request = self._catalog.recheck(request)  # the service's rules, where it stated them
         abort = asyncio.Event()
         posting = asyncio.ensure_future(self._post(request, on_retry, abort, None, priority))
         try:
@@ -284,11 +288,13 @@ class AsyncQwenClient:
                        **fields: Any) -> Task:
         """Submit and wait; returns the completed task, raises TaskFailedError otherwise.
 
-        `fields` set or override request fields: generate("a fox", size="16:9", n=2).
+        `fields` set or override request fields: generate("a fox", size="16:9", n=2). The
+        request is checked against its model's rules as the service states them (see
+        build_request).
         """
         if "image_urls" in fields:  # local images are uploaded first
             fields["image_urls"] = await self.references(fields["image_urls"])
-        request = make_request(request_or_prompt, fields)
+        request = await self.build_request(request_or_prompt, **fields)
         task = await self.submit(request, on_retry=on_retry)
         if on_update is not None:
             await maybe_await(on_update(task))
@@ -385,6 +391,38 @@ class AsyncQwenClient:
         else is left for the request's own validation to refuse)."""
         return [(await self.upload(source, field=f"image_urls[{index}]")).url if is_local(source) else source
                 for index, source in enumerate(as_sources(sources))]
+
+    async def models(self) -> tuple[str, ...]:
+        """The Qwen-Image models the service offers (`GET /v1/models`, asked once), in its
+        order; qwen-image-2.0 and qwen-image-2.0-pro when its list cannot be had (logged)."""
+        return await self._catalog.models()
+
+    async def model_rules(self, model: str) -> ModelRules:
+        """What `model` accepts (sizes, tiers, pixel sizes, prompt limits, how many images), as
+        the service's `GET /v1/model-schema` states it (asked once per model); the documented
+        rules when it cannot be read (logged). RequestValidationError for a model the service
+        does not offer, or, when its list cannot be had, one this package does not know."""
+        if not isinstance(model, str) or not model.strip():
+            raise RequestValidationError("model", "must be a model id", model)
+        return await self._catalog.rules(model)
+
+    async def build_request(self, request_or_prompt: ImageRequest | str, **fields: Any) -> ImageRequest:
+        """An ImageRequest from a prompt (or a request and overrides), checked against its
+        model's rules: the service's where this client asked for them (models(),
+        model_rules(), the panel), else the documented ones for qwen-image-2.0 and -pro (no
+        round trip), else the service's, asked for then. So a model the service added, which
+        this package never heard of, works: build_request("a fox", model="qwen-image-3.0")."""
+        base = request_or_prompt.model if isinstance(request_or_prompt, ImageRequest) else ImageRequest.model
+        return await self._catalog.checked(
+            [fields.get("model", base)], lambda catalog: make_request(request_or_prompt, fields, catalog))
+
+    async def plan(self, fields: dict[str, Any], *, max_images: int = DEFAULT_MAX_IMAGES) -> SweepPlan:
+        """A sweep's plan (SweepPlan.of) with every cell checked against its model's rules, as
+        build_request checks one request."""
+        models = fields.get("model", ImageRequest.model)
+        return await self._catalog.checked(
+            models if isinstance(models, (list, tuple)) else [models],
+            lambda catalog: SweepPlan.of(fields, max_images=max_images, catalog=catalog))
 
     async def balance(self, *, account: bool = False) -> Balance:
         """The balance of this key (`GET /v1/balance`), or with `account=True` of the whole

@@ -15,7 +15,8 @@ from typing import Any, TypeVar
 
 from ..model.account import Balance
 from ..model.limits import Usage
-from ..model.request import ImageRequest
+from ..model.plan import DEFAULT_MAX_IMAGES, SweepPlan
+from ..model.request import ImageRequest, ModelRules
 from ..model.secret import as_secret
 from ..model.task import GeneratedImage, Task, UploadedImage
 from ..model.submission import Entry, OpenWork
@@ -132,6 +133,22 @@ class QwenClient:
     @_doc_of(AsyncQwenClient.references)
     def references(self, sources: Any) -> list[str]:
         return _runner.run(self.aio.references(sources))
+
+    @_doc_of(AsyncQwenClient.models)
+    def models(self) -> tuple[str, ...]:
+        return _runner.run(self.aio.models())
+
+    @_doc_of(AsyncQwenClient.model_rules)
+    def model_rules(self, model: str) -> ModelRules:
+        return _runner.run(self.aio.model_rules(model))
+
+    @_doc_of(AsyncQwenClient.build_request)
+    def build_request(self, request_or_prompt: ImageRequest | str, **fields: Any) -> ImageRequest:
+        return _runner.run(self.aio.build_request(request_or_prompt, **fields))
+
+    @_doc_of(AsyncQwenClient.plan)
+    def plan(self, fields: dict[str, Any], *, max_images: int = DEFAULT_MAX_IMAGES) -> SweepPlan:
+        return _runner.run(self.aio.plan(fields, max_images=max_images))
 
     @_doc_of(AsyncQwenClient.balance)
     def balance(self, *, account: bool = False) -> Balance:

@@ -4,12 +4,13 @@ priced before anything is sent. Pure; running it is the engine's `Sweep`."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from .account import describe_price
 from .errors import RequestValidationError
-from .request import ImageRequest
+from .request import ImageRequest, ModelRules, rules_for
 
 __all__ = ["SweepPlan"]
 
@@ -37,8 +38,11 @@ class SweepPlan:
     """Every combination, the last axis varying fastest."""
 
     @classmethod
-    def of(cls, fields: dict[str, Any], *, max_images: int = DEFAULT_MAX_IMAGES) -> SweepPlan:
-        """Plan a sweep of `fields`; RequestValidationError before anything is sent."""
+    def of(cls, fields: dict[str, Any], *, max_images: int = DEFAULT_MAX_IMAGES,
+           catalog: Mapping[str, ModelRules] | None = None) -> SweepPlan:
+        """Plan a sweep of `fields`; RequestValidationError before anything is sent. Each cell
+        is checked against its model's rules in `catalog` (a client's, by model id), by
+        default the documented pair's."""
         axes = [(name, list(value)) for name, value in fields.items()
                 if name in AXIS_FIELDS and isinstance(value, (list, tuple))]
         for name, values in axes:
@@ -51,8 +55,9 @@ class SweepPlan:
         cells = []
         for combination in itertools.product(*(values for _, values in axes)):
             labels = tuple(zip(names, combination))
+            cell = {**fixed, **dict(labels)}
             try:
-                request = ImageRequest(**fixed, **dict(labels))
+                request = ImageRequest(**cell, rules=rules_for(cell.get("model", ImageRequest.model), catalog))
             except TypeError as exc:  # an unknown keyword
                 raise RequestValidationError("fields", str(exc), show_value=False) from None
             cells.append(SweepCell(labels, request))
