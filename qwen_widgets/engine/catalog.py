@@ -126,7 +126,7 @@ class ModelCatalog:
             if not names:
                 raise
             try:
-                build({model: ModelRules.unknown(model) for model in names})
+                build({**self.at_hand(), **{model: ModelRules.unknown(model) for model in names}})
             except RequestValidationError as wrong_anyway:
                 raise wrong_anyway from None
         catalog = self.at_hand()

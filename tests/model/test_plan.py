@@ -112,6 +112,23 @@ def test_an_unknown_field_is_refused():
         SweepPlan.of({"prompt": ["a", "b"], "colour": "red"})
 
 
+def test_each_cell_is_checked_against_its_own_models_rules():
+    from qwen_widgets.model.request import KNOWN_RULES, ModelRules
+
+    new = ModelRules("qwen-image-3.0", sizes=("21:9", "1:1"), output_sizes={}, max_images=4, default_size="21:9")
+    catalog = {**KNOWN_RULES, "qwen-image-3.0": new}
+    plan = SweepPlan.of({"prompt": "a fox", "model": ["qwen-image-2.0", "qwen-image-3.0"], "n": 4}, catalog=catalog)
+    assert [(cell.request.size, cell.request.rules) for cell in plan.cells] == [
+        ("1:1", KNOWN_RULES["qwen-image-2.0"]), ("21:9", new)]
+    for fields, field in (({"n": 5}, "n"), ({"size": "16:9"}, "size")):
+        with pytest.raises(qw.RequestValidationError) as caught:
+            SweepPlan.of({"prompt": "a fox", "model": ["qwen-image-2.0", "qwen-image-3.0"], **fields}, catalog=catalog)
+        assert caught.value.field == field
+    with pytest.raises(qw.RequestValidationError) as caught:  # no rules known for it
+        SweepPlan.of({"prompt": "a fox", "model": ["qwen-image-2.0", "qwen-image-3.0"]})
+    assert caught.value.field == "model"
+
+
 def test_an_invalid_sweep_sends_nothing(client, server):
     # the bad value is in the last cell: every request is checked before the first is sent
     with pytest.raises(qw.RequestValidationError) as caught:

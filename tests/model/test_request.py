@@ -10,8 +10,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qwen_widgets.model.errors import QwenError, RequestValidationError
-from qwen_widgets.model.request import ImageRequest
+from qwen_widgets.model.errors import (
+    MalformedResponseError,
+    QwenError,
+    RequestValidationError,
+)
+from qwen_widgets.model.request import (
+    KNOWN_RULES,
+    ImageRequest,
+    ModelRules,
+    field_errors,
+    make_request,
+    parse_model_list,
+    parse_model_schema,
+    pixels_from_markdown,
+    rules_from_schema,
+)
 
 # Written from docs/api-contract.md, independently of the package's constants.
 API_MODELS = ("qwen-image-2.0", "qwen-image-2.0-pro")
@@ -428,3 +442,161 @@ def test_any_prompt_text_follows_the_length_rule(prompt):
         with pytest.raises(RequestValidationError) as info:
             ImageRequest(prompt=prompt)
         assert info.value.field == "prompt"
+
+
+# --- a model's rules: the documented pair's offline, a service's from its schema (docs/api-contract.md 5.3)
+
+# What a service might say of a model it added: other sizes, more images, a longer prompt.
+NEW_SCHEMA = {
+    "type": "object",
+    "required": ["prompt"],
+    "properties": {
+        "prompt": {"type": "string", "minLength": 1, "maxLength": 2000},
+        "size": {"type": "string", "enum": ["21:9", "1:1"], "default": "21:9"},
+        "resolution": {"type": "string", "enum": ["1K", "4K"]},
+        "n": {"type": "integer", "minimum": 1, "maximum": 4},
+        "negative_prompt": {"type": "string", "maxLength": 300},
+        "image_urls": {"type": "array", "items": {"type": "string"}},
+    },
+}
+NEW = rules_from_schema("qwen-image-3.0", NEW_SCHEMA)
+
+
+def test_the_documented_pair_is_known_offline_with_the_documented_rules():
+    assert set(KNOWN_RULES) == set(API_MODELS)
+    for model, rules in KNOWN_RULES.items():
+        assert (rules.model, rules.sizes, rules.resolutions) == (model, API_SIZES, API_RESOLUTIONS)
+        assert dict(rules.output_sizes) == OUTPUT_TABLE
+        assert (rules.max_prompt_chars, rules.max_negative_prompt_chars, rules.min_images, rules.max_images) == (
+            800, 500, 1, 6)
+    assert ImageRequest("a fox").rules == KNOWN_RULES["qwen-image-2.0"]
+
+
+def test_rules_are_read_from_a_schema_without_guessing_what_it_leaves_out():
+    assert (NEW.sizes, NEW.resolutions, NEW.default_size, NEW.default_resolution) == (
+        ("21:9", "1:1"), ("1K", "4K"), "21:9", "1K")
+    assert (NEW.max_prompt_chars, NEW.max_negative_prompt_chars, NEW.min_images, NEW.max_images) == (2000, 300, 1, 4)
+    assert NEW.output_sizes == {} and NEW.source == "service"  # no pixel table given: none guessed
+    bare = rules_from_schema("qwen-image-9", {"properties": {"prompt": {"type": "string"}}})
+    assert (bare.sizes, bare.resolutions, bare.max_prompt_chars, bare.max_images) == ((), (), None, None)
+
+
+def test_a_schema_that_lists_model_in_its_input_is_read_all_the_same():
+    """The contract keeps `model` out of the input; a schema that holds it must not make it a rule."""
+    schema = {**NEW_SCHEMA, "required": ["model", "prompt"],
+              "properties": {"model": {"type": "string", "enum": ["qwen-image-3.0"]}, **NEW_SCHEMA["properties"]}}
+    assert rules_from_schema("qwen-image-3.0", schema) == NEW
+
+
+def test_a_known_model_keeps_the_documented_pixels_for_the_sizes_its_schema_offers():
+    schema = {"properties": {"size": {"enum": ["1:1", "16:9", "5:4"]}, "resolution": {"enum": ["1K"]}}}
+    rules = rules_from_schema("qwen-image-2.0", schema)
+    assert rules.output_sizes == {("1:1", "1K"): (1024, 1024), ("16:9", "1K"): (1280, 720)}
+    assert rules.pixels("5:4", "1K") is None
+
+
+@pytest.mark.parametrize("bad", [None, [], {"type": "object"}, {"properties": []}])
+def test_a_schema_without_properties_is_malformed(bad):
+    with pytest.raises(MalformedResponseError):
+        rules_from_schema("qwen-image-3.0", bad)
+
+
+def test_the_schema_answer_must_be_about_the_model_and_image_generation():
+    body = {"model": "qwen-image-3.0", "operation": "image_generation", "input_schema": NEW_SCHEMA}
+    assert parse_model_schema(body, "qwen-image-3.0") == NEW
+    for wrong in ({**body, "model": "other"}, {**body, "operation": "video_generation"}, {"model": "qwen-image-3.0"}):
+        with pytest.raises(MalformedResponseError):
+            parse_model_schema(wrong, "qwen-image-3.0")
+
+
+def test_a_request_for_a_new_model_follows_its_rules():
+    request = ImageRequest("x" * 1500, model="qwen-image-3.0", n=4, rules=NEW)
+    assert (request.size, request.resolution) == ("21:9", "1K")  # the model's defaults
+    assert request.output_size == (None, None)  # nobody said its pixels
+    for fields, field in (({"n": 5}, "n"), ({"prompt": "x" * 2001}, "prompt"), ({"size": "16:9"}, "size"),
+                          ({"resolution": "2K"}, "resolution"), ({"negative_prompt": "y" * 301}, "negative_prompt")):
+        with pytest.raises(RequestValidationError) as info:
+            request.replace(**fields)
+        assert info.value.field == field
+    with_pixels = dataclasses.replace(NEW, output_sizes={("21:9", "1K"): (1344, 576)})
+    assert ImageRequest("a fox", model="qwen-image-3.0", rules=with_pixels).output_size == (1344, 576)
+
+
+def test_a_model_without_rules_is_refused_naming_the_known_ones_and_why():
+    with pytest.raises(RequestValidationError) as info:
+        ImageRequest("a fox", model="qwen-image-3.0")
+    message = str(info.value)
+    assert info.value.field == "model" and all(model in message for model in API_MODELS)
+    assert "service" in message  # how to get the others: a client that reaches the service
+
+
+def test_rules_for_another_model_are_refused():
+    with pytest.raises(RequestValidationError) as info:
+        ImageRequest("a fox", model="qwen-image-2.0", rules=NEW)
+    assert info.value.field == "model" and "qwen-image-3.0" in str(info.value)
+
+
+def test_replace_keeps_the_rules_while_the_model_stays():
+    request = ImageRequest("a fox", model="qwen-image-3.0", rules=NEW)
+    assert request.replace(n=4).rules is NEW
+    back = request.replace(model="qwen-image-2.0", size="1:1")
+    assert back.rules == KNOWN_RULES["qwen-image-2.0"]
+    assert request == ImageRequest("a fox", model="qwen-image-3.0", size="21:9", rules=NEW)  # rules are no identity
+
+
+def test_a_record_of_a_new_models_request_reads_back_for_the_journal():
+    """A journal row of a model the package does not know must come back, to be resent or listed."""
+    sent = ImageRequest("a fox", model="qwen-image-3.0", n=4, rules=NEW).to_payload()
+    again = ImageRequest.from_payload(sent)
+    assert again.to_payload() == sent and again.rules.source == "unknown"
+    with pytest.raises(RequestValidationError):
+        ImageRequest.from_payload({**sent, "n": 0})  # types and what any model needs still hold
+    with pytest.raises(RequestValidationError):
+        ImageRequest.from_payload({**sent, "n": 5}, rules=NEW)
+
+
+def test_make_request_and_field_errors_take_a_models_rules():
+    catalog = {**KNOWN_RULES, "qwen-image-3.0": NEW}
+    assert make_request("a fox", {"model": "qwen-image-3.0"}, catalog).rules is NEW
+    assert make_request(ImageRequest("a fox"), {"model": "qwen-image-3.0"}, catalog).size == "1:1"
+    with pytest.raises(RequestValidationError) as info:
+        make_request("a fox", {"model": "qwen-image-9"}, catalog)
+    assert "qwen-image-3.0" in str(info.value)
+    assert set(field_errors(NEW, model="qwen-image-3.0", size="16:9", n=5)) == {"size", "n"}
+    assert field_errors(NEW, model="qwen-image-3.0", size="21:9", n=4) == {}
+    assert set(field_errors(model="qwen-image-3.0", size="21:9", n=4)) == {"model"}  # no rules given: unknown
+
+
+def test_the_model_list_is_read_in_the_services_order():
+    body = {"object": "list", "data": [{"id": "qwen-image-3.0", "object": "model"}, {"id": "gpt-4o"},
+                                       {"id": "qwen-image-2.0"}, {"no": "id"}, "qwen-image-3.0"]}
+    assert parse_model_list(body) == ("qwen-image-3.0", "gpt-4o", "qwen-image-2.0")
+    for bad in ({}, {"data": {}}, [], None):
+        with pytest.raises(MalformedResponseError):
+            parse_model_list(bad)
+
+
+def test_the_pixel_table_is_read_from_a_models_page_in_either_layout():
+    by_column = """
+| Ratio | 1K Tier | 4K Tier |
+|---|---|---|
+| 21:9 | 1344×576 | 5376x2304 |
+| 1:1 | 1024x1024 | — |
+| 3:2 | 1248x832 | 4992x3328 |
+"""
+    assert pixels_from_markdown(by_column, NEW.sizes, NEW.resolutions) == {
+        ("21:9", "1K"): (1344, 576), ("21:9", "4K"): (5376, 2304), ("1:1", "1K"): (1024, 1024)}
+    by_row = "| size | resolution | pixels |\n|---|---|---|\n| 21:9 | 4K | 5376x2304 |\n| `1:1` | 1K | 1024 x 1024 |"
+    assert pixels_from_markdown(by_row, NEW.sizes, NEW.resolutions) == {
+        ("21:9", "4K"): (5376, 2304), ("1:1", "1K"): (1024, 1024)}
+    assert pixels_from_markdown("no table here: 21:9 at 1344x576", NEW.sizes, NEW.resolutions) == {}
+    assert pixels_from_markdown(None, NEW.sizes, NEW.resolutions) == {}
+
+
+def test_unknown_rules_check_only_what_any_model_needs():
+    rules = ModelRules.unknown("qwen-image-3.0")
+    request = ImageRequest("x" * 5000, model="qwen-image-3.0", size="7:3", resolution="8K", n=12, rules=rules)
+    assert request.output_size == (None, None)
+    for fields in ({"prompt": " "}, {"n": 0}, {"size": ""}, {"image_urls": ["data:image/png;base64,AA"]}):
+        with pytest.raises(RequestValidationError):
+            request.replace(**fields)
