@@ -21,7 +21,7 @@ from ..model.errors import (
     TransportError,
 )
 from ..model.limits import SpendingLimits, Usage
-from ..model.request import ImageRequest, output_size
+from ..model.request import OUTPUT_SIZES, ImageRequest, ModelRules
 from ..model.task import GeneratedImage, Task, TaskStatus
 from ..model.urls import is_http_url
 
@@ -47,11 +47,13 @@ __all__ = [
 ]
 
 
-def output_size_line(size: str, resolution: str, n: int) -> str:
-    """'16:9 2K -> 2048x1152, 4 images'"""
-    width, height = output_size(size, resolution)
+def output_size_line(size: str, resolution: str, n: int, rules: ModelRules | None = None) -> str:
+    """'16:9 2K -> 2048x1152, 4 images', from the model's rules (by default the documented
+    table); '21:9 2K, 4 images' when they do not know the pixels."""
+    pixels = rules.pixels(size, resolution) if rules is not None else OUTPUT_SIZES.get((size, resolution))
+    width, height = pixels or (None, None)
     images = "1 image" if n == 1 else f"{n} images"
-    return f"{size} {resolution} -> {width}x{height}, {images}"
+    return f"{size} {resolution} -> {width}x{height}, {images}" if width else f"{size} {resolution}, {images}"
 
 
 def isolate(text: str) -> str:

@@ -6,20 +6,36 @@ beside it. Messages speak to the person at the panel: no parameter names, no `(g
 
 Compare mode picks several values from visible checkboxes (a selected 9:16 cannot hide in a
 scrolled list), and the Generate button says what it will run ("Compare: 6 tasks").
+
+The models, their sizes and tiers, the image slider's range and the prompt counters follow
+each model's rules (`catalog`): the documented pair's until the panel is shown, then the
+service's (`load_models`, in the background), so a model APIMart adds appears by itself.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import html
+import logging
+from collections.abc import Mapping
 from typing import Any
 
 import ipywidgets as widgets
 from traitlets import Tuple
 
-from ..model.errors import RequestValidationError
+from ..engine.sync import QwenClient
+from ..model.errors import QwenError, RequestValidationError
 from ..model.plan import SweepPlan
-from ..model.request import (MAX_NEGATIVE_PROMPT_CHARS, MAX_PROMPT_CHARS, MODELS, RESOLUTIONS, SIZES,
-                             ImageRequest, field_errors)
+from ..model.request import (
+    KNOWN_RULES,
+    MAX_IMAGES,
+    RESOLUTIONS,
+    SIZES,
+    ImageRequest,
+    ModelRules,
+    field_errors,
+    rules_for,
+)
 from ._format import friendly_error, output_size_line
 from ._theme import ERROR_COLOR, MUTED_COLOR, layout, style
 from .account import Account
@@ -28,6 +44,7 @@ from .references import References, lines
 __all__ = ["Form", "CheckboxGroup"]
 
 FIELDS = ("prompt", "negative_prompt", "model", "size", "resolution", "n", "image_urls")
+_log = logging.getLogger("qwen_widgets")
 
 
 class CheckboxGroup(widgets.HBox):
@@ -36,18 +53,24 @@ class CheckboxGroup(widgets.HBox):
     value = Tuple(help="The ticked options, in the order offered")
 
     def __init__(self, options: tuple[str, ...], description: str, value: tuple[str, ...] = ()):
-        self.options = options
         self._syncing = False
-        self.boxes = [widgets.Checkbox(description=option, indent=False, value=option in value,
+        self.title = widgets.HTML(f"<b>{html.escape(description)}</b>", layout=layout(width="95px"),
+                                  style=style("html"))
+        super().__init__(layout=layout(flex_flow="row wrap", align_items="center"))
+        self.set_options(options, value)
+        self.observe(lambda _: self._to_boxes(), "value")
+
+    def set_options(self, options: tuple[str, ...], value: tuple[str, ...] | None = None) -> None:
+        """Offer `options` (a box each), ticking `value`, by default the ticked ones still offered."""
+        ticked = tuple(self.value if value is None else value)
+        self.options = tuple(options)
+        self.boxes = [widgets.Checkbox(description=option, indent=False, value=option in ticked,
                                        layout=layout(width="auto", margin="0 10px 0 0"))
-                      for option in options]
-        title = widgets.HTML(f"<b>{html.escape(description)}</b>", layout=layout(width="95px"),
-                             style=style("html"))
-        super().__init__([title, *self.boxes], layout=layout(flex_flow="row wrap", align_items="center"))
-        self.value = tuple(value)
+                      for option in self.options]
         for box in self.boxes:
             box.observe(lambda _: self._from_boxes(), "value")
-        self.observe(lambda _: self._to_boxes(), "value")
+        self.children = [self.title, *self.boxes]
+        self.value = tuple(option for option in ticked if option in self.options)
 
     def _from_boxes(self) -> None:
         if not self._syncing:
@@ -77,11 +100,16 @@ class Form:
         self.prompt_count, self.negative_count = widgets.Label(), widgets.Label()
         self.negative_prompt = widgets.Textarea(placeholder="What to avoid (optional)", rows=1,
                                                 layout={"width": "auto"})
-        self.model = widgets.Dropdown(options=MODELS, description="Model", layout={"width": "260px"})
+        self.catalog: dict[str, ModelRules] = dict(KNOWN_RULES)
+        """The rules of each model offered, by id: the documented pair's until the service's arrive."""
+        self.models_future: concurrent.futures.Future | None = None
+        """The service's models being asked for (or the last time they were): tests wait on it."""
+        self.model = widgets.Dropdown(options=tuple(self.catalog), description="Model", layout={"width": "260px"})
         self.size = widgets.Dropdown(options=SIZES, description="Size", layout={"width": "160px"})
         self.resolution = widgets.Dropdown(options=RESOLUTIONS, description="Resolution",
                                            layout={"width": "170px"})
-        self.n = widgets.IntSlider(value=1, min=1, max=6, description="Images", layout={"width": "300px"})
+        self.n = widgets.IntSlider(value=1, min=1, max=MAX_IMAGES, description="Images", layout={"width": "300px"})
+        self.model.observe(lambda _: self._follow_model(), "value")  # before the checks below see it
         error_style = style("html", text_color=ERROR_COLOR)
         self.errors = {name: widgets.HTML(style=error_style, layout=layout(width="auto"))
                        for name in (*FIELDS, "generate")}
@@ -104,9 +132,11 @@ class Form:
             description="Compare mode", icon="th", layout={"width": "auto"},
             tooltip="Vary one or two fields (one prompt per line, several models, sizes or "
                     "resolutions) and compare the results in a grid")
-        self.models = CheckboxGroup(MODELS, "Models", MODELS[:1])
+        models = tuple(self.catalog)
+        self.models = CheckboxGroup(models, "Models", models[:1])
         self.sizes = CheckboxGroup(SIZES, "Sizes", SIZES[:1])
         self.resolutions = CheckboxGroup(RESOLUTIONS, "Resolutions", RESOLUTIONS[:1])
+        self.models.observe(lambda _: self._follow_model(), "value")
         for control in (self.models, self.sizes, self.resolutions):
             control.observe(lambda _: self.refresh(), "value")
         self.compare.observe(lambda _: self._switch_mode(), "value")
@@ -125,10 +155,14 @@ class Form:
     def request(self) -> ImageRequest:
         """The form as a request; RequestValidationError names the first invalid field. Your
         own images are in it once uploaded (Generate waits for the others)."""
-        return ImageRequest(**self._values())
+        values = self._values()
+        return ImageRequest(**values, rules=rules_for(values["model"], self.catalog))
 
     @request.setter
     def request(self, request: ImageRequest) -> None:
+        if request.model not in self.catalog:  # e.g. a card's request of a model not offered now
+            self.use_catalog({**self.catalog, request.model: request.rules})
+        self.model.value = request.model  # its sizes and tiers first, then the values
         self.prompt.value = request.prompt
         self.model.value, self.size.value = request.model, request.size
         self.resolution.value, self.n.value = request.resolution, request.n
@@ -157,7 +191,64 @@ class Form:
         if len(varied) > 2:
             raise RequestValidationError("generate", "vary at most two fields at once; now "
                                          f"{', '.join(varied)} vary", show_value=False)
-        return SweepPlan.of(fields, max_images=self.max_images)
+        return SweepPlan.of(fields, max_images=self.max_images, catalog=self.catalog)
+
+    # -- the models on offer -------------------------------------------------------------------
+
+    def rules(self) -> ModelRules:
+        """The rules of the model chosen (in Compare mode, of the first one ticked)."""
+        chosen = (self.models.value or (self.model.value,)) if self.compare.value else (self.model.value,)
+        return self.catalog.get(chosen[0]) or KNOWN_RULES["qwen-image-2.0"]
+
+    def _in_play(self) -> list[ModelRules]:
+        """The rules of every model the next run uses."""
+        chosen = self.models.value if self.compare.value else (self.model.value,)
+        return [self.catalog[model] for model in chosen if model in self.catalog] or [self.rules()]
+
+    def load_models(self, client: QwenClient) -> concurrent.futures.Future:
+        """Ask `client` for the models the service offers and their rules, in the background
+        (the kernel is not held up), and offer them once they are here."""
+        self.models_future = client.background(self._ask_models(client))
+        return self.models_future
+
+    async def _ask_models(self, client: QwenClient) -> None:
+        catalog = {}
+        for model in await client.aio.models():
+            try:
+                catalog[model] = await client.aio.model_rules(model)
+            except QwenError as error:  # listed, yet refused: not offered here
+                _log.info("the panel leaves out %s: %s", model, error)
+        if catalog and client is self.account.client:  # a key entered meanwhile asks again itself
+            self.use_catalog(catalog)
+
+    def use_catalog(self, catalog: Mapping[str, ModelRules]) -> None:
+        """Offer these models, with their sizes, tiers and limits; choices still offered stay."""
+        self.catalog = dict(catalog)
+        models = tuple(self.catalog)
+        chosen = self.model.value if self.model.value in self.catalog else models[0]
+        self.model.options = models
+        self.model.value = chosen
+        self.models.set_options(models, tuple(m for m in self.models.value if m in models) or (chosen,))
+        self.sizes.set_options(_union(rules.sizes or SIZES for rules in self.catalog.values()))
+        self.resolutions.set_options(_union(rules.resolutions or RESOLUTIONS for rules in self.catalog.values()))
+        self._follow_model()
+
+    def _follow_model(self) -> None:
+        """The sizes, tiers and image range of the model chosen (the smallest range of those ticked)."""
+        if not hasattr(self, "compare"):
+            return  # still being built
+        rules = self.catalog.get(self.model.value)
+        if rules is not None:
+            for control, offered, default in ((self.size, rules.sizes or SIZES, rules.default_size),
+                                              (self.resolution, rules.resolutions or RESOLUTIONS,
+                                               rules.default_resolution)):
+                keep = control.value if control.value in offered else default
+                if tuple(control.options) != tuple(offered):
+                    control.options = offered
+                control.value = keep if keep in offered else offered[0]
+        highest = [rules.max_images for rules in self._in_play() if rules.max_images is not None]
+        self.n.max = min(highest) if highest else MAX_IMAGES
+        self.refresh()
 
     # -- keeping the form honest -------------------------------------------------------------
 
@@ -174,17 +265,20 @@ class Form:
     def refresh(self) -> None:
         """Check every field again: problems next to their fields, the size and cost beside
         Generate, and Generate enabled only when the request can go."""
+        in_play = self._in_play()
         _count(self.prompt_count, max(lines(self.prompt.value) or [""], key=len)
-               if self.compare.value else self.prompt.value, MAX_PROMPT_CHARS)
-        _count(self.negative_count, self.negative_prompt.value, MAX_NEGATIVE_PROMPT_CHARS)
+               if self.compare.value else self.prompt.value, _lowest(r.max_prompt_chars for r in in_play))
+        _count(self.negative_count, self.negative_prompt.value,
+               _lowest(r.max_negative_prompt_chars for r in in_play))
         if self.compare.value:
             problems, summary, images = self._compare_problems()
         else:
             values = self._values()
+            rules = self.catalog.get(values["model"])
             problems = {name: friendly_error(name, message)
-                        for name, message in field_errors(**values).items()}
+                        for name, message in field_errors(rules, **values).items()}
             valid = not {"model", "size", "resolution", "n"} & problems.keys()
-            summary = output_size_line(values["size"], values["resolution"], values["n"]) if valid else ""
+            summary = output_size_line(values["size"], values["resolution"], values["n"], rules) if valid else ""
             images = {values["model"]: values["n"]} if valid else {}
         if not problems and images:  # a daily limit, said next to Generate
             limit = self.account.limit_problem(sum(images.values()))
@@ -226,6 +320,10 @@ class Form:
             plan = self.plan()
         except RequestValidationError as error:
             field = error.field.split("[")[0]
+            if field in ("size", "resolution") and isinstance(error.value, str) and error.value:
+                # ticked, so offered by some model: not by every model ticked
+                return {field: f"Not every ticked model offers {error.value}: untick it, or the "
+                               "models without it."}, "", {}
             return {field if field in self.errors else "generate": friendly_error(
                 error.field, error.rule, limit=self.max_images)}, "", {}
         images: dict[str, int] = {}
@@ -257,8 +355,18 @@ class Form:
         self.refresh()
 
 
-def _count(label: widgets.Label, text: str, limit: int) -> None:
-    over = len(text) > limit
-    label.value = f"{len(text)} / {limit}"
+def _union(choices: Any) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(choice for offered in choices for choice in offered))
+
+
+def _lowest(limits: Any) -> int | None:
+    known = [limit for limit in limits if limit is not None]
+    return min(known) if known else None
+
+
+def _count(label: widgets.Label, text: str, limit: int | None) -> None:
+    """'12 / 800'; just '12' when the model's limit is not known (the service checks it)."""
+    over = limit is not None and len(text) > limit
+    label.value = f"{len(text)} / {limit}" if limit is not None else str(len(text))
     label.style.text_color = ERROR_COLOR if over else MUTED_COLOR
     label.style.font_weight = "bold" if over else None

@@ -154,6 +154,7 @@ class Panel(widgets.VBox):
             self._mirror = _static.Mirror(self._static_page, self.client.background)
         if not self.account.live:
             self.account.start()  # someone looks: the balance and prices are worth asking for
+            self.form.load_models(self.client)  # and the models the service offers now
         self._mirror.display(self, "qwen_widgets panel: the live form needs a running kernel; "
                                    "the results saved with the notebook follow.")
 
@@ -328,3 +329,5 @@ class Panel(widgets.VBox):
         self.banner.show_for(self.client)
         self.account.use_client(client)
         self.references.use_client(client)
+        if self.account.live:
+            self.form.load_models(client)

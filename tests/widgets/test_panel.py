@@ -1077,3 +1077,94 @@ def test_the_panel_resume_and_qw_resume_see_the_same_open_work(server, monkeypat
     panel = Panel(qw.QwenClient(TEST_KEY, base_url=server.url, **fast_options()))
     assert "1 submission(s) whose answer was lost" in panel.resume_note.value
     assert "1 unfinished task(s)" in panel.resume_note.value
+
+
+# -- the models the service offers, with their rules ----------------------------------------------------
+
+from qwen_widgets.simulator import DEFAULT_MODELS, SimModel  # noqa: E402
+
+WIDE = {("21:9", "1K"): (1344, 576), ("21:9", "2K"): (2688, 1152), ("1:1", "1K"): (1024, 1024)}
+NEW_MODELS = {**DEFAULT_MODELS,
+              "qwen-image-3.0": SimModel(0.04, output_sizes=WIDE, default_size="21:9", max_images=4,
+                                         max_prompt_chars=2000, max_negative_prompt_chars=300),
+              "flux-kontext": SimModel(0.03)}
+
+
+def panel_offering(tmp_path, **simulator_options) -> Panel:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", qw.DemoModeWarning)
+        simulator = Simulator(seed=5, time_scale=TIME_SCALE, models=NEW_MODELS, **simulator_options)
+        return Panel(qw.QwenClient(simulator=simulator, **fast_options()), save_dir=tmp_path / "saved")
+
+
+def show(panel, monkeypatch):
+    """Display the panel as a notebook does, and wait for what it asks in the background."""
+    monkeypatch.setattr("IPython.display.display", lambda *objs, **kw: None)
+    monkeypatch.setattr("IPython.display.update_display", lambda *objs, **kw: None)
+    panel._ipython_display_()
+    panel.form.models_future.result(10)
+    panel.account.future.result(10)
+
+
+def test_once_shown_the_panel_offers_the_services_models_with_their_sizes_and_limits(tmp_path, monkeypatch):
+    panel = panel_offering(tmp_path)
+    form, simulator = panel.form, panel.client.simulator
+    assert form.model.options == qw.MODELS and simulator.count("GET", "/v1/model") == 0  # not shown: not asked
+    show(panel, monkeypatch)
+    offered = ("qwen-image-2.0", "qwen-image-2.0-pro", "qwen-image-3.0")  # the Qwen-Image family only
+    assert form.model.options == offered and form.models.options == offered
+    assert "21:9" in form.sizes.options and form.size.options == qw.SIZES
+    form.model.value = "qwen-image-3.0"
+    assert (form.size.options, form.resolution.options, form.n.max) == (("21:9", "1:1"), ("1K", "2K"), 4)
+    form.size.value = "21:9"
+    form.prompt.value = "a wide fox " * 150
+    assert (form.prompt_count.value, form.negative_count.value) == ("1650 / 2000", "0 / 300")
+    assert form.errors["prompt"].value == "" and not form.generate_button.disabled
+    assert form.output_size.value == "21:9 1K -> 1344x576, 1 image"
+    form.n.value = 4
+    task = panel.generate().future.result(30)
+    assert task.status is qw.TaskStatus.COMPLETED and task.request.model == "qwen-image-3.0" and len(task.images) == 4
+    form.model.value = "qwen-image-2.0"  # back to a model without 21:9: its own sizes, 1 to 6 images
+    assert (form.size.options, form.size.value, form.n.max) == (qw.SIZES, "1:1", 6)
+    assert simulator.count("GET", "/v1/models") == 1
+
+
+def test_compare_mode_follows_every_ticked_models_rules(tmp_path, monkeypatch):
+    panel = panel_offering(tmp_path)
+    show(panel, monkeypatch)
+    form = panel.form
+    form.prompt.value = "a fox"
+    form.compare.value = True
+    form.models.value = ("qwen-image-2.0", "qwen-image-3.0")
+    assert form.n.max == 4  # the smallest range of those ticked
+    form.sizes.value = ("21:9",)
+    assert "Not every ticked model offers 21:9" in form.hint.value and form.generate_button.disabled
+    form.sizes.value = ("1:1",)
+    assert form.hint.value == "" and form.generate_button.description == "Compare: 2 tasks"
+    tasks = panel.run_sweep().wait(60)
+    assert sorted(task.request.model for task in tasks) == ["qwen-image-2.0", "qwen-image-3.0"]
+    assert all(task.status is qw.TaskStatus.COMPLETED for task in tasks)
+
+
+def test_a_service_without_a_list_keeps_the_documented_pair(tmp_path, monkeypatch):
+    panel = panel_offering(tmp_path)
+    panel.client.simulator.inject(SimResponse(404, {}, b"{}"), path_prefix="/v1/models", count=10)
+    show(panel, monkeypatch)
+    assert panel.form.model.options == qw.MODELS and panel.form.size.options == qw.SIZES
+    assert panel.form.prompt_count.value == "0 / 800"
+
+
+def test_a_request_of_a_model_not_on_offer_is_loaded_with_its_rules(panel):
+    from qwen_widgets.model.request import ModelRules
+
+    rules = ModelRules("qwen-image-3.0", sizes=("21:9",), output_sizes={}, max_images=4, default_size="21:9")
+    panel.request = qw.ImageRequest("a fox", model="qwen-image-3.0", n=3, rules=rules)
+    assert panel.form.model.options[-1] == "qwen-image-3.0" and panel.form.size.options == ("21:9",)
+    assert panel.request.rules == rules and panel.form.output_size.value == "21:9 1K, 3 images"  # pixels unknown
+
+
+def test_the_account_line_says_the_services_unit_and_the_keys_balance_apart(tmp_path, monkeypatch):
+    panel = panel_offering(tmp_path, balance_unit="CNY", starting_balance=50.0, key_quota=5.0)
+    show(panel, monkeypatch)
+    assert plain_text(panel.account.line.value) == (
+        "Balance 5.00 CNY for this key · 50.00 CNY for the account (simulated)")
