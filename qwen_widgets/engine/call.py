@@ -37,6 +37,12 @@ __all__: list[str] = []
 
 T = TypeVar("T")
 _CONNECT_TIMEOUT = 10.0
+MAX_ANSWER_BYTES = 4 * 1024 * 1024
+"""The largest API answer read: a task's JSON is a few KB, and an endless one must end in an
+error, not in all the memory there is."""
+_UNUSABLE = (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, httpx.CookieConflict)
+"""httpx's errors outside its transport layer (RequestError is handled apart): with these,
+every exception httpx raises maps into the package's tree."""
 OnRetry = Callable[[QwenError, float], Any]
 """Called as on_retry(error, delay_seconds) before each automatic retry."""
 
@@ -49,10 +55,12 @@ class NotSent(QwenError):
 
 
 class DeadlineReached(Exception):
-    """A call stopped because the caller's deadline came; carries the last error."""
+    """A call stopped because the caller's deadline came; carries the last error, and the wait
+    the server asked for (Retry-After) when that is what crossed the deadline."""
 
-    def __init__(self, error: QwenError):
+    def __init__(self, error: QwenError, server_wait: float | None = None):
         self.error = error
+        self.server_wait = server_wait
         super().__init__(str(error))
 
 
@@ -211,7 +219,7 @@ class Caller:
         return lambda: None  # aborted before a slot came: nothing to report
 
     async def _attempt(self, method: str, path: str, parse: Callable[[Any, httpx.Headers], T],
-                       body: tuple[Any, Any], headers: dict[str, str] | None, task_id: str | None,
+                       body: tuple[Any, Any, bool], headers: dict[str, str] | None, task_id: str | None,
                        deadline: float | None, last: QwenError | None,
                        go: Callable[[], None]) -> _Answered[T] | _Failed:
         """Send once, within the time cap; the answer read into a result or a failure. `go`
@@ -224,13 +232,16 @@ class Caller:
                 raise DeadlineReached(last or TransportError("no time left before the deadline"))
         go()
         try:
-            payload, files, keyless = body
-            auth = {"auth": None} if keyless else {}  # None: no auth at all for this request
-            response = await within(
-                self._http.request(method, path, json=payload, files=files, headers=headers, **auth), limit)
+            response, raw = await within(self._send(method, path, body, headers), limit)
         except httpx.RequestError as exc:
             error = self._transport_error(method, path, _describe(exc))
             return _Failed(classify_exception(exc, method), error, exc)
+        except _UNUSABLE as exc:
+            # raised after an answer came, e.g. while httpx prepares the redirect to a `data:`
+            # or `javascript:` URL that a 3xx named (it does even when not following): the
+            # answer is unusable, like a malformed one
+            error = self._transport_error(method, path, f"the answer could not be used ({_describe(exc)})")
+            return _Failed(Verdict.RETRY if method == "GET" else Verdict.OUTCOME_UNKNOWN, error, exc)
         except asyncio.TimeoutError as exc:
             if cut_by_deadline and last is not None:  # the deadline, not this server
                 raise DeadlineReached(last) from exc
@@ -238,12 +249,18 @@ class Caller:
             verdict = Verdict.RETRY if method == "GET" else Verdict.OUTCOME_UNKNOWN
             reason = f"no complete answer within {limit:.1f} s"
             return _Failed(verdict, self._transport_error(method, path, reason), exc)
+        if raw is None:
+            error = MalformedResponseError(
+                f"the answer is over {MAX_ANSWER_BYTES // 2**20} MB, far more than any answer of this API; "
+                "it was not read further", status_code=response.status_code, task_id=task_id)
+            return _Failed(Verdict.RETRY if method == "GET" else Verdict.OUTCOME_UNKNOWN, error, error)
         # masked before anything reads it: messages quote bodies, shortened, and a shortened
         # key would slip past a later redaction
-        text = self._auth.redact(response.text)
+        text = self._auth.redact(_decode(raw, response))
         if response.is_success:
             try:
-                return _Answered(parse(json.loads(text), response.headers))
+                # masked again once decoded: a spelling the pattern missed comes out as the key
+                return _Answered(parse(self._auth.redact_decoded(json.loads(text)), response.headers))
             except (ValueError, RecursionError, MalformedResponseError) as exc:
                 error = MalformedResponseError.from_body(response.status_code, text, exc, task_id)
                 # not the decoder's error as the cause: it holds the whole body
@@ -255,11 +272,33 @@ class Caller:
         if response.status_code == 429:
             self._budget.throttled(self._clock.monotonic())
         error = APIError.from_response(
-            response.status_code, text, reason=response.reason_phrase,
+            response.status_code, text, reason=response.reason_phrase, redact=self._auth.redact_decoded,
             content_type=response.headers.get("content-type"), task_id=task_id, retry_after=retry_after)
         if isinstance(error, SpendingLimitError):  # a class gateway's budget: asking again cannot help
             return _Failed(Verdict.FAIL, error, error)
         return _Failed(classify_status(response.status_code, method, error.code), error, error, retry_after)
+
+    async def _send(self, method: str, path: str, body: tuple[Any, Any, bool], headers: dict[str, str] | None
+                    ) -> tuple[httpx.Response, bytes | None]:
+        """Send, and read the answer up to MAX_ANSWER_BYTES (None beyond: an endless or
+        enormous answer is never buffered whole)."""
+        payload, files, keyless = body
+        auth = {"auth": None} if keyless else {}  # None: no auth at all for this request
+        request = self._http.build_request(method, path, json=payload, files=files, headers=headers)
+        response = await self._http.send(request, stream=True, **auth)
+        try:
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > MAX_ANSWER_BYTES:
+                return response, None
+            chunks, total = [], 0
+            async for chunk in response.aiter_bytes():  # decompressed: a gzip bomb counts in full
+                total += len(chunk)
+                if total > MAX_ANSWER_BYTES:
+                    return response, None
+                chunks.append(chunk)
+        finally:
+            await response.aclose()
+        return response, b"".join(chunks)
 
     def _delay(self, failed: _Failed, verdict: Verdict, attempt: int, deadline: float | None) -> float | None:
         """Seconds to wait before trying again, or None to give up."""
@@ -267,7 +306,7 @@ class Caller:
             return None
         delay = self._retry.delay(attempt, failed.retry_after, self._clock.random(), bounded=deadline is None)
         if delay is not None and deadline is not None and self._clock.monotonic() + delay >= deadline:
-            raise DeadlineReached(failed.error)
+            raise DeadlineReached(failed.error, failed.retry_after)
         return delay
 
     def _transport_error(self, method: str, path: str, reason: str) -> TransportError:
@@ -300,6 +339,14 @@ async def maybe_await(value: Awaitable[Any] | Any) -> None:
     """Await a callback's result when it is awaitable (callbacks may be sync or async)."""
     if inspect.isawaitable(value):
         await value
+
+
+def _decode(raw: bytes, response: httpx.Response) -> str:
+    """The answer's text in its declared charset (UTF-8 when none or an unknown one)."""
+    try:
+        return raw.decode(response.charset_encoding or "utf-8", errors="replace")
+    except LookupError:
+        return raw.decode("utf-8", errors="replace")
 
 
 def _describe(exc: BaseException) -> str:

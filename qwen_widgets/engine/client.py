@@ -41,7 +41,7 @@ from ..model.errors import (
 from ..model.images import thumbnail
 from ..model.limits import Usage
 from ..model.plan import DEFAULT_MAX_IMAGES, SweepPlan
-from ..model.request import ImageRequest, ModelRules, make_request
+from ..model.request import MAX_IMAGES, ImageRequest, ModelRules, make_request
 from ..model.secret import Secret, as_secret
 from ..model.task import GeneratedImage, Task, TaskStatus, UploadedImage, validate_task_id
 from ..model.wire import parse_submit_response, parse_task_response
@@ -268,7 +268,9 @@ class AsyncQwenClient:
                 try:
                     last = await self._poll(task_id, request, on_retry, start + tracker.deadline())
                 except DeadlineReached as reached:
-                    raise TaskTimeoutError(task_id, last, tracker.deadline()) from reached.error
+                    raise TaskTimeoutError(task_id, last, tracker.deadline(), server_wait=reached.server_wait,
+                                           elapsed=self._clock.monotonic() - start,
+                                           error=reached.error) from reached.error
                 elapsed = self._clock.monotonic() - start
                 tracker.observe(elapsed, last)
                 if last.done:
@@ -532,7 +534,7 @@ class AsyncQwenClient:
         def parse(body: Any, headers: httpx.Headers) -> Task:
             nonlocal replayed
             replayed = headers.get("idempotency-replayed", "").strip().lower() == "true"
-            return parse_submit_response(body, request)
+            return _as_many_as_asked(parse_submit_response(body, request))
 
         assert key is not None
         submission = Submission(request, key, resend=self._resend if lost is None else lost.resend,
@@ -560,7 +562,7 @@ class AsyncQwenClient:
     async def _poll(self, task_id: str, request: ImageRequest | None, on_retry: OnRetry | None,
                     deadline: float | None) -> Task:
         def parse(body: Any, headers: httpx.Headers) -> Task:
-            task = parse_task_response(body, task_id=task_id, request=request)
+            task = _as_many_as_asked(parse_task_response(body, task_id=task_id, request=request))
             # the server's words reach reprs, cards and the journal: never with the key in them
             return dataclasses.replace(task, error=self._auth.redact(task.error)) if task.error else task
 
@@ -633,6 +635,18 @@ class AsyncQwenClient:
         if on_update is not None:
             await maybe_await(on_update(task))
         return await self.wait(task, on_update=on_update)
+
+
+def _as_many_as_asked(task: Task) -> Task:
+    """The task with at most the images asked for (n; at most 6 when the request is not
+    known). More is not a gift but a broken or hostile answer: thousands of URLs would mean
+    thousands of downloads. The rest is dropped, and said so in the log."""
+    asked = task.request.n if task.request is not None else MAX_IMAGES
+    if len(task.images) <= asked:
+        return task
+    _log.warning("task %s answered with %d images where %d were asked for: kept the first %d; the "
+                 "rest look suspicious and were not downloaded", task.task_id, len(task.images), asked, asked)
+    return dataclasses.replace(task, images=task.images[:asked])
 
 
 async def _unstoppable(future: asyncio.Future[T]) -> T:

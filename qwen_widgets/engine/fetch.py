@@ -3,7 +3,10 @@
 Image URLs come from the server (or from the user) and may point anywhere, so this client
 is separate from the API client: no Authorization header, only http(s), redirects followed
 by hand so each hop is checked, a byte cap, a timeout, and a check that what arrived is
-an image and not, say, an HTML error page.
+an image and not, say, an HTML error page. Every failure, whatever httpx raised, is an
+ImageFetchError: one bad image must never cost the task it belongs to. At most
+MAX_CONCURRENT downloads run at once per client, so an answer naming thousands of images
+cannot start thousands of connections (and starve the loop every task is watched on).
 """
 
 from __future__ import annotations
@@ -24,6 +27,13 @@ __all__: list[str] = []
 DEFAULT_MAX_IMAGE_BYTES = 40 * 1024 * 1024  # a 2K PNG is a few MB; 40 MB leaves room
 _MAX_REDIRECTS = 5
 _IMAGE_RETRY = RetryPolicy(max_attempts=3)
+MAX_CONCURRENT = 6
+"""Downloads at once per client: a task's six images side by side, as a browser fetches
+from one host."""
+_HTTPX_ERRORS = (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, httpx.CookieConflict)
+"""Every exception type httpx raises; e.g. InvalidURL comes from a redirect to `data:`."""
+
+
 def _check_scheme(url: httpx.URL | str) -> None:
     if not is_http_url(str(url)):
         shown = "a URL with credentials" if "@" in str(url) else str(url)  # never quote a password
@@ -49,6 +59,7 @@ class ImageFetcher:
         self._attempt_limit = call_limit
         self._retry = retry
         self._clock = clock
+        self._slots = asyncio.Semaphore(MAX_CONCURRENT)
         # follow_redirects=False: every hop is checked in fetch() before it is taken
         self._http = httpx.AsyncClient(
             transport=transport, timeout=timeout, follow_redirects=False, headers={"User-Agent": USER_AGENT}
@@ -61,7 +72,8 @@ class ImageFetcher:
         while True:
             attempt += 1
             try:
-                return await within(self._fetch_once(url), self._attempt_limit)
+                async with self._slots:  # the time cap starts once a slot is had
+                    return await within(self._fetch_once(url), self._attempt_limit)
             except asyncio.TimeoutError:
                 failure = _Retryable(f"no complete image within {self._attempt_limit:g} s")
             except _Retryable as exc:
@@ -92,9 +104,11 @@ class ImageFetcher:
                             reason += " (the URL may have expired: result URLs live about 24 h)"
                         raise ImageFetchError(url, reason)
                     data = await self._read_capped(url, response)
-            except httpx.RequestError as exc:  # transport failures, undecodable bodies
+            except _HTTPX_ERRORS as exc:  # transport failures, undecodable bodies, unusable redirects
                 reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                if classify_exception(exc, "GET") is Verdict.RETRY:
+                if isinstance(exc, httpx.InvalidURL):  # httpx reads every Location, followed or not
+                    reason = f"redirected to a URL that is not a public http(s) URL ({reason})"
+                if isinstance(exc, httpx.RequestError) and classify_exception(exc, "GET") is Verdict.RETRY:
                     raise _Retryable(reason) from exc
                 raise ImageFetchError(url, reason) from exc
             if image_format(data) is None:

@@ -45,17 +45,29 @@ class LocalImage:
 
 
 def is_local(source: Any) -> bool:
-    """True for a reference that must be uploaded first: a path, bytes, or a PIL image."""
+    """True for a reference that must be uploaded first: a path, bytes, or a PIL image. A
+    string counts when it names a file, or looks like a path to one (`photos/cat.jpg`), so a
+    mistyped path is said to be missing rather than a bad URL."""
     if isinstance(source, (bytes, bytearray, memoryview, Path)):
         return True
     if isinstance(source, str):
-        if is_http_url(source.strip()) or source.strip().lower().startswith("data:"):
+        text = source.strip()
+        if is_http_url(text) or "://" in text or text.lower().startswith("data:"):
             return False
         try:
-            return Path(source).expanduser().is_file()
+            return Path(text).expanduser().is_file() or _looks_like_a_path(text)
         except (OSError, ValueError):  # a name too long, a NUL: not a file, let validation say why
             return False
     return _is_pil_image(source)
+
+
+def _looks_like_a_path(text: str) -> bool:
+    """A file name with an extension, or a path from a folder (`./`, `~/`, `/`, `C:\\`); not a
+    base64 blob (which has no dot) nor anything longer than a path can be."""
+    if not text or len(text) > 1024 or "\n" in text:
+        return False
+    path = Path(text)
+    return bool(path.suffix) or text.startswith(("~", ".", "/", "\\")) or (len(text) > 2 and text[1] == ":")
 
 
 def read_local(source: Any, field: str = "image") -> LocalImage:
@@ -64,6 +76,9 @@ def read_local(source: Any, field: str = "image") -> LocalImage:
         path = Path(source).expanduser().absolute()
         try:
             data = path.read_bytes()
+        except FileNotFoundError:
+            raise RequestValidationError(field, f"no such file: {path} (a reference is a local image file "
+                                                "or a public http(s) URL)", show_value=False) from None
         except OSError as error:
             raise RequestValidationError(field, f"{path} cannot be read ({error.strerror or error})",
                                          show_value=False) from None

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 __all__ = [
@@ -121,14 +122,18 @@ class APIError(QwenError):
 
     @staticmethod
     def from_response(status: int, text: str, *, reason: str = "", content_type: str | None = None,
-                      task_id: str | None = None, retry_after: float | None = None) -> APIError | SpendingLimitError:
+                      task_id: str | None = None, retry_after: float | None = None,
+                      redact: Callable[[Any], Any] | None = None) -> APIError | SpendingLimitError:
         """The typed error for a non-2xx answer, with the server's message when it sent one; a
         class gateway's budget refusal is a SpendingLimitError.
 
-        `text` is the body, already redacted: it may be quoted.
+        `text` is the body, already redacted: it may be quoted. `redact` masks the key again
+        in what was decoded from it (a key echoed JSON-escaped decodes back into the key).
         """
         try:
             body = json.loads(text)
+            if redact is not None:
+                body = redact(body)
         except (ValueError, RecursionError):
             body = None
         fields = parse_error_envelope(body)
@@ -271,13 +276,24 @@ class TaskFailedError(QwenError):
 class TaskTimeoutError(QwenError):
     """The deadline passed while the task was still running. It may still complete."""
 
-    def __init__(self, task_id: str, last: Any, timeout: float):
+    def __init__(self, task_id: str, last: Any, timeout: float, *, server_wait: float | None = None,
+                 elapsed: float | None = None, error: Exception | None = None):
         self.task_id = task_id
         self.task = last
         """The Task as last seen, or None when it never was."""
         self.timeout = timeout
+        self.server_wait = server_wait
+        """Seconds the server asked to wait before the next poll (Retry-After), when that wait
+        went past the deadline and so ended the watching early; else None."""
         state = f"last seen {last.status.value} at {last.progress}%" if last else "never seen"
-        super().__init__(f"after {timeout:.0f} s ({state}): {stopped_watching(task_id)}")
+        if server_wait is None:
+            super().__init__(f"after {timeout:.0f} s ({state}): {stopped_watching(task_id)}")
+            return
+        answer = f" ({error})" if error is not None else ""
+        super().__init__(
+            f"the server asked to wait {server_wait:.0f} s before the next poll{answer}, past the end of the "
+            f"{timeout:.0f} s deadline, so watching ended after {elapsed or 0:.0f} s ({state}): "
+            f"{stopped_watching(task_id)}")
 
 
 class ImageFetchError(QwenError):

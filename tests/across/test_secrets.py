@@ -569,3 +569,39 @@ def test_a_malformed_key_pasted_into_the_panel_is_reported_not_raised(monkeypatc
     text = VerboseTB(theme_name="nocolor").text(type(raised), raised, raised.__traceback__) if raised else ""
     assert hex_part not in text
     assert raised is None and "api_key" in widget_state_json([panel])
+
+
+def _php_json(value) -> bytes:
+    """JSON as PHP writes it by default: every `/` escaped as `\\/`."""
+    return json.dumps(value).replace("/", "\\/").encode()
+
+
+def test_a_key_with_a_slash_echoed_json_escaped_is_masked_everywhere(server, simulator):
+    """Masking the raw text missed `\\/`, and decoding turned it back into the key: the error,
+    the journal and history() showed it."""
+    _, hex_part = planted_key()
+    key = f"sk-{hex_part[:16]}/{hex_part[16:]}"
+    client = qw.QwenClient(key, base_url=server.url, **fast_options())
+    refusal = _php_json({"error": {"code": 400, "type": "invalid", "message": f"bad key {key}"}})
+    simulator.inject(SimResponse(400, {"Content-Type": "application/json"}, refusal), method="POST")
+    with pytest.raises(qw.APIError) as refused:
+        client.submit(qw.ImageRequest("a fox"))
+    task = client.submit(qw.ImageRequest("a wolf"))
+    failed = _php_json({"code": 200, "data": {"id": task.task_id, "status": "failed",
+                                              "error": {"message": f"quota of {key} used"}}})
+    simulator.inject(SimResponse(200, {"Content-Type": "application/json"}, failed), method="GET")
+    seen = client.wait(task)
+    every_spelling = "".join(f"\\u{ord(char):04X}" for char in key)
+    simulator.inject(SimResponse(401, {"Content-Type": "application/json"},
+                                 b'{"error": {"message": "' + every_spelling.encode() + b'"}}'), method="GET")
+    with pytest.raises(qw.AuthenticationError) as unicode_escaped:
+        client.get_task(task.task_id)
+    assert "***" in str(refused.value) and "***" in seen.error and "***" in str(unicode_escaped.value)
+    sinks = Sinks(key, hex_part)
+    sinks.needles += [key.replace("/", "\\/")]
+    sinks.add_error("refused submit", refused.value)
+    sinks.add_error("unicode-escaped refusal", unicode_escaped.value)
+    sinks.add_object("failed task", seen)
+    sinks.add_frame("history", qw.history(client.aio.journal))
+    sinks.add("journal", Path(client.aio.journal.path).read_bytes())
+    assert not sinks.leaks(), sinks.leaks()

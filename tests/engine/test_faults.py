@@ -417,7 +417,7 @@ def _silent_mid_body(server, conn, number):
 def _drip_mid_body(interval):
     def script(server, conn, number):
         server.read_request(conn)
-        conn.sendall(http(200, b'{"code": 200, "data"', JSON, length=10_000_000))
+        conn.sendall(http(200, b'{"code": 200, "data"', JSON, length=1_000_000))  # under the answer cap
         while not server.stopped.wait(interval):
             conn.sendall(b" ")  # JSON whitespace: the body never ends, no read ever times out
     return script
@@ -950,3 +950,157 @@ async def test_keeping_images_does_not_hold_wait_past_its_deadline(server, make_
             task = None
         elapsed = time.monotonic() - started
     assert task is not None and elapsed < 1.0 + 2 * SLACK
+
+
+# -- answers too large, images too many, redirects to other schemes ------------------------
+
+
+def _endless_answer(sent: dict):
+    """A 200 whose chunked JSON body never ends (bounded at 64 MB so a failing test ends too)."""
+
+    def script(server, conn, number):
+        if server.read_request(conn) is None:
+            return
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n")
+        piece = b" " * 65536
+        conn.sendall(b'10\r\n{"code": 200, "d\r\n')
+        while sent.get(number, 0) < 64 * 2**20:
+            conn.sendall(b"10000\r\n" + piece + b"\r\n")
+            sent[number] = sent.get(number, 0) + len(piece)
+
+    return script
+
+
+def _declared_enormous(server, conn, number):
+    if server.read_request(conn) is not None:
+        conn.sendall(http(200, b"{}", JSON, length=10 * 2**30))
+
+
+async def test_an_endless_poll_answer_is_cut_at_the_cap_with_a_clear_error(hostile):
+    sent: dict[int, int] = {}
+    server = hostile(_endless_answer(sent))
+    async with client_for(server.url, retry=qw.RetryPolicy(max_attempts=1)) as client:
+        with pytest.raises(qw.MalformedResponseError, match="over 4 MB") as caught:
+            await client.get_task("task_01ENDLESS")
+    assert caught.value.task_id == "task_01ENDLESS"
+    # the client stopped reading at the cap: the server could not send much beyond it (socket
+    # buffers hold a few MB), where reading it all would have taken 64 MB
+    assert max(sent.values()) < 24 * 2**20
+
+
+async def test_a_declared_enormous_answer_is_refused_before_reading(hostile):
+    server = hostile(_declared_enormous)
+    async with client_for(server.url, retry=qw.RetryPolicy(max_attempts=1)) as client:
+        with pytest.raises(qw.MalformedResponseError, match="over 4 MB"):
+            await client.get_task("task_01HUGE")
+
+
+async def test_an_endless_submit_answer_is_an_unknown_outcome_never_a_memory_error(hostile):
+    server = hostile(_endless_answer({}))
+    async with client_for(server.url, resend_with_key=False) as client:
+        with pytest.raises(qw.SubmitOutcomeUnknownError, match="over 4 MB"):
+            await client.submit(qw.ImageRequest("a fox"))
+        assert journal_row(client).state is EntryState.UNKNOWN
+
+
+def _many_images_host(server, conn, number):
+    if server.read_request(conn) is not None:
+        conn.sendall(http(200, PNG, {"Content-Type": "image/png"}))
+
+
+async def test_two_thousand_images_for_one_asked_keeps_one_and_says_so(server, make_client, hostile, caplog):
+    host = hostile(_many_images_host)
+    urls = [f"{host.url}/{index}.png" for index in range(2000)]
+    server.simulator.inject(SimResponse(200, JSON, task_json("completed", progress=100, images=urls)),
+                            method="GET")
+    async with make_client() as client:
+        with caplog.at_level("WARNING", logger="qwen_widgets"):
+            task = await client.generate("a fox", n=1, timeout=15)
+        row = journal_row(client)
+    assert [image.url for image in task.images] == urls[:1]
+    assert task.images[0].local_path is not None  # the one asked for was kept
+    assert len(host.requests) == 1  # and nothing else was downloaded
+    assert len(row.task.images) == 1
+    assert any("2000 images where 1 were asked for" in r.getMessage() for r in caplog.records)
+
+
+def _slow_image_counting(state: dict):
+    """An image host that holds each answer a moment and records how many it serves at once."""
+
+    def script(server, conn, number):
+        if server.read_request(conn) is None:
+            return
+        with state["lock"]:
+            state["now"] += 1
+            state["most"] = max(state["most"], state["now"])
+        time.sleep(0.05)
+        with state["lock"]:
+            state["now"] -= 1
+        conn.sendall(http(200, PNG, {"Content-Type": "image/png"}))
+
+    return script
+
+
+async def test_downloads_run_a_bounded_number_at_a_time(hostile):
+    from qwen_widgets.engine.fetch import MAX_CONCURRENT
+
+    state = {"lock": threading.Lock(), "now": 0, "most": 0}
+    host = hostile(_slow_image_counting(state))
+    async with client_for(f"http://127.0.0.1:{closed_port()}") as client:
+        images = await asyncio.gather(*(client.fetch_image(f"{host.url}/{i}.png") for i in range(4 * MAX_CONCURRENT)))
+    assert all(image == PNG for image in images)
+    assert 1 <= state["most"] <= MAX_CONCURRENT
+
+
+def _redirect_to(location: str):
+    def script(server, conn, number):
+        if server.read_request(conn) is not None:
+            conn.sendall(http(302, b"", {"Location": location}, reason="Found"))
+
+    return script
+
+
+ODD_SCHEMES = ["data:text/html,<script>alert(1)</script>", "javascript:alert(1)", "view-source:http://x/"]
+
+
+@pytest.mark.parametrize("location", ODD_SCHEMES, ids=["data", "javascript", "view-source"])
+async def test_a_redirect_to_another_scheme_is_a_typed_error_on_every_path(hostile, location):
+    server = hostile(_redirect_to(location))
+    async with client_for(server.url, retry=qw.RetryPolicy(max_attempts=2, backoff_base=0.01)) as client:
+        with pytest.raises(qw.SubmitOutcomeUnknownError) as submit:
+            await client.submit(qw.ImageRequest("a fox"))
+        assert journal_row(client).state is EntryState.UNKNOWN
+        with pytest.raises(qw.TransportError, match="InvalidURL") as poll:
+            await client.get_task("task_01REDIRECTED")
+        with pytest.raises(qw.ImageFetchError, match="not a public http") as fetch:
+            await client.fetch_image(f"{server.url}/image.png")
+    for caught in (submit, poll, fetch):
+        assert not isinstance(caught.value, httpx.HTTPError)
+
+
+@pytest.mark.parametrize("location", ODD_SCHEMES, ids=["data", "javascript", "view-source"])
+async def test_an_image_redirected_to_another_scheme_never_loses_the_task(server, make_client, hostile, location):
+    host = hostile(_redirect_to(location))
+    server.simulator.inject(
+        SimResponse(200, JSON, task_json("completed", progress=100, images=[f"{host.url}/a.png"])), method="GET")
+    async with make_client() as client:
+        task = await client.generate("a fox")  # keeps images: the bad one must not cost the task
+        row = journal_row(client)
+    assert task.status is qw.TaskStatus.COMPLETED and task.images[0].local_path is None
+    assert row.state is EntryState.FINISHED
+
+
+async def test_a_retry_after_past_the_deadline_says_so_and_names_the_429(server, make_client):
+    sim = server.simulator
+    sim.duration = 100_000
+    async with make_client() as client:
+        task = await client.submit(qw.ImageRequest("a fox"))
+        sim.inject(SimResponse(429, {"Retry-After": "3600"}, b'{"error": {"message": "slow down"}}'),
+                   method="GET", count=1000)
+        with pytest.raises(qw.TaskTimeoutError) as caught:
+            await client.wait(task, timeout=30)
+    message = str(caught.value)
+    assert caught.value.server_wait == 3600
+    assert "asked to wait 3600 s" in message and "30 s deadline" in message and "429" in message
+    assert "Re-attach" in message and not message.startswith("after 30 s")

@@ -64,6 +64,20 @@ def test_a_bad_file_is_refused_locally_naming_the_file_and_the_rule(client, serv
     assert uploads_sent(server.simulator) == 0 and server.simulator.count("POST") == 0
 
 
+@pytest.mark.parametrize("mistyped", ["photos/cat.jpg", "cat.jpg", "./photos/cat.png"])
+def test_a_mistyped_local_path_says_no_such_file_everywhere(client, server, tmp_path, monkeypatch, mistyped):
+    """Not "must be a public http(s) URL" for a path to a file that is not there."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(qw.RequestValidationError, match="no such file") as in_request:
+        client.generate("the same cat", image_urls=[mistyped])
+    assert in_request.value.field == "image_urls[0]" and "http(s) URL" in str(in_request.value)
+    with pytest.raises(qw.RequestValidationError, match="no such file"):
+        client.upload(mistyped)
+    with pytest.raises(qw.RequestValidationError, match="must be a public http"):  # not a path: a URL rule
+        client.generate("a cat", image_urls=["ftp://example.com/cat.jpg"])
+    assert server.simulator.count("POST") == 0
+
+
 def test_an_upload_whose_answer_was_lost_is_not_sent_again(client, server, tmp_path):
     server.simulator.inject(SimResponse(action="drop"), method="POST", path_prefix="/v1/uploads/", process=True)
     with pytest.raises(qw.ImageUploadError, match="not uploaded again") as caught:
