@@ -35,22 +35,35 @@ def image_format(data: bytes) -> str | None:
     return None
 
 
+MAX_DECODED_PIXELS = 64_000_000
+"""The most pixels decoded for a thumbnail (16 times a 2K result). A small file may claim
+12000x12000 pixels, which decode to gigabytes: such an image is refused from its header."""
+
+
 def thumbnail(data: bytes, max_edge: int = 320) -> bytes:
     """A JPEG no larger than `max_edge` on its long side, so saved notebooks stay small.
 
-    ValueError when the bytes cannot be decoded (Pillow's many error types, in one).
+    ValueError when the bytes cannot be decoded (Pillow's many error types, in one), or when
+    they would decode to more than MAX_DECODED_PIXELS (checked from the header, before any
+    pixel is decoded; a JPEG is first scaled down while decoding, so big photos still work).
     """
     import io
 
     from PIL import Image
 
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.thumbnail((max_edge, max_edge))
-            buffer = io.BytesIO()
-            image.convert("RGB").save(buffer, "JPEG", quality=82, optimize=True)
+        with Image.open(io.BytesIO(data)) as image:  # reads the header only
+            image.draft("RGB", (max_edge, max_edge))  # JPEG: decode at 1/2, 1/4 or 1/8 scale
+            width, height = image.size
+            if width * height <= MAX_DECODED_PIXELS:
+                image.thumbnail((max_edge, max_edge))
+                buffer = io.BytesIO()
+                image.convert("RGB").save(buffer, "JPEG", quality=82, optimize=True)
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise ValueError(f"not a readable image ({type(exc).__name__}: {exc})") from exc
+    if width * height > MAX_DECODED_PIXELS:
+        raise ValueError(f"too large to show: {width}x{height} pixels, over the "
+                         f"{MAX_DECODED_PIXELS // 1_000_000} megapixels a thumbnail decodes")
     return buffer.getvalue()
 
 
