@@ -528,7 +528,7 @@ class AsyncQwenClient:
                 await asyncio.to_thread(journal.resending, local_id)
         except JournalError as error:  # no record, no send: a crash would lose it
             raise JournalError(error.path, error.error, outcome="nothing was sent",
-                               damaged=error.damaged) from None
+                               damaged=error.damaged, newer=error.newer) from None
         replayed = False
 
         def parse(body: Any, headers: httpx.Headers) -> Task:

@@ -309,12 +309,24 @@ class JournalError(QwenError):
     """The journal file cannot be read or written. Nothing is sent without a journal row, so
     this stops a submission before the network; the file is never deleted for you."""
 
-    def __init__(self, path: str, error: Exception, *, outcome: str = "", damaged: bool = False):
+    def __init__(self, path: str, error: Exception, *, outcome: str = "", damaged: bool = False,
+                 newer: tuple[int, int] | None = None):
         self.path = path
         self.reason = str(error) or type(error).__name__
         self.error = error
         self.damaged = damaged
         """True when the file is not a journal SQLite can read (the store decides)."""
+        self.newer = newer
+        """(the file's format version, the newest this version reads) when a newer
+        qwen_widgets wrote the journal; else None."""
+        if newer is not None:
+            outcome = f"; {outcome}" if outcome else ""
+            super().__init__(
+                f"the journal {path} was written by a newer qwen_widgets (journal format {newer[0]}; this "
+                f"version reads formats up to {newer[1]}){outcome}. Upgrade qwen_widgets (pip install -U "
+                "qwen_widgets) to use it. Do not move it aside: it holds what resume() picks up and "
+                "the spending-limit history.")
+            return
         if damaged:
             advice = (f"The file is damaged. Move it aside (for example rename it to "
                       f"{os.path.basename(path)}.damaged) and qwen_widgets starts a new journal; "

@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..model.errors import RequestValidationError
+
 __all__: list[str] = []
 
 HOME = "QWEN_WIDGETS_HOME"
@@ -28,9 +30,28 @@ def home_path() -> Path:
 
 
 def home_dir() -> Path:
-    """home_path(), created readable by the user only."""
+    """home_path(), created readable by the user only; RequestValidationError naming the
+    setting and what to do when it cannot be a folder (it is a file, or cannot be created)."""
     path = home_path()
     if not path.is_dir():
-        path.mkdir(parents=True, exist_ok=True)
-        path.chmod(0o700)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            path.chmod(0o700)
+        except OSError as error:
+            raise _unusable(path, error) from None
     return path
+
+
+def _unusable(path: Path, error: OSError) -> RequestValidationError:
+    if isinstance(error, FileExistsError):
+        why = "it is a file, not a folder"
+    elif isinstance(error, NotADirectoryError):
+        why = "part of that path is a file, not a folder"
+    else:
+        why = f"it cannot be created ({error.strerror or error})"
+    if os.environ.get(HOME):
+        advice = f"set {HOME} to a folder (it is created if missing), or unset it to use the default"
+    else:
+        advice = f"set {HOME} to a folder you can write"
+    return RequestValidationError(HOME, f"{path} cannot hold the journal and kept images: {why}; {advice}",
+                                  show_value=False)

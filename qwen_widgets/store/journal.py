@@ -31,7 +31,7 @@ from ..model.request import ImageRequest
 from ..model.submission import Entry, EntryState, ImageCopy, OpenWork
 from ..model.task import Task, TaskStatus, UploadedImage
 from .home import home_dir, home_path
-from .schema import migrate
+from .schema import SCHEMA_VERSION, NewerSchema, file_version, migrate
 
 __all__ = ["Journal"]
 
@@ -50,6 +50,9 @@ class Journal:
         self.path = str(path) if str(path) == ":memory:" else os.path.abspath(path)
         self._lock = threading.Lock()
         self._folder: Path | None = None
+        newer = file_version(self.path) if self.path != ":memory:" else None
+        if newer is not None and newer > SCHEMA_VERSION:  # before SQLite, which may not parse its schema
+            raise JournalError(self.path, NewerSchema(newer), newer=(newer, SCHEMA_VERSION))
         try:
             if self.path != ":memory:":
                 # create it private before SQLite opens it: SQLite gives the -wal and -shm
@@ -66,6 +69,9 @@ class Journal:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             migrate(self._db)
+        except NewerSchema as error:
+            self._db.close()
+            raise JournalError(self.path, error, newer=(error.version, SCHEMA_VERSION)) from None
         except sqlite3.Error as error:
             self._db.close()
             raise journal_error(self.path, error) from None

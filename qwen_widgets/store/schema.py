@@ -78,14 +78,42 @@ DROP TABLE images_v0;
 """
 
 
+class NewerSchema(Exception):
+    """The file was written by a newer qwen_widgets: its format is not this version's to change."""
+
+    def __init__(self, version: int):
+        self.version = version
+        super().__init__(f"journal format {version}, newer than {SCHEMA_VERSION}")
+
+
+def file_version(path: str) -> int | None:
+    """The format version in an SQLite file's header (`user_version`, bytes 60-63), read
+    without SQLite: a newer version's schema may be one this SQLite cannot even parse. None
+    for a missing, empty or non-SQLite file."""
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(64)
+    except OSError:
+        return None
+    if len(header) < 64 or not header.startswith(b"SQLite format 3\0"):
+        return None
+    return int.from_bytes(header[60:64], "big", signed=True)
+
+
 def migrate(db: sqlite3.Connection) -> None:
     """Bring the file to SCHEMA_VERSION, in one transaction (another kernel may open it too).
-    A file already up to date costs one read: opening a journal takes no write lock."""
-    if db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+    A file already up to date costs one read: opening a journal takes no write lock.
+    NewerSchema when a newer qwen_widgets wrote it (nothing is changed)."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version == SCHEMA_VERSION:
         return
+    if version > SCHEMA_VERSION:
+        raise NewerSchema(version)
     db.execute("BEGIN IMMEDIATE")
     try:
         version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:  # another kernel, newer, got there first
+            raise NewerSchema(version)
         columns = [row[1] for row in db.execute("PRAGMA table_info(images)")]
         if version == 0 and "task_id" in columns:
             for statement in _FROM_VERSION_0.split(";"):

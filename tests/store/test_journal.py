@@ -26,6 +26,7 @@ from qwen_widgets.model.frame import HISTORY_COLUMNS
 from qwen_widgets.store.home import home_dir
 from qwen_widgets.model.submission import EntryState
 from qwen_widgets.store.journal import Journal
+from qwen_widgets.store.schema import SCHEMA_VERSION
 from qwen_widgets._magics import unfinished_notice
 from qwen_widgets.model.images import png_with_text
 from qwen_widgets.store.images import disk_usage, prune
@@ -315,6 +316,47 @@ def test_home_dir_is_created_private_even_when_nested(tmp_path, monkeypatch):
     monkeypatch.setenv("QWEN_WIDGETS_HOME", str(tmp_path / "a" / "b" / "home"))
     path = home_dir()
     assert path == tmp_path / "a" / "b" / "home" and mode(path) == 0o700
+
+
+@pytest.mark.parametrize("where", ["the home itself", "a folder above it"])
+def test_a_home_that_is_a_file_names_the_setting_and_what_to_do(tmp_path, monkeypatch, where):
+    (tmp_path / "a_file").write_text("")
+    home = tmp_path / "a_file" if where == "the home itself" else tmp_path / "a_file" / "home"
+    monkeypatch.setenv("QWEN_WIDGETS_HOME", str(home))
+    with pytest.raises(qw.RequestValidationError) as caught:
+        qw.QwenClient("sk-test-0123456789abcdef", base_url="http://127.0.0.1:9")
+    message = str(caught.value)
+    assert caught.value.field == "QWEN_WIDGETS_HOME" and str(home) in message
+    assert "is a file, not a folder" in message and "set QWEN_WIDGETS_HOME to a folder" in message
+
+
+def _newer_journal(path: Path, *, unreadable_schema: bool) -> None:
+    """A journal as a future version might write it: a higher format, and perhaps a table this
+    version's SQL does not fit."""
+    if not unreadable_schema:
+        Journal(path).close()  # today's tables
+    db = sqlite3.connect(path, isolation_level=None)
+    if unreadable_schema:
+        db.execute("CREATE TABLE submissions (local_id TEXT PRIMARY KEY, payload BLOB) STRICT")
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 2}")
+    db.close()
+
+
+@pytest.mark.parametrize("unreadable_schema", [False, True], ids=["same-tables", "changed-tables"])
+def test_a_journal_from_a_newer_version_says_so_and_is_left_untouched(tmp_path, monkeypatch, unreadable_schema):
+    monkeypatch.setenv("QWEN_WIDGETS_HOME", str(tmp_path))
+    path = tmp_path / "journal.sqlite"
+    _newer_journal(path, unreadable_schema=unreadable_schema)
+    before = path.read_bytes()
+    with pytest.raises(qw.JournalError) as caught:
+        Journal.default()
+    message = str(caught.value)
+    assert f"written by a newer qwen_widgets (journal format {SCHEMA_VERSION + 2}" in message
+    assert "pip install -U qwen_widgets" in message and "Do not move it aside" in message
+    assert "damaged" not in message and caught.value.newer == (SCHEMA_VERSION + 2, SCHEMA_VERSION)
+    assert path.read_bytes() == before
+    with pytest.raises(qw.JournalError, match="newer qwen_widgets"):
+        qw.history()
 
 
 # -- 5. two processes at once --------------------------------------------------------------------
