@@ -19,7 +19,6 @@ from .model.errors import RequestValidationError
 from .model.plan import DEFAULT_MAX_IMAGES
 from .model.request import ImageRequest
 from .model.task import Task, UploadedImage
-from .store.images import write_archive
 from .store.journal import Journal
 
 if TYPE_CHECKING:
@@ -90,6 +89,7 @@ def export(path: str | Path, tasks: Task | Iterable[Task] | None = None,
 
         qw.export("work.zip", [task1, task2])   # these tasks
         qw.export("exports/")                   # the whole history, as a dated file there
+                                                # (the folder is created when missing)
 
     Without `tasks`, every task of the client's journal (by default the one behind
     `qw.generate`: this session's in demo mode, the home folder's with a key). Images come
@@ -100,7 +100,7 @@ def export(path: str | Path, tasks: Task | Iterable[Task] | None = None,
     if tasks is None:
         tasks = [entry.task for entry in client.journal.entries() if entry.task is not None]
     tasks = [tasks] if isinstance(tasks, Task) else list(tasks)
-    return write_archive(path, client.archive(tasks))
+    return client.export(tasks, path)
 
 
 def sweep(

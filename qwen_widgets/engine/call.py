@@ -138,7 +138,7 @@ class Caller:
         parse: Callable[[Any, httpx.Headers], T],
         *,
         payload: Any = None,
-        files: dict[str, tuple[str, bytes, str]] | None = None,
+        files: dict[str, tuple[str, Any, str]] | None = None,
         submission: Submission | None = None,
         unknown: Callable[[str], QwenError] | None = None,
         keyless: bool = False,

@@ -373,10 +373,13 @@ class AsyncQwenClient:
             return ImageUploadError(local.filename, reason, outcome_unknown=True)
 
         try:
-            uploaded = await self._caller.call(
-                "POST", "/v1/uploads/images", lambda body, headers: parse_upload(body, local, now),
-                files={"file": (local.filename, local.data, local.content_type)}, unknown=lost,
-                priority=Priority.SUBMIT)
+            with local.opened() as content:  # streamed from the file, a chunk at a time
+                uploaded = await self._caller.call(
+                    "POST", "/v1/uploads/images", lambda body, headers: parse_upload(body, local, now),
+                    files={"file": (local.filename, content, local.content_type)}, unknown=lost,
+                    priority=Priority.SUBMIT)
+        except OSError as error:  # the file went away or became unreadable after its check
+            raise ImageUploadError(local.filename, f"the file cannot be read ({error.strerror or error})") from None
         except APIError as error:
             raise ImageUploadError(local.filename, str(error)) from error
         self._uploads[local.sha256] = uploaded
@@ -474,7 +477,29 @@ class AsyncQwenClient:
         url = url_or_image.url if isinstance(url_or_image, GeneratedImage) else url_or_image
         if not isinstance(url, str):
             raise RequestValidationError("url", "must be a string URL", url)
-        return await self._images.fetch(url)
+        try:
+            return await self._images.fetch(url)
+        except ImageFetchError as error:
+            gone = self._simulator_gone(error)
+            if gone:
+                raise ImageFetchError(url, f"{gone}: demo images exist only while the simulator that drew "
+                                           "them runs (save or export them before switching)",
+                                      status_code=error.status_code) from None
+            raise
+
+    def _simulator_gone(self, error: ImageFetchError) -> str:
+        """Why a demo image cannot be had, when that is the reason (else ''): its URL names the
+        simulator's host, which exists nowhere, and no simulator here drew it."""
+        from ..simulator import SIMULATOR_BASE_URL
+
+        if not error.url.startswith(SIMULATOR_BASE_URL + "/"):
+            return ""
+        if not self.demo:
+            return "a simulated image, and this client talks to the real API, not a simulator"
+        if error.status_code == 404:
+            return ("HTTP 404: the simulator running now did not draw this image (a new client or a "
+                    "restarted kernel replaced the one that did)")
+        return ""
 
     async def thumbnail(self, image: GeneratedImage | str | bytes, edge: int) -> bytes:
         """A JPEG of at most `edge` pixels a side of an image (a result, a URL, or bytes in
@@ -493,19 +518,28 @@ class AsyncQwenClient:
         """Save every image of `tasks` in `folder` (see save_image); returns the image paths."""
         return [(await self.save_image(task, image, folder))[0] for task in tasks for image in task.images]
 
-    async def archive(self, tasks: Iterable[Task]) -> bytes:
-        """One zip of `tasks`: images at full resolution with their sidecars, results.csv and
-        README.txt. An image that cannot be had is listed in README.txt, not raised, so one
-        expired URL does not cost the rest."""
+    async def export(self, tasks: Iterable[Task], path: str | Path) -> Path:
+        """One zip of `tasks` at `path` (a folder gets a dated name, see store.images.archive_path):
+        images at full resolution with their sidecars, results.csv and README.txt; returns the
+        file written. Each image is fetched and written before the next, so memory does not
+        grow with the export. An image that cannot be had is listed in README.txt, not raised,
+        so one expired URL does not cost the rest."""
         tasks = list(tasks)
-        fetched: list[disk.Fetched] = []
-        for task in tasks:
-            for image in task.images:
-                try:
-                    fetched.append((task, image, await self.fetch_image(image), ""))
-                except QwenError as error:
-                    fetched.append((task, image, None, str(error)))
-        return await asyncio.to_thread(disk.build_archive, tasks, fetched)
+        archive = await asyncio.to_thread(disk.Archive, path)
+        try:
+            for task in tasks:
+                for image in task.images:
+                    try:
+                        data = await self.fetch_image(image)
+                    except QwenError as error:
+                        archive.missing(task, image, str(error))
+                        continue
+                    await asyncio.to_thread(archive.add, task, image, data)
+                    del data  # before the next one arrives
+            return await asyncio.to_thread(archive.finish, tasks)
+        except BaseException:
+            await asyncio.to_thread(archive.abort)
+            raise
 
     # -- plumbing ----------------------------------------------------------------------------
 

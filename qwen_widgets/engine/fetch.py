@@ -102,7 +102,7 @@ class ImageFetcher:
                             raise _Retryable(reason)
                         if response.status_code in (403, 404, 410):
                             reason += " (the URL may have expired: result URLs live about 24 h)"
-                        raise ImageFetchError(url, reason)
+                        raise ImageFetchError(url, reason, status_code=response.status_code)
                     data = await self._read_capped(url, response)
             except _HTTPX_ERRORS as exc:  # transport failures, undecodable bodies, unusable redirects
                 reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -174,9 +174,9 @@ class QwenClient:
     def save(self, tasks: Iterable[Task], folder: str | Path) -> list[Path]:
         return _runner.run(self.aio.save(tasks, folder))
 
-    @_doc_of(AsyncQwenClient.archive)
-    def archive(self, tasks: Iterable[Task]) -> bytes:
-        return _runner.run(self.aio.archive(tasks))
+    @_doc_of(AsyncQwenClient.export)
+    def export(self, tasks: Iterable[Task], path: str | Path) -> Path:
+        return _runner.run(self.aio.export(tasks, path))
 
     def background(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         """Run a coroutine on this client's loop (the package's private one, where `aio`

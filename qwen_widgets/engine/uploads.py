@@ -10,12 +10,14 @@ again automatically.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
+import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from ..model.errors import MalformedResponseError, RequestValidationError, shorten
 from ..model.images import MIME_TYPES, image_format
@@ -30,18 +32,41 @@ UPLOAD_LIFETIME = 72 * 3600.0
 """How long an uploaded image's URL works, by the contract."""
 
 
+_HEAD = 16
+"""Bytes enough to tell the format (image_format)."""
+_CHUNK = 1024 * 1024
+
+
 @dataclass(frozen=True)
 class LocalImage:
-    """A reference read from the user's side, checked, ready to upload."""
+    """A reference from the user's side, checked, ready to upload. A file is not held in
+    memory: it is hashed in chunks here and streamed from disk when sent (`opened()`)."""
 
-    data: bytes
     filename: str
     content_type: str
     local_path: Path | None
+    size: int
+    """Its length in bytes."""
+    sha256: str
+    """Its content's hash: the same bytes are uploaded once."""
+    held: bytes | None = None
+    """The bytes, for an image given as bytes or a PIL image (None for a file)."""
 
     @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.data).hexdigest()
+    def data(self) -> bytes:
+        """The bytes (a file is read again: only previews need them all at once)."""
+        if self.held is not None:
+            return self.held
+        assert self.local_path is not None
+        return self.local_path.read_bytes()
+
+    def opened(self) -> contextlib.AbstractContextManager[BinaryIO]:
+        """The content to send: the file itself, open, so httpx streams it in chunks (an
+        upload costs a chunk of memory, not the file twice over), or the bytes held."""
+        if self.held is not None:
+            return contextlib.nullcontext(io.BytesIO(self.held))
+        assert self.local_path is not None
+        return self.local_path.open("rb")
 
 
 def is_local(source: Any) -> bool:
@@ -71,22 +96,21 @@ def _looks_like_a_path(text: str) -> bool:
 
 
 def read_local(source: Any, field: str = "image") -> LocalImage:
-    """The bytes of a path, bytes or PIL image, checked by the upload rules (names the file)."""
+    """A path, bytes or PIL image, checked by the upload rules (names the file)."""
     if isinstance(source, (str, Path)):
         path = Path(source).expanduser().absolute()
         try:
-            data = path.read_bytes()
+            return _checked_file(path, field)
         except FileNotFoundError:
             raise RequestValidationError(field, f"no such file: {path} (a reference is a local image file "
                                                 "or a public http(s) URL)", show_value=False) from None
         except OSError as error:
             raise RequestValidationError(field, f"{path} cannot be read ({error.strerror or error})",
                                          show_value=False) from None
-        return _checked(data, path.name, path, field)
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         kind = image_format(data)
-        return _checked(data, f"image.{'jpg' if kind == 'jpeg' else kind or 'bin'}", None, field)
+        return _checked(data, f"image.{'jpg' if kind == 'jpeg' else kind or 'bin'}", field)
     if _is_pil_image(source):
         buffer = io.BytesIO()
         try:  # PNG holds these modes; others (CMYK, YCbCr, ...) are converted first
@@ -95,22 +119,39 @@ def read_local(source: Any, field: str = "image") -> LocalImage:
         except (OSError, ValueError) as error:
             raise RequestValidationError(field, f"this PIL image cannot be saved as PNG ({error})",
                                          show_value=False) from None
-        return _checked(buffer.getvalue(), "image.png", None, field)
+        return _checked(buffer.getvalue(), "image.png", field)
     raise RequestValidationError(field, "must be a file path, bytes, a PIL image or an http(s) URL", source)
 
 
-def _checked(data: bytes, name: str, path: Path | None, field: str) -> LocalImage:
-    shown = str(path) if path is not None else name
-    if not data:
+def _checked_file(path: Path, field: str) -> LocalImage:
+    """A file checked from its size and first bytes, and hashed a chunk at a time."""
+    with path.open("rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        head = handle.read(_HEAD)
+        content_type = _check(head, size, str(path), field)
+        digest = hashlib.sha256(head)
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return LocalImage(path.name, content_type, path, size, digest.hexdigest())
+
+
+def _checked(data: bytes, name: str, field: str) -> LocalImage:
+    content_type = _check(data[:_HEAD], len(data), name, field)
+    return LocalImage(name, content_type, None, len(data), hashlib.sha256(data).hexdigest(), data)
+
+
+def _check(head: bytes, size: int, shown: str, field: str) -> str:
+    """The content type, if the upload rules allow an image of `size` bytes starting with `head`."""
+    if not size:
         raise RequestValidationError(field, f"{shown} is empty", show_value=False)
-    if len(data) > MAX_UPLOAD_BYTES:
+    if size > MAX_UPLOAD_BYTES:
         raise RequestValidationError(
-            field, f"{shown} is {len(data) / 2**20:.1f} MB, over the {MAX_UPLOAD_BYTES // 2**20} MB upload limit",
+            field, f"{shown} is {size / 2**20:.1f} MB, over the {MAX_UPLOAD_BYTES // 2**20} MB upload limit",
             show_value=False)
-    kind = image_format(data)
+    kind = image_format(head)
     if kind is None:
         raise RequestValidationError(field, f"{shown} is not a JPEG, PNG, GIF or WebP image", show_value=False)
-    return LocalImage(data, name, MIME_TYPES[kind], path)
+    return MIME_TYPES[kind]
 
 
 def _is_pil_image(value: Any) -> bool:
@@ -128,7 +169,7 @@ def parse_upload(body: Any, local: LocalImage, now: float) -> UploadedImage:
     expires = _seconds(data.get("expires_at")) or created + UPLOAD_LIFETIME
     return UploadedImage(url, datetime.fromtimestamp(expires, timezone.utc),
                          data.get("filename") if isinstance(data.get("filename"), str) else local.filename,
-                         local.content_type, len(local.data), local.sha256, local.local_path)
+                         local.content_type, local.size, local.sha256, local.local_path)
 
 
 def _seconds(value: Any) -> float | None:

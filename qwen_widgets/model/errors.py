@@ -299,9 +299,11 @@ class TaskTimeoutError(QwenError):
 class ImageFetchError(QwenError):
     """An image URL could not be downloaded, or what came back is not an image."""
 
-    def __init__(self, url: str, reason: str):
+    def __init__(self, url: str, reason: str, *, status_code: int | None = None):
         self.url = url
         self.reason = reason
+        self.status_code = status_code
+        """The image host's HTTP status, when it answered with one."""
         super().__init__(f"could not fetch image {shorten(url, 100)}: {reason}")
 
 

@@ -6,18 +6,20 @@ PNG's text and a JSON sidecar), **archive** (one zip to take home: images, sidec
 Result URLs die after about a day and the images were paid for, so a completed task's images
 are kept in `<home>/images/` (unless QWEN_WIDGETS_KEEP_IMAGES=0), named by task and submission
 and listed in the journal. Every write is atomic: a crash leaves only a temporary file, which
-disk_usage() counts and prune() and resume() remove. Fetching the bytes is the engine's job;
-everything here works on bytes already in hand.
+disk_usage() counts and prune() and resume() remove. Kept copies are the user's alone (mode
+0600, in a 0700 folder); what is saved or exported to a folder the user chose gets the modes
+any program gives new files there (0644 under the usual umask), so a web server or a
+colleague can read it. Fetching the bytes is the engine's job; everything here works on bytes
+already in hand, one image at a time (an export of a thousand images streams to its file).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import json
 import os
-import tempfile
+import secrets
 import time
 import zipfile
 from collections.abc import Callable, Iterable
@@ -39,17 +41,22 @@ STALE_TEMPORARY_SECONDS = 600.0
 _SIDECAR_FIELDS = ("task_id", "image_index", "status", "request", "width", "height", "url", "expires_at",
                    "created_at", "completed_at", "actual_time", "estimated_time")
 
-Fetched = tuple[Task, GeneratedImage, "bytes | None", str]
-"""(task, image, its bytes or None, why they are missing): what an archive is built from."""
 
 
 # -- keep: the automatic copies --------------------------------------------------------------
 
-def atomic_write(path: Path, data: bytes) -> None:
+PRIVATE = 0o600
+"""The mode of files in the home folder: the journal's images are the user's alone."""
+SHARED = 0o666
+"""The mode asked for in a folder the user chose, less their umask (usually 0644), as any
+other program writes files there: other users and web servers may read them."""
+
+
+def atomic_write(path: Path, data: bytes, mode: int = SHARED) -> None:
     """Write via a temporary file and a rename, so a crash never leaves half a file (a crash
-    leaves a `.<name>.<random>.part` file instead, which stale_temporary_files() finds)."""
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
-                                             suffix=TEMPORARY_SUFFIX)
+    leaves a `.<name>.<random>.part` file instead, which stale_temporary_files() finds). The
+    file gets `mode` less the umask."""
+    descriptor, temporary = _temporary_beside(path, mode)
     try:
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(data)
@@ -57,8 +64,20 @@ def atomic_write(path: Path, data: bytes) -> None:
             os.fsync(handle.fileno())
         os.replace(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
+
+
+def _temporary_beside(path: Path, mode: int) -> tuple[int, Path]:
+    """A new temporary file in `path`'s folder, opened for writing, created with `mode` less
+    the umask (the operating system applies it, as for any new file)."""
+    while True:
+        temporary = path.parent / f".{path.name}.{secrets.token_hex(6)}{TEMPORARY_SUFFIX}"
+        try:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+            return os.open(temporary, flags, mode), temporary
+        except FileExistsError:
+            continue
 
 
 def keep_copy(journal: Journal, local_id: str, task: Task, image: GeneratedImage, data: bytes) -> Path:
@@ -67,7 +86,7 @@ def keep_copy(journal: Journal, local_id: str, task: Task, image: GeneratedImage
     overwrites it."""
     name = f"{task.task_id}_{image.index}-{local_id[:12]}.{image_format(data) or 'bin'}"
     path = journal.images_folder() / name
-    atomic_write(path, data)
+    atomic_write(path, data, PRIVATE)
     journal.add_image_copy(local_id, image.index, path, hashlib.sha256(data).hexdigest())
     return path
 
@@ -144,32 +163,95 @@ def save_images(tasks: Iterable[Task], folder: str | Path, fetch: Callable[[Gene
 # -- archive: one zip to take home ----------------------------------------------------------
 
 
-def build_archive(tasks: list[Task], fetched: Iterable[Fetched]) -> bytes:
-    """The zip, in memory: images with sidecars, results.csv and README.txt."""
-    buffer, names, missing = io.BytesIO(), set(), []
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for task, image, data, why in fetched:
-            if data is None:
-                missing.append(f"{task.task_id} image {image.index + 1}: {why}")
-                continue
-            stem = _free(f"{task.task_id}_{image.index}", names)
-            record, labelled = _labelled(task, image, data)
-            # images are compressed already: stored, not deflated again
-            archive.writestr(zipfile.ZipInfo(f"{stem}.{image_format(data) or 'bin'}"), labelled)
-            archive.writestr(f"{stem}.json", json.dumps(record, indent=2, ensure_ascii=False))
-        archive.writestr("results.csv", to_frame(tasks).to_csv(index=False))
-        archive.writestr("README.txt", _readme(len(names), len(tasks), missing))
-    return buffer.getvalue()
+class Archive:
+    """One zip (images with sidecars, results.csv, README.txt) written to its file as each
+    image arrives, so the images are never all in memory at once. It is written beside its
+    final name and renamed into place by `finish()`, so an interrupted export leaves no half
+    zip; `abort()` removes the partial file."""
+
+    def __init__(self, path: str | Path):
+        self.path = archive_path(path)
+        descriptor, self._temporary = _temporary_beside(self.path, SHARED)
+        self._file = os.fdopen(descriptor, "wb")
+        self._zip = zipfile.ZipFile(self._file, "w", zipfile.ZIP_DEFLATED)
+        self._names: set[str] = set()
+        self._missing: list[str] = []
+
+    def add(self, task: Task, image: GeneratedImage, data: bytes) -> None:
+        """One image at full resolution, with the prompt in its PNG text, and its sidecar."""
+        stem = _free(f"{task.task_id}_{image.index}", self._names)
+        record, labelled = _labelled(task, image, data)
+        made = task.completed_at or task.created_at
+        # images are compressed already: stored, not deflated again
+        self._zip.writestr(_member(f"{stem}.{image_format(data) or 'bin'}", made, zipfile.ZIP_STORED), labelled)
+        self._zip.writestr(_member(f"{stem}.json", made), json.dumps(record, indent=2, ensure_ascii=False))
+
+    def missing(self, task: Task, image: GeneratedImage, why: str) -> None:
+        """An image that could not be had: listed in README.txt instead."""
+        self._missing.append(f"{task.task_id} image {image.index + 1}: {why}")
+
+    def finish(self, tasks: list[Task]) -> Path:
+        """Add results.csv and README.txt, close the zip and move it into place; its path."""
+        try:
+            self._zip.writestr(_member("results.csv"), _csv_safe(to_frame(tasks)).to_csv(index=False))
+            self._zip.writestr(_member("README.txt"), _readme(len(self._names), len(tasks), self._missing))
+            self._zip.close()
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            os.replace(self._temporary, self.path)
+        except BaseException:
+            self.abort()
+            raise
+        return self.path
+
+    def abort(self) -> None:
+        """Stop, and remove the partial file."""
+        try:
+            self._zip.close()
+        except (OSError, ValueError):
+            pass
+        self._file.close()
+        self._temporary.unlink(missing_ok=True)
 
 
-def write_archive(path: str | Path, data: bytes) -> Path:
-    """Write the zip to `path` (a folder gets a dated file name); returns the file written."""
-    path = Path(path)
-    if path.is_dir():
+def archive_path(path: str | Path) -> Path:
+    """Where an export of `path` goes: a folder (one that exists, or a path ending in `/` or
+    without a file extension: `exports/`, `exports`) gets a dated zip inside, created when
+    missing; anything else is the zip's own name, its folder created when missing."""
+    text = os.fspath(path)
+    path = Path(text)
+    if path.is_dir() or text.endswith(("/", os.sep)) or not path.suffix:
         path = path / archive_name()
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, data)
     return path
+
+
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_safe(frame: Any) -> Any:
+    """The frame with every text cell that a spreadsheet would run as a formula (starting
+    with =, +, -, @, a tab or a carriage return: OWASP's CSV injection advice) prefixed with
+    a single quote, which spreadsheets show as text. Prompts and server messages are anyone's."""
+    from pandas.api.types import is_object_dtype, is_string_dtype
+
+    frame = frame.copy()
+    for column in frame.columns:
+        if is_object_dtype(frame[column]) or is_string_dtype(frame[column]):
+            frame[column] = frame[column].map(
+                lambda value: f"'{value}" if isinstance(value, str) and value.startswith(_FORMULA_STARTS) else value)
+    return frame
+
+
+def _member(name: str, made: datetime | None = None, compression: int = zipfile.ZIP_DEFLATED) -> zipfile.ZipInfo:
+    """A zip entry dated when its image was made (else now; zip dates are local time, as zip
+    tools show them), unpacked readable by others as any file (0644 less the umask)."""
+    moment = max(made.timestamp() if made is not None else time.time(), 316_000_000)  # zip dates start in 1980
+    member = zipfile.ZipInfo(name, time.localtime(moment)[:6])
+    member.compress_type = compression
+    member.external_attr = 0o644 << 16
+    return member
 
 
 def _free(stem: str, taken: set[str]) -> str:

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import concurrent.futures
 import html
+import os
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import ipywidgets as widgets
 
@@ -21,12 +23,10 @@ from ..engine.default import default_client, set_default_client
 from ..engine.sweep import Sweep
 from ..engine.sync import QwenClient
 from ..model.errors import QwenError, RequestValidationError
-from ..model.images import archive_name
 from ..model.plan import DEFAULT_MAX_IMAGES, SweepPlan
 from ..model.request import ImageRequest
 from ..model.task import Task, validate_task_id
 from . import _static
-from ._actions import download_html
 from ._format import error_message, friendly_error
 from ._keys import submit_shortcut
 from ._theme import MUTED_COLOR, layout, show_error, text_html
@@ -39,6 +39,18 @@ from .grid import SweepGrid
 from .references import References, lines
 
 __all__ = ["Panel"]
+
+
+def _relative_link(path: Path) -> str | None:
+    """An `<a download>` to `path` relative to the kernel's working folder (where the notebook
+    is), or None when it has no such path (another drive)."""
+    try:
+        relative = os.path.relpath(path, os.getcwd())
+    except ValueError:
+        return None
+    href = quote(Path(relative).as_posix())
+    return (f'<a download="{html.escape(path.name, quote=True)}" href="{html.escape(href, quote=True)}" '
+            f'style="font-weight: 600">&#x2B07; Download {html.escape(path.name)}</a>')
 
 _DOUBLE_CLICK_SECONDS = 0.6
 
@@ -78,7 +90,10 @@ class Panel(widgets.VBox):
             tooltip="One zip of this session's images at full resolution, with JSON sidecars and "
                     "results.csv, saved by your browser")
         self.download_button.on_click(lambda _: self.download_all())
-        self.download_link = widgets.HTML()
+        self.download_note = widgets.HTML()
+        """What Download all is doing, where its zip was written, or why it failed."""
+        self.download_link = widgets.Output()
+        """The zip's link, as an output Jupyter renders (see download_all)."""
         self.resume_note = widgets.Label()
         self.resume_button = widgets.Button(description="Resume", icon="history",
                                             tooltip="Finish what earlier sessions left open: resend "
@@ -109,7 +124,8 @@ class Panel(widgets.VBox):
             widgets.HBox([form.generate_button, form.compare, form.output_size, form.cost_line, form.hint,
                           form.errors["generate"]], layout={"align_items": "center", "flex_flow": "row wrap"}),
             self.account.line,
-            widgets.HBox([self.download_button, self.download_link], layout={"align_items": "center"}),
+            widgets.HBox([self.download_button, self.download_note, self.download_link],
+                         layout={"align_items": "center", "flex_flow": "row wrap"}),
             self.resume_box,
             self.gallery,
         ]
@@ -306,17 +322,32 @@ class Panel(widgets.VBox):
         return sweep.start()
 
     def download_all(self) -> concurrent.futures.Future:
-        """Build the zip of every finished task's images and offer it to the browser."""
+        """Write one zip of every finished task's images into `save_dir` on the kernel's disk
+        (streamed: the images are never all in memory) and offer it to the browser.
+
+        The link is relative (`qwen_images/qwen_images_....zip`) in an output, not in an HTML
+        widget: JupyterLab and Notebook 7 resolve an output's relative links against the
+        notebook's folder (the kernel's working folder) and make them downloads from the
+        Jupyter server's /files/ route, so the zip goes from disk to the browser without
+        passing through widget state. Where no Jupyter server serves files (VS Code, Colab),
+        the note says where the zip is on the kernel's disk."""
         tasks = list(self.results)
-        self.download_link.value = text_html(f"Packing {len(tasks)} task(s)…", color=MUTED_COLOR)
+        self.download_link.outputs = ()
+        self.download_note.value = text_html(f"Packing {len(tasks)} task(s)…", color=MUTED_COLOR)
 
         async def run() -> None:
             try:
-                data = await self.client.aio.archive(tasks)
+                path = await self.client.aio.export(tasks, self.save_dir)
             except (QwenError, OSError, ValueError) as error:
-                show_error(self.download_link, f"Could not pack the images: {error_message(error)}")
+                show_error(self.download_note, f"Could not pack the images: {error_message(error)}")
                 return
-            self.download_link.value = download_html(archive_name(), data, "application/zip", "Save")
+            size = path.stat().st_size
+            self.download_note.value = text_html(f"Saved on the server: {path} ({size / 2**20:.1f} MB)",
+                                                 color=MUTED_COLOR)
+            link = _relative_link(path)
+            if link is not None:
+                self.download_link.outputs = ({"output_type": "display_data", "metadata": {},
+                                               "data": {"text/html": link, "text/plain": str(path)}},)
 
         return self.client.background(run())
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import os
+import tracemalloc
 import warnings
 
+import httpx
 import pytest
 from PIL import Image
 
@@ -131,3 +135,37 @@ def test_demo_mode_draws_the_reference_into_the_picture(tmp_path):
     r, g, b = mean(demo.fetch_image(guided.images[0]))
     assert g > r + 60 and g > b + 60  # the green reference dominates the simulated picture
     assert mean(demo.fetch_image(plain.images[0])) != (r, g, b)
+
+
+class _CountingUploads(httpx.AsyncBaseTransport):
+    """An upload endpoint that reads the body as it comes, a chunk at a time, keeping none."""
+
+    def __init__(self):
+        self.received = 0
+
+    async def handle_async_request(self, request):
+        async for chunk in request.stream:
+            self.received += len(chunk)
+        body = {"url": "https://cdn.example/uploaded.png", "filename": "big.png", "content_type": "image/png"}
+        return httpx.Response(200, json=body)
+
+
+def test_uploading_a_large_file_streams_it_from_disk(tmp_path):
+    """Issue 26 item 4: the multipart body comes from the file a chunk at a time; the client
+    adds a fraction of the file, not the 2.8 times it did (the file read whole, then joined
+    into the body)."""
+    file = tmp_path / "big.png"
+    file.write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(14 * 2**20))
+    transport = _CountingUploads()
+    client = qw.QwenClient(TEST_KEY, base_url="http://api.example", transport=transport)
+    client.upload(picture())  # first use (imports, the loop) is not the upload's
+    tracemalloc.start()
+    try:
+        uploaded = client.upload(file)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    size = file.stat().st_size
+    assert uploaded.bytes == size and uploaded.sha256 == hashlib.sha256(file.read_bytes()).hexdigest()
+    assert transport.received > size  # the whole file went, in its multipart envelope
+    assert peak < 0.2 * size, f"peak {peak / 2**20:.1f} MB for a {size / 2**20:.1f} MB file"

@@ -6,15 +6,20 @@ import csv
 import hashlib
 import io
 import json
+import os
 import subprocess
 import sys
+import tracemalloc
 import zipfile
+from datetime import datetime, timedelta, timezone
+
+import pytest
 
 import qwen_widgets as qw
 from qwen_widgets.model.images import archive_name
-from qwen_widgets.store.images import build_archive
+from qwen_widgets.store.images import Archive
 
-from ..conftest import demo_client
+from ..conftest import TEST_KEY, demo_client
 
 
 def test_export_given_tasks_holds_full_images_sidecars_and_a_csv(tmp_path):
@@ -64,10 +69,11 @@ def test_an_image_that_cannot_be_had_is_listed_not_fatal(tmp_path):
     assert "1 image(s) could not be fetched" in readme and "image 2" in readme
 
 
-def test_archive_name_is_dated_and_build_works_without_images():
+def test_archive_name_is_dated_and_an_archive_works_without_images(tmp_path):
     assert archive_name().startswith("qwen_images_") and archive_name().endswith(".zip")
-    data = build_archive([], [])
-    assert set(zipfile.ZipFile(io.BytesIO(data)).namelist()) == {"results.csv", "README.txt"}
+    path = Archive(tmp_path / "empty.zip").finish([])
+    assert set(zipfile.ZipFile(path).namelist()) == {"results.csv", "README.txt"}
+    assert [p.name for p in tmp_path.iterdir()] == ["empty.zip"]  # no temporary file left
 
 
 def test_importing_the_package_still_loads_no_pandas_or_pillow():
@@ -75,3 +81,97 @@ def test_importing_the_package_still_loads_no_pandas_or_pillow():
             "print(sorted(m for m in ('pandas', 'PIL', 'ipywidgets') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# -- issue 24: what a newcomer met ------------------------------------------------------------
+
+
+def test_cells_a_spreadsheet_would_run_are_kept_as_text(tmp_path):
+    client = demo_client()
+    made = client.generate('=HYPERLINK("http://evil.example","click")')
+    failed = qw.Task("task_01FAILED", qw.TaskStatus.FAILED, error="@SUM(A1:A9) refused",
+                     request=qw.ImageRequest("+cmd|' /C calc'!A0", negative_prompt="-2+3"))
+    path = qw.export(tmp_path / "work.zip", [made, failed], client=client)
+    rows = list(csv.DictReader(io.StringIO(zipfile.ZipFile(path).read("results.csv").decode())))
+    assert rows[0]["prompt"] == """'=HYPERLINK("http://evil.example","click")"""
+    assert rows[1]["prompt"] == "'+cmd|' /C calc'!A0" and rows[1]["negative_prompt"] == "'-2+3"
+    assert rows[1]["error"] == "'@SUM(A1:A9) refused"
+    assert rows[0]["status"] == "completed"  # ordinary text stays as it is
+
+
+@pytest.mark.parametrize("given", ["exports/", "exports"])
+def test_export_to_a_folder_that_does_not_exist_makes_it_with_a_dated_zip_inside(tmp_path, monkeypatch, given):
+    monkeypatch.chdir(tmp_path)
+    client = demo_client()
+    path = qw.export(given, [client.generate("a fox")], client=client)
+    assert (tmp_path / "exports").is_dir() and path.parent.resolve() == (tmp_path / "exports").resolve()
+    assert path.name.startswith("qwen_images_") and zipfile.is_zipfile(path)
+
+
+def mode(path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_files_in_a_chosen_folder_follow_the_umask_and_the_home_stays_private(server, tmp_path):
+    old = os.umask(0o022)
+    try:
+        client = qw.QwenClient(TEST_KEY, base_url=server.url, timeout=5)
+        task = client.generate("a fox")  # kept in the private home
+        saved = client.save([task], tmp_path / "saved")
+        exported = qw.export(tmp_path / "out" / "work.zip", [task], client=client)
+    finally:
+        os.umask(old)
+    assert mode(saved[0]) == 0o644 and mode(saved[0].with_suffix(".json")) == 0o644
+    assert mode(exported) == 0o644
+    assert task.images[0].local_path is not None and mode(task.images[0].local_path) == 0o600
+    with zipfile.ZipFile(exported) as archive:  # unpacked readable as any file
+        assert {info.external_attr >> 16 for info in archive.infolist()} == {0o644}
+
+
+def test_images_of_a_simulator_that_is_gone_are_said_to_be_so(tmp_path):
+    first = demo_client()
+    tasks = [first.generate("a fox")]
+    qw.set_default_client(demo_client())  # a new client: a new simulator
+    path = qw.export(tmp_path / "x.zip", tasks)
+    readme = zipfile.ZipFile(path).read("README.txt").decode()
+    assert "1 image(s) could not be fetched" in readme
+    assert "the simulator running now did not draw this image" in readme and "expired" not in readme
+
+
+def test_zip_members_are_dated_when_their_images_were_made(tmp_path):
+    client = demo_client()
+    task = client.generate("a fox")
+    made = datetime(2026, 3, 4, 5, 6, 8, tzinfo=timezone.utc)
+    task = task.__class__(**{**task.__dict__, "completed_at": made})
+    path = qw.export(tmp_path / "x.zip", [task], client=client)
+    with zipfile.ZipFile(path) as archive:
+        dates = {info.filename: datetime(*info.date_time) for info in archive.infolist()}
+    local = datetime.fromtimestamp(made.timestamp()).replace(tzinfo=None)
+    assert dates[f"{task.task_id}_0.png"] == local and dates[f"{task.task_id}_0.json"] == local
+    assert abs(dates["results.csv"] - datetime.now()) < timedelta(hours=1)  # not 1980
+
+
+def test_an_export_streams_each_image_to_its_file(tmp_path):
+    """Issue 26 item 3 at a small scale: 24 kept images of 2 MB (48 MB) add a few images' worth
+    of memory, not the whole export twice over (the zip was built in memory, then copied)."""
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    tasks = []
+    for number in range(4):
+        images = []
+        for index in range(6):
+            path = kept / f"{number}_{index}.png"
+            path.write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(2 * 2**20))
+            images.append(qw.GeneratedImage(f"https://cdn.example/{number}/{index}.png", index, local_path=path))
+        tasks.append(qw.Task(f"task_01BIG{number}", qw.TaskStatus.COMPLETED, images=tuple(images),
+                             request=qw.ImageRequest("a fox", n=6)))
+    client = qw.QwenClient(TEST_KEY, base_url="http://127.0.0.1:9")
+    qw.export(tmp_path / "warm.zip", tasks[:1], client=client)  # imports (pandas) are not the export's
+    tracemalloc.start()
+    try:
+        path = qw.export(tmp_path / "big.zip", tasks, client=client)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len([n for n in zipfile.ZipFile(path).namelist() if n.endswith(".png")]) == 24
+    assert peak < 12 * 2**20, f"peak {peak / 2**20:.1f} MB"

@@ -599,7 +599,10 @@ def test_in_a_kernel_the_demo_notice_is_a_printed_line_not_a_warning_box(monkeyp
 # -- Download all ---------------------------------------------------------------------------------
 
 
-def test_download_all_offers_one_zip_to_the_browser(panel):
+def test_download_all_writes_one_zip_beside_the_notebook_and_links_it(panel, tmp_path, monkeypatch):
+    """The zip is streamed to the kernel's disk and reaches the browser from the Jupyter
+    server's /files/ route through a relative link in an output: never through widget state."""
+    monkeypatch.chdir(tmp_path)  # the kernel's working folder: where the notebook is
     assert panel.download_button.layout.display == "none"  # nothing to download yet
     first = finished_card(panel, n=2)
     panel.form.prompt.value = "a wolf"
@@ -607,9 +610,14 @@ def test_download_all_offers_one_zip_to_the_browser(panel):
     second.future.result(30)
     assert panel.download_button.layout.display is None
     panel.download_all().result(30)
-    link = panel.download_link.value
-    assert 'href="data:application/zip;base64,' in link and 'download="qwen_images_' in link
-    archive = zipfile.ZipFile(io.BytesIO(base64.b64decode(link.split("base64,", 1)[1].split('"', 1)[0])))
+    written = list((tmp_path / "saved").glob("qwen_images_*.zip"))
+    assert len(written) == 1 and f"Saved on the server: {written[0]}" in plain_text(panel.download_note.value)
+    output, = panel.download_link.outputs
+    link = output["data"]["text/html"]
+    assert f'href="saved/{written[0].name}"' in link and f'download="{written[0].name}"' in link
+    state = json.dumps([w.get_state() for w in walk(panel)], default=repr)
+    assert len(state) < 100_000 and "base64" not in state  # the zip is not in widget state
+    archive = zipfile.ZipFile(written[0])
     names = set(archive.namelist())
     for task in (first.task, second.task):
         for image in task.images:
