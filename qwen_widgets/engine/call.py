@@ -229,18 +229,20 @@ class Caller:
             limit, cut_by_deadline = deadline - self._clock.monotonic(), True
             if limit <= 0:
                 go()
-                raise DeadlineReached(last or TransportError("no time left before the deadline"))
+                raise DeadlineReached(last or TransportError("no time left before the deadline",
+                                                             plain="the time allowed ran out"))
         go()
         try:
             response, raw = await within(self._send(method, path, body, headers), limit)
         except httpx.RequestError as exc:
-            error = self._transport_error(method, path, _describe(exc))
+            error = self._transport_error(method, path, _describe(exc), in_plain_words(exc))
             return _Failed(classify_exception(exc, method), error, exc)
         except _UNUSABLE as exc:
             # raised after an answer came, e.g. while httpx prepares the redirect to a `data:`
             # or `javascript:` URL that a 3xx named (it does even when not following): the
             # answer is unusable, like a malformed one
-            error = self._transport_error(method, path, f"the answer could not be used ({_describe(exc)})")
+            error = self._transport_error(method, path, f"the answer could not be used ({_describe(exc)})",
+                                          in_plain_words(exc))
             return _Failed(Verdict.RETRY if method == "GET" else Verdict.OUTCOME_UNKNOWN, error, exc)
         except asyncio.TimeoutError as exc:
             if cut_by_deadline and last is not None:  # the deadline, not this server
@@ -248,7 +250,8 @@ class Caller:
             # the request may have been answered in part: as unknown as a reset
             verdict = Verdict.RETRY if method == "GET" else Verdict.OUTCOME_UNKNOWN
             reason = f"no complete answer within {limit:.1f} s"
-            return _Failed(verdict, self._transport_error(method, path, reason), exc)
+            return _Failed(verdict, self._transport_error(method, path, reason, "the server did not answer in time"),
+                           exc)
         if raw is None:
             error = MalformedResponseError(
                 f"the answer is over {MAX_ANSWER_BYTES // 2**20} MB, far more than any answer of this API; "
@@ -309,8 +312,8 @@ class Caller:
             raise DeadlineReached(failed.error, failed.retry_after)
         return delay
 
-    def _transport_error(self, method: str, path: str, reason: str) -> TransportError:
-        return TransportError(self._auth.redact(f"{method} {self._base_url}{path} failed: {reason}"))
+    def _transport_error(self, method: str, path: str, reason: str, plain: str) -> TransportError:
+        return TransportError(self._auth.redact(f"{method} {self._base_url}{path} failed: {reason}"), plain=plain)
 
 
 def check_timeout(timeout: float | None | NotGiven) -> None:
@@ -347,6 +350,27 @@ def _decode(raw: bytes, response: httpx.Response) -> str:
         return raw.decode(response.charset_encoding or "utf-8", errors="replace")
     except LookupError:
         return raw.decode("utf-8", errors="replace")
+
+
+def in_plain_words(exc: BaseException) -> str:
+    """What an httpx failure means, for a person: no library's names or words."""
+    for kinds, words in _PLAIN:
+        if isinstance(exc, kinds):
+            return words
+    return "the network failed"
+
+
+_PLAIN: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str], ...] = (
+    (httpx.ConnectTimeout, "the server did not accept a connection in time"),
+    (httpx.ConnectError, "could not connect to the server (is it down, or the network off?)"),
+    ((httpx.ReadTimeout, httpx.WriteTimeout), "the server stopped answering"),
+    (httpx.PoolTimeout, "too many requests were waiting for a connection"),
+    (httpx.RemoteProtocolError, "the connection broke off in the middle of the answer"),
+    (httpx.NetworkError, "the connection broke"),
+    (httpx.DecodingError, "the answer could not be decoded"),
+    ((httpx.InvalidURL, httpx.UnsupportedProtocol, httpx.TooManyRedirects),
+     "the server redirected to an address that cannot be used"),
+)
 
 
 def _describe(exc: BaseException) -> str:

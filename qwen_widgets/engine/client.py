@@ -143,6 +143,9 @@ class AsyncQwenClient:
         or None for the real API."""
         self.demo_forced = settings.demo_forced()
         """True when QWEN_WIDGETS_DEMO=1 forces the simulator, so a key would not be used."""
+        self.key_source = None if self.demo else "api_key" if api_key is not None else settings.API_KEY
+        """Where the key came from, to say where to fix it when the API refuses it: 'api_key'
+        (given to the client) or the environment variable's name; None in demo mode."""
         if self.demo:
             transport, image_transport, base_url, secret = self._use_simulator(simulator)
         else:

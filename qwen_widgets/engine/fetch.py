@@ -20,6 +20,7 @@ from .clock import SYSTEM_CLOCK, Clock, within
 from ..model.errors import ImageFetchError
 from ..model.images import image_format
 from ..model.urls import is_http_url
+from .call import in_plain_words
 from .retry import RetryPolicy, Verdict, classify_exception, classify_status
 
 __all__: list[str] = []
@@ -75,12 +76,13 @@ class ImageFetcher:
                 async with self._slots:  # the time cap starts once a slot is had
                     return await within(self._fetch_once(url), self._attempt_limit)
             except asyncio.TimeoutError:
-                failure = _Retryable(f"no complete image within {self._attempt_limit:g} s")
+                failure = _Retryable(f"no complete image within {self._attempt_limit:g} s",
+                                     "the image host did not send the image in time")
             except _Retryable as exc:
                 failure = exc
             delay = self._retry.delay(attempt, None, self._clock.random())
             if delay is None:
-                raise ImageFetchError(url, failure.reason) from failure.__cause__
+                raise ImageFetchError(url, failure.reason, plain=failure.plain) from failure.__cause__
             await self._clock.sleep(delay)
 
     async def _fetch_once(self, url: str) -> bytes:
@@ -99,7 +101,7 @@ class ImageFetcher:
                     if response.status_code != 200:
                         reason = f"HTTP {response.status_code}"
                         if classify_status(response.status_code, "GET") is Verdict.RETRY:
-                            raise _Retryable(reason)
+                            raise _Retryable(reason, f"the image host failed ({reason})")
                         if response.status_code in (403, 404, 410):
                             reason += " (the URL may have expired: result URLs live about 24 h)"
                         raise ImageFetchError(url, reason, status_code=response.status_code)
@@ -108,9 +110,10 @@ class ImageFetcher:
                 reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 if isinstance(exc, httpx.InvalidURL):  # httpx reads every Location, followed or not
                     reason = f"redirected to a URL that is not a public http(s) URL ({reason})"
+                plain = in_plain_words(exc).replace("the server", "the image host")
                 if isinstance(exc, httpx.RequestError) and classify_exception(exc, "GET") is Verdict.RETRY:
-                    raise _Retryable(reason) from exc
-                raise ImageFetchError(url, reason) from exc
+                    raise _Retryable(reason, plain) from exc
+                raise ImageFetchError(url, reason, plain=plain) from exc
             if image_format(data) is None:
                 kind = response.headers.get("content-type", "unknown type")
                 raise ImageFetchError(url, f"the response is not an image ({kind})")
@@ -134,6 +137,7 @@ class ImageFetcher:
 
 
 class _Retryable(Exception):
-    def __init__(self, reason: str):
+    def __init__(self, reason: str, plain: str):
         self.reason = reason
+        self.plain = plain
         super().__init__(reason)

@@ -234,6 +234,12 @@ def _text(value: Any) -> str | None:
 class TransportError(QwenError):
     """The network failed before a usable response arrived."""
 
+    def __init__(self, message: str, *, plain: str | None = None):
+        self.plain = plain
+        """What failed, in words for a person ('could not connect to the server'), when known;
+        the message itself is for logs and names the request and the library's error."""
+        super().__init__(message)
+
 
 class SubmitOutcomeUnknownError(QwenError):
     """The generation request may have reached the server, but no answer came back.
@@ -252,6 +258,9 @@ class SubmitOutcomeUnknownError(QwenError):
         self.idempotency_key = idempotency_key
         """The key every attempt carried; resume() sends the request again with it."""
         self.attempts = attempts
+        self.resent = resent
+        """True when every attempt went with the same key (resend_with_key), so sending it
+        again with that key is safe."""
         if resent:
             advice = (f"it was sent {attempts} time(s), always with idempotency key {idempotency_key}, so "
                       "no second task can come of it. qwen_widgets.resume() sends it again with that "
@@ -299,11 +308,13 @@ class TaskTimeoutError(QwenError):
 class ImageFetchError(QwenError):
     """An image URL could not be downloaded, or what came back is not an image."""
 
-    def __init__(self, url: str, reason: str, *, status_code: int | None = None):
+    def __init__(self, url: str, reason: str, *, status_code: int | None = None, plain: str | None = None):
         self.url = url
         self.reason = reason
         self.status_code = status_code
         """The image host's HTTP status, when it answered with one."""
+        self.plain = plain
+        """The reason in words for a person, when `reason` holds a library's error."""
         super().__init__(f"could not fetch image {shorten(url, 100)}: {reason}")
 
 

@@ -10,14 +10,21 @@ from datetime import datetime, timezone
 
 from ..model.account import PRICE_SOURCES, Balance, amount, describe_price
 from ..model.errors import (
+    APIError,
     AuthenticationError,
     ImageFetchError,
     ImageUploadError,
+    MalformedResponseError,
+    NotFoundError,
     PermissionDeniedError,
     QwenError,
     RateLimitError,
     RequestValidationError,
+    ServerError,
     SpendingLimitError,
+    SubmitOutcomeUnknownError,
+    TaskFailedError,
+    TaskTimeoutError,
     TransportError,
 )
 from ..model.limits import SpendingLimits, Usage
@@ -34,6 +41,8 @@ __all__ = [
     "expiry_line",
     "error_message",
     "retry_message",
+    "stopped_message",
+    "failed_status",
     "safe_link",
     "isolate",
     "friendly_error",
@@ -134,38 +143,123 @@ def _span(seconds: float) -> str:
     return f"{seconds:.0f} s"
 
 
-def error_message(error: BaseException) -> str:
-    """One readable line for a card: what happened and what to do, never a traceback."""
-    return " ".join(_error_text(error).split())
+def error_message(error: BaseException, *, watching: str | None = None) -> str:
+    """One readable line for a card: what happened, whether anything was billed, and what to
+    do; never a traceback nor a library's words. `watching`: the id of the task that was
+    being watched when the error came (it exists: it may still finish and be billed)."""
+    return " ".join(" ".join(part for part in _error_parts(error, watching) if part).split())
 
 
-def _error_text(error: BaseException) -> str:
+_NOTHING_BILLED = "Nothing was created or billed."
+
+
+def _billing(watching: str | None) -> str:
+    return f"Task {watching} exists and may still finish and be billed." if watching else _NOTHING_BILLED
+
+
+def _again(watching: str | None, submit: str = "Then press Retry.") -> str:
+    return "Press Re-attach to watch it again." if watching else submit
+
+
+def _error_parts(error: BaseException, watching: str | None) -> tuple[str, str, str]:
+    """(what happened, whether anything was billed, what to do)."""
     if isinstance(error, RequestValidationError):
-        return f"Invalid {error.field}: {error.rule}."
+        return f"Invalid {error.field}: {error.rule}.", "Nothing was sent.", ""
     if isinstance(error, AuthenticationError):
-        return "The API refused the key (401): check your key (APIMART_API_KEY)."
+        return ("The API refused the key (401).", _billing(watching),
+                ("Check your key: paste a valid one in the key field above (Use an API key…), or set "
+                 "APIMART_API_KEY and restart the kernel."))
     if isinstance(error, PermissionDeniedError):
-        return f"Not allowed ({error.status_code}): check your balance and permissions. {error.message}"
+        return (f"The API refused this request ({error.status_code}: {_clause(error.message)}).",
+                _billing(watching), "Check your balance and the key's permissions in the APIMart console.")
     if isinstance(error, RateLimitError):
-        return "Rate limited by the API (429) and out of retries: wait a minute and try again."
+        return ('The API kept answering "too many requests" (429).', _billing(watching),
+                "Wait a minute, then try again" + (" with Re-attach." if watching else " with Retry."))
+    if isinstance(error, NotFoundError) and error.task_id:
+        return (f"The API does not know task {error.task_id} (404: {_clause(error.message)}).",
+                "Task ids are forgotten after about a day.", "")
+    if isinstance(error, ServerError):
+        return (f"The API failed ({error.status_code}: {_clause(error.message)}).", _billing(watching),
+                _again(watching, "Try again in a moment with Retry."))
+    if isinstance(error, MalformedResponseError):
+        return (f"The API's answer could not be read ({_clause(error.message)}).", _billing(watching),
+                _again(watching, "Try again in a moment with Retry."))
+    if isinstance(error, APIError):
+        status = f"{error.status_code}: " if error.status_code is not None else ""
+        return (f"The API refused the request ({status}{_clause(error.message)}).", _billing(watching),
+                "" if watching else "Change the request (Edit) and generate again.")
     if isinstance(error, TransportError):
-        return f"Network problem: {error}"
+        plain = error.plain or "the network failed"
+        if watching:
+            return f"Network problem while watching task {watching}: {plain}.", _billing(watching), _again(watching)
+        return (f"Network problem: {plain}.",
+                "The request never reached the API: nothing was created or billed.",
+                "Check the connection, then press Retry.")
+    if isinstance(error, SubmitOutcomeUnknownError):
+        lost = "The submission went out but its answer was lost."
+        if error.resent:
+            return (lost, "The task may exist and be billed.",
+                    ("Retry sends it again with the same idempotency key: the server answers with that task "
+                     "instead of making a second one."))
+        return (lost, "The task may exist and be billed.",
+                "It was NOT resent (resend_with_key is off): check the APIMart console before trying again.")
+    if isinstance(error, TaskFailedError):
+        task = error.task
+        billed = "Failed images are not billed." if task.status is TaskStatus.FAILED else ""
+        return (f"Task {task.task_id} {task.status.value}: {_clause(task.error or 'no reason given')}.", billed,
+                "Retry makes a new task; Edit loads the request into the form.")
+    if isinstance(error, TaskTimeoutError):
+        if error.server_wait is not None:
+            what = (f"The API asked to wait {error.server_wait:.0f} s before asking about task {error.task_id} "
+                    f"again, past the {error.timeout:.3g} s allowed, so watching stopped.")
+        else:
+            what = f"Task {error.task_id} was still running after {error.timeout:.3g} s, so watching stopped."
+        return what, "It may still finish and be billed.", "Press Re-attach to watch it again."
     if isinstance(error, ImageFetchError):
-        return f"Image not loaded: {error.reason}"
+        return f"Image not loaded: {_clause(error.plain or error.reason)}.", "", ""
     if isinstance(error, SpendingLimitError):
-        return limit_message(error)
+        return limit_message(error), "", ""
     if isinstance(error, ImageUploadError):
         said = str(error).removeprefix(f"could not upload {error.filename}: ")
-        return f"Your image {error.filename} could not be uploaded: {said}"
+        return f"Your image {error.filename} could not be uploaded: {said}", "", ""
     if isinstance(error, QwenError):
-        return str(error)
-    return f"Unexpected error ({type(error).__name__}): {error}"
+        return _sentence(str(error)), "", ""
+    return f"Unexpected error ({type(error).__name__}): {error}", "", ""
+
+
+def _clause(text: str) -> str:
+    """A server's words to quote inside a sentence: trimmed, without their own full stop."""
+    return text.strip().rstrip(".")
+
+
+def _sentence(text: str) -> str:
+    """`text` with a capital letter and a full stop."""
+    text = text.strip()
+    return text[:1].upper() + text[1:] + ("" if text.endswith((".", "!", "?")) else ".")
 
 
 def retry_message(error: QwenError, delay: float) -> str:
+    """What went wrong, and that it is tried again by itself in `delay` seconds."""
     if isinstance(error, RateLimitError):
         return f"rate limited, retrying in {delay:.0f} s"
-    return f"{error_message(error)} Retrying in {delay:.0f} s."
+    return f"{_error_parts(error, None)[0]} Retrying in {delay:.0f} s."
+
+
+def stopped_message(task_id: str) -> str:
+    """Stop, said to the person who pressed it: the task runs on, and how to watch it again."""
+    return (f"Stopped watching task {task_id}. It keeps running on the server and may still finish and be "
+            "billed: press Re-attach to watch it again.")
+
+
+def failed_status(error: BaseException, task: Task | None) -> str:
+    """The card's one status line once an error ended its work (never "submitting…" again)."""
+    if task is None:
+        if isinstance(error, SubmitOutcomeUnknownError):
+            return "submission's answer lost"
+        return "not submitted"
+    if task.done:
+        return f"{task.task_id} · {task.status.value}"
+    return f"{task.task_id} · watching stopped (last seen {task.status.value}, {task.progress}%)"
 
 
 def safe_link(url: str, text: str | None = None) -> str:

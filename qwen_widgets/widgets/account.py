@@ -23,7 +23,7 @@ from collections.abc import Callable
 import ipywidgets as widgets
 
 from ..engine.sync import QwenClient
-from ..model.errors import QwenError, SpendingLimitError
+from ..model.errors import AuthenticationError, QwenError, SpendingLimitError
 from ..model.limits import Usage
 from ._format import balance_words, error_message, limit_message, plan_cost, usage_words
 from ._theme import MUTED_COLOR, layout, style
@@ -37,12 +37,17 @@ class Account:
     """What the account allows and costs, as one muted line (`line`) under Generate.
 
     `on_change()` is called (on the private loop's thread) when a price, the usage or the
-    balance arrived, so the form can say the cost and disable Generate over a limit.
+    balance arrived, so the form can say the cost and disable Generate over a limit;
+    `on_refused()` when the API refused the key, so the panel can offer its key field.
     """
 
-    def __init__(self, client: QwenClient, on_change: Callable[[], None]):
+    def __init__(self, client: QwenClient, on_change: Callable[[], None],
+                 on_refused: Callable[[], None] | None = None):
         self.client = client
         self._on_change = on_change
+        self._on_refused = on_refused
+        self.key_refused = False
+        """True once the API refused this client's key (401): Generate waits for another."""
         self.line = widgets.HTML(layout=layout(width="auto"),
                                  style=style("html", text_color=MUTED_COLOR, font_size="0.9em"))
         self.live = False
@@ -107,6 +112,9 @@ class Account:
                 except QwenError:
                     whole = None
                 balance = balance_words(key, client.demo, whole)
+            except AuthenticationError:
+                balance = "Balance not available: the API refused the key (401)"
+                self.refuse(client)
             except QwenError as error:
                 balance = f"Balance not available: {error_message(error)}"
         if client is self.client:  # a key entered meanwhile: its own refresh is coming
@@ -114,10 +122,20 @@ class Account:
             self._render()
             self._on_change()
 
+    def refuse(self, client: QwenClient) -> None:
+        """The API refused `client`'s key (a balance, or a card, heard 401): Generate is
+        disabled until another key comes (use_client), and the panel is told."""
+        if client is not self.client or self.key_refused:
+            return
+        self.key_refused = True
+        self._on_change()
+        if self._on_refused is not None:
+            self._on_refused()
+
     def use_client(self, client: QwenClient) -> concurrent.futures.Future:
         """A key was entered: forget what the old client's account said."""
         self.client, self.prices, self._asked = client, {}, set()
-        self.balance, self.usage = "", None
+        self.balance, self.usage, self.key_refused = "", None, False
         self._render()
         return self.refresh()
 
@@ -148,7 +166,10 @@ class Account:
         return plan_cost(images, prices, self.client.demo)  # type: ignore[arg-type]
 
     def limit_problem(self, images: int) -> str:
-        """Why `images` more would pass a daily limit, from the last usage read; '' if not."""
+        """Why `images` more cannot be generated now: a daily limit they would pass (from the
+        last usage read), or a key the API refused; '' if nothing stands in the way."""
+        if self.key_refused:
+            return "The API refused the key: paste a valid one in the key field above."
         limits = self.client.limits
         if self.usage is None or not limits.active:
             return ""

@@ -1,4 +1,6 @@
 """DemoBanner: one short line saying the images are simulated, and why; a key can be given.
+The same line says so when the API refused the key, with the key field open: that is where
+a key is set.
 
 The key field stays out of sight behind "Use an API key…" (a field that invites pasting is
 not what a classroom needs on every screen). Its value is moved into a new client and
@@ -58,10 +60,23 @@ class DemoBanner(widgets.VBox):
     def show_for(self, client: QwenClient) -> None:
         """Visible, with the right words, only while `client` is in demo mode."""
         if not client.demo:
-            self.layout.display = "none"
+            self.layout.display = self.key_row.layout.display = "none"
             return
         self.message.value = f"<b>Simulated images</b>: {html.escape(client.demo_reason or '')}."
         self.key_toggle.layout.display = "none" if client.demo_forced else None
+        self.layout.display = None
+
+    def show_refused(self, client: QwenClient, pasted: bool = False) -> None:
+        """Say that the API refused `client`'s key, where that key was set, and open the key
+        field for another (`pasted`: the key came from this field)."""
+        source = getattr(client.aio, "key_source", None)
+        where = ("pasted into this panel" if pasted else "given to the client as api_key=" if source == "api_key"
+                 else f"set with {source}" if source else "")
+        self.message.value = (
+            f"<b>The API refused this key</b> (401{', ' + html.escape(where) if where else ''}): nothing was "
+            "generated or billed. Paste a valid key below: it replaces the refused one for this session.")
+        self.key_toggle.layout.display = "none"
+        self.key_row.layout.display = None
         self.layout.display = None
 
     def _toggle_key_row(self) -> None:

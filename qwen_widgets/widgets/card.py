@@ -25,13 +25,14 @@ from pathlib import Path
 import ipywidgets as widgets
 
 from ..engine.sync import QwenClient
-from ..model.errors import QwenError, stopped_watching
+from ..model.errors import AuthenticationError, QwenError, SubmitOutcomeUnknownError, TaskFailedError
 from ..model.request import ImageRequest
 from ..model.task import GeneratedImage, Task, TaskStatus
 from ..model.submission import Entry
 from . import _static
 from ._actions import save_and_offer
-from ._format import cost_words, error_message, params_line, retry_message, status_line, timings_line
+from ._format import (cost_words, error_message, failed_status, params_line, retry_message, status_line,
+                      stopped_message, timings_line)
 from ._theme import (BORDER, MUTED_COLOR, THUMBNAIL_EDGE, layout, load_thumbnail, plain_text,
                      show_error, show_note, style, text_html)
 from .viewer import Viewer
@@ -48,7 +49,9 @@ class Card(widgets.VBox):
 
     Start it with `start_generation(request)` or `start_attach(task_id)`; `future` is the
     concurrent future of the background work and `task` the last state seen.
-    `on_use_reference(image)` and `on_reuse(request)` return the words confirming what they did.
+    `on_use_reference(image)` and `on_reuse(request)` return the words confirming what they did;
+    `on_error(error)` hears every error the card shows (the panel points a refused key to its
+    key field).
     """
 
     def __init__(
@@ -61,6 +64,7 @@ class Card(widgets.VBox):
         on_use_reference: Callable[[GeneratedImage], str] | None = None,
         on_reuse: Callable[[ImageRequest], str] | None = None,
         on_changed: Callable[[], None] | None = None,
+        on_error: Callable[[BaseException], None] | None = None,
     ):
         self.client = client
         self.request = request
@@ -70,11 +74,12 @@ class Card(widgets.VBox):
         self.full_images = FullImages(self)
         """Full-resolution bytes by image index, read again on demand (not kept in memory)."""
         self._loaded: set[int] = set()
-        self._on_finished, self._on_changed = on_finished, on_changed
+        self._on_finished, self._on_changed, self._on_error = on_finished, on_changed, on_error
         self._on_use_reference, self._on_reuse = on_use_reference, on_reuse
         self._watcher: asyncio.Task | None = None
         self._prepare: Callable[[], Awaitable[ImageRequest]] | None = None
         self._lost: Entry | None = None  # a lost submission this card resends with its key
+        self._unknown_key: str | None = None  # the key of this card's submission whose answer was lost
         self._submitting = self._running = self._stop_requested = False
         self._started = time.monotonic()
         self._mirror: _static.Mirror | None = None
@@ -200,22 +205,27 @@ class Card(widgets.VBox):
             return None
         self.message.value = ""
         self._set_status(f"{self.task.task_id} · re-attaching…")
-        return self._launch(self._watch(self.task))  # the Task keeps its request
+        # the same task, watched again: its clock goes on from when it was submitted
+        return self._launch(self._watch(self.task), restart_clock=False)  # the Task keeps its request
 
     def retry(self) -> concurrent.futures.Future | None:
         """Submit this card's request again (a new task, billed again if it completes); a lost
         submission is sent again with its own key instead, so it can never make two tasks."""
         if self.request is None or (self.future is not None and not self.future.done()):
             return None
+        if self._lost is None and self._unknown_key is not None:  # this card's own lost answer
+            self._lost = next((entry for entry in self.client.open_work().lost
+                               if entry.idempotency_key == self._unknown_key), None)
         self.task, self._loaded = None, set()
         self.message.value = self.timings.value = self.feedback.value = ""
         self.tiles.children, self.actions.children = (), ()
         self.progress.value, self.progress.bar_style = 0, ""
         return self.start_generation(self.request, prepare=self._prepare)
 
-    def _launch(self, coro, *, watching: bool = True) -> concurrent.futures.Future:
+    def _launch(self, coro, *, watching: bool = True, restart_clock: bool = True) -> concurrent.futures.Future:
         self._stop_requested, self._running = False, watching
-        self._started = time.monotonic()
+        if restart_clock:
+            self._started = time.monotonic()
         if watching:
             self.buttons.children = (self.stop_button,)
         self._arrange()
@@ -239,15 +249,23 @@ class Card(widgets.VBox):
                 return None
             self._submitting = True
             self._set_status(status_line(None, 0))
-            if self._lost is not None:
-                task = await self.client.aio.resend(self._lost, on_retry=self._on_retry)
-            else:
-                task = await self.client.aio.submit(request, on_retry=self._on_retry)
+            ticker = asyncio.ensure_future(self._tick())
+            try:
+                if self._lost is not None:
+                    task = await self.client.aio.resend(self._lost, on_retry=self._on_retry)
+                else:
+                    task = await self.client.aio.submit(request, on_retry=self._on_retry)
+            finally:
+                ticker.cancel()
         except QwenError as error:
+            self._submitting = False
+            if isinstance(error, SubmitOutcomeUnknownError):
+                self._unknown_key = error.idempotency_key if error.resent else None
             self._show_error(error)
             return None
         finally:
             self._submitting = False
+        self._lost = self._unknown_key = None
         self._on_update(task)
         return await self._watch(task)
 
@@ -292,10 +310,11 @@ class Card(widgets.VBox):
         return final
 
     async def _tick(self) -> None:
-        """Refresh the elapsed time between polls, which may be seconds apart."""
+        """Refresh the elapsed time between polls (or submission attempts), which may be
+        seconds apart."""
         while True:
             await asyncio.sleep(1.0)
-            if self.task is not None and not self.task.done:
+            if (self.task is None and self._submitting) or (self.task is not None and not self.task.done):
                 self._set_status(status_line(self.task, self._elapsed()))
 
     def _on_update(self, task: Task) -> None:
@@ -312,6 +331,8 @@ class Card(widgets.VBox):
 
     def _on_retry(self, error: QwenError, delay: float) -> None:
         show_note(self.message, retry_message(error, delay))
+        if self.task is None:
+            self._set_status(f"submitting… trying again in {delay:.0f} s")
         self._arrange()
 
     async def _show_result(self, task: Task, watched: bool = True) -> None:
@@ -321,7 +342,7 @@ class Card(widgets.VBox):
         try:
             if task.status is not TaskStatus.COMPLETED:
                 self.progress.bar_style = "danger"
-                show_error(self.message, f"The task {task.status.value}: {task.error or 'no reason given'}")
+                show_error(self.message, error_message(TaskFailedError(task)))
                 self._offer_retry()
                 return
             self._release_watching_widgets()
@@ -387,19 +408,23 @@ class Card(widgets.VBox):
         task_id = self.task.task_id if self.task else "unknown"
         self.buttons.children = (self.attach_button,) if self.task else ()
         self._set_status(f"{task_id} · stopped watching")
-        show_note(self.message, "S" + stopped_watching(task_id)[1:])
+        show_note(self.message, stopped_message(task_id))
         self._running = False
         self._arrange()
 
     def _show_error(self, error: BaseException) -> None:
-        self.progress.bar_style = "danger"
-        show_error(self.message, error_message(error))
         resumable = self.task is not None and not self.task.done
+        self.progress.bar_style = "danger"
+        self._set_status(failed_status(error, self.task))
+        show_error(self.message, error_message(error, watching=self.task.task_id if resumable else None))
         self.buttons.children = (self.attach_button,) if resumable else ()
         if not resumable:
-            self._offer_retry()
+            # Retry cannot help a refused key: only a new key can (the message says where)
+            self._offer_retry(retry=not isinstance(error, AuthenticationError))
         self._running = False
         self._arrange()
+        if self._on_error is not None:
+            self._on_error(error)
 
     # -- a finished card: thumbnails, the large view, actions, the saved copy --------------------
 
@@ -459,10 +484,11 @@ class Card(widgets.VBox):
                                     "server, with a download link to this computer"))
         self.actions.children = [*actions, self.feedback]
 
-    def _offer_retry(self) -> None:
+    def _offer_retry(self, retry: bool = True) -> None:
         actions = []
         if self.request is not None:
-            actions.append(self._button("Retry", "redo", self.retry, "Submit the same request again"))
+            if retry:
+                actions.append(self._button("Retry", "redo", self.retry, "Submit the same request again"))
             if self._on_reuse is not None:
                 actions.append(self._button("Edit", "edit", self.reuse_settings,
                                             "Load this request into the form to change it"))

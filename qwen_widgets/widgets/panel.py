@@ -22,7 +22,7 @@ import ipywidgets as widgets
 from ..engine.default import default_client, set_default_client
 from ..engine.sweep import Sweep
 from ..engine.sync import QwenClient
-from ..model.errors import QwenError, RequestValidationError
+from ..model.errors import AuthenticationError, QwenError, RequestValidationError
 from ..model.plan import DEFAULT_MAX_IMAGES, SweepPlan
 from ..model.request import ImageRequest
 from ..model.task import Task, validate_task_id
@@ -73,7 +73,8 @@ class Panel(widgets.VBox):
         """Every task that finished (completed, failed or cancelled), oldest first."""
         self._last_click = -1.0
         self._mirror: _static.Mirror | None = None
-        self.account = Account(self.client, on_change=self._refresh)
+        self._pasted_key = False
+        self.account = Account(self.client, on_change=self._refresh, on_refused=self._key_refused)
         """The balance, today's usage against the limits, and prices (asked for once shown)."""
         self.references = References(self.client, on_change=self._refresh)
         """The reference images of the next request: URL lines and your own images."""
@@ -260,9 +261,11 @@ class Panel(widgets.VBox):
         return to_frame(self.results)
 
     def _new_card(self, request: ImageRequest | None) -> Card:
-        card = Card(self.client, request=request, save_dir=self.save_dir,
+        client = self.client
+        card = Card(client, request=request, save_dir=self.save_dir,
                     on_finished=self._finished, on_use_reference=self.references.add_reference,
-                    on_reuse=self._reuse, on_changed=self._changed)
+                    on_reuse=self._reuse, on_changed=self._changed,
+                    on_error=lambda error: self._card_error(client, error))
         return self.gallery.add(card)
 
     def _finished(self, task: Task) -> None:
@@ -353,9 +356,18 @@ class Panel(widgets.VBox):
 
     # -- the key --------------------------------------------------------------------------------
 
+    def _card_error(self, client: QwenClient, error: BaseException) -> None:
+        if isinstance(error, AuthenticationError):
+            self.account.refuse(client)  # Generate waits, and the key field opens
+
+    def _key_refused(self) -> None:
+        """Where the key is set (the banner's line) says the API refused it, with the field."""
+        self.banner.show_refused(self.client, pasted=self._pasted_key)
+
     def _use_client(self, client: QwenClient) -> None:
         """A key was entered: this panel, and qw.generate, use it from now on."""
         self.client = client
+        self._pasted_key = True
         set_default_client(client)
         self.banner.show_for(self.client)
         self.account.use_client(client)

@@ -303,7 +303,7 @@ def test_server_result_urls_that_are_not_http_never_become_links_or_fetches(tmp_
     panel = Panel(demo_client(), save_dir=tmp_path)
     simulator = panel.client.simulator
     simulator.inject(completed_with(BAD_RESULT_URLS), method="GET", path_prefix="/v1/tasks/")
-    panel.form.prompt.value = "a fox"
+    panel.request = qw.ImageRequest("a fox", n=len(BAD_RESULT_URLS))  # no more images than asked for
     card = panel.generate()
     task = card.future.result(30)
     assert task.status is qw.TaskStatus.COMPLETED and task.urls == BAD_RESULT_URLS  # intact data
@@ -333,7 +333,7 @@ def test_a_live_client_neither_keeps_nor_fetches_non_http_result_urls(server, ma
 
     async def run():
         async with make_client(keep_images=True) as client:
-            task = await client.generate("a fox")
+            task = await client.generate("a fox", n=len(BAD_RESULT_URLS))
             for image in task.images:
                 with pytest.raises(qw.ImageFetchError):
                     await client.fetch_image(image)

@@ -189,20 +189,41 @@ def raised(error: BaseException) -> BaseException:
 
 TASK = Task("task_E", TaskStatus.FAILED, error="content moderation rejected the prompt")
 ERRORS = [
-    (qw.RequestValidationError("n", "must be from 1 to 6", 9), ["n", "must be from 1 to 6"]),
-    (qw.AuthenticationError("Invalid or missing API key", status_code=401), ["401", "check your key"]),
+    (qw.RequestValidationError("n", "must be from 1 to 6", 9), ["n", "must be from 1 to 6", "nothing was sent"]),
+    (qw.AuthenticationError("Invalid or missing API key", status_code=401),
+     ["401", "check your key", "key field", "nothing was created or billed"]),
     (qw.PermissionDeniedError("insufficient balance", status_code=402), ["402", "balance", "insufficient"]),
     (qw.NotFoundError("task not found", status_code=404, task_id="task_E"), ["404", "not found", "task_E"]),
-    (qw.RateLimitError("slow down", status_code=429, retry_after=3), ["429", "try again"]),
-    (qw.ServerError("internal server error", status_code=503), ["503", "internal server error"]),
+    (qw.RateLimitError("slow down", status_code=429, retry_after=3), ["429", "try again", "not"]),
+    (qw.ServerError("internal server error", status_code=503), ["503", "internal server error", "billed"]),
     (qw.MalformedResponseError("task response has no 'status'"), ["status"]),
-    (qw.TransportError("connection refused"), ["Network", "connection refused"]),
-    (qw.SubmitOutcomeUnknownError(ImageRequest("a fox"), "read timeout"), ["NOT resent", "read timeout"]),
-    (qw.TaskFailedError(TASK), ["task_E", "failed", "moderation"]),
-    (qw.TaskTimeoutError("task_E", None, 600), ["task_E", "600 s", "client.wait"]),
+    (qw.TransportError("POST http://x/v1 failed: ConnectError: All connection attempts failed",
+                       plain="could not connect to the server"),
+     ["Network", "could not connect", "nothing was created or billed", "Retry"]),
+    (qw.SubmitOutcomeUnknownError(ImageRequest("a fox"), "read timeout"), ["NOT resent", "may exist and be billed"]),
+    (qw.SubmitOutcomeUnknownError(ImageRequest("a fox"), "read timeout", idempotency_key="k", resent=True),
+     ["same idempotency key", "may exist and be billed", "Retry"]),
+    (qw.TaskFailedError(TASK), ["task_E", "failed", "moderation", "not billed", "Retry"]),
+    (qw.TaskTimeoutError("task_E", None, 600), ["task_E", "600 s", "may still finish and be billed", "Re-attach"]),
     (qw.ImageFetchError("https://img.example/0.png", "HTTP 403 (the URL has expired)"), ["403", "expired"]),
     (ValueError("something odd"), ["ValueError", "something odd"]),
 ]
+
+
+def test_a_card_error_never_quotes_the_library_nor_python():
+    """Issue 24 item 17: what happened, whether it was billed, what to do; no library words."""
+    network = qw.TransportError("GET http://x/v1/tasks/t failed: ConnectError: All connection attempts failed",
+                                plain="could not connect to the server")
+    for error, watching in [(network, None), (network, "task_W"),
+                            (qw.TaskTimeoutError("task_W", None, 30, server_wait=3600), None),
+                            (qw.ImageFetchError("https://img.example/0.png", "ConnectError: refused",
+                                                plain="could not connect to the image host"), None)]:
+        message = error_message(error, watching=watching)
+        assert "ConnectError" not in message and "All connection attempts" not in message, message
+        assert "client.wait" not in message and "(" + "'" not in message, message
+    watched = error_message(network, watching="task_W")
+    assert "task_W" in watched and "may still finish and be billed" in watched and "Re-attach" in watched
+    assert "3600 s" in error_message(qw.TaskTimeoutError("task_W", None, 30, server_wait=3600))
 
 
 @pytest.mark.parametrize(("error", "words"), ERRORS, ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else "")

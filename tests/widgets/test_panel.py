@@ -7,8 +7,10 @@ import dataclasses
 import io
 import json
 import re
+import socket
 import threading
 import time
+import types
 import warnings
 import zipfile
 from datetime import datetime, timedelta, timezone
@@ -178,7 +180,9 @@ def test_stop_says_so_honestly_and_attach_picks_the_task_up(panel):
     assert card.future.result(10) is None
     task_id = card.task.task_id
     assert "stopped watching" in card.status.value
-    assert task_id in card.message.value and "may still complete and be billed" in card.message.value
+    said = plain_text(card.message.value)
+    assert said == (f"Stopped watching task {task_id}. It keeps running on the server and may still finish "
+                    "and be billed: press Re-attach to watch it again.")  # words, not Python
     assert card.attach_button in card.buttons.children and card.buttons in card.children
     assert card.progress.bar_style != "danger" and ERROR_COLOR not in card.message.value  # not a failure
     attached = panel.attach(task_id)
@@ -209,7 +213,7 @@ def test_401_lands_in_the_card(server):
     panel.form.prompt.value = "a fox"
     card = panel.generate()
     assert card.future.result(10) is None
-    assert "check your key" in card.message.value
+    assert "Check your key" in card.message.value and "key field" in card.message.value
     assert "Traceback" not in card.message.value and "sk-wrong-key-XYZ" not in widget_states(panel)
     assert card.progress.bar_style == "danger"
 
@@ -275,6 +279,106 @@ def test_reference_previews_load_in_the_background(panel):
     assert panel.request.image_urls == (first.urls[0], missing)
 
 
+# -- issue 24 items 16-18: failures said where they can be acted on ------------------------------
+
+
+def test_a_key_refused_for_the_balance_is_said_where_the_key_is_set(server, monkeypatch):
+    server.simulator.api_keys = {"sk-the-right-key-0123"}
+    monkeypatch.setenv("APIMART_API_KEY", "sk-wrong-key-XYZ123")
+    monkeypatch.setenv("APIMART_BASE_URL", server.url)  # a pasted key's client goes there too
+    panel = Panel(qw.QwenClient(**fast_options()))
+    assert panel.banner.layout.display == "none"  # a key is set: no demo line
+    panel.account.start().result(10)  # what showing the panel does: the balance answers 401
+    message = plain_text(panel.banner.message.value)
+    assert "The API refused this key" in message and "APIMART_API_KEY" in message
+    assert panel.banner.layout.display is None and panel.banner.key_row.layout.display is None  # the field, open
+    panel.form.prompt.value = "a fox"
+    assert panel.form.generate_button.disabled
+    assert "refused the key" in panel.form.errors["generate"].value
+    panel.banner.key_field.value = "sk-the-right-key-0123"  # a valid key, pasted where it was asked for
+    wait_until(lambda: panel.account.future.done() and not panel.form.generate_button.disabled)
+    assert panel.banner.layout.display == "none"
+    assert panel.generate().future.result(30).status is qw.TaskStatus.COMPLETED
+
+
+def test_a_key_refused_for_a_card_offers_the_key_field_not_a_retry(server):
+    server.simulator.api_keys = {"sk-the-right-key-0123"}
+    panel = Panel(qw.QwenClient("sk-wrong-key-XYZ123", base_url=server.url, **fast_options()))
+    panel.form.prompt.value = "a fox"
+    card = panel.generate()
+    assert card.future.result(10) is None
+    labels = [button.description for button in card.actions.children if isinstance(button, widgets.Button)]
+    assert "Retry" not in labels and "Edit" in labels  # a retry could only fail again
+    assert "key field" in plain_text(card.message.value)
+    assert "given to the client as api_key=" in plain_text(panel.banner.message.value)
+    assert panel.banner.key_row.layout.display is None and panel.form.generate_button.disabled
+
+
+def test_a_card_that_could_not_reach_the_api_says_so_in_words_and_stops_counting():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # nobody listens there
+    panel = Panel(qw.QwenClient(TEST_KEY, base_url=f"http://127.0.0.1:{port}", **fast_options()))
+    panel.form.prompt.value = "a fox"
+    card = panel.generate()
+    assert card.future.result(10) is None
+    said = plain_text(card.message.value)
+    assert said == ("Network problem: could not connect to the server (is it down, or the network off?). "
+                    "The request never reached the API: nothing was created or billed. "
+                    "Check the connection, then press Retry.")
+    assert plain_text(card.status.value) == "not submitted"  # not "submitting… 0 s" for ever
+
+
+def test_a_card_retrying_its_submission_says_so_with_the_time(server, make_client):
+    arrived, release = threading.Event(), threading.Event()
+    server.simulator.inject(SimResponse(503, {"Retry-After": "0"}, b'{"error": {"message": "busy"}}'),
+                            method="POST")
+    panel = Panel(qw.QwenClient(TEST_KEY, base_url=server.url, **fast_options()))
+    panel.form.prompt.value = "a fox"
+    seen = []
+
+    def keep(change):
+        seen.append(plain_text(change["new"]))
+
+    card = panel.generate()
+    card.status.observe(keep, "value")
+    card.future.result(30)
+    assert any(text.startswith("submitting… trying again in") for text in seen), seen
+    assert not plain_text(card.status.value).startswith("submitting")
+
+
+def test_retry_after_a_lost_answer_resends_with_the_same_key_never_a_second_task(server):
+    attempts = qw.RetryPolicy().max_attempts
+    server.simulator.inject(SimResponse(action="drop"), method="POST", process=True, count=attempts)
+    panel = Panel(qw.QwenClient(TEST_KEY, base_url=server.url, **fast_options()))
+    panel.form.prompt.value = "a fox"
+    card = panel.generate()
+    assert card.future.result(30) is None
+    said = plain_text(card.message.value)
+    assert "may exist and be billed" in said and "same idempotency key" in said
+    assert plain_text(card.status.value) == "submission's answer lost"
+    assert card.retry().result(30).status is qw.TaskStatus.COMPLETED
+    keys = {entry["idempotency_key"] for entry in server.simulator.log if entry["method"] == "POST"}
+    assert len(server.simulator.tasks) == 1 and len(keys) == 1
+
+
+def test_reattach_keeps_the_cards_clock(panel, monkeypatch):
+    import qwen_widgets.widgets.card as card_module
+
+    now = [1000.0]
+    monkeypatch.setattr(card_module, "time", types.SimpleNamespace(monotonic=lambda: now[0]))
+    panel.client.simulator.duration = 150
+    panel.form.prompt.value = "a fox to stop"
+    card = panel.generate()
+    wait_until(lambda: card.task is not None)
+    card.stop_button.click()
+    assert card.future.result(10) is None
+    now[0] += 95.0  # a while later, the same card watches its task again
+    final = card.reattach().result(30)
+    assert final.status is qw.TaskStatus.COMPLETED
+    assert "done in 95.0 s" in plain_text(card.timings.value)  # not counted again from 0
+
+
 def test_timeout_lands_in_the_card_with_the_task_id():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", qw.DemoModeWarning)
@@ -286,7 +390,7 @@ def test_timeout_lands_in_the_card_with_the_task_id():
     panel.form.prompt.value = "a fox that takes forever"
     card = panel.generate()
     assert card.future.result(10) is None
-    assert card.task.task_id in card.message.value and "may still complete" in card.message.value
+    assert card.task.task_id in card.message.value and "may still finish and be billed" in card.message.value
     assert card.buttons.children == (card.attach_button,)  # offered, since the task is not done
 
 
