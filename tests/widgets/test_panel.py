@@ -329,8 +329,7 @@ def test_a_card_that_could_not_reach_the_api_says_so_in_words_and_stops_counting
     assert plain_text(card.status.value) == "not submitted"  # not "submitting… 0 s" for ever
 
 
-def test_a_card_retrying_its_submission_says_so_with_the_time(server, make_client):
-    arrived, release = threading.Event(), threading.Event()
+def test_a_card_retrying_its_submission_says_so_with_the_time(server):
     server.simulator.inject(SimResponse(503, {"Retry-After": "0"}, b'{"error": {"message": "busy"}}'),
                             method="POST")
     panel = Panel(qw.QwenClient(TEST_KEY, base_url=server.url, **fast_options()))
