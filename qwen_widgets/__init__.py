@@ -14,6 +14,7 @@ stand apart. Everything a user needs is named here; the rest is documented in it
 """
 
 from ._front import balance, export, generate, history, resume, save, sweep, upload
+from ._tracebacks import render_traceback as _render_traceback
 from ._version import __version__
 from .engine.budget import RequestBudget
 from .engine.client import AsyncQwenClient
@@ -70,6 +71,9 @@ __all__ = [
     # %load_ext qwen_widgets
     "load_ipython_extension", "unload_ipython_extension",
 ]
+
+# In IPython the package's errors show as their message, not the frames under it (_tracebacks)
+QwenError._render_traceback_ = _render_traceback  # type: ignore[attr-defined]
 
 # Public names report the package as their home, as httpx's do: `qwen_widgets.TaskFailedError`
 for _name in __all__:

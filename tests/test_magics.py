@@ -430,3 +430,34 @@ def test_interrupt_during_submission_waits_for_the_answer_then_reports_the_id(mo
     assert f"Stopped watching task {card.task.task_id}" in out
     assert "before the server assigned" not in out
     assert slow.simulator.count("GET") == 0  # no watching after the stop
+
+
+# -- the package's errors in a cell (issue 24 item 19) ------------------------------------------
+
+
+def _run(shell, code: str) -> str:
+    with capture_output() as out:
+        shell.run_cell(code)
+    return out.stdout + out.stderr
+
+
+def test_a_package_error_in_a_cell_is_its_message_and_the_full_traceback_is_one_step_away(shell, client):
+    shell.user_ns["qw"] = qw
+    short = _run(shell, 'qw.generate("a fox", n=9)')
+    lines = [line for line in short.splitlines() if line.strip()]
+    assert len(lines) == 2, short
+    assert "RequestValidationError" in lines[0] and "n: must be from 1 to 6 (got 9)" in lines[0]
+    assert "%tb Plain" in lines[1] and "request.py" not in short and "_front.py" not in short
+    full = _run(shell, "%tb Plain")
+    assert "Traceback" in full and "qwen_widgets/model/request.py" in full and "_front.py" in full
+    assert "n: must be from 1 to 6" in full
+
+
+def test_other_errors_and_other_exception_modes_keep_the_whole_traceback(shell, client):
+    shell.user_ns["qw"] = qw
+    assert "Traceback" in _run(shell, "int('x')")  # not the package's: as IPython always shows it
+    shell.run_line_magic("xmode", "Plain")
+    try:
+        assert "qwen_widgets/model/request.py" in _run(shell, 'qw.ImageRequest("a fox", n=9)')
+    finally:
+        shell.run_line_magic("xmode", "Context")
