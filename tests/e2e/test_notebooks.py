@@ -26,10 +26,10 @@ KERNEL_NAME = "qwen-binder"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 
 
-def test_the_four_notebooks_exist():
+def test_the_notebooks_exist():
     assert [p.name for p in NOTEBOOKS] == [
         "image_to_image.ipynb", "prompt_exploration.ipynb", "quickstart.ipynb",
-        "teaching_async_apis.ipynb",
+        "teaching_async_apis.ipynb", "voila_app.ipynb",
     ]
 
 
@@ -81,8 +81,26 @@ def test_notebook_runs_in_demo_mode_and_keeps_no_key(path, binder_kernel, monkey
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     streams = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
-    assert "Simulated images" in streams  # demo mode was on, and said so
+    assert "Simulated images" in streams + executed  # demo mode was on, and said so (or the panel did)
     uses_widgets = any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
     if uses_widgets:  # the search above covered real widget state, not an empty notebook
         state = notebook.metadata["widgets"][WIDGET_STATE]["state"]
         assert state and dummy_key not in json.dumps(state)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("name", ["quickstart", "voila_app"])
+def test_under_voila_loading_the_page_spends_nothing(name, server, monkeypatch, tmp_path):
+    """Voila runs every cell for each visitor, and tells its kernels so (SERVER_SOFTWARE,
+    set as Voila sets it): with a key, no cell of these notebooks may submit anything."""
+    monkeypatch.setenv("SERVER_SOFTWARE", "voila/0.5.8")
+    monkeypatch.setenv("APIMART_API_KEY", "sk-test-0123456789abcdef")
+    monkeypatch.setenv("APIMART_BASE_URL", server.url)
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    notebook = nbformat.read(REPO / "notebooks" / f"{name}.ipynb", as_version=4)
+    NotebookClient(notebook, timeout=120, kernel_name="python3",
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    assert server.simulator.count("POST") == 0  # nothing generated, nothing uploaded
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)  # the panel
