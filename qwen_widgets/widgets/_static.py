@@ -11,6 +11,9 @@ base64 JPEG thumbnails, the prompt and the parameters) that any renderer can sho
 private loop: JupyterLab routes updates by display id, not by cell). The copy carries one CSS
 rule, no script: "hide me while the live view with my id is on the page" (`:has()`), so a
 running notebook shows the results once, and a reopened one (or an export) shows the copy.
+The rule is written for JupyterLab's page and for any page holding every output in one
+document (VS Code); see page_html. The copy is marked so that no math typesetter reads its
+dollar amounts as LaTeX.
 """
 
 from __future__ import annotations
@@ -55,12 +58,26 @@ def entry_html(entry: Entry) -> str:
             f'{note}<div>{pictures}</div></div>')
 
 
+NO_MATH = "tex2jax_ignore mathjax_ignore"
+"""Classes that keep math typesetters away from an element: JupyterLab typesets `$...$` in
+every HTML output (MathJax 3, whose default `ignoreHtmlClass` is `tex2jax_ignore`; MathJax
+3.2+ and other frontends also honour `mathjax_ignore`), which would turn "$0.021 ... $0.021"
+into italic math."""
+
+
 def page_html(mirror_id: str, heading: str, entries: Iterable[Entry]) -> str:
-    """The whole static copy: the hiding rule, a heading, and every entry."""
-    rule = (f"<style>.jp-OutputArea:has(.qw-live-{mirror_id}) "
-            f".jp-OutputArea-child:has(.qw-static-{mirror_id}) {{display: none}}</style>")
+    """The whole static copy: the hiding rule, a heading, and every entry.
+
+    The rule hides the copy while its live view is on the same page. Its first selector fits
+    JupyterLab, Notebook 7 and Voila, and hides the output's whole wrapper (no empty gap);
+    the second fits any frontend that renders every output into one document, as VS Code's
+    notebook webview does (it does not keep JupyterLab's classes); either way the live view
+    carries `qw-live-<id>` and the copy `qw-static-<id>`, so one copy hides only for its own
+    view. Where no live view is on the page (no kernel, nbconvert, nbviewer), the copy shows."""
+    rule = (f"<style>.jp-OutputArea:has(.qw-live-{mirror_id}) .jp-OutputArea-child:has(.qw-static-{mirror_id}),"
+            f" :root:has(.qw-live-{mirror_id}) .qw-static-{mirror_id} {{display: none}}</style>")
     body = "".join(entry_html(entry) for entry in entries)
-    return (f'{rule}<div class="qw-static qw-static-{mirror_id}">'
+    return (f'{rule}<div class="qw-static qw-static-{mirror_id} {NO_MATH}">'
             f'<div style="font-size: 0.9em; margin: 0 0 4px 0">{html.escape(heading)}</div>'
             f"{body}</div>")
 

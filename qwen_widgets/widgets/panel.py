@@ -345,8 +345,8 @@ class Panel(widgets.VBox):
                 show_error(self.download_note, f"Could not pack the images: {error_message(error)}")
                 return
             size = path.stat().st_size
-            self.download_note.value = text_html(f"Saved on the server: {path} ({size / 2**20:.1f} MB)",
-                                                 color=MUTED_COLOR)
+            amount = f"{size / 2**20:.1f} MB" if size >= 2**20 else f"{max(1, round(size / 1024))} KB"
+            self.download_note.value = text_html(f"Saved on the server: {path} ({amount})", color=MUTED_COLOR)
             link = _relative_link(path)
             if link is not None:
                 self.download_link.outputs = ({"output_type": "display_data", "metadata": {},

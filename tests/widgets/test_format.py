@@ -456,7 +456,16 @@ def test_the_saved_copy_escapes_everything_and_embeds_jpegs():
     assert 'src="data:image/jpeg;base64,/9j/anBlZw=="' in markup
     page = page_html("abc", "Saved <b>", [entry])
     assert page.startswith("<style>.jp-OutputArea:has(.qw-live-abc) ")
-    assert "Saved &lt;b&gt;" in page and 'class="qw-static qw-static-abc"' in page
+    assert "Saved &lt;b&gt;" in page and 'class="qw-static qw-static-abc ' in page
+
+
+def test_the_saved_copy_hides_page_wide_and_keeps_math_typesetters_away():
+    """Issue 24 items 22-23: a rule that needs no JupyterLab class (VS Code keeps none), and
+    the classes MathJax skips, so "$0.021 ... $0.021" stays money."""
+    page = page_html("abc", "Saved", [Entry("a fox", "cost $0.021 · at $0.021 per image")])
+    assert ":root:has(.qw-live-abc) .qw-static-abc {display: none}" in page
+    container = page[page.index("<div"):page.index(">", page.index("<div"))]
+    assert "tex2jax_ignore" in container and "mathjax_ignore" in container
 
 
 # -- money: costs, the balance, spending limits, your images ---------------------------------
