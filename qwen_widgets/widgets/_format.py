@@ -167,7 +167,7 @@ def _error_parts(error: BaseException, watching: str | None) -> tuple[str, str, 
         return f"Invalid {error.field}: {error.rule}.", "Nothing was sent.", ""
     if isinstance(error, AuthenticationError):
         return ("The API refused the key (401).", _billing(watching),
-                ("Check your key: paste a valid one in the key field above (Use an API key…), or set "
+                ("Check your key: paste a valid one into the panel's key field (at its top), or set "
                  "APIMART_API_KEY and restart the kernel."))
     if isinstance(error, PermissionDeniedError):
         return (f"The API refused this request ({error.status_code}: {_clause(error.message)}).",

@@ -169,7 +169,7 @@ class Account:
         """Why `images` more cannot be generated now: a daily limit they would pass (from the
         last usage read), or a key the API refused; '' if nothing stands in the way."""
         if self.key_refused:
-            return "The API refused the key: paste a valid one in the key field above."
+            return "The API refused the key: paste a valid one into the key field at the top."
         limits = self.client.limits
         if self.usage is None or not limits.active:
             return ""
