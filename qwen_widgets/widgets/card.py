@@ -413,10 +413,11 @@ class Card(widgets.VBox):
         self._arrange()
 
     def _show_error(self, error: BaseException) -> None:
-        resumable = self.task is not None and not self.task.done
+        watching = self.task.task_id if self.task is not None and not self.task.done else None
+        resumable = watching is not None
         self.progress.bar_style = "danger"
         self._set_status(failed_status(error, self.task))
-        show_error(self.message, error_message(error, watching=self.task.task_id if resumable else None))
+        show_error(self.message, error_message(error, watching=watching))
         self.buttons.children = (self.attach_button,) if resumable else ()
         if not resumable:
             # Retry cannot help a refused key: only a new key can (the message says where)

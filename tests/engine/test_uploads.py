@@ -17,7 +17,7 @@ import qwen_widgets as qw
 from qwen_widgets.engine.uploads import MAX_UPLOAD_BYTES
 from qwen_widgets.simulator import SimResponse, Simulator
 
-from ..conftest import TIME_SCALE, fast_options
+from ..conftest import TEST_KEY, TIME_SCALE, fast_options
 
 FORMATS = {"png": "PNG", "jpeg": "JPEG", "gif": "GIF", "webp": "WEBP"}
 
