@@ -80,6 +80,25 @@ async def test_within_a_class_first_come_first_served():
     assert [number for number, _ in granted] == list(range(12))
 
 
+async def test_among_due_polls_the_likeliest_to_find_its_task_done_goes_first():
+    """As an oracle would poll the task that ended first: each poll says how likely it finds
+    its task done (its schedule's prediction, read at the slot's time); a poll that says
+    nothing (someone asked for the task's state) counts as certain."""
+    budget, clock = RequestBudget(10.0), SettlingClock(0.0)
+    granted: list[str] = []
+
+    async def one(name: str, priority: Priority, chance=None) -> None:
+        await budget.take(clock, priority, chance=chance)
+        granted.append(name)
+
+    rising = lambda now: min(1.0, 0.05 + now)  # noqa: E731 (0.05 at the first slot, 0.35 at the fourth)
+    await asyncio.gather(
+        one("sweep", Priority.BACKGROUND), one("low", Priority.POLL, lambda now: 0.2),
+        one("likely", Priority.POLL, lambda now: 0.9), one("rising", Priority.POLL, rising),
+        one("asked", Priority.POLL), one("click", Priority.SUBMIT), one("middle", Priority.POLL, lambda now: 0.3))
+    assert granted == ["asked", "likely", "middle", "rising", "low", "click", "sweep"]
+
+
 async def test_a_cancelled_dispatcher_hands_its_role_on():
     clock = SYSTEM_CLOCK
     budget = RequestBudget(1.0)
