@@ -274,15 +274,6 @@ def _lab(home: Path):
         print(f"\n--- jupyter lab log (tail) ---\n{_tail(log, 25)}")
 
 
-@pytest.fixture(scope="session")
-def lab(tmp_path_factory):
-    """One JupyterLab for every browser test of the run: starting it takes longer than most
-    of what a test then does with it. Each test gets its own folder, workspace and kernels."""
-    _require_chromium()
-    with _lab(tmp_path_factory.mktemp("lab")) as running:
-        yield running
-
-
 @contextlib.contextmanager
 def _serve(lab: Lab, name: str, notebooks: dict[str, object], settings: dict | None = None):
     """`notebooks` (name: source path or nbformat node) in a folder of their own; `settings`
