@@ -4,10 +4,13 @@ The finish time is predicted as a distribution (log-normal), from every signal t
 each weighted by how much it can be trusted: the progress rate when progress moves, a single
 progress mark, the durations this account actually saw for the same kind of request, the
 server's `estimated_time` scaled by how it related to real durations before (it often says
-two or three times too much), or a default. Then each poll comes when another share of the
-remaining chance of completion has passed: dense where the finish is likely, sparse where it
-is not, whatever style of progress the server reports (smooth, coarse, none). Once the
-prediction is overrun, intervals stretch geometrically.
+two or three times too much), or a default. Then each poll comes when the detection delay
+it would add, on average, since the last poll has grown to what a poll costs: dense where the
+finish is likely, sparse where it is not, whatever style of progress the server reports
+(smooth, coarse, none), and as sparse for a short task as for a long one relative to how well
+its end is known. A poll costs more when other requests wait for the shared budget, so a
+crowd of tasks polls where each poll probably brings a result. Once the prediction is
+overrun, intervals stretch geometrically.
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ class PollSchedule:
     """Tuning of the adaptive poll schedule; all values in seconds."""
 
     first_delay: float = 1.0
-    """First poll after submit: learn the queue state and the server's estimate early."""
+    """First poll after submit while nothing is learned of the task's kind: learn the queue
+    state and the server's estimate early. Once durations are learned, they place it."""
     min_interval: float = 0.5
     """Closest spacing of polls."""
     max_interval: float = 5.0
@@ -307,7 +311,9 @@ def _lateness_reaches(belief: Belief, after: float, cost: float) -> float:
         return (t * (belief.done_by(t) - f_after) - mean * (moment(t) - m_after)) / survive
 
     low, high = max(after, 1e-6), max(after, belief.quantile(0.5)) * 2 + cost
-    while lateness(high) < cost:
+    for _ in range(64):  # lateness grows without bound: some doubling passes `cost`
+        if lateness(high) >= cost:
+            break
         high *= 2
     for _ in range(50):
         middle = (low + high) / 2

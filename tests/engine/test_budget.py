@@ -190,7 +190,7 @@ def test_the_default_budget_is_near_the_providers_limit():
 async def test_a_sweep_takes_its_concurrency_from_the_budget_and_halves_it_on_pushback(server):
     simulator = server.simulator
     simulator.max_running = 3  # the service's own limit on running tasks
-    simulator.duration = 200  # 2 s at this scale: tasks overlap
+    simulator.duration = 50  # 0.5 s at this scale: twelve submitted at once overlap
     with qw.QwenClient(TEST_KEY, base_url=server.url, **fast_options(poll_budget=RequestBudget(1000.0))) as client:
         plan = SweepPlan.of({"prompt": [f"fox {i}" for i in range(12)]}, max_images=12)
         sweep = qw.Sweep(client, plan)
