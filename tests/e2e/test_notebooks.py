@@ -1,9 +1,9 @@
 """The notebooks run top to bottom with a real kernel, installed exactly as Binder installs them.
 
 A session fixture provides a virtual environment built from `binder/requirements.txt` (run from
-the repository root, as repo2docker does) and registers its kernel; nbclient executes each
-notebook there in demo mode. The environment also holds a dummy key, which must not appear in
-the executed notebook or its stored widget state.
+the repository root, as repo2docker does) and registers its kernel; nbclient executes every
+notebook there in demo mode, all at once. The environment also holds a dummy key, which must
+not appear in the executed notebook or its stored widget state.
 
 Building that environment takes half a minute or more, so it is kept between runs in the user's
 cache (`~/.cache/qwen_widgets-tests`, never in the repository), under a key made of everything
@@ -13,6 +13,7 @@ version. A change to any of them builds a new one; the few most recently used ar
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import hashlib
@@ -133,28 +134,54 @@ def binder_kernel():
         yield str(root / "share" / "jupyter")
 
 
+@pytest.fixture(scope="session")
+def executed(binder_kernel, tmp_path_factory):
+    """Every notebook run top to bottom in demo mode, all at once (each mostly waits on its
+    simulated tasks, so together they take about as long as the longest alone); yields
+    (the dummy key in their environment, {name: the executed notebook or the error})."""
+    dummy_key = f"sk-dummy-{secrets.token_hex(12)}"
+    folder = tmp_path_factory.mktemp("notebooks")
+    with pytest.MonkeyPatch.context() as env:  # the kernels inherit it
+        env.setenv("JUPYTER_PATH", binder_kernel)
+        env.setenv("APIMART_API_KEY", dummy_key)
+        env.setenv("QWEN_WIDGETS_DEMO", "1")
+        env.setenv("QWEN_WIDGETS_HOME", str(folder / "qwen_home"))
+        for name, value in SPEED.items():
+            env.setenv(name, value)
+
+        async def run(path: Path):
+            notebook = nbformat.read(path, as_version=4)
+            cwd = folder / path.stem
+            cwd.mkdir()
+            client = NotebookClient(notebook, timeout=600, kernel_name=KERNEL_NAME,
+                                    resources={"metadata": {"path": str(cwd)}}, store_widget_state=True)
+            try:
+                await client.async_execute()  # CellExecutionError on the first failing cell
+            except Exception as error:  # noqa: BLE001 (the notebook's own test reports it)
+                return error
+            (cwd / path.name).write_text(nbformat.writes(notebook))  # left for inspection
+            return notebook
+
+        async def run_all():
+            return await asyncio.gather(*(run(path) for path in NOTEBOOKS))
+
+        results = asyncio.run(run_all())
+    yield dummy_key, {path.stem: result for path, result in zip(NOTEBOOKS, results)}
+
+
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs_in_demo_mode_and_keeps_no_key(path, binder_kernel, monkeypatch, tmp_path):
-    dummy_key = f"sk-dummy-{secrets.token_hex(12)}"
-    monkeypatch.setenv("JUPYTER_PATH", binder_kernel)
-    monkeypatch.setenv("APIMART_API_KEY", dummy_key)
-    monkeypatch.setenv("QWEN_WIDGETS_DEMO", "1")
-    for name, value in SPEED.items():
-        monkeypatch.setenv(name, value)
-    notebook = nbformat.read(path, as_version=4)
-    client = NotebookClient(notebook, timeout=600, kernel_name=KERNEL_NAME,
-                            resources={"metadata": {"path": str(tmp_path)}},
-                            store_widget_state=True)
-    client.execute()  # raises CellExecutionError on the first failing cell
-
-    executed = nbformat.writes(notebook)
-    (tmp_path / path.name).write_text(executed)  # left for inspection when the test fails
-    assert dummy_key not in executed
+def test_notebook_runs_in_demo_mode_and_keeps_no_key(path, executed):
+    dummy_key, notebooks = executed
+    notebook = notebooks[path.stem]
+    if isinstance(notebook, BaseException):
+        raise notebook
+    executed_text = nbformat.writes(notebook)
+    assert dummy_key not in executed_text
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     streams = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
-    assert "Simulated images" in streams + executed  # demo mode was on, and said so (or the panel did)
+    assert "Simulated images" in streams + executed_text  # demo mode was on, and said so (or the panel did)
     uses_widgets = any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
     if uses_widgets:  # the search above covered real widget state, not an empty notebook
         state = notebook.metadata["widgets"][WIDGET_STATE]["state"]
