@@ -111,6 +111,34 @@ class FakeClock:
         return 0.5
 
 
+class ManualClock(FakeClock):
+    """Time stands still until the test moves it (`advance`): a sleeper wakes once time has
+    passed its end, so a test decides exactly what happens before a slot comes."""
+
+    def __init__(self, start: float = 1_800_000_000.0):
+        super().__init__(start)
+        self._sleepers: list[tuple[float, asyncio.Future]] = []
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        woken = asyncio.get_running_loop().create_future()
+        self._sleepers.append((self.now + seconds, woken))
+        await woken
+
+    def sleeping(self) -> int:
+        """How many sleepers wait for time to move."""
+        return sum(not woken.done() for _, woken in self._sleepers)
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        for end, woken in self._sleepers:
+            if end <= self.now and not woken.done():
+                woken.set_result(None)
+        self._sleepers = [(end, woken) for end, woken in self._sleepers if not woken.done()]
+
+
 class SendRecorder(httpx.AsyncBaseTransport):
     """The real transport, noting when the client handed it each request: the client's own
     send times, which a request budget governs, free of the server's arrival jitter."""

@@ -4,10 +4,13 @@ and the order in which waiting requests get its slots.
 The provider limits requests per account (about 20 per second, docs/api-contract.md section 8.2), polls and
 submits alike, so they all take a slot of one process-wide budget before they are sent.
 Slots go to the most urgent waiter first: a poll that is due (someone is waiting for that
-result) before a new submission, and an interactive submission before a background sweep's;
-within a class, first come first served. Otherwise a thousand queued submits would hold back
-every result for as long as they take to send. On a 429 the rate drops by a quarter, and it
-grows back slowly while no 429 comes.
+result) before a new submission, and an interactive submission before a background sweep's.
+Among due polls the one likeliest to find its task done goes first (each says how likely,
+from its schedule's prediction), as an oracle would poll the task that ended first: when many
+polls are due at once, the slot goes where it most probably brings a result. Otherwise first
+come first served. A thousand queued submits therefore never hold back a result for as long as
+they take to send. On a 429 the rate drops by a quarter, and it grows back slowly while no 429
+comes.
 """
 
 from __future__ import annotations
@@ -44,12 +47,17 @@ class Priority(IntEnum):
     """A sweep's submissions: they wait behind everything interactive."""
 
 
+Chance = Callable[[float], float]
+"""chance(now): how likely a poll sent at clock.monotonic() `now` finds its task done."""
+
+
 @dataclass(order=True)
 class _Waiter:
     priority: int
     sequence: int
     loop: asyncio.AbstractEventLoop = field(compare=False)
     future: asyncio.Future = field(compare=False)
+    chance: Chance | None = field(default=None, compare=False)
 
 
 _GRANT, _DISPATCH, _WAIT = "grant", "dispatch", "wait"
@@ -140,8 +148,12 @@ class RequestBudget:
         self.rate, self._changed_at = rate, now
 
     async def take(self, clock: Clock, priority: Priority = Priority.POLL, *,
-                   deferred: bool = False) -> Callable[[], None]:
+                   deferred: bool = False, chance: Chance | None = None) -> Callable[[], None]:
         """Wait for a slot; the most urgent waiter gets each slot first.
+
+        A poll's `chance` orders it among the due polls (likeliest done first; without one,
+        a poll counts as certain: someone asked for that task's state now). It is called on
+        whichever thread hands the slot out, so it must only read values that do not change.
 
         The waiter holding the dispatch role sleeps until the next slot and hands it to the
         most urgent waiter, keeping the role until it is the most urgent itself. The next slot
@@ -153,7 +165,7 @@ class RequestBudget:
         blocking cell on the kernel's loop), a waiter on another loop takes the role over.
         """
         loop = asyncio.get_running_loop()
-        me = _Waiter(int(priority), next(self._sequence), loop, loop.create_future())
+        me = _Waiter(int(priority), next(self._sequence), loop, loop.create_future(), chance)
         with self._lock:
             heapq.heappush(self._waiters, me)
             if self._stale(clock.monotonic()):
@@ -223,7 +235,7 @@ class RequestBudget:
             if self._dispatcher is not me:
                 return _WAIT
             while self._waiters:
-                top = heapq.heappop(self._waiters)
+                top = self._pop_most_urgent(now)
                 self._outstanding = top
                 if top is me:
                     self._pass_dispatch(now)
@@ -232,6 +244,24 @@ class RequestBudget:
                     return _DISPATCH
             self._outstanding = self._dispatcher = None  # unreachable while I am queued
             return _GRANT
+
+    def _pop_most_urgent(self, now: float) -> _Waiter:
+        """The next waiter to serve, out of the queue (lock held): the first of the most urgent
+        class, or among due polls the likeliest to find its task done."""
+        top = self._waiters[0]
+        if top.priority != Priority.POLL or top.chance is None:
+            return heapq.heappop(self._waiters)
+        best, best_chance = top, top.chance(now)
+        for waiter in self._waiters:
+            if waiter.priority == Priority.POLL and waiter is not top:
+                chance = 1.0 if waiter.chance is None else waiter.chance(now)
+                if chance > best_chance or (chance == best_chance and waiter.sequence < best.sequence):
+                    best, best_chance = waiter, chance
+        if best is top:
+            return heapq.heappop(self._waiters)
+        self._waiters.remove(best)
+        heapq.heapify(self._waiters)
+        return best
 
     def _went(self, waiter: _Waiter, at: float) -> None:
         """A granted request went at `at` (or gave up): when it went late, the next slot is a

@@ -18,7 +18,7 @@ from typing import Any, Generic, TypeVar
 import httpx
 
 from .auth import BearerAuth
-from .budget import Priority, RequestBudget
+from .budget import Chance, Priority, RequestBudget
 from .clock import Clock, within
 from .settings import NOT_GIVEN, NotGiven
 from ..model.errors import (
@@ -147,6 +147,7 @@ class Caller:
         deadline: float | None = None,
         abort: asyncio.Event | None = None,
         priority: Priority = Priority.POLL,
+        chance: Chance | None = None,
     ) -> T:
         """One API call with retries decided by _retry; parse(body, headers) turns the answer
         into a result.
@@ -157,13 +158,14 @@ class Caller:
         same key, when an answer is lost; any other POST whose answer is lost ends with
         `unknown(reason)` and is never sent again (`files`: a multipart upload). A `keyless`
         call (a public endpoint) carries no key. `abort`, once set, stops a call not yet sent (NotSent).
-        `priority` orders this call's turns at the shared budget.
+        `priority` orders this call's turns at the shared budget, and a poll's `chance` (how
+        likely it finds its task done, see RequestBudget.take) its turn among due polls.
         """
         attempt = 0
         last: QwenError | None = None
         while True:
             attempt += 1
-            go = await self._take_slot(priority, abort)
+            go = await self._take_slot(priority, abort, chance)
             try:
                 if abort is not None and abort.is_set():
                     if submission is not None and submission.lost is not None:
@@ -196,13 +198,14 @@ class Caller:
                 await maybe_await(on_retry(outcome.error, delay))
             await self._clock.sleep(delay)
 
-    async def _take_slot(self, priority: Priority, abort: asyncio.Event | None) -> Callable[[], None]:
+    async def _take_slot(self, priority: Priority, abort: asyncio.Event | None,
+                         chance: Chance | None = None) -> Callable[[], None]:
         """A slot of the shared budget, and the function to call the moment the request goes;
         an abort ends the wait at once (the caller then sends nothing), rather than after the
         queue ahead of it."""
         if abort is None:
-            return await self._budget.take(self._clock, priority, deferred=True)
-        taking = asyncio.ensure_future(self._budget.take(self._clock, priority, deferred=True))
+            return await self._budget.take(self._clock, priority, deferred=True, chance=chance)
+        taking = asyncio.ensure_future(self._budget.take(self._clock, priority, deferred=True, chance=chance))
         aborting = asyncio.ensure_future(abort.wait())
         try:
             await asyncio.wait({taking, aborting}, return_when=asyncio.FIRST_COMPLETED)

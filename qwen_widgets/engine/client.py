@@ -51,7 +51,7 @@ from ..store.journal import Journal
 from . import settings
 from .agent import USER_AGENT
 from .auth import BearerAuth
-from .budget import DEFAULT_BUDGET, Priority, RequestBudget
+from .budget import DEFAULT_BUDGET, Chance, Priority, RequestBudget
 from .call import (Caller, DeadlineReached, NotSent, OnRetry, Submission, call_limit, check_timeout, http_timeout,
                    maybe_await)
 from .catalog import ModelCatalog
@@ -261,15 +261,17 @@ class AsyncQwenClient:
             task_id, request, last = validate_task_id(task_or_id.task_id), task_or_id.request, task_or_id
         else:
             task_id, request, last = validate_task_id(task_or_id), None, None
-        tracker = PollTracker(self._schedule, timeout=timeout, history=await self._durations(),
-                              request=request)
+        history = await self._durations()
+        tracker = PollTracker(self._schedule, timeout=timeout, history=history, request=request,
+                              probe=history.probe(request))
         start = self._clock.monotonic()
         elapsed = 0.0
         try:
             while True:
-                await self._clock.sleep(tracker.next_delay(elapsed, self._budget.backlog()))
+                await self._until_due(tracker, history, start, elapsed)
                 try:
-                    last = await self._poll(task_id, request, on_retry, start + tracker.deadline())
+                    last = await self._poll(task_id, request, on_retry, start + tracker.deadline(),
+                                            tracker.outlook(start))
                 except DeadlineReached as reached:
                     raise TaskTimeoutError(task_id, last, tracker.deadline(), server_wait=reached.server_wait,
                                            elapsed=self._clock.monotonic() - start,
@@ -277,7 +279,7 @@ class AsyncQwenClient:
                 elapsed = self._clock.monotonic() - start
                 tracker.observe(elapsed, last)
                 if last.done:
-                    self._learn(last, elapsed, tracker.estimated_time)
+                    self._learn(last, tracker.duration(last, elapsed), tracker.estimated_time)
                     last = await self._finish(last, start + tracker.deadline())
                 if on_update is not None:
                     await maybe_await(on_update(last))
@@ -596,15 +598,30 @@ class AsyncQwenClient:
             task = await self._finish(task)
         return task
 
+    async def _until_due(self, tracker: PollTracker, history: DurationHistory, start: float,
+                         elapsed: float) -> None:
+        """Sleep until the tracker's next poll is due. A long sleep is cut into parts: when the
+        account learned something meanwhile (other tasks finished), the poll is planned again
+        from what is known now."""
+        version = history.version
+        delay = tracker.next_delay(elapsed, self._budget.backlog())
+        while delay > 0:
+            part = min(delay, self._schedule.max_interval)
+            await self._clock.sleep(part)
+            delay -= part
+            if delay > 0 and history.version != version:
+                version = history.version
+                delay = tracker.next_delay(self._clock.monotonic() - start, self._budget.backlog())
+
     async def _poll(self, task_id: str, request: ImageRequest | None, on_retry: OnRetry | None,
-                    deadline: float | None) -> Task:
+                    deadline: float | None, chance: Chance | None = None) -> Task:
         def parse(body: Any, headers: httpx.Headers) -> Task:
             task = _as_many_as_asked(parse_task_response(body, task_id=task_id, request=request))
             # the server's words reach reprs, cards and the journal: never with the key in them
             return dataclasses.replace(task, error=self._auth.redact(task.error)) if task.error else task
 
         return await self._caller.call("GET", f"/v1/tasks/{task_id}", parse, task_id=task_id,
-                                       on_retry=on_retry, deadline=deadline)
+                                       on_retry=on_retry, deadline=deadline, chance=chance)
 
     async def _durations(self) -> DurationHistory:
         """This account's past durations, read from the journal once (off the loop's thread)."""
@@ -628,9 +645,9 @@ class AsyncQwenClient:
         duration = typical or self._schedule.default_estimate
         return int(min(max(self._budget.max_rate * duration / REQUESTS_PER_TASK, 4), 64))
 
-    def _learn(self, task: Task, elapsed: float, estimate: float | None) -> None:
+    def _learn(self, task: Task, duration: float, estimate: float | None) -> None:
         if task.status is TaskStatus.COMPLETED and self._history is not None:
-            self._history.observe(task.request, task.actual_time or elapsed, estimate)
+            self._history.observe(task.request, duration, estimate)
 
     async def _journal_quietly(self, write: Callable[..., T], *args: Any) -> T | None:
         """A journal write after the POST: if it fails, the task must still reach the caller."""

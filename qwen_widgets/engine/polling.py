@@ -4,10 +4,13 @@ The finish time is predicted as a distribution (log-normal), from every signal t
 each weighted by how much it can be trusted: the progress rate when progress moves, a single
 progress mark, the durations this account actually saw for the same kind of request, the
 server's `estimated_time` scaled by how it related to real durations before (it often says
-two or three times too much), or a default. Then each poll comes when another share of the
-remaining chance of completion has passed: dense where the finish is likely, sparse where it
-is not, whatever style of progress the server reports (smooth, coarse, none). Once the
-prediction is overrun, intervals stretch geometrically.
+two or three times too much), or a default. Then each poll comes when the detection delay
+it would add, on average, since the last poll has grown to what a poll costs: dense where the
+finish is likely, sparse where it is not, whatever style of progress the server reports
+(smooth, coarse, none), and as sparse for a short task as for a long one relative to how well
+its end is known. A poll costs more when other requests wait for the shared budget, so a
+crowd of tasks polls where each poll probably brings a result. Once the prediction is
+overrun, intervals stretch geometrically.
 """
 
 from __future__ import annotations
@@ -24,8 +27,13 @@ from ..model.task import Task, TaskStatus
 __all__ = ["PollSchedule"]
 
 _UNIT = NormalDist()
-MAX_CONGESTED_STEP = 0.75
-_MIN_SIGMA = 0.05
+CONGESTION_COST = 0.4
+"""Seconds of detection delay a poll is worth per second of requests waiting for the budget."""
+PROBES = 24
+"""Tasks of a new kind watched closely: enough that the first to finish is among them."""
+PROBE_BACKLOG = 2.0
+"""A probe is planned as if at most this many minimum intervals of requests waited."""
+_MIN_SIGMA = 0.02
 _LEARNED_AFTER = 5  # observations before a learned source is trusted
 
 
@@ -34,13 +42,15 @@ class PollSchedule:
     """Tuning of the adaptive poll schedule; all values in seconds."""
 
     first_delay: float = 1.0
-    """First poll after submit: learn the queue state and the server's estimate early."""
+    """First poll after submit while nothing is learned of the task's kind: learn the queue
+    state and the server's estimate early. Once durations are learned, they place it."""
     min_interval: float = 0.5
     """Closest spacing of polls."""
     max_interval: float = 5.0
     """Widest spacing, so a wrong prediction never makes detection slow."""
-    completion_step: float = 0.08
-    """Poll each time this share of the remaining chance of completion has passed."""
+    poll_cost: float = 0.06
+    """Seconds of detection delay one poll is worth: the next poll comes when the delay it
+    would be expected to add since the last one reaches this."""
     overrun_growth: float = 1.5
     """Once the predicted finish (its 95th percentile) has passed, intervals grow by this."""
     default_estimate: float = 20.0
@@ -58,6 +68,7 @@ class PollSchedule:
             first_delay=self.first_delay * factor,
             min_interval=self.min_interval * factor,
             max_interval=self.max_interval * factor,
+            poll_cost=self.poll_cost * factor,
             default_estimate=self.default_estimate * factor,
             min_deadline=self.min_deadline * factor,
             max_deadline=self.max_deadline * factor,
@@ -105,6 +116,9 @@ class DurationHistory:
         self._durations: dict[tuple[str, str, int], deque[float]] = {}
         self._ratios: deque[float] = deque(maxlen=window * 4)
         self._window = window
+        self._probes: dict[tuple[str, str, int], int] = {}
+        self.version = 0
+        """Counts what was learned: a schedule planned before a change may plan again."""
 
     def observe(self, request: ImageRequest | None, duration: float, estimate: float | None) -> None:
         if not duration > 0 or not math.isfinite(duration):
@@ -114,6 +128,17 @@ class DurationHistory:
             self._durations.setdefault(key, deque(maxlen=self._window)).append(math.log(duration))
         if estimate is not None and estimate > 0:
             self._ratios.append(math.log(duration / estimate))
+        self.version += 1
+
+    def probe(self, request: ImageRequest | None) -> bool:
+        """Whether a task of `request` just started should be a probe (see PollTracker.probe):
+        one of the first PROBES of its kind while too few of that kind have finished to learn
+        from."""
+        if request is None or self.beliefs(request, None):
+            return False
+        key = (request.model, request.resolution, request.n)
+        self._probes[key] = self._probes.get(key, 0) + 1
+        return self._probes[key] <= PROBES
 
     def beliefs(self, request: ImageRequest | None, estimate: float | None) -> list[Belief]:
         """What the history says about a task of `request` that the server estimates at `estimate`."""
@@ -144,17 +169,37 @@ class PollTracker:
     polls: int = 0
     estimated_time: float | None = None
     _points: list[tuple[float, int]] = field(default_factory=list)
+    probe: bool = False
+    """One of the first tasks of a kind nothing is known about: watched closely whatever the
+    load until durations of its kind are learned, so that the first results come early."""
     _overrun_interval: float | None = None
+    _last: float = 0.0
+    _running_at: float = 0.0
 
     def observe(self, elapsed: float, task: Task) -> None:
         """Record a poll answer seen `elapsed` seconds after submit."""
         self.polls += 1
+        self._last = elapsed
+        if not task.done:
+            self._running_at = elapsed
         if task.estimated_time is not None and task.estimated_time > 0:
             self.estimated_time = task.estimated_time
         if task.status is TaskStatus.PROCESSING and 0 < task.progress < 100:
             if not self._points or task.progress > self._points[-1][1]:
                 self._points.append((elapsed, task.progress))
                 self._points = self._points[-4:]
+
+    def duration(self, task: Task, elapsed: float) -> float:
+        """How long the task took, as well as it is known: the server's `actual_time`; when
+        that is in whole seconds (the live service's way: +-0.5 s is much of a short task),
+        narrowed by the polls that saw it running and then done."""
+        reported = task.actual_time
+        if not reported or reported <= 0:
+            return elapsed
+        if reported != round(reported):
+            return reported
+        low, high = max(reported - 0.5, self._running_at), min(reported + 0.5, elapsed)
+        return (low + high) / 2 if low <= high else reported
 
     def deadline(self) -> float:
         """Seconds after submit at which watching stops with TaskTimeoutError."""
@@ -181,7 +226,10 @@ class PollTracker:
             (t0, p0), (t1, p1) = self._points[0], self._points[-1]
             rate = (p1 - p0) / (t1 - t0) if t1 > t0 else 0.0
             if rate > 0:
-                return [Belief.around(t1 + (100 - p1) / rate, 0.08)]
+                # the rate may drift by some 8%, but only over what is left to run: a bar
+                # seen moving steadily for most of a long task pins its end closely
+                left = (100 - p1) / rate
+                return [Belief.around(t1 + left, 0.08 * left / (t1 + left))]
         if len(self._points) == 1:
             t1, p1 = self._points[0]
             # assumes progress started at submit: errs long when the task queued first
@@ -195,27 +243,33 @@ class PollTracker:
         """Predicted task duration, in seconds since submit (the median of the belief)."""
         return max(self.belief().median, elapsed)
 
+    def outlook(self, start: float) -> Outlook:
+        """The chance, at any clock time, that a poll finds the task done, as predicted now
+        (`start`: the clock time of the submit); for the request budget's order."""
+        return Outlook(self.belief(), start, self._last)
+
     def next_delay(self, elapsed: float, backlog: float = 0.0) -> float:
         """Seconds to wait before the next poll, never past the deadline.
 
-        `backlog` is how many seconds of requests already wait for the shared budget: when
-        many tasks share it, each poll costs others' time, so polls are spent where the
-        finish is likelier (up to MAX_CONGESTED_STEP of the remaining chance per poll), and
-        the early poll that learns the estimate is skipped.
+        The next poll comes when the detection delay it is expected to add since the last
+        poll reaches what a poll costs: `poll_cost`, plus `CONGESTION_COST` of the `backlog`
+        (seconds of requests already waiting for the shared budget), since a poll that finds
+        the task still running takes a slot from every one of them. So a lone task is polled
+        densely where its finish is likely and sparsely where it is not, and a crowd of them
+        spends polls only where each one probably brings a result.
         """
         s = self.schedule
+        if self.probe and not self._learned():
+            backlog = min(backlog, PROBE_BACKLOG * s.min_interval)
         congestion = 1.0 + backlog / s.min_interval
-        step = min(1 - (1 - s.completion_step) ** congestion, max(s.completion_step, MAX_CONGESTED_STEP))
-        if self.polls == 0 and congestion < 2:
-            delay = s.first_delay
+        if self.polls == 0 and congestion < 2 and not self._learned():
+            delay = s.first_delay  # learn the queue state and the server's estimate early
         else:
-            if self.polls == 0 and not self._learned():  # look early, while there is no history
-                step /= 2
             belief = self.belief()
             if elapsed < belief.quantile(0.95):
                 self._overrun_interval = None
-                already = belief.done_by(elapsed)
-                delay = belief.quantile(already + (1 - already) * step) - elapsed
+                cost = s.poll_cost + CONGESTION_COST * backlog
+                delay = _lateness_reaches(belief, self._last, cost) - elapsed
             else:  # the prediction was wrong: stretch rather than poll a tail densely
                 previous = self._overrun_interval
                 delay = s.min_interval if previous is None else previous * s.overrun_growth
@@ -224,3 +278,47 @@ class PollTracker:
             # every few seconds whatever the budget can afford
             delay = min(max(delay, s.min_interval), s.max_interval * congestion)
         return max(0.0, min(delay, self.deadline() - elapsed))
+
+
+@dataclass(frozen=True)
+class Outlook:
+    """A frozen prediction of one task, readable from any thread: how likely a poll at clock
+    time `now` finds it done, given it was not at the last poll."""
+
+    belief: Belief
+    start: float
+    last: float
+
+    def __call__(self, now: float) -> float:
+        before = self.belief.done_by(self.last)
+        return (self.belief.done_by(now - self.start) - before) / max(1.0 - before, 1e-12)
+
+
+def _lateness_reaches(belief: Belief, after: float, cost: float) -> float:
+    """The time t at which the detection delay expected from a poll at t, for a task not done
+    at `after`, reaches `cost`: E[(t - D)+ | D > after] = cost, D ~ belief."""
+    mu, sigma = belief.mu, belief.sigma
+    mean = math.exp(mu + sigma * sigma / 2)
+    f_after = belief.done_by(after)
+    survive = max(1.0 - f_after, 1e-12)
+
+    def moment(t: float) -> float:
+        return 0.0 if t <= 0 else _UNIT.cdf((math.log(t) - mu - sigma * sigma) / sigma)
+
+    m_after = moment(after)
+
+    def lateness(t: float) -> float:
+        return (t * (belief.done_by(t) - f_after) - mean * (moment(t) - m_after)) / survive
+
+    low, high = max(after, 1e-6), max(after, belief.quantile(0.5)) * 2 + cost
+    for _ in range(64):  # lateness grows without bound: some doubling passes `cost`
+        if lateness(high) >= cost:
+            break
+        high *= 2
+    for _ in range(50):
+        middle = (low + high) / 2
+        if lateness(middle) < cost:
+            low = middle
+        else:
+            high = middle
+    return high

@@ -28,6 +28,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -85,14 +86,16 @@ _THUMBNAILS_JS = r"""
 }
 """
 # An IPython startup file for the kernel: the demo simulator's clock stands still until the
-# test creates the release file, so the generation cannot end before the kernel has answered
-# another cell, however slowly a loaded machine runs the browser. Nothing else changes.
-HOLD_DEMO_CLOCK = """
-import os, time
+# test creates the release file beside its notebook (a kernel starts in its notebook's
+# folder), so the generation cannot end before the kernel has answered another cell, however
+# slowly a loaded machine runs the browser. Nothing else changes.
+RELEASE = "release-demo-clock"
+HOLD_DEMO_CLOCK = f"""
+import time
 from pathlib import Path
 from qwen_widgets.simulator import Simulator
 
-_release = Path(os.environ["QWEN_WIDGETS_TEST_RELEASE"])
+_release = Path.cwd() / {RELEASE!r}
 _for_demo = Simulator.for_demo
 
 
@@ -126,7 +129,7 @@ def _require_chromium() -> None:
     pytest.fail(message)
 
 
-def _server_env(home: Path, settings: dict | None = None) -> dict[str, str]:
+def _server_env(home: Path) -> dict[str, str]:
     """The server's (and so the kernel's) environment: no key, nothing of the developer's."""
     env = dict(os.environ)
     for name in ("APIMART_API_KEY", "APIMART_BASE_URL", "QWEN_WIDGETS_DEMO",
@@ -147,14 +150,17 @@ def _server_env(home: Path, settings: dict | None = None) -> dict[str, str]:
     startup = dirs["IPYTHONDIR"] / "profile_default" / "startup"
     startup.mkdir(parents=True)
     (startup / "00-hold-demo-clock.py").write_text(HOLD_DEMO_CLOCK)
-    env["QWEN_WIDGETS_TEST_RELEASE"] = str(home / "release-demo-clock")
     env["JUPYTER_PLATFORM_DIRS"] = "1"
     env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
-    for name, values in {**LAB_SETTINGS, **(settings or {})}.items():
-        path = dirs["JUPYTERLAB_SETTINGS_DIR"] / name
+    _write_settings(dirs["JUPYTERLAB_SETTINGS_DIR"], LAB_SETTINGS)
+    return env
+
+
+def _write_settings(folder: Path, settings: dict) -> None:
+    for name, values in settings.items():
+        path = folder / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(values))
-    return env
 
 
 def _wait_for_server(url: str, token: str, process: subprocess.Popen) -> bool:
@@ -200,22 +206,47 @@ def chromium():
     return CHROMIUM
 
 
-@contextlib.contextmanager
-def _lab(tmp_path: Path, notebooks: dict[str, object], settings: dict | None = None):
-    """JupyterLab on loopback serving `notebooks` (name: source path or nbformat node);
-    yields (base url, token, root folder, the file whose creation lets the demo run)."""
-    root = tmp_path / "root"
-    root.mkdir()
-    for name, source in notebooks.items():
-        if isinstance(source, Path):
-            shutil.copy(source, root / name)
-        else:
-            import nbformat
+@dataclass
+class Lab:
+    """A running JupyterLab: where it listens, and its folders."""
 
-            nbformat.write(source, root / name)
-    env = _server_env(tmp_path / "home", settings)  # no key: the kernel runs in demo mode
+    url: str
+    token: str
+    root: Path
+    home: Path
+    log: Path
+
+
+@dataclass
+class Served:
+    """One test's notebooks in their own folder of the shared JupyterLab."""
+
+    url: str
+    token: str
+    folder: Path
+    """On disk: the notebooks, and the release file of the demo clock."""
+    where: str
+    """The folder's path in the server's URLs."""
+
+    @property
+    def release(self) -> Path:
+        """Its creation lets the demo simulator of this folder's kernels run."""
+        return self.folder / RELEASE
+
+    def page(self, name: str, app: str = "lab/tree") -> str:
+        """The address of notebook `name` in `app` (JupyterLab's `lab/tree` or Notebook 7's
+        `notebooks`)."""
+        return f"{self.url}/{app}/{self.where}/{name}?token={self.token}"
+
+
+@contextlib.contextmanager
+def _lab(home: Path):
+    """JupyterLab on loopback, with no key and nothing of the developer's; yields a Lab."""
+    root = home / "root"
+    root.mkdir(parents=True)
+    env = _server_env(home / "home")  # no key: the kernels run in demo mode
     token = secrets.token_hex(24)
-    log = tmp_path / "jupyter-lab.log"
+    log = home / "jupyter-lab.log"
     process = None
     try:
         for _attempt in range(3):  # the free port may be taken between probe and bind
@@ -236,18 +267,50 @@ def _lab(tmp_path: Path, notebooks: dict[str, object], settings: dict | None = N
                 break
         else:
             pytest.fail(f"jupyter lab did not start (exit {process.returncode}):\n{_tail(log)}")
-        yield url, token, root, Path(env["QWEN_WIDGETS_TEST_RELEASE"])
+        yield Lab(url, token, root, home / "home", log)
     finally:
         if process is not None:
             _stop(process)
         print(f"\n--- jupyter lab log (tail) ---\n{_tail(log, 25)}")
 
 
+@contextlib.contextmanager
+def _serve(lab: Lab, name: str, notebooks: dict[str, object], settings: dict | None = None):
+    """`notebooks` (name: source path or nbformat node) in a folder of their own; `settings`
+    for this test only. JupyterLab starts fresh for it: no workspace of an earlier test (it
+    would reopen that test's notebooks), and no kernel of an earlier test left running."""
+    folder = lab.root / name
+    folder.mkdir()
+    for file_name, source in notebooks.items():
+        if isinstance(source, Path):
+            shutil.copy(source, folder / file_name)
+        else:
+            import nbformat
+
+            nbformat.write(source, folder / file_name)
+    settings_dir = lab.home / "lab-settings"
+    shutil.rmtree(lab.home / "lab-workspaces", ignore_errors=True)
+    (lab.home / "lab-workspaces").mkdir()
+    _write_settings(settings_dir, settings or {})
+    try:
+        yield Served(lab.url, lab.token, folder, name)
+    finally:
+        for path in settings or {}:
+            (settings_dir / path).unlink(missing_ok=True)
+        try:
+            for session in _api(lab.url, lab.token, "/api/sessions"):
+                _api(lab.url, lab.token, f"/api/sessions/{session['id']}", method="DELETE")
+            for kernel in _api(lab.url, lab.token, "/api/kernels"):
+                _api(lab.url, lab.token, f"/api/kernels/{kernel['id']}", method="DELETE")
+        except OSError as error:  # the server is gone: the session fixture reports why
+            print(f"could not shut this test's kernels down: {error}")
+
+
 @pytest.fixture
-def jupyter_lab(tmp_path):
-    """JupyterLab serving a copy of the quick start."""
-    with _lab(tmp_path, {NOTEBOOK.name: NOTEBOOK}) as running:
-        yield running
+def jupyter_lab(lab, chromium):
+    """The shared JupyterLab serving a copy of the quick start."""
+    with _serve(lab, "quickstart", {NOTEBOOK.name: NOTEBOOK}) as served:
+        yield served
 
 
 @pytest.mark.browser
@@ -256,7 +319,7 @@ def test_quickstart_panel_generates_in_a_real_browser(chromium, jupyter_lab):
     from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import expect, sync_playwright
 
-    url, token, root, release = jupyter_lab
+    served = jupyter_lab
     ARTIFACTS.mkdir(exist_ok=True)
     problems: list[str] = []  # console errors and uncaught exceptions: they fail the test
     warnings: list[str] = []
@@ -290,24 +353,24 @@ def test_quickstart_panel_generates_in_a_real_browser(chromium, jupyter_lab):
             page.on("console", on_console)
             page.on("pageerror", on_page_error)
             try:
-                panel = _drive(page, expect, url, token, release, mark)
+                panel = _drive(page, expect, served, mark)
                 if SHORTCUT:
                     _ctrl_enter_generates(page, expect, panel)
                     mark("ctrl+enter generated")
                 _view_large(page, expect, panel)
                 mark("large view checked")
                 page.screenshot(path=str(ARTIFACTS / "browser-light-1400-viewer.png"))
-                _save_and_shut_down(page, url, token, root / NOTEBOOK.name)
+                _save_and_shut_down(page, served, served.folder / NOTEBOOK.name)
                 mark("saved, kernel shut down")
                 reopened[0] = True
-                _reopen(page, expect, url, token)
+                _reopen(page, expect, served)
                 mark("reopened")
                 page.screenshot(path=str(ARTIFACTS / "browser-light-1400-reopened.png"))
                 in_notebook7[0] = True
-                _reopen(page, expect, url, token, app="notebooks")  # Notebook 7, same saved file
+                _reopen(page, expect, served, app="notebooks")  # Notebook 7, same saved file
                 mark("reopened in Notebook 7")
                 page.screenshot(path=str(ARTIFACTS / "browser-light-1400-reopened-notebook7.png"))
-                _nbconvert_shows_the_thumbnails(root / NOTEBOOK.name)
+                _nbconvert_shows_the_thumbnails(served.folder / NOTEBOOK.name)
                 mark("nbconvert checked")
             finally:
                 try:
@@ -324,8 +387,8 @@ def test_quickstart_panel_generates_in_a_real_browser(chromium, jupyter_lab):
     assert not problems, "errors in the browser console:\n" + "\n".join(problems)
 
 
-def _drive(page, expect, url: str, token: str, release: Path, mark):
-    page.goto(f"{url}/lab/tree/{NOTEBOOK.name}?token={token}")
+def _drive(page, expect, served: Served, mark):
+    page.goto(served.page(NOTEBOOK.name))
     notebook = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook")
     expect(notebook.locator(".jp-Cell").first).to_be_visible(timeout=60_000)
     # The toolbar's execution indicator says "idle" before the kernel exists; the status
@@ -396,7 +459,7 @@ def _drive(page, expect, url: str, token: str, release: Path, mark):
     assert thumbnails["tiles"] == 0 and thumbnails["loaded"] == 0, (
         f"the kernel only answered after the images arrived ({thumbnails}, status {status_text!r})")
     assert "completed" not in status_text
-    release.touch()  # now the generation may run and finish
+    served.release.touch()  # now the generation may run and finish
 
     # then the images: exactly n loaded thumbnails, and the card says completed
     deadline = time.monotonic() + GENERATION_TIMEOUT_MS / 1000
@@ -505,7 +568,7 @@ def _notebook_on_disk(path: Path) -> str:
     return text
 
 
-def _save_and_shut_down(page, url: str, token: str, path: Path) -> None:
+def _save_and_shut_down(page, served: Served, path: Path) -> None:
     """Close the large view, wait until the saved copy holds the thumbnails, save the
     notebook, and shut its kernel down."""
     page.locator(".qw-viewer button", has_text="Close").click()
@@ -537,16 +600,16 @@ def _save_and_shut_down(page, url: str, token: str, path: Path) -> None:
             f"the notebook was not saved with the copy: {saved.count('data:image/jpeg;base64,')} "
             f"thumbnails, prompt {'in' if PROMPT in saved else 'missing'}, {len(saved)} bytes")
         page.wait_for_timeout(250)
-    for session in _api(url, token, "/api/sessions"):
-        _api(url, token, f"/api/sessions/{session['id']}", method="DELETE")  # and its kernel
-    assert _api(url, token, "/api/kernels") == []
+    for session in _api(served.url, served.token, "/api/sessions"):
+        _api(served.url, served.token, f"/api/sessions/{session['id']}", method="DELETE")  # and its kernel
+    assert _api(served.url, served.token, "/api/kernels") == []
 
 
-def _reopen(page, expect, url: str, token: str, app: str = "lab/tree") -> None:
+def _reopen(page, expect, served: Served, app: str = "lab/tree") -> None:
     """The saved notebook, opened again with none of the widget models it refers to, in
     JupyterLab (`lab/tree`) or Notebook 7 (`notebooks`): every finished generation is still
     there, from the saved copy."""
-    page.goto(f"{url}/{app}/{NOTEBOOK.name}?token={token}")
+    page.goto(served.page(NOTEBOOK.name, app))
     notebook = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook")
     expect(notebook.locator(".jp-Cell").first).to_be_visible(timeout=60_000)
     copy = notebook.locator(".qw-static").filter(has_text="Results saved with the notebook")
@@ -646,7 +709,7 @@ _CONTRAST_JS = r"""
 @pytest.mark.browser
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("theme", THEMES)
-def test_panel_and_compare_grid_in_both_themes_at_1400_and_800_px(chromium, tmp_path, theme):
+def test_panel_and_compare_grid_in_both_themes_at_1400_and_800_px(chromium, lab, tmp_path, theme):
     import nbformat
     from playwright.sync_api import expect, sync_playwright
 
@@ -655,9 +718,9 @@ def test_panel_and_compare_grid_in_both_themes_at_1400_and_800_px(chromium, tmp_
     settings = {"@jupyterlab/apputils-extension/themes.jupyterlab-settings": {"theme": THEMES[theme]}}
     problems: list[str] = []
     ARTIFACTS.mkdir(exist_ok=True)
-    with _lab(tmp_path, {"gallery.ipynb": notebook}, settings) as (url, token, _root, release), \
+    with _serve(lab, f"grid-{theme}", {"gallery.ipynb": notebook}, settings) as served, \
             sync_playwright() as playwright:
-        release.touch()  # nothing here races the kernel: the simulator's clock runs freely
+        served.release.touch()  # nothing here races the kernel: the simulator's clock runs freely
         browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS,
                                              headless=True)
         try:
@@ -665,7 +728,7 @@ def test_panel_and_compare_grid_in_both_themes_at_1400_and_800_px(chromium, tmp_
             page.set_default_timeout(30_000)
             page.on("console", lambda m: m.type == "error" and problems.append(m.text))
             page.on("pageerror", lambda error: problems.append(f"pageerror: {error}"))
-            page.goto(f"{url}/lab/tree/gallery.ipynb?token={token}")
+            page.goto(served.page("gallery.ipynb"))
             kernel_status = page.locator('.jp-StatusBar-TextItem[title^="Change kernel"]')
             expect(kernel_status).to_have_text(re.compile(r"\| Idle$"), timeout=60_000)
             if theme == "dark":

@@ -26,7 +26,7 @@ import pytest
 
 from qwen_widgets.widgets._static import Entry, page_html
 
-from .test_browser import ARTIFACTS, CHROMIUM_ARGS, _api, _lab, _require_chromium
+from .test_browser import ARTIFACTS, CHROMIUM_ARGS, _api, _require_chromium, _serve
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -77,7 +77,7 @@ def _run_all(page, expect, app: str) -> None:
         expect(cells.nth(index).locator(".jp-InputPrompt")).to_have_text(re.compile(r"\[\d+\]"), timeout=90_000)
 
 
-def _check_page(page, expect, label: str) -> None:
+def _check_page(page, expect, label: str, where: str) -> None:
     panel = page.locator(".jp-OutputArea-output").filter(has=page.locator(".qw-panel"))
     expect(panel.locator(".qw-card")).to_contain_text("completed", timeout=60_000)
     control = page.locator(".typeset-control")
@@ -91,7 +91,7 @@ def _check_page(page, expect, label: str) -> None:
     link = panel.locator("a[download]")
     expect(link).to_have_count(1)
     href = link.get_attribute("href")
-    assert re.search(r"/files/saved/qwen_images_\d{8}-\d{6}\.zip", href), href
+    assert re.search(rf"/files/{where}/saved/qwen_images_\d{{8}}-\d{{6}}\.zip", href), href
     with page.expect_download() as caught:
         link.click()
     download = caught.value
@@ -102,25 +102,24 @@ def _check_page(page, expect, label: str) -> None:
 
 
 @pytest.mark.timeout(300)
-def test_one_view_money_as_typed_and_download_all_in_jupyterlab_and_notebook_7(tmp_path):
+def test_one_view_money_as_typed_and_download_all_in_jupyterlab_and_notebook_7(lab):
     from playwright.sync_api import expect, sync_playwright
 
-    _require_chromium()
     ARTIFACTS.mkdir(exist_ok=True)
-    with _lab(tmp_path, {"frontends.ipynb": _notebook()}) as (url, token, _root, release), \
+    with _serve(lab, "frontends", {"frontends.ipynb": _notebook()}) as served, \
             sync_playwright() as playwright:
-        release.touch()  # nothing races the kernel here: the simulator's clock runs freely
+        served.release.touch()  # nothing races the kernel here: the simulator's clock runs freely
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS,
                                              headless=True)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1400}, accept_downloads=True)
             page.set_default_timeout(30_000)
             for app, label in (("lab/tree", "jupyterlab"), ("notebooks", "notebook7")):
-                page.goto(f"{url}/{app}/frontends.ipynb?token={token}")
+                page.goto(served.page("frontends.ipynb", app))
                 _run_all(page, expect, app)
-                _check_page(page, expect, label)
-                for session in _api(url, token, "/api/sessions"):  # the next app starts afresh
-                    _api(url, token, f"/api/sessions/{session['id']}", method="DELETE")
+                _check_page(page, expect, label, served.where)
+                for session in _api(served.url, served.token, "/api/sessions"):  # the next app starts afresh
+                    _api(served.url, served.token, f"/api/sessions/{session['id']}", method="DELETE")
         finally:
             browser.close()
 

@@ -15,7 +15,7 @@ from qwen_widgets.engine.clock import SYSTEM_CLOCK
 from qwen_widgets.model.plan import SweepPlan
 from qwen_widgets.store.journal import Journal
 
-from ..conftest import FakeClock, TEST_KEY, fast_options
+from ..conftest import FakeClock, ManualClock, TEST_KEY, fast_options
 
 pytestmark = pytest.mark.anyio
 
@@ -80,15 +80,50 @@ async def test_within_a_class_first_come_first_served():
     assert [number for number, _ in granted] == list(range(12))
 
 
+async def test_among_due_polls_the_likeliest_to_find_its_task_done_goes_first():
+    """As an oracle would poll the task that ended first: each poll says how likely it finds
+    its task done (its schedule's prediction, read at the slot's time); a poll that says
+    nothing (someone asked for the task's state) counts as certain."""
+    budget, clock = RequestBudget(10.0), SettlingClock(0.0)
+    granted: list[str] = []
+
+    async def one(name: str, priority: Priority, chance=None) -> None:
+        await budget.take(clock, priority, chance=chance)
+        granted.append(name)
+
+    rising = lambda now: min(1.0, 0.05 + now)  # noqa: E731 (0.05 at the first slot, 0.35 at the fourth)
+    await asyncio.gather(
+        one("sweep", Priority.BACKGROUND), one("low", Priority.POLL, lambda now: 0.2),
+        one("likely", Priority.POLL, lambda now: 0.9), one("rising", Priority.POLL, rising),
+        one("asked", Priority.POLL), one("click", Priority.SUBMIT), one("middle", Priority.POLL, lambda now: 0.3))
+    assert granted == ["asked", "likely", "middle", "rising", "low", "click", "sweep"]
+
+
+async def settle() -> None:
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+async def until_done(clock: ManualClock, waiting: asyncio.Future, step: float = 1.0) -> None:
+    """Move the clock a slot at a time until `waiting` is done (a lost role never is)."""
+    for _ in range(10):
+        await settle()
+        if waiting.done():
+            return
+        clock.advance(step)
+    await settle()
+
+
 async def test_a_cancelled_dispatcher_hands_its_role_on():
-    clock = SYSTEM_CLOCK
+    clock = ManualClock()
     budget = RequestBudget(1.0)
     await budget.take(clock)  # the free slot: the next one is a second away
     first = asyncio.ensure_future(budget.take(clock))  # holds the dispatch role, sleeping
     second = asyncio.ensure_future(budget.take(clock))
-    await asyncio.sleep(0.05)
+    await settle()
+    assert clock.sleeping() == 1 and budget._dispatcher is not None
     first.cancel()
-    await asyncio.wait_for(second, 30)  # would hang forever if the role were lost
+    await until_done(clock, second)  # would never be done if the role were lost with `first`
     assert first.cancelled() and second.done() and budget._dispatcher is None
 
 
@@ -96,20 +131,23 @@ async def test_a_waiter_cancelled_in_the_turn_its_slot_comes_is_cancelled_and_le
     """The cancel wins over a grant settled in the same loop turn (asyncio.wait_for before
     Python 3.12 returned the grant and lost the cancel: a cancelled sweep then watched a task to
     its end), and the budget goes on for everyone else."""
-    clock = SYSTEM_CLOCK
+    clock = ManualClock()
     budget = RequestBudget(1.0)
     await budget.take(clock)  # the free slot: the next one is a second away
     dispatcher = asyncio.ensure_future(budget.take(clock))  # holds the dispatch role, sleeping
     waiting = asyncio.ensure_future(budget.take(clock))
-    await asyncio.sleep(0.05)
+    await settle()
     (me,) = [waiter for waiter in budget._waiters if not waiter.future.done()]
     me.future.set_result(_GRANT)  # what the dispatcher's hand-over does...
     waiting.cancel()  # ...and a cancel in the same turn
     with pytest.raises(asyncio.CancelledError):
         await waiting
     assert budget._outstanding is not me and me not in budget._waiters
-    await asyncio.wait_for(dispatcher, 30)
-    await asyncio.wait_for(budget.take(clock), 30)  # the next slot is handed out as usual
+    await until_done(clock, dispatcher)
+    assert dispatcher.done()
+    following = asyncio.ensure_future(budget.take(clock))
+    await until_done(clock, following)
+    assert following.done()  # the next slot is handed out as usual
 
 
 def test_two_event_loops_share_one_spacing():
@@ -171,7 +209,7 @@ def test_the_default_budget_is_near_the_providers_limit():
 async def test_a_sweep_takes_its_concurrency_from_the_budget_and_halves_it_on_pushback(server):
     simulator = server.simulator
     simulator.max_running = 3  # the service's own limit on running tasks
-    simulator.duration = 200  # 2 s at this scale: tasks overlap
+    simulator.duration = 50  # 0.5 s at this scale: twelve submitted at once overlap
     with qw.QwenClient(TEST_KEY, base_url=server.url, **fast_options(poll_budget=RequestBudget(1000.0))) as client:
         plan = SweepPlan.of({"prompt": [f"fox {i}" for i in range(12)]}, max_images=12)
         sweep = qw.Sweep(client, plan)

@@ -193,6 +193,96 @@ def test_every_progress_style_is_cheap_and_prompt_once_durations_are_learned(sty
     assert sorted(run.detection for run in runs)[2] <= 1.0
 
 
+@pytest.mark.parametrize("style", ["linear", "coarse", "none"])
+def test_learned_short_tasks_cost_a_third_of_a_half_second_loop_and_are_seen_within_half_a_second(style):
+    """Tasks of 3-6 s, of a kind the account has seen: the first poll and the spacing come from
+    the learned durations (no fixed 1 s look, no 0.5 s grid), so a 4 s task is not polled
+    twice before it can have finished."""
+    history, request = DurationHistory(), ImageRequest("a quick fox")
+    learned = [3.2, 3.6, 3.9, 4.1, 4.3, 4.6, 5.0, 5.5]
+    for duration in learned:
+        history.observe(request, duration, duration * 2.5)
+    durations = [3.0 + 0.25 * k for k in range(13)]  # 3.0 .. 6.0 s
+    runs = [drive(StyledTask(d, queue=0.3, style=style), PollTracker(history=history, request=request))
+            for d in durations]
+    ours = sum(run.polls for run in runs)
+    fixed = sum(_fixed_polls(d, 0.5) for d in durations)
+    assert ours <= fixed / 3
+    assert sorted(run.detection for run in runs)[len(runs) // 2] <= 0.5
+    assert all(run.poll_times[0] > PollSchedule().first_delay for run in runs)
+
+
+def test_the_next_poll_comes_when_the_delay_it_would_add_reaches_a_polls_cost():
+    history, request = DurationHistory(), ImageRequest("a quick fox")
+    for duration in (3.2, 3.6, 3.9, 4.1, 4.3, 4.6, 5.0, 5.5):
+        history.observe(request, duration, None)
+    tracker = PollTracker(history=history, request=request)
+    belief = tracker.belief()
+    first = tracker.next_delay(0.0)
+    assert first < PollSchedule().max_interval  # not cut short by the widest spacing
+    # expected lateness of a poll at `first`: E[(first - D)+], by summing the belief's mass
+    steps = 20_000
+    lateness = sum((first - t) * (belief.done_by(t + first / steps) - belief.done_by(t)) for t in
+                   (first * k / steps for k in range(steps)))
+    assert lateness == pytest.approx(PollSchedule().poll_cost, rel=0.02)
+
+
+def test_a_crowded_budget_makes_each_poll_likelier_to_find_the_task_done():
+    history, request = DurationHistory(), ImageRequest("a fox")
+    for duration in (16.0, 18.0, 20.0, 22.0, 24.0, 19.0, 21.0):
+        history.observe(request, duration, None)
+    chances = []
+    for backlog in (0.0, 2.0, 10.0, 50.0):
+        tracker = PollTracker(history=history, request=request)
+        delay = tracker.next_delay(0.0, backlog)
+        chances.append(tracker.outlook(0.0)(delay))
+    assert chances == sorted(chances) and chances[0] < 0.2 and chances[-1] > 0.8
+
+
+def test_outlook_is_the_chance_of_done_since_the_last_poll():
+    tracker = PollTracker()
+    tracker.observe(1.0, Task(TID, TaskStatus.PENDING, 0, estimated_time=40.0))
+    tracker.observe(15.0, Task(TID, TaskStatus.PENDING, 0, estimated_time=40.0))
+    belief, outlook = tracker.belief(), tracker.outlook(100.0)  # submitted at clock time 100
+    assert outlook(115.0) == pytest.approx(0.0, abs=1e-12)  # not done at the last poll
+    before = belief.done_by(15.0)
+    assert outlook(125.0) == pytest.approx((belief.done_by(25.0) - before) / (1 - before))
+    tracker.observe(30.0, Task(TID, TaskStatus.PENDING, 0, estimated_time=40.0))
+    assert outlook(125.0) == pytest.approx((belief.done_by(25.0) - before) / (1 - before))  # frozen
+
+
+def test_the_first_tasks_of_an_unknown_kind_are_probes_until_it_is_learned():
+    from qwen_widgets.engine import polling
+
+    history, fox, cat = DurationHistory(), ImageRequest("a fox"), ImageRequest("a cat", n=2)
+    assert [history.probe(fox) for _ in range(polling.PROBES + 3)] == [True] * polling.PROBES + [False] * 3
+    assert history.probe(cat) and not history.probe(None)  # another kind counts apart
+    probe, plain = PollTracker(history=history, request=fox, probe=True), PollTracker(history=history, request=fox)
+    crowded = 50.0  # seconds of requests waiting for the budget
+    assert probe.next_delay(0.0, crowded) < plain.next_delay(0.0, crowded) / 3
+    for duration in (16.0, 18.0, 20.0, 22.0, 24.0):
+        history.observe(fox, duration, None)
+    assert not history.probe(fox)  # learned: no more probes of that kind
+    probe.observe(2.0, Task(TID, TaskStatus.PENDING, 0))
+    plain.observe(2.0, Task(TID, TaskStatus.PENDING, 0))
+    assert probe.next_delay(2.0, crowded) == plain.next_delay(2.0, crowded)  # a probe no longer
+
+
+@pytest.mark.parametrize("reported, running, done, expected", [
+    (4.0, 3.8, 4.1, 3.95),  # whole seconds (3.5-4.5) narrowed by the polls (3.8-4.1)
+    (4.0, 0.0, 6.0, 4.0),  # polls looser than the second: the second
+    (4.0, 4.7, 5.0, 4.0),  # clocks that disagree: the server's word
+    (4.25, 3.8, 4.3, 4.25),  # a fraction is exact already
+    (None, 3.8, 4.3, 4.3),  # no word: when it was seen done
+])
+def test_a_whole_second_duration_is_narrowed_by_the_polls_around_it(reported, running, done, expected):
+    tracker = PollTracker()
+    tracker.observe(running, Task(TID, TaskStatus.PROCESSING, 50))
+    finished = Task(TID, TaskStatus.COMPLETED, 100, actual_time=reported)
+    tracker.observe(done, finished)
+    assert tracker.duration(finished, done) == pytest.approx(expected)
+
+
 def test_after_prediction_passes_intervals_grow_geometrically_to_max():
     schedule = PollSchedule()
     tracker = PollTracker(schedule)
@@ -320,9 +410,9 @@ def test_any_history_gives_a_bounded_delay_within_the_deadline(observations, tim
 def test_scaled_multiplies_every_duration_only():
     base = PollSchedule()
     scaled = base.scaled(0.01)
-    for name in ("first_delay", "min_interval", "max_interval", "default_estimate", "min_deadline"):
+    for name in ("first_delay", "min_interval", "max_interval", "poll_cost", "default_estimate", "min_deadline"):
         assert getattr(scaled, name) == pytest.approx(getattr(base, name) * 0.01)
-    for name in ("completion_step", "overrun_growth", "deadline_factor"):
+    for name in ("overrun_growth", "deadline_factor"):
         assert getattr(scaled, name) == getattr(base, name)
     assert base.first_delay == 1.0  # the original is unchanged
 
