@@ -116,7 +116,7 @@ def unhide(task: Task | Entry | str, *, client: QwenClient | None = None) -> Non
 
 def delete(task: Task | Entry | str, *, client: QwenClient | None = None) -> dict[str, int]:
     """Delete a generation: it leaves the history and its kept images are deleted from this
-    machine. Returns {'files': ..., 'bytes_freed': ...}. Images you saved elsewhere (qw.save,
+    machine. Returns {'images': kept images deleted, 'bytes_freed': ...}. Images you saved elsewhere (qw.save,
     Save, a download) are yours and stay. A generation still running cannot be deleted."""
     journal = _library(None, client, create=True)
     assert journal is not None
@@ -219,11 +219,16 @@ def sweep(
     max_images: int = DEFAULT_MAX_IMAGES,
     price_per_image: float | None = None,
     client: QwenClient | None = None,
+    **slots: str | list[str],
 ) -> Sweep:
     """Generate every combination of the fields given as lists, `concurrency` at a time (by
     default as many as the request budget sustains, fewer after the service pushes back).
 
         s = qw.sweep(prompt=["a fox", "a wolf"], size=["1:1", "16:9"], n=2)
+        s = qw.sweep(prompt="a {animal} in {place}", animal=["fox", "owl"], place=["snow", "rain"])
+
+    A prompt can be a template: each `{slot}` given values as a keyword (or written inline,
+    `{animal: fox|owl}`) is an axis labelled by its name.
 
     `size` and `resolution` default to each model's own. Every cell is checked against its
     model's rules as the service states them (a model the service added works too). States the
@@ -235,7 +240,7 @@ def sweep(
     fields = {"prompt": prompt, "model": model, "size": size, "resolution": resolution,
               "negative_prompt": negative_prompt, "n": n,
               "image_urls": client.references(image_urls)}  # one upload per local image
-    plan = client.plan(fields, max_images=max_images)  # under the service's rules for its models
+    plan = client.plan(fields, max_images=max_images, slots=slots)  # under the service's rules for its models
     client.check_limits(plan.images)  # before the first POST, for the whole plan
     running = Sweep(client, plan, concurrency=concurrency, price_per_image=price_per_image)
     if price_per_image is None:  # checked before anything goes out, pricing included

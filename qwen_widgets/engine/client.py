@@ -427,13 +427,14 @@ class AsyncQwenClient:
         return await self._catalog.checked(
             [fields.get("model", base)], lambda catalog: make_request(request_or_prompt, fields, catalog))
 
-    async def plan(self, fields: dict[str, Any], *, max_images: int = DEFAULT_MAX_IMAGES) -> SweepPlan:
+    async def plan(self, fields: dict[str, Any], *, max_images: int = DEFAULT_MAX_IMAGES,
+                   slots: dict[str, Any] | None = None) -> SweepPlan:
         """A sweep's plan (SweepPlan.of) with every cell checked against its model's rules, as
-        build_request checks one request."""
+        build_request checks one request; `slots` fill the prompt's template."""
         models = fields.get("model", ImageRequest.model)
         return await self._catalog.checked(
             models if isinstance(models, (list, tuple)) else [models],
-            lambda catalog: SweepPlan.of(fields, max_images=max_images, catalog=catalog))
+            lambda catalog: SweepPlan.of(fields, max_images=max_images, catalog=catalog, slots=slots))
 
     async def balance(self, *, account: bool = False) -> Balance:
         """The balance of this key (`GET /v1/balance`), or with `account=True` of the whole
@@ -579,7 +580,7 @@ class AsyncQwenClient:
 
     async def delete(self, task: Task | Entry | str) -> dict[str, int]:
         """Delete a generation from the library and its kept images from this machine; returns
-        {'files': ..., 'bytes_freed': ...}. A task still running cannot be deleted (its images
+        {'images': kept images deleted, 'bytes_freed': ...}. A task still running cannot be deleted (its images
         would be kept again when it ends): stop watching it, or wait."""
         entry = await self.find(task)
         return await asyncio.to_thread(disk.delete_generation, self.journal, entry.local_id)
@@ -602,6 +603,11 @@ class AsyncQwenClient:
             return request
         urls = [(await self.upload(files[url])).url if url in files else url for url in request.image_urls]
         return request.replace(image_urls=urls)
+
+    def read_receipt(self, source: str | Path | bytes) -> Receipt:
+        """The receipt inside an image file (a path or its bytes); RequestValidationError when
+        it cannot be read or carries none."""
+        return read_receipt(source)
 
     async def rerun(self, source: Any, *, on_update: OnUpdate | None = None,
                     timeout: float | None = None) -> Task:

@@ -17,6 +17,7 @@ from ..model.account import Balance
 from ..model.history import PAGE_SIZE, HistoryPage, HistoryQuery
 from ..model.limits import Usage
 from ..model.plan import DEFAULT_MAX_IMAGES, SweepPlan
+from ..model.receipt import Receipt
 from ..model.request import ImageRequest, ModelRules
 from ..model.secret import as_secret
 from ..model.task import GeneratedImage, Task, UploadedImage
@@ -148,8 +149,9 @@ class QwenClient:
         return _runner.run(self.aio.build_request(request_or_prompt, **fields))
 
     @_doc_of(AsyncQwenClient.plan)
-    def plan(self, fields: dict[str, Any], *, max_images: int = DEFAULT_MAX_IMAGES) -> SweepPlan:
-        return _runner.run(self.aio.plan(fields, max_images=max_images))
+    def plan(self, fields: dict[str, Any], *, max_images: int = DEFAULT_MAX_IMAGES,
+             slots: dict[str, Any] | None = None) -> SweepPlan:
+        return _runner.run(self.aio.plan(fields, max_images=max_images, slots=slots))
 
     @_doc_of(AsyncQwenClient.balance)
     def balance(self, *, account: bool = False) -> Balance:
@@ -212,6 +214,10 @@ class QwenClient:
     @_doc_of(AsyncQwenClient.repeatable)
     def repeatable(self, request: ImageRequest) -> ImageRequest:
         return _runner.run(self.aio.repeatable(request))
+
+    @_doc_of(AsyncQwenClient.read_receipt)
+    def read_receipt(self, source: str | Path | bytes) -> Receipt:
+        return self.aio.read_receipt(source)
 
     @_doc_of(AsyncQwenClient.rerun)
     def rerun(self, source: Any, *, on_update: OnUpdate | None = None, timeout: float | None = None) -> Task:

@@ -75,6 +75,39 @@ def thumbnail(data: bytes, max_edge: int = 320) -> bytes:
     return buffer.getvalue()
 
 
+def mosaic(thumbnails: list[bytes], edge: int = 384, gap: int = 4) -> bytes:
+    """Several thumbnails side by side in one JPEG at most `edge` pixels wide (a contact
+    sheet: two columns for two or four images, three for three, five or six); one thumbnail
+    is returned as it is. A finished card keeps this one picture instead of one per image, so
+    its memory does not grow with the number of images. ValueError when one cannot be read."""
+    import io
+    import math
+
+    from PIL import Image
+
+    if len(thumbnails) == 1:
+        return thumbnails[0]
+    columns = 2 if len(thumbnails) in (2, 4) else 3
+    rows = math.ceil(len(thumbnails) / columns)
+    try:
+        pictures = [Image.open(io.BytesIO(data)) for data in thumbnails]
+        width, height = pictures[0].size
+        cell_w = (edge - gap * (columns - 1)) // columns
+        cell_h = max(1, round(cell_w * height / max(width, 1)))
+        sheet = Image.new("RGB", (cell_w * columns + gap * (columns - 1), cell_h * rows + gap * (rows - 1)),
+                          (128, 128, 128))
+        for number, picture in enumerate(pictures):
+            picture.thumbnail((cell_w, cell_h))
+            x = (number % columns) * (cell_w + gap) + (cell_w - picture.width) // 2
+            y = (number // columns) * (cell_h + gap) + (cell_h - picture.height) // 2
+            sheet.paste(picture.convert("RGB"), (x, y))
+        buffer = io.BytesIO()
+        sheet.save(buffer, "JPEG", quality=80, optimize=True)
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise ValueError(f"not a readable image ({type(exc).__name__}: {exc})") from exc
+    return buffer.getvalue()
+
+
 def png_with_text(data: bytes, text: dict[str, str]) -> bytes:
     """The same PNG with iTXt chunks (UTF-8 text) after its header; other formats unchanged.
 

@@ -365,9 +365,9 @@ def cached_thumbnail(copy: Path, edge: int) -> bytes:
 
 
 def remove_copies(paths: Iterable[Path]) -> tuple[int, int]:
-    """Delete kept copies and their thumbnails; returns (files, bytes) freed. A file already
-    gone is skipped."""
-    files = freed = 0
+    """Delete kept copies and the thumbnails made from them; returns (copies, bytes) freed. A
+    file already gone is skipped."""
+    copies = freed = 0
     for copy in paths:
         for path in (copy, *copy.parent.joinpath(THUMBNAILS).glob(f"{copy.stem}-*.jpg")):
             try:
@@ -375,12 +375,12 @@ def remove_copies(paths: Iterable[Path]) -> tuple[int, int]:
                 path.unlink()
             except OSError:
                 continue
-            files, freed = files + 1, freed + size
-    return files, freed
+            copies, freed = copies + (path == copy), freed + size
+    return copies, freed
 
 
 def delete_generation(journal: Journal, local_id: str) -> dict[str, int]:
-    """Take a generation out of the library (see Journal.delete) and delete its kept images;
-    returns {'files': ..., 'bytes_freed': ...}."""
-    files, freed = remove_copies(journal.delete(local_id))
-    return {"files": files, "bytes_freed": freed}
+    """Take a generation out of the library (see Journal.delete) and delete its kept images
+    and their thumbnails; returns {'images': kept images deleted, 'bytes_freed': ...}."""
+    images, freed = remove_copies(journal.delete(local_id))
+    return {"images": images, "bytes_freed": freed}

@@ -125,7 +125,7 @@ def test_star_unstar_hide_and_delete_by_task_id_or_task(client):
     size = sum(image.local_path.stat().st_size for image in kept.images)
     qw.star(kept)
     freed = qw.delete(kept)
-    assert freed == {"files": 2, "bytes_freed": size}
+    assert freed == {"images": 2, "bytes_freed": size}
     assert not any(image.local_path.exists() for image in kept.images)
     assert prompts(client.history()) == ["a mistake"]
     assert qw.history()["prompt"].tolist() == ["a mistake"]
@@ -149,7 +149,8 @@ def test_delete_removes_the_thumbnails_made_from_kept_copies(client):
     client.background(client.aio.thumbnail(task.images[0], 256)).result(30)
     thumbnails = list((home() / "images" / ".thumbnails").iterdir())
     assert len(thumbnails) == 1
-    assert client.delete(task)["files"] == 2
+    size = sum(path.stat().st_size for path in (task.images[0].local_path, *thumbnails))
+    assert client.delete(task) == {"images": 1, "bytes_freed": size}
     assert not thumbnails[0].exists()
 
 
