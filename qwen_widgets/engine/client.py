@@ -38,7 +38,7 @@ from ..model.errors import (
     TaskTimeoutError,
     stopped_watching,
 )
-from ..model.history import PAGE_SIZE, HistoryPage, HistoryQuery
+from ..model.history import EVERYTHING, PAGE_SIZE, HistoryPage, HistoryQuery
 from ..model.images import thumbnail
 from ..model.limits import Usage
 from ..model.lineage import Reference
@@ -555,7 +555,7 @@ class AsyncQwenClient:
 
     # -- the library: this client's journal as a history to search, keep and reuse ------------
 
-    async def history(self, query: HistoryQuery = HistoryQuery(), offset: int = 0,
+    async def history(self, query: HistoryQuery = EVERYTHING, offset: int = 0,
                       limit: int = PAGE_SIZE) -> HistoryPage:
         """One page of this client's journal, newest first, filtered by `query` (in demo mode
         the journal is in memory: this session's work)."""

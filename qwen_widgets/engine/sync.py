@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..model.account import Balance
-from ..model.history import PAGE_SIZE, HistoryPage, HistoryQuery
+from ..model.history import EVERYTHING, PAGE_SIZE, HistoryPage, HistoryQuery
 from ..model.limits import Usage
 from ..model.plan import DEFAULT_MAX_IMAGES, SweepPlan
 from ..model.receipt import Receipt
@@ -184,7 +184,7 @@ class QwenClient:
     # -- the library ---------------------------------------------------------------------------
 
     @_doc_of(AsyncQwenClient.history)
-    def history(self, query: HistoryQuery = HistoryQuery(), offset: int = 0, limit: int = PAGE_SIZE) -> HistoryPage:
+    def history(self, query: HistoryQuery = EVERYTHING, offset: int = 0, limit: int = PAGE_SIZE) -> HistoryPage:
         return self.aio.journal.page(query, offset, limit)
 
     @_doc_of(AsyncQwenClient.find)

@@ -61,9 +61,9 @@ class HistoryQuery:
                 raise RequestValidationError(name, "must be True, False or None", value)
         now = now or datetime.now(timezone.utc)
         statuses = _choices("status", status)
-        for value in statuses:
-            if value not in STATUSES:
-                raise RequestValidationError("status", f"must be one of {', '.join(STATUSES)}", value)
+        for word in statuses:
+            if word not in STATUSES:
+                raise RequestValidationError("status", f"must be one of {', '.join(STATUSES)}", word)
         return cls(search=(search or "").strip(), starred=starred, hidden=hidden,
                    since=when("since", since, now), until=when("until", until, now),
                    model=_choices("model", model), size=_choices("size", size),
@@ -78,6 +78,10 @@ class HistoryQuery:
     def filtered(self) -> bool:
         """True when anything narrows the history (the view says "no match" rather than "empty")."""
         return self != HistoryQuery()
+
+
+EVERYTHING = HistoryQuery()
+"""The query that lets everything through (hidden generations stay hidden)."""
 
 
 @dataclass(frozen=True)

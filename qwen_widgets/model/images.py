@@ -206,7 +206,7 @@ def _xmp_packet(text: dict[str, str]) -> bytes:
             '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
             '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/" '
             f'xmlns:qw="{_XMP_NAMESPACE}">{description}{fields}</rdf:Description></rdf:RDF></x:xmpmeta>'
-            '<?xpacket end="w"?>').encode("utf-8")
+            '<?xpacket end="w"?>').encode()
 
 
 def _jpeg_with_xmp(data: bytes, packet: bytes) -> bytes:

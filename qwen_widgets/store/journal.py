@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..model.errors import JournalError, RequestValidationError
-from ..model.history import PAGE_SIZE, HistoryPage, HistoryQuery
+from ..model.history import EVERYTHING, PAGE_SIZE, HistoryPage, HistoryQuery
 from ..model.limits import WINDOW, SpendingLimits, Usage
 from ..model.lineage import Reference
 from ..model.record import task_from_record, task_record
@@ -337,7 +337,7 @@ class Journal:
 
     # -- the library: finding, keeping and tracing what was made ------------------------------
 
-    def page(self, query: HistoryQuery = HistoryQuery(), offset: int = 0, limit: int = PAGE_SIZE) -> HistoryPage:
+    def page(self, query: HistoryQuery = EVERYTHING, offset: int = 0, limit: int = PAGE_SIZE) -> HistoryPage:
         """One page of the generations that match `query`, newest first, and how many match
         in all. Memory and time follow the page, not the journal: the filters and the
         search run in SQLite (the prompt index, the time index), only the page is read."""
@@ -351,7 +351,7 @@ class Journal:
         entries = self._entries(rows, subset, ids)
         return HistoryPage(entries, total, offset, limit, query, self.search_mode)
 
-    def history_rows(self, query: HistoryQuery = HistoryQuery()) -> list[tuple]:
+    def history_rows(self, query: HistoryQuery = EVERYTHING) -> list[tuple]:
         """Every image of the generations that match `query`, oldest first, as flat rows in
         the order of model.frame.HISTORY_ROW (one row for a generation without images): read
         in one statement that SQLite answers on its own, so a frame of 100,000 rows costs what
@@ -418,7 +418,8 @@ class Journal:
     def delete(self, local_id: str) -> list[Path]:
         """Take a row out of the library: it no longer shows in the history or a search, and
         its kept images are no longer listed (returned, for the caller to remove); a generation
-        still running is refused (RequestValidationError). The row itself stays, without a star, for what must still count it: the daily spending limits
+        still running is refused (RequestValidationError). The row itself stays, without a star,
+        for what must still count it: the daily spending limits
         and "what is left open" look at the last 24 hours."""
         paths: list[Path] = []
 

@@ -232,7 +232,7 @@ class Keys:
             if key in ("previous", "next", "close"):
                 self._viewers[content["viewer"]](key)
         elif event in ("copied", "downloaded"):
-            reply = self._replies.pop(content.get("token"), None)  # type: ignore[arg-type]
+            reply = self._replies.pop(content.get("token"), None)
             if reply is not None:
                 reply(content.get("ok") is True)
 

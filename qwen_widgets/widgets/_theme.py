@@ -52,7 +52,8 @@ STYLESHEET = """<style>
 .qw-root .widget-html, .qw-root .widget-label { min-height: var(--jp-widgets-inline-height, 28px); height: auto; }
 .qw-root .widget-html-content { align-self: center; }
 .qw-root textarea::placeholder, .qw-root input::placeholder { color: var(--jp-ui-font-color2, #616161); opacity: 1; }
-.qw-root .qw-viewer:focus-within, .qw-root [class*='qw-viewer-']:focus { outline: 2px solid var(--jp-brand-color1, #1976d2); outline-offset: 2px; }
+.qw-root .qw-viewer:focus-within, .qw-root [class*='qw-viewer-']:focus {
+  outline: 2px solid var(--jp-brand-color1, #1976d2); outline-offset: 2px; }
 .qw-root .widget-dropdown, .qw-root .widget-upload, .qw-root .widget-button { max-width: 100%; }
 .qw-root .widget-dropdown > select { min-width: 0; }
 .qw-root .qw-copy-box { width: 100%; box-sizing: border-box; }

@@ -95,6 +95,8 @@ class Card(widgets.VBox):
         """How a finished card shows its images: 'tiles', 'featured' or 'compact'."""
         self.timings = ""
         """The finished task's times and cost in words (also in the status line)."""
+        self.starred = False
+        """Starred in the journal (by its Star button)."""
         self.id = uuid.uuid4().hex[:10]
         self._loaded: set[int] = set()
         self._thumbnails: dict[int, bytes] = {}
@@ -636,7 +638,7 @@ class Card(widgets.VBox):
             self.viewer = Viewer(self.client, save_dir=self.save_dir, on_hide=self._viewer_closed,
                                  on_use_reference=self._on_use_reference, bridge=self.bridge,
                                  on_save_all=self.save_all if several else None)
-            if several:
+            if self.viewer.save_all_button is not None:
                 self.viewer.save_all_button.description = f"Save all {len(self.task.images)}"
         prompt = self.request.prompt if self.request else self.task.task_id
         position = next(i for i, image in enumerate(self.task.images) if image.index == index)
@@ -680,10 +682,11 @@ class Card(widgets.VBox):
             actions.append(self._button("More like this", self.more_like_this,
                                         "Send the same request again (new images: the API has no seed)"))
         if self.task.local_id is not None:
-            starred = bool(self._extras.get("starred"))
+            starred = self.starred
             actions.append(self._button("Starred" if starred else "Star", self.toggle_star,
                                         "Take the star away" if starred else
-                                        "Star it: the history finds starred ones, and the prompt menu offers them first"))
+                                        "Star it: the history finds starred ones, and the prompt menu "
+                                        "offers them first"))
         if not self._viewing:
             count = len(self.task.images)
             actions.append(self._button("Save all" if count > 1 else "Save", self.save_all,
@@ -699,7 +702,8 @@ class Card(widgets.VBox):
             if retry:
                 actions.append(self._button("Retry", self.retry, "Submit the same request again"))
             if self._on_reuse is not None:
-                actions.append(self._button("Edit", self.reuse_settings, "Load this request into the form to change it"))
+                actions.append(self._button("Edit", self.reuse_settings,
+                                            "Load this request into the form to change it"))
         self.actions.children = actions
 
     def reuse_settings(self) -> None:
@@ -716,7 +720,7 @@ class Card(widgets.VBox):
         """Star this generation in the journal, or take the star away."""
         if self.task is None or self.task.local_id is None:
             return None
-        starred = not self._extras.get("starred")
+        starred = not self.starred
 
         async def run() -> None:
             try:
@@ -725,9 +729,7 @@ class Card(widgets.VBox):
                 show_error(self.feedback, error_message(error))
                 self._arrange()
                 return
-            self._extras.pop("starred", None)
-            if starred:
-                self._extras["starred"] = True  # type: ignore[assignment]
+            self.starred = starred
             self._offer_actions()
             self._changed()
 
@@ -782,12 +784,13 @@ class Card(widgets.VBox):
 
     def delete(self) -> concurrent.futures.Future | None:
         """Delete this generation (no question asked: `ask_delete` asks)."""
-        if self.task is None:
+        task = self.task
+        if task is None:
             return None
 
         async def run() -> None:
             try:
-                freed = await self.client.aio.delete(self.task)
+                freed = await self.client.aio.delete(task)
             except QwenError as error:
                 self._keep()
                 show_error(self.feedback, error_message(error))
@@ -798,8 +801,9 @@ class Card(widgets.VBox):
             old = list(self.tiles.children) + list(self.actions.children) + [self._extras.pop("more", None)]
             self.tiles.children, self.actions.children = (), ()
             close_tree([widget for widget in old if widget is not None])
-            self._set_status(f"{self.task.task_id} · deleted")
-            self._say(f"Deleted: {freed['images']} kept image(s), {size_words(freed['bytes_freed'])} freed on this machine.")
+            self._set_status(f"{task.task_id} · deleted")
+            self._say(f"Deleted: {freed['images']} kept image(s), {size_words(freed['bytes_freed'])} "
+                      "freed on this machine.")
             self._changed()
 
         return self.client.background(run())

@@ -132,8 +132,8 @@ class SweepGrid(widgets.VBox):
         if self.viewer is not None and self._viewing:
             shown.append(self.viewer)
         shown += [self.table, *self._own]
-        if tuple(shown) != self.children:
-            self.children = shown
+        if tuple(shown) != tuple(self.children):
+            self.set_trait("children", shown)
 
     # -- building ----------------------------------------------------------------------------
 
@@ -270,8 +270,9 @@ class SweepGrid(widgets.VBox):
         picture, label, placeholder = self.tiles[index].children[:3]
         cell = self.sweep.cells[index]
         name = " · ".join(f"{field}: {value}" for field, value in cell.labels) or cell.request.prompt
+        result = self.sweep.results[index]
         picture.tooltip = alt_text(f"{name} — {cell.request.prompt}" if "prompt" not in dict(cell.labels) else name,
-                                   1, len(self.sweep.results[index].images) if self.sweep.results[index] else 1)
+                                   1, len(result.images) if result is not None else 1)
         if await load_thumbnail(self.sweep.client, image, picture, label, _EDGE) is not None:
             picture.layout = layout(**_PICTURE)
             placeholder.layout = layout(display="none", **_PLACEHOLDER)

@@ -39,7 +39,7 @@ from ._actions import copy_text
 from ._format import cost_words, error_message, made_words, origin_words, params_line, size_words
 from ._keys import Keys
 from ._theme import BORDER, MUTED_COLOR, THUMBNAIL_EDGE, close_tree, layout, show_error, style, text_html
-from .viewer import Viewer, alt_text
+from .viewer import Item, Viewer, alt_text
 
 __all__ = ["HistoryView"]
 
@@ -99,11 +99,11 @@ class HistoryView(widgets.VBox):
                 "Demo mode: this history is this session's work. The simulator and its journal live in "
                 "memory and end with the kernel; with an API key, every generation is kept in the journal "
                 "across sessions and kernels.")
-        filters = widgets.HBox([self.model, self.size, self.resolution, self.status, self.since, self.starred,
-                                self.hidden], layout=layout(flex_flow="row wrap", align_items="center"))
+        self.filters = widgets.HBox([self.model, self.size, self.resolution, self.status, self.since, self.starred,
+                                     self.hidden], layout=layout(flex_flow="row wrap", align_items="center"))
         self.bar = widgets.HBox([self.newer_button, self.older_button, self.summary],
                                 layout=layout(flex_flow="row wrap", align_items="center"))
-        super().__init__([self.note, self.search, filters, self.bar, self.grid], layout=layout(width="auto"))
+        super().__init__([self.note, self.search, self.filters, self.bar, self.grid], layout=layout(width="auto"))
         self.add_class("qw-history")
         self.search.observe(lambda _: self._soon(), "value")
         for control in (self.model, self.size, self.resolution, self.status, self.since, self.starred, self.hidden):
@@ -188,7 +188,8 @@ class HistoryView(widgets.VBox):
     def open_viewer(self, item: HistoryItem, *, focus: bool = True) -> concurrent.futures.Future | None:
         """The large view above the page, on `item`'s first image; previous/next reach every
         image of the page that can be shown."""
-        items, start = [], None
+        items: list[Item] = []
+        start = None
         for other in self.items:
             task = other.entry.task
             if task is None:
@@ -201,14 +202,14 @@ class HistoryView(widgets.VBox):
         if self.viewer is None:
             self.viewer = Viewer(self.client, save_dir=self.save_dir, on_hide=self._close_viewer,
                                  on_use_reference=self._on_use_reference, bridge=self.bridge)
-            self.children = [*self.children[:-1], self.viewer, self.grid]
+            self.children = [self.note, self.search, self.filters, self.bar, self.viewer, self.grid]
         self.viewer.opener = f"qw-open-history-{item.entry.local_id}"
         return self.viewer.show(items, start, focus=focus)
 
     def _close_viewer(self) -> None:
         viewer, self.viewer = self.viewer, None
         if viewer is not None:
-            self.children = [child for child in self.children if child is not viewer]
+            self.children = [self.note, self.search, self.filters, self.bar, self.grid]
             viewer.picture.value = b""
             close_tree([viewer])
 
@@ -240,6 +241,8 @@ class HistoryItem(widgets.VBox):
         self.feedback = widgets.HTML(layout=layout(width="auto"), style=style("html"))
         self.actions = widgets.HBox(layout=layout(flex_flow="row wrap", align_items="center"))
         self.more: widgets.HBox | None = None
+        self.confirm: widgets.HBox | None = None
+        self._tile = tile
         self._offer()
         super().__init__([tile, self.title, self.details, self.actions, self.feedback],
                          layout=layout(border=BORDER, padding="6px 8px", min_width="0"))
@@ -283,7 +286,7 @@ class HistoryItem(widgets.VBox):
                                                small=True)
             return
         self.picture.value = data
-        self.picture.tooltip = alt_text(self.prompt, shown[0].index + 1, len(task.images))
+        self.picture.tooltip = alt_text(self.prompt, shown[0].index + 1, len(task.images) if task else 1)
         self.picture.layout = layout(**_PICTURE)
         self.placeholder.layout = layout(display="none", **_EMPTY)
 
@@ -334,7 +337,7 @@ class HistoryItem(widgets.VBox):
     def toggle_more(self) -> None:
         if self.more is not None:
             more, self.more = self.more, None
-            self.children = [child for child in self.children if child is not more]
+            self._arrange()
             close_tree([more])
             return
         buttons = []
@@ -347,7 +350,11 @@ class HistoryItem(widgets.VBox):
                                else "Show it in the history again"))
         buttons.append(_button("Delete…", self.ask_delete, "Delete it and its kept images from this machine"))
         self.more = widgets.HBox(buttons, layout=layout(flex_flow="row wrap", align_items="center"))
-        self.children = [*self.children[:-1], self.more, self.feedback]
+        self._arrange()
+
+    def _arrange(self) -> None:
+        self.children = [child for child in (self._tile, self.title, self.details, self.actions, self.more,
+                                             self.confirm, self.feedback) if child is not None]
 
     def copy_prompt(self) -> None:
         copy_text(self.view.bridge, self.feedback, "prompt", self.prompt)
@@ -393,15 +400,18 @@ class HistoryItem(widgets.VBox):
         words = (f"Delete it? Its {len(kept)} kept image(s) ({size_words(size)}) are deleted from this machine "
                  "and it leaves the history; this cannot be undone." if kept else
                  "Delete it? It leaves the history; this cannot be undone.")
-        confirm = widgets.HBox([widgets.HTML(text_html(words), layout=layout(width="auto"), style=style("html")),
-                                _button("Delete", self.delete, "Delete it now"),
-                                _button("Keep", lambda: self._unask(confirm), "Do not delete it")],
-                               layout=layout(flex_flow="row wrap", align_items="center"))
-        self.children = [*self.children[:-1], confirm, self.feedback]
+        if self.confirm is not None:
+            return
+        self.confirm = widgets.HBox([widgets.HTML(text_html(words), layout=layout(width="auto"), style=style("html")),
+                                     _button("Delete", self.delete, "Delete it now"),
+                                     _button("Keep", self._unask, "Do not delete it")],
+                                    layout=layout(flex_flow="row wrap", align_items="center"))
+        self._arrange()
 
-    def _unask(self, confirm: widgets.Widget) -> None:
-        self.children = [child for child in self.children if child is not confirm]
-        close_tree([confirm])
+    def _unask(self) -> None:
+        confirm, self.confirm = self.confirm, None
+        self._arrange()
+        close_tree([confirm] if confirm is not None else [])
 
     def delete(self) -> concurrent.futures.Future:
         async def run() -> None:

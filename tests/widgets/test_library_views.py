@@ -5,11 +5,9 @@ copy saved with the notebook."""
 
 from __future__ import annotations
 
-import io
 
 import ipywidgets as widgets
 import pytest
-from PIL import Image
 
 import qwen_widgets as qw
 from qwen_widgets.widgets import Panel
@@ -110,7 +108,6 @@ def test_history_star_hide_and_delete_with_a_question(server, tmp_path):
     view.hidden.value = False
     wait_until(lambda: shown(view) == ["a keeper"])
     keeper = view.items[0]
-    size = sum(image.local_path.stat().st_size for image in keep.task.images)
     buttons(keeper)["More…"].click()
     buttons(keeper)["Delete…"].click()
     question = next(w for w in walk(keeper) if isinstance(w, widgets.HTML) and "Delete it?" in w.value)
