@@ -78,15 +78,16 @@ def history(journal: Journal | None = None, *, search: str | None = None, starre
     (completed, failed, cancelled, running, unknown, refused, expired): one value or several.
     `starred=True` keeps starred ones; hidden ones show only with `hidden=True` (or None: all).
 
-    Which journal: `journal`, else `client`'s, else the default client's once one exists (in
-    demo mode its journal lives in memory: this session's work), else the home folder's (what
-    keyed runs left; demo submissions are never written there).
+    Which journal: `journal`, else `client`'s, else the home folder's, whatever the mode: demo
+    submissions are never written there (their simulator dies with the process), so without a
+    key this shows the earlier keyed runs; `qw.history(client=panel.client)` (or the panel's
+    History tab) shows a demo session's own.
     """
     from .model.frame import history_frame
 
     query = HistoryQuery.of(search=search, starred=starred, since=since, until=until, model=model,
                             size=size, resolution=resolution, status=status, hidden=hidden)
-    journal = _library(journal, client, create=False)
+    journal = journal or (client.journal if client is not None else Journal.existing())
     if journal is None:
         return history_frame([])
     journal.settle_orphans()
@@ -116,19 +117,18 @@ def unhide(task: Task | Entry | str, *, client: QwenClient | None = None) -> Non
 
 def delete(task: Task | Entry | str, *, client: QwenClient | None = None) -> dict[str, int]:
     """Delete a generation: it leaves the history and its kept images are deleted from this
-    machine. Returns {'images': kept images deleted, 'bytes_freed': ...}. Images you saved elsewhere (qw.save,
-    Save, a download) are yours and stay. A generation still running cannot be deleted."""
-    journal = _library(None, client, create=True)
-    assert journal is not None
-    return delete_generation(journal, find_entry(journal, task, _base_url(client)).local_id)
+    machine. Returns {'images': kept images deleted, 'bytes_freed': ...}. Images you saved
+    elsewhere (qw.save, Save, a download) are yours and stay. A generation still running cannot
+    be deleted."""
+    journal, entry = _find(task, client)
+    return delete_generation(journal, entry.local_id)
 
 
 def lineage(task: Task | Entry | str, *, client: QwenClient | None = None) -> list[Entry]:
     """The generations this one grew from (image to image), nearest first; each entry's
     `request` says what was asked, and `qw.diff(parent, child)` what changed."""
-    journal = _library(None, client, create=True)
-    assert journal is not None
-    return journal.chain(find_entry(journal, task, _base_url(client)).local_id)
+    journal, entry = _find(task, client)
+    return journal.chain(entry.local_id)
 
 
 def diff(before: ImageRequest | Task | Entry | Receipt, after: ImageRequest | Task | Entry | Receipt) -> str:
@@ -153,25 +153,27 @@ def rerun(path: str | Path | bytes | Receipt | Task, *, client: QwenClient | Non
     return (client or default_client()).rerun(path, **options)
 
 
-def _library(journal: Journal | None, client: QwenClient | None, *, create: bool) -> Journal | None:
-    """The journal the library functions use (see `history`); None when there is none yet."""
-    if journal is not None:
-        return journal
+def _find(task: Task | Entry | str, client: QwenClient | None) -> tuple[Journal, Entry]:
+    """The journal that holds `task`, and its row: `client`'s, else the default client's (in
+    demo mode, this session's, in memory), else the home folder's."""
     client = client or current_client()
-    if client is not None:
-        return client.journal
-    return Journal.default() if create else Journal.existing()
-
-
-def _base_url(client: QwenClient | None) -> str | None:
-    client = client or current_client()
-    return client.base_url if client is not None else None
+    journals = [client.journal] if client is not None else []
+    home = Journal.existing()
+    if home is not None and all(home.path != journal.path for journal in journals):
+        journals.append(home)
+    missing: RequestValidationError | None = None
+    for journal in journals:
+        try:
+            return journal, find_entry(journal, task, client.base_url if client is not None else None)
+        except RequestValidationError as error:
+            missing = missing or error
+    raise missing or RequestValidationError("task", "is not in any journal: none was written here yet",
+                                            show_value=False)
 
 
 def _flag(task: Task | Entry | str, name: str, value: bool, client: QwenClient | None) -> None:
-    journal = _library(None, client, create=True)
-    assert journal is not None
-    journal.set_flag(find_entry(journal, task, _base_url(client)).local_id, name, value)
+    journal, entry = _find(task, client)
+    journal.set_flag(entry.local_id, name, value)
 
 
 def save(tasks: Task | Iterable[Task], folder: str | Path, client: QwenClient | None = None) -> list[Path]:

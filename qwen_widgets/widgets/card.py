@@ -100,6 +100,7 @@ class Card(widgets.VBox):
         self.id = uuid.uuid4().hex[:10]
         self._loaded: set[int] = set()
         self._thumbnails: dict[int, bytes] = {}
+        self._failed: dict[int, str] = {}  # why an image could not be shown, by index
         self._on_finished, self._on_changed, self._on_error = on_finished, on_changed, on_error
         self._on_use_reference, self._on_reuse, self._on_more = on_use_reference, on_reuse, on_more
         self._watcher: asyncio.Task | None = None
@@ -278,7 +279,7 @@ class Card(widgets.VBox):
         if self._lost is None and self._unknown_key is not None:  # this card's own lost answer
             self._lost = next((entry for entry in self.client.open_work().lost
                                if entry.idempotency_key == self._unknown_key), None)
-        self.task, self._loaded, self.timings = None, set(), ""
+        self.task, self._loaded, self._failed, self.timings = None, set(), {}, ""
         self._clear("message")
         self._clear("feedback")
         old = list(self.tiles.children) + list(self.actions.children)
@@ -437,7 +438,7 @@ class Card(widgets.VBox):
         try:
             data = await self.client.aio.thumbnail(image, THUMBNAIL_EDGE)
         except (QwenError, ValueError) as error:
-            show_error(self.message, f"Image {image.index + 1}: {error_message(error)}")
+            self._failed[image.index] = error_message(error)
             return None
         self._loaded.add(image.index)
         return data
@@ -565,6 +566,8 @@ class Card(widgets.VBox):
         size = f"{image.width}x{image.height}" if image.width else "size unknown"
         caption = widgets.HTML(f"#{image.index + 1} · {size}", layout=layout(grid_area="cap"),
                                style=style("html"))
+        if image.index in self._failed:  # said under the picture that is missing
+            show_error(caption, self._failed[image.index])
         return widgets.GridBox([picture, caption, self._opener(image.index, f"Image {image.index + 1} of {count}")],
                                layout=layout(grid_template_areas='"pic" "cap"', grid_template_rows="auto auto",
                                              min_width="0"))
@@ -594,7 +597,9 @@ class Card(widgets.VBox):
         words = f"{count} images" if count > 1 else "1 image"
         picture = widgets.Image(value=sheet, format="jpeg", layout=layout(**_PICTURE),
                                 tooltip=f"{words} of: {name}")
-        caption = widgets.HTML(f"{words} · {size}", layout=layout(grid_area="cap"), style=style("html"))
+        missing = f" ({len(self._failed)} could not be shown)" if self._failed else ""
+        caption = widgets.HTML(html.escape(f"{words} · {size}{missing}"), layout=layout(grid_area="cap"),
+                               style=style("html"))
         old = list(self.tiles.children)
         self.tiles.children = [widgets.GridBox(
             [picture, caption, self._opener(image.index, f"{words}, the first")],
