@@ -61,8 +61,13 @@ export default {
         const box = field.closest("[title]");
         if (!field.getAttribute("aria-label") && box && box.title) field.setAttribute("aria-label", box.title);
       });
+      // a picture's alternative text travels beside it, in a hidden span of its caption
       root.querySelectorAll("img").forEach((img) => {
-        if (!img.hasAttribute("alt")) img.setAttribute("alt", img.title || (img.closest("[title]") || {}).title || "");
+        let node = img.parentElement, source = null;
+        for (let level = 0; level < 4 && node && !source; level++, node = node.parentElement)
+          source = node.querySelector(".qw-alt");
+        const text = source ? source.textContent : "";
+        if (img.getAttribute("alt") !== text) img.setAttribute("alt", text);
       });
       root.querySelectorAll("button").forEach((button) => {
         if (!button.getAttribute("aria-label") && !button.textContent.trim() && button.title)

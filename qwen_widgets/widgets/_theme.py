@@ -142,6 +142,12 @@ async def load_thumbnail(client: QwenClient, image: GeneratedImage | str, pictur
     return small
 
 
+def alt_html(text: str) -> str:
+    """A picture's alternative text, carried beside it (ipywidgets' Image takes no `alt`, and a
+    tooltip breaks its view): a hidden span the browser helper copies into the picture's `alt`."""
+    return f'<span class="qw-alt" hidden>{html.escape(text)}</span>'
+
+
 def close_tree(done: list[widgets.Widget]) -> None:
     """Close widgets no longer shown, and everything inside them (their models leave the
     kernel and the page); the shared layouts and styles are not children, so they stay."""

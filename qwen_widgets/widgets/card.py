@@ -42,7 +42,7 @@ from ._actions import copy_text, save_and_offer
 from ._format import (cost_words, error_message, failed_status, made_words, origin_words, params_line,
                       retry_message, settings_text, size_words, status_line, stopped_message, timings_line)
 from ._keys import Keys
-from ._theme import (BORDER, MUTED_COLOR, THUMBNAIL_EDGE, close_tree, layout, plain_text, show_error,
+from ._theme import (BORDER, MUTED_COLOR, THUMBNAIL_EDGE, alt_html, close_tree, layout, plain_text, show_error,
                      show_note, style, stylesheet, text_html)
 from .viewer import Viewer, alt_text
 
@@ -561,13 +561,13 @@ class Card(widgets.VBox):
         """A thumbnail with its caption; a transparent button over it opens the large view."""
         count = len(self.task.images) if self.task is not None else 1
         name = self.request.prompt if self.request else "a generated image"
-        picture = widgets.Image(value=thumbnail, format="jpeg", layout=layout(**_PICTURE),
-                                tooltip=alt_text(name, image.index + 1, count))
+        picture = widgets.Image(value=thumbnail, format="jpeg", layout=layout(**_PICTURE))
         size = f"{image.width}x{image.height}" if image.width else "size unknown"
         caption = widgets.HTML(f"#{image.index + 1} · {size}", layout=layout(grid_area="cap"),
                                style=style("html"))
         if image.index in self._failed:  # said under the picture that is missing
             show_error(caption, self._failed[image.index])
+        caption.value += alt_html(alt_text(name, image.index + 1, count))
         return widgets.GridBox([picture, caption, self._opener(image.index, f"Image {image.index + 1} of {count}")],
                                layout=layout(grid_template_areas='"pic" "cap"', grid_template_rows="auto auto",
                                              min_width="0"))
@@ -595,11 +595,10 @@ class Card(widgets.VBox):
         image = self.task.images[0]
         size = f"{image.width}x{image.height}" if image.width else "size unknown"
         words = f"{count} images" if count > 1 else "1 image"
-        picture = widgets.Image(value=sheet, format="jpeg", layout=layout(**_PICTURE),
-                                tooltip=f"{words} of: {name}")
+        picture = widgets.Image(value=sheet, format="jpeg", layout=layout(**_PICTURE))
         missing = f" ({len(self._failed)} could not be shown)" if self._failed else ""
-        caption = widgets.HTML(html.escape(f"{words} · {size}{missing}"), layout=layout(grid_area="cap"),
-                               style=style("html"))
+        caption = widgets.HTML(html.escape(f"{words} · {size}{missing}") + alt_html(f"{words} of: {name}"),
+                               layout=layout(grid_area="cap"), style=style("html"))
         old = list(self.tiles.children)
         self.tiles.children = [widgets.GridBox(
             [picture, caption, self._opener(image.index, f"{words}, the first")],

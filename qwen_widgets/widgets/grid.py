@@ -28,7 +28,8 @@ from . import _static
 from ._actions import save_and_offer
 from ._format import cost_words, error_message, held_constant, isolate, made_words, params_line
 from ._keys import Keys
-from ._theme import BORDER, ERROR_COLOR, MUTED_COLOR, layout, load_thumbnail, plain_text, style, stylesheet
+from ._theme import (BORDER, ERROR_COLOR, MUTED_COLOR, alt_html, layout, load_thumbnail, plain_text, style,
+                     stylesheet)
 from .viewer import Viewer, alt_text
 
 __all__ = ["SweepGrid"]
@@ -271,8 +272,8 @@ class SweepGrid(widgets.VBox):
         cell = self.sweep.cells[index]
         name = " · ".join(f"{field}: {value}" for field, value in cell.labels) or cell.request.prompt
         result = self.sweep.results[index]
-        picture.tooltip = alt_text(f"{name} — {cell.request.prompt}" if "prompt" not in dict(cell.labels) else name,
-                                   1, len(result.images) if result is not None else 1)
+        placeholder.value = alt_html(alt_text(f"{name} — {cell.request.prompt}" if "prompt" not in dict(cell.labels)
+                                              else name, 1, len(result.images) if result is not None else 1))
         if await load_thumbnail(self.sweep.client, image, picture, label, _EDGE) is not None:
             picture.layout = layout(**_PICTURE)
             placeholder.layout = layout(display="none", **_PLACEHOLDER)

@@ -38,12 +38,13 @@ from ..model.task import GeneratedImage
 from ._actions import copy_text
 from ._format import cost_words, error_message, made_words, origin_words, params_line, size_words
 from ._keys import Keys
-from ._theme import BORDER, MUTED_COLOR, THUMBNAIL_EDGE, close_tree, layout, show_error, style, text_html
+from ._theme import (BORDER, MUTED_COLOR, THUMBNAIL_EDGE, alt_html, close_tree, layout, show_error, style,
+                     text_html)
 from .viewer import Item, Viewer, alt_text
 
 __all__ = ["HistoryView"]
 
-SEARCH_PAUSE = 0.15
+SEARCH_PAUSE = 0.1
 """Seconds of no typing before a search runs (each key press does not need its own query)."""
 _SPANS = (("Any time", ""), ("Last hour", "1h"), ("Last 24 hours", "24h"), ("Last 7 days", "7d"),
           ("Last 30 days", "30d"))
@@ -286,7 +287,7 @@ class HistoryItem(widgets.VBox):
                                                small=True)
             return
         self.picture.value = data
-        self.picture.tooltip = alt_text(self.prompt, shown[0].index + 1, len(task.images) if task else 1)
+        self.caption.value += alt_html(alt_text(self.prompt, shown[0].index + 1, len(task.images) if task else 1))
         self.picture.layout = layout(**_PICTURE)
         self.placeholder.layout = layout(display="none", **_EMPTY)
 

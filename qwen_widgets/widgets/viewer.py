@@ -27,7 +27,7 @@ import ipywidgets as widgets
 from ..model.errors import QwenError
 from ._actions import download_image, save_and_offer
 from ._format import error_message, expiry_line, made_words, safe_link
-from ._theme import MUTED_COLOR, layout, show_error, style, text_html
+from ._theme import MUTED_COLOR, alt_html, layout, show_error, style, text_html
 
 if TYPE_CHECKING:
     from ..engine.sync import QwenClient
@@ -170,7 +170,6 @@ class Viewer(widgets.VBox):
         self.feedback.value = ""
         self.picture.value = b""
         position, count = self.index + 1, len(self.items)
-        self.picture.tooltip = alt_text(name, position, count)
         size = f"{image.width}x{image.height}" if image.width else "size unknown"
         made = made_words(task.created_at)
         self.caption.value = (
@@ -179,7 +178,7 @@ class Viewer(widgets.VBox):
             f"{html.escape(task.task_id)} · {made + ' · ' if made else ''}{safe_link(image.url, 'image URL')}"
             f" · {expiry_line(image)}"
             + (" · ← → move, Esc closes" if self.bridge is not None and self.bridge.available else "")
-            + "</span></div>")
+            + f"</span>{alt_html(alt_text(name, position, count))}</div>")
         self.previous_button.disabled = self.next_button.disabled = count < 2
         expected = (self.index, image)
 

@@ -915,7 +915,12 @@ def test_the_library_in_a_real_browser(chromium, tmp_path, theme):
             expect(panel.locator(".qw-card")).to_have_count(12, timeout=60_000)
             expect(panel.locator(".qw-card", has_text=" · completed")).to_have_count(12, timeout=90_000)
             newest = panel.locator(".qw-card").first
-            expect(newest.locator(".qw-viewer img")).to_have_count(1, timeout=30_000)
+            try:
+                expect(newest.locator(".qw-viewer img")).to_have_count(1, timeout=30_000)
+            except AssertionError:
+                page.screenshot(path=str(ARTIFACTS / f"browser-{theme}-library-failure.png"), full_page=True)
+                print(newest.inner_text())
+                raise
             _accessible_names(page, panel)
             _placeholders_readable(panel, theme)
             _keyboard_in_the_large_view(page, expect, newest)

@@ -78,7 +78,7 @@ def test_history_items_show_when_and_thumbnails_and_open_the_large_view(panel):
     item, = panel.history.items
     wait_until(lambda: item.picture.value)
     assert "made " in item.details.value and "UTC" in item.details.value and card.task.task_id in item.details.value
-    assert item.picture.tooltip == "Image 1 of 2: a lighthouse at dusk" and item.caption.value == "2 images"
+    assert item.caption.value == '2 images<span class="qw-alt" hidden>Image 1 of 2: a lighthouse at dusk</span>'
     item.opener.click()
     viewer = panel.history.viewer
     assert viewer in panel.history.children and "Image 1 of 2" in viewer.caption.value

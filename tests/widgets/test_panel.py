@@ -532,7 +532,8 @@ def test_the_newest_card_shows_its_first_image_large_and_older_ones_shrink(panel
     wait_until(lambda: first.viewer is not None and first.viewer.picture.value)
     assert first.mode == "featured" and first.viewer in first.children and first.tiles in first.children
     assert first.children.index(first.viewer) < first.children.index(first.tiles)  # large above
-    assert "Image 1 of 4" in first.viewer.caption.value and first.viewer.picture.tooltip == "Image 1 of 4: a fox"
+    assert "Image 1 of 4" in first.viewer.caption.value
+    assert '<span class="qw-alt" hidden>Image 1 of 4: a fox</span>' in first.viewer.caption.value  # its alt text
     assert [b.description for b in first.viewer.bar.children] == [
         "Previous", "Next", "Download", "Save this image", "Save all 4", "Use as reference", "Close"]
     assert not any(b.description.startswith("Save") for b in first.actions.children)  # one row of saves
@@ -543,7 +544,7 @@ def test_the_newest_card_shows_its_first_image_large_and_older_ones_shrink(panel
     sheet, caption, opener = first.tiles.children[0].children
     with Image.open(io.BytesIO(sheet.value)) as picture:  # one contact sheet of the four
         assert picture.size[0] > 256 and picture.format == "JPEG"
-    assert caption.value.startswith("4 images") and sheet.tooltip == "4 images of: a fox"
+    assert caption.value.startswith("4 images") and '<span class="qw-alt" hidden>4 images of: a fox' in caption.value
     assert [b.description for b in first.actions.children] == [
         "Load into the form", "More like this", "Star", "Save all", "More…"]
     opener.click()
