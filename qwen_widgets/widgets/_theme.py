@@ -55,7 +55,9 @@ STYLESHEET = """<style>
 .qw-root .qw-viewer:focus-within, .qw-root [class*='qw-viewer-']:focus {
   outline: 2px solid var(--jp-brand-color1, #1976d2); outline-offset: 2px; }
 .qw-root .widget-dropdown, .qw-root .widget-upload, .qw-root .widget-button { max-width: 100%; }
-.qw-root .widget-dropdown > select { min-width: 0; }
+.qw-root .widget-dropdown > select { width: 0; min-width: 4em; flex: 1 1 auto; }
+.qw-root .widget-textarea > textarea, .qw-root .widget-text > input { width: 0; min-width: 0; flex: 1 1 auto; }
+.qw-root .jupyter-widget-TabPanel, .qw-root .jupyter-widget-TabPanel-tabBar { min-width: 0; }
 .qw-root .qw-copy-box { width: 100%; box-sizing: border-box; }
 </style>"""
 

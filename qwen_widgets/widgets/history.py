@@ -77,10 +77,10 @@ class HistoryView(widgets.VBox):
         self._asked = 0  # the newest query asked: an older answer arriving late is not shown
         self._pause: asyncio.TimerHandle | None = None
         self.search = widgets.Text(description="Search", placeholder="Words of the prompt or negative prompt",
-                                   continuous_update=True, layout=layout(width="auto", flex="1 1 320px"),
+                                   continuous_update=True, layout=layout(width="auto"),
                                    tooltip="Words that must all occur in the prompt or the negative prompt")
         self.model = _choice("Model", [("Any model", ""), *((m, m) for m in MODELS)], "230px")
-        self.size = _choice("Size", [("Any size", ""), *((s, s) for s in SIZES)], "160px")
+        self.size = _choice("Size", [("Any size", ""), *((s, s) for s in SIZES)], "190px")
         self.resolution = _choice("Resolution", [("Any", ""), *((r, r) for r in RESOLUTIONS)], "170px")
         self.status = _choice("Status", [("Any status", ""), *((s, s) for s in STATUSES)], "200px")
         self.since = _choice("Made", list(_SPANS), "200px")
@@ -435,7 +435,7 @@ class HistoryItem(widgets.VBox):
 
 def _choice(description: str, options: list[tuple[str, str]], width: str) -> widgets.Dropdown:
     return widgets.Dropdown(options=options, value="", description=description,
-                            layout=layout(width=width, max_width="100%"))
+                            layout=layout(width=f"min({width}, 100%)"))
 
 
 def _button(label: str, action: Callable[[], object], tooltip: str) -> widgets.Button:

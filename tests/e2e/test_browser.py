@@ -905,7 +905,8 @@ def test_the_library_in_a_real_browser(chromium, tmp_path, theme):
             page = browser.new_page(viewport={"width": 1400, "height": 1400}, accept_downloads=True)
             page.set_default_timeout(30_000)
             page.on("console", on_console)
-            page.on("pageerror", lambda error: problems.append(f"pageerror: {error}"))
+            page.on("pageerror", lambda error: None if reopened[0] and _NOTEBOOK7_OWN.search(str(error))
+                    else problems.append(f"pageerror: {error}"))
             page.goto(f"{url}/lab/tree/library.ipynb?token={token}")
             expect(page.locator('.jp-StatusBar-TextItem[title^="Change kernel"]')).to_have_text(
                 re.compile(r"\| Idle$"), timeout=60_000)
@@ -945,15 +946,14 @@ def _accessible_names(page, panel) -> None:
     text fields and the slider are named by their labels, images carry alternative text."""
     page.wait_for_timeout(500)  # the helper names controls on the next frame
     nodes = panel.evaluate(_NODES_JS)
-    snapshot = page.accessibility.snapshot(root=panel.element_handle(), interesting_only=True)
+    # Chromium's own accessibility tree, under the panel (what a screen reader is given)
+    cdp = page.context.new_cdp_session(page)
+    found = cdp.send("Runtime.evaluate", {"expression": "document.querySelector('.qw-panel')"})
     named: list[tuple[str, str]] = []
-
-    def walk(node) -> None:
-        named.append((node.get("role", ""), node.get("name", "")))
-        for child in node.get("children", []):
-            walk(child)
-
-    walk(snapshot)
+    for role in ("textbox", "slider", "button", "image", "combobox", "tab"):
+        answer = cdp.send("Accessibility.queryAXTree", {"objectId": found["result"]["objectId"], "role": role})
+        named += [(role if role != "image" else "img", (node.get("name") or {}).get("value", ""))
+                  for node in answer["nodes"] if not node.get("ignored")]
     roles = {(role, name) for role, name in named}
     for name in ("Prompt", "Avoid", "References"):
         assert ("textbox", name) in roles, (name, [n for n in named if n[0] == "textbox"])
@@ -1043,8 +1043,9 @@ def _narrow_with_the_file_browser(page, panel) -> None:
     if not page.locator("#filebrowser").is_visible():
         page.keyboard.press("ControlOrMeta+B")
     page.wait_for_timeout(600)
-    frame = panel.bounding_box()
-    for control in (panel.locator("select").first, panel.locator(".widget-upload")):
+    frame = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)").bounding_box()  # what can be seen
+    model = panel.locator(".widget-dropdown", has_text="Model").locator("select")
+    for control in (model, panel.locator(".widget-upload"), panel.get_by_role("tab", name="History")):
         control.scroll_into_view_if_needed()
         box = control.bounding_box()
         assert box is not None and box["x"] + box["width"] <= frame["x"] + frame["width"] + 1, (box, frame)
