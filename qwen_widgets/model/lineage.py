@@ -89,24 +89,30 @@ def describe_diff(before: ImageRequest, after: ImageRequest) -> str:
 
 
 def _text_change(name: str, before: str, after: str) -> str:
-    """A change by words (punctuation counts as a word): "prompt + 'at dusk'", "prompt -
-    'blurry'", or both; a rewrite of more than half is said as the new text."""
+    """A change by words (punctuation counts as a word), in reading order: "prompt + 'at
+    dusk'", "prompt - 'blurry'", "prompt 'dawn' -> 'dusk'"; a rewrite of more than half is said
+    as the new text."""
     if not before:
         return f"{name} '{_short(after)}'"
     if not after:
         return f"{name} removed"
-    old, new = _WORD.findall(before), list(_WORD.finditer(after))
-    old_spans = list(_WORD.finditer(before))
-    added, removed = [], []
-    matcher = difflib.SequenceMatcher(a=old, b=[word.group() for word in new], autojunk=False)
+    old, new = list(_WORD.finditer(before)), list(_WORD.finditer(after))
+    matcher = difflib.SequenceMatcher(a=[w.group() for w in old], b=[w.group() for w in new], autojunk=False)
+    parts, changed = [], 0
     for op, i1, i2, j1, j2 in matcher.get_opcodes():
-        if op in ("replace", "delete"):
-            removed.append(before[old_spans[i1].start():old_spans[i2 - 1].end()])
-        if op in ("replace", "insert"):
-            added.append(after[new[j1].start():new[j2 - 1].end()])
-    if sum(map(len, added + removed)) > max(40, len(after) // 2):
+        if op == "equal":
+            continue
+        gone = before[old[i1].start():old[i2 - 1].end()] if i2 > i1 else ""
+        came = after[new[j1].start():new[j2 - 1].end()] if j2 > j1 else ""
+        changed += len(gone) + len(came)
+        if op == "replace":
+            parts.append(f"'{_short(gone)}' -> '{_short(came)}'")
+        elif op == "delete":
+            parts.append(f"- '{_short(gone)}'")
+        elif op == "insert":
+            parts.append(f"+ '{_short(came)}'")
+    if changed > max(40, len(after) // 2):
         return f"{name} -> '{_short(after)}'"
-    parts = [f"+ '{_short(text)}'" for text in added] + [f"- '{_short(text)}'" for text in removed]
     return f"{name} {' '.join(parts)}" if parts else f"{name} (spacing)"
 
 

@@ -45,8 +45,10 @@ this many pixels a side: sharp in 128-200 px tiles on high-density screens, ~10 
 # One stylesheet per live view (a `<style>` in an HTML widget: CSS, no script), scoped to the
 # view's element (`qw-root`): wrapped secondary text at its own line height rather than a
 # control's (ipywidgets gives every line of an HTML widget 28 px), placeholders at 4.5:1 or
-# better in both themes (JupyterLab's own reach 3.5:1 on the dark theme), and a visible focus
-# ring on the large view the keyboard moves into.
+# better in both themes (JupyterLab's own reach 3.5:1 on the dark theme), a visible focus ring
+# on the large view the keyboard moves into, controls that shrink with a narrow notebook rather
+# than being cut off, and the tabs on the notebook's own background (the error colour reaches
+# 4.5:1 on it in both themes, not on the lighter panel colour of the dark theme).
 STYLESHEET = """<style>
 .qw-root .widget-html-content, .qw-root .widget-label { line-height: 1.35; }
 .qw-root .widget-html, .qw-root .widget-label { min-height: var(--jp-widgets-inline-height, 28px); height: auto; }
@@ -58,6 +60,8 @@ STYLESHEET = """<style>
 .qw-root .widget-dropdown > select { width: 0; min-width: 4em; flex: 1 1 auto; }
 .qw-root .widget-textarea > textarea, .qw-root .widget-text > input { width: 0; min-width: 0; flex: 1 1 auto; }
 .qw-root .jupyter-widget-TabPanel, .qw-root .jupyter-widget-TabPanel-tabBar { min-width: 0; }
+.qw-root .jupyter-widgets.jupyter-widget-TabPanel > .jupyter-widget-TabPanel-tabContents {
+  background: var(--jp-layout-color0, white); }
 .qw-root .qw-copy-box { width: 100%; box-sizing: border-box; }
 </style>"""
 

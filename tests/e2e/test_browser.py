@@ -770,7 +770,7 @@ def _check_limit_reached(page, expect, panel, theme: str) -> None:
     """With the form valid again, the next comparison would pass the day's 20 images: Compare
     is disabled, the reason is next to it (readable in both themes), and the plan's cost is
     said with its price. Screenshots at 800 and 1400 px."""
-    panel.get_by_placeholder("What to avoid (optional)").fill("")
+    panel.get_by_role("textbox", name="Avoid").fill("")
     reason = panel.locator(".widget-html", has_text="Daily limit: 19 of 20 images made in the last 24 hours")
     expect(reason).to_contain_text("this needs 16. Ask for at most 1 image, or wait: room frees up in")
     expect(panel.locator("button", has_text="Compare: 8 tasks")).to_be_disabled()
@@ -792,8 +792,14 @@ def _check_panel(page, expect, panel, theme: str, width: int) -> None:
     grid = panel.evaluate(_GRID_JS)
     assert "prompt ↓" in grid["text"] and "Columns: size →" in grid["text"], grid["text"][:300]
     assert "An oil painting of a lighthouse on a rocky coast at dusk, dramatic clouds" in grid["text"]
-    if width == 800:  # four columns do not fit: the table scrolls inside its box, and says so
-        assert grid["scrolls"], f"four columns should not fit at 800 px: {grid}"
+    assert "held constant: model: qwen-image-2.0 · resolution: 1K · n=2" in grid["text"]
+    if width == 1400:  # the columns share the card's width: no empty half of the card
+        used = panel.locator(".qw-grid-scroll").evaluate(
+            "(box) => { const cells = Array.from(box.querySelectorAll('img')).map((i) => i.getBoundingClientRect());"
+            " const frame = box.getBoundingClientRect(); return (Math.max(...cells.map((c) => c.right)) - frame.left)"
+            " / frame.width; }")
+        assert used > 0.85, f"the grid leaves {100 - 100 * used:.0f}% of its width empty"
+    if width == 800 and grid["scrolls"]:  # four columns may not fit: the table scrolls inside its box
         assert "the table scrolls sideways" in grid["text"]
         last = panel.locator(".qw-grid-scroll").evaluate(
             "(box) => { box.scrollLeft = box.scrollWidth; const cell = Array.from(box.querySelectorAll("
@@ -1044,7 +1050,7 @@ def _narrow_with_the_file_browser(page, panel) -> None:
         page.keyboard.press("ControlOrMeta+B")
     page.wait_for_timeout(600)
     frame = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)").bounding_box()  # what can be seen
-    model = panel.locator(".widget-dropdown", has_text="Model").locator("select")
+    model = panel.get_by_role("combobox", name="Model").first
     for control in (model, panel.locator(".widget-upload"), panel.get_by_role("tab", name="History")):
         control.scroll_into_view_if_needed()
         box = control.bounding_box()

@@ -148,8 +148,8 @@ def test_lineage_shows_on_the_card_and_as_a_chain_in_the_history(panel):
     panel.references.add_reference(sketch.task.images[0])
     refined = generate(panel, "a lighthouse at dusk", image_urls=[sketch.task.images[0].url], size="16:9")
     said = plain_text(refined.origin.value)
-    assert said == f"made from {sketch.task.task_id} image 1 (size 1:1 -> 16:9, prompt + 'at dusk' - 'a sketch of')" \
-        or said.startswith(f"made from {sketch.task.task_id} image 1 (size 1:1 -> 16:9")
+    assert said == (f"made from {sketch.task.task_id} image 1 (size 1:1 -> 16:9, prompt - 'a sketch of' + "
+                    "'at dusk', references +1)")
     assert refined.origin in refined.children
     panel.show_history().result(10)
     item = panel.history.items[0]
