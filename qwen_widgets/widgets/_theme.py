@@ -53,6 +53,7 @@ STYLESHEET = """<style>
 .qw-root .widget-html-content, .qw-root .widget-label { line-height: 1.35; }
 .qw-root .widget-html, .qw-root .widget-label { min-height: var(--jp-widgets-inline-height, 28px); height: auto; }
 .qw-root .widget-html-content { align-self: center; }
+.qw-root .widget-html:has(> .widget-html-content:empty) { min-height: 0; height: 0; margin-top: 0; margin-bottom: 0; }
 .qw-root textarea::placeholder, .qw-root input::placeholder { color: var(--jp-ui-font-color2, #616161); opacity: 1; }
 .qw-root .qw-viewer:focus-within, .qw-root [class*='qw-viewer-']:focus {
   outline: 2px solid var(--jp-brand-color1, #1976d2); outline-offset: 2px; }
