@@ -57,7 +57,7 @@ export default {
           if (!control.getAttribute("aria-label")) control.setAttribute("aria-label", label.textContent.trim());
         });
       });
-      root.querySelectorAll("textarea, input[type=text]").forEach((field) => {
+      root.querySelectorAll("textarea, input[type=text], select").forEach((field) => {
         const box = field.closest("[title]");
         if (!field.getAttribute("aria-label") && box && box.title) field.setAttribute("aria-label", box.title);
       });
@@ -188,6 +188,10 @@ class Keys:
     def watch_viewer(self, dom_class: str, handler: Callable[[str], None]) -> None:
         """Key presses in the large view with class `dom_class`: handler('previous' | 'next' | 'close')."""
         self._viewers[dom_class] = handler
+
+    def unwatch_viewer(self, dom_class: str) -> None:
+        """The large view is gone for good: forget it (its handler holds it)."""
+        self._viewers.pop(dom_class, None)
 
     def focus(self, selector: str) -> bool:
         """Move focus into the first element of the view matching `selector` (remembering what

@@ -50,7 +50,7 @@ __all__ = ["Card", "THUMBNAIL_EDGE"]
 
 _log = logging.getLogger("qwen_widgets")
 Callback = Callable[..., object]
-FEATURE_DELAY = 0.3
+FEATURE_DELAY = 1.0
 """Seconds before the newest card opens its first image large: a card overtaken at once (many
 shown in a row) never makes its screen-sized picture."""
 _PICTURE = dict(grid_area="pic", width="100%", height="auto", max_height="256px", object_fit="contain",
@@ -605,6 +605,7 @@ class Card(widgets.VBox):
             layout=layout(grid_template_areas='"pic" "cap"', grid_template_rows="auto auto", min_width="0"))]
         self._thumbnails = {}  # the sheet stands for them all now
         close_tree(old)
+        self._offer_actions()
         self._arrange()
 
     def feature(self) -> None:
@@ -669,36 +670,68 @@ class Card(widgets.VBox):
         self._offer_actions()
         self._arrange()
         if viewer is not None:
-            viewer.picture.value = b""
-            close_tree([viewer])
+            viewer.discard()
 
     # -- a finished card: its actions ---------------------------------------------------------
 
     def _offer_actions(self) -> None:
+        """One row of actions: buttons while the card is the newest (or shows its images one
+        by one), one "Actions…" menu of the same once it is an older card's contact sheet (a
+        thousand older cards should not carry five idle buttons each)."""
         if self.task is None or not self.task.done:
             return
-        old = [child for child in self.actions.children if isinstance(child, widgets.Button)]
-        actions = []
-        if self._on_reuse is not None and self.request is not None:
-            actions.append(self._button("Load into the form", self.reuse_settings,
-                                        "Put this prompt and these settings in the form (Undo is there)"))
-        if self._on_more is not None and self.request is not None:
-            actions.append(self._button("More like this", self.more_like_this,
-                                        "Send the same request again (new images: the API has no seed)"))
-        if self.task.local_id is not None:
-            starred = self.starred
-            actions.append(self._button("Starred" if starred else "Star", self.toggle_star,
-                                        "Take the star away" if starred else
-                                        "Star it: the history finds starred ones, and the prompt menu "
-                                        "offers them first"))
-        if not self._viewing:
-            count = len(self.task.images)
-            actions.append(self._button("Save all" if count > 1 else "Save", self.save_all,
-                                        f"Save the {'images' if count > 1 else 'image'} (PNG with its receipt "
-                                        f"inside, JSON sidecar) in {self.save_dir}/ on the server"))
-        actions.append(self._button("More…", self.toggle_more, "Copy the prompt or the settings, or delete"))
-        self.actions.children = actions
+        old = list(self.actions.children)
+        actions = [(label, action, tooltip) for label, action, tooltip in self._actions()
+                   if not (self._viewing and action == self.save_all)]  # the large view has the saves
+        if self.mode == "compact" and not self._viewing:
+            menu = widgets.Dropdown(options=[("Actions…", "")] + [(label, label) for label, _, _ in actions],
+                                    value="", layout=layout(width="auto"),
+                                    tooltip="Actions: " + ", ".join(label for label, _, _ in actions))
+            chosen = {label: action for label, action, _ in actions}
+
+            def pick(change: dict) -> None:
+                if change["new"]:
+                    menu.value = ""
+                    chosen[change["new"]]()
+
+            menu.observe(pick, "value")
+            self.actions.children = [menu]
+        else:
+            self.actions.children = [self._button(label, action, tooltip) for label, action, tooltip in actions]
         close_tree(old)
+
+    def _actions(self) -> list[tuple[str, Callback, str]]:
+        """(label, action, what it does) of a finished card's actions, in order."""
+        assert self.task is not None
+        actions: list[tuple[str, Callback, str]] = []
+        if self._on_reuse is not None and self.request is not None:
+            actions.append(("Load into the form", self.reuse_settings,
+                            "Put this prompt and these settings in the form (Undo is there)"))
+        if self._on_more is not None and self.request is not None:
+            actions.append(("More like this", self.more_like_this,
+                            "Send the same request again (new images: the API has no seed)"))
+        if self.task.local_id is not None:
+            actions.append(("Starred" if self.starred else "Star", self.toggle_star,
+                            "Take the star away" if self.starred else
+                            "Star it: the history finds starred ones, and the prompt menu offers them first"))
+        count = len(self.task.images)
+        actions.append(("Save all" if count > 1 else "Save", self.save_all,
+                        f"Save the {'images' if count > 1 else 'image'} (PNG with its receipt inside, JSON "
+                        f"sidecar) in {self.save_dir}/ on the server"))
+        if self.mode == "compact" and not self._viewing:  # a menu: its second row's actions in it too
+            actions += self._second_row()
+        else:
+            actions.append(("More…", self.toggle_more, "Copy the prompt or the settings, or delete"))
+        return actions
+
+    def _second_row(self) -> list[tuple[str, Callback, str]]:
+        actions: list[tuple[str, Callback, str]] = []
+        if self.request is not None:
+            actions += [("Copy prompt", self.copy_prompt, "Copy the prompt to the clipboard"),
+                        ("Copy settings", self.copy_settings, "Copy the prompt and every setting, one per line")]
+        if self.task is not None and self.task.local_id is not None:
+            actions.append(("Delete…", self.ask_delete, "Delete this generation and its kept images from this machine"))
+        return actions
 
     def _offer_retry(self, retry: bool = True) -> None:
         actions = []
@@ -746,15 +779,9 @@ class Card(widgets.VBox):
             self._arrange()
             close_tree([row])
             return
-        buttons = []
-        if self.request is not None:
-            buttons += [self._button("Copy prompt", self.copy_prompt, "Copy the prompt to the clipboard"),
-                        self._button("Copy settings", self.copy_settings,
-                                     "Copy the prompt and every setting, one per line")]
-        if self.task is not None and self.task.local_id is not None:
-            buttons.append(self._button("Delete…", self.ask_delete,
-                                        "Delete this generation and its kept images from this machine"))
-        self._extras["more"] = widgets.HBox(buttons, layout=layout(flex_flow="row wrap", align_items="center"))
+        self._extras["more"] = widgets.HBox([self._button(label, action, tooltip)
+                                             for label, action, tooltip in self._second_row()],
+                                            layout=layout(flex_flow="row wrap", align_items="center"))
         self._arrange()
 
     def copy_prompt(self) -> None:

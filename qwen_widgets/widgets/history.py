@@ -211,8 +211,7 @@ class HistoryView(widgets.VBox):
         viewer, self.viewer = self.viewer, None
         if viewer is not None:
             self.children = [self.note, self.search, self.filters, self.bar, self.grid]
-            viewer.picture.value = b""
-            close_tree([viewer])
+            viewer.discard()
 
 
 class HistoryItem(widgets.VBox):

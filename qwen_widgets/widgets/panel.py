@@ -403,7 +403,8 @@ class Panel(widgets.VBox):
             return error_message(error)
         client = self.client
         card = self._new_card(request)
-        card.start_generation(request, prepare=lambda: client.aio.repeatable(request))
+        # references whose links have expired are uploaded again first, from this machine's files
+        card.start_generation(request, prepare=(lambda: client.aio.repeatable(request)) if request.image_urls else None)
         card.future.add_done_callback(self._ended_unfinished)
         self.tabs.selected_index = 0
         return "Sent again: the new card is first in the gallery (new images: the API has no seed)."

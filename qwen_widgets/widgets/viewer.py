@@ -27,7 +27,7 @@ import ipywidgets as widgets
 from ..model.errors import QwenError
 from ._actions import download_image, save_and_offer
 from ._format import error_message, expiry_line, made_words, safe_link
-from ._theme import MUTED_COLOR, alt_html, layout, show_error, style, text_html
+from ._theme import MUTED_COLOR, alt_html, close_tree, layout, show_error, style, text_html
 
 if TYPE_CHECKING:
     from ..engine.sync import QwenClient
@@ -130,6 +130,13 @@ class Viewer(widgets.VBox):
         self._on_hide()
         if self.bridge is not None:
             self.bridge.restore(f".{self.opener}" if self.opener else None)
+
+    def discard(self) -> None:
+        """Close this view for good: its picture, its widgets, and the helper's hold on it."""
+        self.picture.value = b""
+        if self.bridge is not None:
+            self.bridge.unwatch_viewer(self.dom_class)
+        close_tree([self])
 
     def _key(self, key: str) -> None:
         {"previous": self.step_back, "next": self.step_on, "close": self.hide}[key]()

@@ -545,8 +545,12 @@ def test_the_newest_card_shows_its_first_image_large_and_older_ones_shrink(panel
     with Image.open(io.BytesIO(sheet.value)) as picture:  # one contact sheet of the four
         assert picture.size[0] > 256 and picture.format == "JPEG"
     assert caption.value.startswith("4 images") and '<span class="qw-alt" hidden>4 images of: a fox' in caption.value
-    assert [b.description for b in first.actions.children] == [
-        "Load into the form", "More like this", "Star", "Save all", "More…"]
+    menu, = first.actions.children  # an older card: one menu of its actions, not five buttons
+    assert [label for label, _ in menu.options] == [
+        "Actions…", "Load into the form", "More like this", "Star", "Save all", "Copy prompt", "Copy settings",
+        "Delete…"]
+    menu.value = "Load into the form"
+    assert menu.value == "" and panel.form.prompt.value == "a fox" and "loaded into the form" in first.feedback.value
     opener.click()
     assert "Image 1 of 4" in first.viewer.caption.value
     assert second.mode == "featured"
