@@ -12,8 +12,9 @@ SQLite: the journal's own triggers fill its library table, its rows per image an
 index, as they do for every submission. Each figure is the median of `--repeat` runs, wall
 time and the process's CPU time (others' work on a shared machine inflates the first, not the
 second). The view is the panel's own HistoryView on a demo client given that journal; "first
-page" is from asking to the page's 24 items being built (no thumbnails: nothing is kept on disk
-here, so each item shows its placeholder), "search" the same for the query "lighthouse" (the
+page" is from asking to the page's 24 items being on it (no thumbnails: nothing is kept on disk
+and every link has expired here, so each item shows its placeholder; thumbnails kept on disk are
+read from small cached JPEGs), "search" the same for the query "lighthouse" (the
 view waits SEARCH_PAUSE after the last key press before it asks; that pause is printed apart).
 Memory is the peak that tracemalloc sees while the page or the search is made, at a tenth of
 the rows and at all of them.
@@ -28,6 +29,7 @@ import sqlite3
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import tracemalloc
 import uuid
@@ -57,12 +59,14 @@ def write_journal(path: Path, rows: int) -> None:
     for number in range(rows):
         created = start + number * 60
         task_id = f"task_{number:09d}"
-        request = {"model": rng.choice(qw.MODELS), "prompt": " ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 14))),
+        words = " ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 14)))
+        request = {"model": rng.choice(qw.MODELS), "prompt": words,
                    "size": rng.choice(qw.SIZES), "resolution": "1K", "n": 1}
         task = {"task_id": task_id, "status": "completed", "progress": 100, "estimated_time": 60, "actual_time": 19.0,
                 "created_at": created, "completed_at": created + 19, "error": None, "request_id": f"req_{number}",
                 "cost": 0.021, "credits_cost": None,
-                "images": [{"url": f"https://cdn.example/{task_id}/0.png", "index": 0, "expires_at": created + 86_400,
+                # links long expired and nothing kept: each item shows its placeholder, no network
+                "images": [{"url": f"https://cdn.example/{task_id}/0.png", "index": 0, "expires_at": created + 60,
                             "width": 1024, "height": 1024, "error": None}]}
         db.execute("INSERT INTO submissions (local_id, created_at, updated_at, base_url, pid, request, state, task_id,"
                    " task) VALUES (?, ?, ?, 'https://api.apimart.ai', 1, ?, 'finished', ?, ?)",
@@ -92,6 +96,29 @@ def view_on(path: Path):
         warnings.simplefilter("ignore", qw.DemoModeWarning)
         client = qw.QwenClient(simulator=Simulator(seed=1), journal=Journal(path))
     return HistoryView(client)
+
+
+def shown(view, repeat: int) -> tuple[float, float]:
+    """Median (wall, CPU) seconds from asking the view for its first page to the page's items
+    being on it (their thumbnails then load in the background; here each is a placeholder)."""
+    walls, cpus = [], []
+    for _ in range(repeat):
+        done = threading.Event()
+        stamps: list[tuple[float, float]] = []
+
+        def on_page(_change, stamps=stamps, done=done) -> None:
+            stamps.append((time.perf_counter(), time.process_time()))
+            done.set()
+
+        view.grid.observe(on_page, "children")
+        wall, cpu = time.perf_counter(), time.process_time()
+        future = view.refresh(0)
+        done.wait(60)
+        view.grid.unobserve(on_page, "children")
+        future.result(60)
+        walls.append(stamps[0][0] - wall)
+        cpus.append(stamps[0][1] - cpu)
+    return statistics.median(walls), statistics.median(cpus)
 
 
 def peak_kib(work) -> float:
@@ -128,12 +155,12 @@ def main() -> None:
         print(f"    of which SQLite rows into Python  {read_wall:6.3f} / {read_cpu:6.3f}")
         print(f"    of which the typed frame          {build_wall:6.3f} / {build_cpu:6.3f}")
         view = view_on(paths["all"])
-        page_wall, page_cpu = timed(lambda: view.refresh(0).result(60), args.repeat)
+        page_wall, page_cpu = shown(view, args.repeat)
         print(f"  History tab, first page ({len(view.items)} items)   {page_wall:6.3f} / {page_cpu:6.3f}   "
               f"target <= 0.3 s: {'met' if page_wall <= 0.3 else 'MISSED'}")
         view.search.unobserve_all()  # the answer is timed here; the typing pause is said apart
         view.search.value = "lighthouse"
-        search_wall, search_cpu = timed(lambda: view.refresh(0).result(60), args.repeat)
+        search_wall, search_cpu = shown(view, args.repeat)
         found = view.page.total if view.page else 0
         print(f"  search 'lighthouse' ({found:,} found)    {search_wall:6.3f} / {search_cpu:6.3f}   "
               f"target <= 0.2 s: {'met' if search_wall <= 0.2 else 'MISSED'}"
@@ -144,7 +171,8 @@ def main() -> None:
             small.search.unobserve_all()
             small.search.value = "lighthouse"
             search = peak_kib(lambda v=small: v.refresh(0).result(60))
-            print(f"  peak memory at {sizes[name]:>7,} generations: first page {page:7.0f} KiB, search {search:7.0f} KiB")
+            print(f"  peak memory at {sizes[name]:>7,} generations: first page {page:7.0f} KiB, "
+                  f"search {search:7.0f} KiB")
         journal.close()
 
 

@@ -23,6 +23,8 @@ PAGE_SIZE = 24
 _SPAN = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(m|min|h|d|w)\s*", re.I)
 _SECONDS = {"m": 60, "min": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400}
 _TERM = re.compile(r'"([^"]*)"|(\S+)')
+_RUNNING = dict.fromkeys(("submitting", "submitted", "pending", "processing"), "running")
+"""A task's or a submission's words for not ended yet: the history calls them all running."""
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,8 @@ class HistoryQuery:
     size: tuple[str, ...] = ()
     resolution: tuple[str, ...] = ()
     status: tuple[str, ...] = ()
-    """Any of STATUSES (completed, failed, cancelled, running, unknown, refused, expired)."""
+    """Any of STATUSES (completed, failed, cancelled, running, unknown, refused, expired);
+    submitting, submitted, pending and processing are taken as running."""
 
     @classmethod
     def of(cls, *, search: str | None = None, starred: bool | None = None, hidden: bool | None = False,
@@ -60,7 +63,7 @@ class HistoryQuery:
             if value is not None and not isinstance(value, bool):
                 raise RequestValidationError(name, "must be True, False or None", value)
         now = now or datetime.now(timezone.utc)
-        statuses = _choices("status", status)
+        statuses = tuple(dict.fromkeys(_RUNNING.get(word, word) for word in _choices("status", status)))
         for word in statuses:
             if word not in STATUSES:
                 raise RequestValidationError("status", f"must be one of {', '.join(STATUSES)}", word)

@@ -430,8 +430,6 @@ class Card(widgets.VBox):
             self._changed()
             if self._on_finished is not None:
                 self._on_finished(task)
-        if self.mode == "featured":
-            await self._open_featured()
 
     async def _thumbnail(self, image: GeneratedImage) -> bytes | None:
         """The image's thumbnail (its failure said in the card), its index marked loaded."""

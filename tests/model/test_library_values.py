@@ -83,3 +83,7 @@ def test_a_receipt_names_no_local_path_and_says_there_is_no_seed():
     assert receipt.references == (Reference("https://x.example/a.png", "abc", None, "task_0", 1),)
     assert repr(receipt) == "Receipt(task_id='task_1', image_index=0, prompt='a fox')"
     assert Receipt.from_bytes(png) is None and Receipt.from_bytes(b"not an image") is None
+
+
+def test_the_words_for_not_ended_yet_are_all_running():
+    assert HistoryQuery.of(status=["pending", "processing", "submitted", "completed"]).status == ("running", "completed")
