@@ -85,16 +85,21 @@ def memory_per_card(count: int, n: int) -> dict:
 
 def notebook_weight(n: int) -> dict:
     """Bytes a finished card of `n` images adds to a saved notebook, per image."""
-    from ipywidgets.embed import embed_data
+    from ipywidgets.embed import dependency_state, embed_data
 
     engine = client()
     sizes = {}
     for images in (1, n):
         panel = qw.Panel(engine)
         panel.request = qw.ImageRequest("weight of a saved notebook", n=images)
-        panel.generate().future.result(60)
+        card = panel.generate()
+        card.future.result(60)
+        deadline = time.monotonic() + 60  # the newest card opens its first image large: in both
+        while not (card.viewer is not None and card.viewer.picture.value) and time.monotonic() < deadline:
+            time.sleep(0.05)
         copy = len(panel._static_page("0" * 16).encode())
-        state = len(json.dumps(embed_data(views=[panel])["manager_state"]))
+        # this panel's widgets only (every widget of the process would count the first panel too)
+        state = len(json.dumps(embed_data(views=[panel], state=dependency_state(panel))["manager_state"]))
         sizes[images] = (copy, state)
     per = lambda k: (sizes[n][k] - sizes[1][k]) / (n - 1)  # noqa: E731
     return {"static_bytes_per_image": per(0), "widget_state_bytes_per_image": per(1)}

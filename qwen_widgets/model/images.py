@@ -75,7 +75,7 @@ def thumbnail(data: bytes, max_edge: int = 320) -> bytes:
     return buffer.getvalue()
 
 
-def mosaic(thumbnails: list[bytes], edge: int = 384, gap: int = 4) -> bytes:
+def mosaic(thumbnails: list[bytes], edge: int = 320, gap: int = 4) -> bytes:
     """Several thumbnails side by side in one JPEG at most `edge` pixels wide (a contact
     sheet: two columns for two or four images, three for three, five or six); one thumbnail
     is returned as it is. A finished card keeps this one picture instead of one per image, so
