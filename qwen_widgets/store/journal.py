@@ -341,11 +341,20 @@ class Journal:
         """One page of the generations that match `query`, newest first, and how many match
         in all. Memory and time follow the page, not the journal: the filters and the
         search run in SQLite (the prompt index, the time index), only the page is read."""
-        where, args = self._where(query)
-        rows = self._read(f"SELECT {_ENTRY_COLUMNS} FROM library l JOIN submissions s ON s.local_id = l.local_id"
-                          f" WHERE {where} ORDER BY l.created_at DESC, l.id DESC LIMIT ? OFFSET ?",
-                          (*args, limit, offset))
-        (total,), = self._read(f"SELECT count(*) FROM library l WHERE {where}", args)
+        where, args, found = self._where(query)
+        # the search index's matches (`found`) are read once for both the page and its count:
+        # one statement, in which SQLite keeps a table that is used twice
+        # the page is chosen in the narrow table; only its rows are joined to the wide journal
+        rows = self._read(f"{found}SELECT {_ENTRY_COLUMNS}, (SELECT count(*) FROM library l WHERE {where})"
+                          f" FROM (SELECT l.id FROM library l WHERE {where} ORDER BY l.created_at DESC, l.id DESC"
+                          " LIMIT ? OFFSET ?) AS page JOIN library l ON l.id = page.id"
+                          " JOIN submissions s ON s.local_id = l.local_id ORDER BY l.created_at DESC, l.id DESC",
+                          (*args, *args[1 if found else 0:], limit, offset))
+        if rows:
+            total = rows[0][-1]
+            rows = [row[:-1] for row in rows]
+        else:
+            (total,), = self._read(f"{found}SELECT count(*) FROM library l WHERE {where}", args)
         ids = tuple(row[0] for row in rows)
         subset = f"VALUES {', '.join('(?)' for _ in ids)}" if ids else "SELECT NULL WHERE 0"
         entries = self._entries(rows, subset, ids)
@@ -356,19 +365,22 @@ class Journal:
         the order of model.frame.HISTORY_ROW (one row for a generation without images): read
         in one statement that SQLite answers on its own, so a frame of 100,000 rows costs what
         pandas takes to build it."""
-        where, args = self._where(query)
+        where, args, found = self._where(query)
         columns = ("l.local_id, l.state, l.created_at, l.task_id, l.model, l.prompt, l.negative_prompt, l.size,"
                    " l.resolution, l.n, r.image_index, r.url, r.expires_at, r.local_path,"
                    " l.task_status, CASE WHEN l.task_status IS NULL THEN l.error ELSE coalesce(r.error, l.task_error)"
                    " END, l.task_created_at, l.task_completed_at, l.actual_time, l.estimated_time, l.cost,"
                    " l.request_id, l.starred, l.hidden")
         return self._read(
-            f"SELECT {columns} FROM library l LEFT JOIN results r ON r.library_id = l.id"
+            f"{found}SELECT {columns} FROM library l LEFT JOIN results r ON r.library_id = l.id"
             f" WHERE {where} ORDER BY l.created_at, l.id, r.image_index", args)
 
-    def _where(self, query: HistoryQuery) -> tuple[str, tuple]:
-        """The SQL condition (on `library l`) and arguments of a history query."""
-        conditions, args = ["l.deleted_at IS NULL"], []
+    def _where(self, query: HistoryQuery) -> tuple[str, tuple, str]:
+        """The SQL condition (on `library l`) of a history query, its arguments, and the
+        `WITH found(id) ...` clause to put before a statement using it when words are looked up
+        in the search index (its MATCH text is then the first argument), else ''."""
+        conditions: list[str] = ["l.deleted_at IS NULL"]
+        args: list[object] = []
         for name, value in (("starred", query.starred), ("hidden", query.hidden)):
             if value is not None:
                 conditions.append(f"l.{name} = ?")
@@ -388,15 +400,17 @@ class Journal:
         indexed = self.search_mode.startswith("full-text")
         terms = query.terms()
         long_terms = [term for term in terms if indexed and len(term) >= 3]
+        found = ""
         if long_terms:  # the trigram index finds words of three characters or more
-            conditions.append("l.id IN (SELECT rowid FROM prompts WHERE prompts MATCH ?)")
-            args.append(" ".join('"' + term.replace('"', '""') + '"' for term in long_terms))
+            found = "WITH found(id) AS (SELECT rowid FROM prompts WHERE prompts MATCH ?) "
+            conditions.append("l.id IN found")
+            args.insert(0, " ".join('"' + term.replace('"', '""') + '"' for term in long_terms))
         for term in terms:
             if term not in long_terms:
                 pattern = "%" + re.sub(r"([\\%_])", r"\\\1", term) + "%"
                 conditions.append("(l.prompt LIKE ? ESCAPE '\\' OR l.negative_prompt LIKE ? ESCAPE '\\')")
                 args.extend((pattern, pattern))
-        return " AND ".join(conditions), tuple(args)
+        return " AND ".join(conditions), tuple(args), found
 
     def find(self, ref: str, base_url: str | None = None) -> Entry | None:
         """The row of a task id or a local id (this base URL's first, then the newest); None
