@@ -389,7 +389,8 @@ class AsyncQwenClient:
         except APIError as error:
             raise ImageUploadError(local.filename, str(error)) from error
         self._uploads[local.sha256] = uploaded
-        await self._journal_quietly(self.journal.add_upload, uploaded, self.base_url, _origin(local.data))
+        origin = await asyncio.to_thread(_origin, local)
+        await self._journal_quietly(self.journal.add_upload, uploaded, self.base_url, origin)
         return uploaded
 
     def read_image(self, source: Any) -> LocalImage:
@@ -834,9 +835,23 @@ def read_receipt(source: str | Path | bytes) -> Receipt:
     return receipt
 
 
-def _origin(data: bytes) -> Reference | None:
-    """What uploaded bytes are, by the receipt they carry: the result they came from."""
-    receipt = Receipt.from_bytes(data)
+RECEIPT_HEAD = 256 * 1024
+"""How much of an uploaded file is read for a receipt: ours is written at its start (after a
+PNG's header, or a JPEG's SOI), so a large file is never read whole for it."""
+
+
+def _origin(local: LocalImage) -> Reference | None:
+    """What an uploaded image is, by the receipt it carries: the result it came from."""
+    if local.held is not None:
+        head = local.held[:RECEIPT_HEAD]
+    else:
+        assert local.local_path is not None
+        try:
+            with local.local_path.open("rb") as handle:
+                head = handle.read(RECEIPT_HEAD)
+        except OSError:
+            return None
+    receipt = Receipt.from_bytes(head)
     if receipt is None or receipt.task_id is None:
         return None
     return Reference("", receipt.sha256, None, receipt.task_id, receipt.image_index)

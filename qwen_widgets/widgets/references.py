@@ -190,13 +190,14 @@ class References:
             if known.future is not None and known.future.done() and known.url is None:
                 known.start(self.client)  # added again after a failed upload: try again
             return known
-        photo = Photo(local.local_path or local.data, local.data, name or local.filename, local.sha256,
+        data = local.data  # read once: for its preview, and its receipt (ours sits at the start)
+        photo = Photo(local.local_path or data, data, name or local.filename, local.sha256,
                       on_remove=self.remove_image, on_change=self._on_change)
         self.photos.append(photo)
         self._show_previews()
         photo.start(self.client)
         self._on_change()
-        receipt = Receipt.from_bytes(local.data)
+        receipt = Receipt.from_bytes(data[:256 * 1024])
         if receipt is not None and receipt.request is not None and self._on_receipt is not None:
             self._on_receipt(photo, receipt)
         return photo
