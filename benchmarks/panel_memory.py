@@ -2,9 +2,11 @@
 
     python benchmarks/panel_memory.py [--cards 1000] [--images 1 4]
 
-Issue 14's target: at most 60 KiB of kernel memory per finished card at 1,000 cards (a
-finished card keeps thumbnails, not full images). Issue 15's: a saved notebook grows at most
-40 KB per image. Runs in-process against the simulator; prints one table.
+Issue 14's target (issue 26 item 5: whatever the number of images): at most 60 KiB of kernel
+memory per finished card at 1,000 cards. A finished card keeps small pictures, not full images:
+the newest card its thumbnails and its first image large, every older one a single contact
+sheet of all its images. Issue 15's: a saved notebook grows at most 40 KB per image. Runs
+in-process against the simulator; prints one table.
 
 Memory is what tracemalloc sees allocated and still held after the cards finished (widgets,
 their layouts and styles, thumbnails, the Task values), divided by the number of cards; the
@@ -31,6 +33,7 @@ import ipywidgets  # noqa: E402
 
 import qwen_widgets as qw  # noqa: E402
 from qwen_widgets.simulator import Simulator  # noqa: E402
+from qwen_widgets.widgets.card import FEATURE_DELAY  # noqa: E402
 
 TIME_SCALE = 0.0005
 
@@ -62,12 +65,18 @@ def memory_per_card(count: int, n: int) -> dict:
     for task in tasks:
         card = panel._new_card(task.request)
         card.show_task(task).result(60)
+    cards = panel.gallery.cards
+    deadline = time.monotonic() + 60
+    while not all(card.mode == "compact" for card in cards[1:]) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the older cards shrink in the background, the newest opens large
+    time.sleep(2 * FEATURE_DELAY)
     gc.collect()
     server_side = [tracemalloc.Filter(False, "*/qwen_widgets/simulator/*")]
     after = tracemalloc.take_snapshot().filter_traces(server_side)
     held = sum(stat.size_diff for stat in after.compare_to(before.filter_traces(server_side), "filename"))
     tracemalloc.stop()
-    thumbs = sum(len(t.children[0].value) for card in panel.gallery.cards for t in card.tiles.children)
+    thumbs = sum(len(picture.value) for card in panel.gallery.cards for tile in card.tiles.children
+                 for picture in tile.children if isinstance(picture, ipywidgets.Image))
     return {"cards": count, "n": n, "kib_per_card": held / count / 1024,
             "thumbnail_kib_per_card": thumbs / count / 1024,
             "widgets_per_card": (len(ipywidgets.widgets.widget._instances) - widgets_before) / count,
@@ -76,16 +85,21 @@ def memory_per_card(count: int, n: int) -> dict:
 
 def notebook_weight(n: int) -> dict:
     """Bytes a finished card of `n` images adds to a saved notebook, per image."""
-    from ipywidgets.embed import embed_data
+    from ipywidgets.embed import dependency_state, embed_data
 
     engine = client()
     sizes = {}
     for images in (1, n):
         panel = qw.Panel(engine)
         panel.request = qw.ImageRequest("weight of a saved notebook", n=images)
-        panel.generate().future.result(60)
+        card = panel.generate()
+        card.future.result(60)
+        deadline = time.monotonic() + 60  # the newest card opens its first image large: in both
+        while not (card.viewer is not None and card.viewer.picture.value) and time.monotonic() < deadline:
+            time.sleep(0.05)
         copy = len(panel._static_page("0" * 16).encode())
-        state = len(json.dumps(embed_data(views=[panel])["manager_state"]))
+        # this panel's widgets only (every widget of the process would count the first panel too)
+        state = len(json.dumps(embed_data(views=[panel], state=dependency_state(panel))["manager_state"]))
         sizes[images] = (copy, state)
     per = lambda k: (sizes[n][k] - sizes[1][k]) / (n - 1)  # noqa: E731
     return {"static_bytes_per_image": per(0), "widget_state_bytes_per_image": per(1)}

@@ -13,7 +13,25 @@ front door (the functions below, the magics, the command line). `simulator` and 
 stand apart. Everything a user needs is named here; the rest is documented in its module.
 """
 
-from ._front import balance, export, generate, history, resume, save, sweep, upload
+from ._front import (
+    balance,
+    delete,
+    diff,
+    export,
+    generate,
+    hide,
+    history,
+    lineage,
+    read_receipt,
+    rerun,
+    resume,
+    save,
+    star,
+    sweep,
+    unhide,
+    unstar,
+    upload,
+)
 from ._tracebacks import render_traceback as _render_traceback
 from ._version import __version__
 from .engine.budget import RequestBudget
@@ -45,6 +63,8 @@ from .model.errors import (
     TransportError,
 )
 from .model.frame import to_frame
+from .model.lineage import Reference
+from .model.receipt import Receipt
 from .model.request import MODELS, RESOLUTIONS, SIZES, ImageRequest
 from .model.task import GeneratedImage, Task, TaskStatus, UploadedImage
 from .store.images import disk_usage, prune
@@ -56,13 +76,15 @@ __all__ = [
     # the front door
     "generate", "resume", "sweep", "history", "save", "export", "upload", "balance", "to_frame",
     "default_client", "set_default_client", "disk_usage", "prune",
+    # the library: find, keep, reuse, trace
+    "star", "unstar", "hide", "unhide", "delete", "lineage", "diff", "read_receipt", "rerun",
     # the views (ipywidgets loads on first use)
     *_WIDGETS,
     # clients and their options
     "QwenClient", "AsyncQwenClient", "PollSchedule", "RetryPolicy", "RequestBudget", "DemoModeWarning",
     # values
     "ImageRequest", "MODELS", "SIZES", "RESOLUTIONS", "Task", "TaskStatus", "GeneratedImage",
-    "UploadedImage", "Balance", "Sweep",
+    "UploadedImage", "Balance", "Sweep", "Receipt", "Reference",
     # errors
     "QwenError", "RequestValidationError", "APIError", "AuthenticationError", "PermissionDeniedError",
     "NotFoundError", "RateLimitError", "ServerError", "MalformedResponseError", "TransportError",

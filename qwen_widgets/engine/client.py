@@ -38,9 +38,12 @@ from ..model.errors import (
     TaskTimeoutError,
     stopped_watching,
 )
+from ..model.history import EVERYTHING, PAGE_SIZE, HistoryPage, HistoryQuery
 from ..model.images import thumbnail
 from ..model.limits import Usage
+from ..model.lineage import Reference
 from ..model.plan import DEFAULT_MAX_IMAGES, SweepPlan
+from ..model.receipt import Receipt
 from ..model.request import MAX_IMAGES, ImageRequest, ModelRules, make_request
 from ..model.secret import Secret, as_secret
 from ..model.task import GeneratedImage, Task, TaskStatus, UploadedImage, validate_task_id
@@ -388,7 +391,8 @@ class AsyncQwenClient:
         except APIError as error:
             raise ImageUploadError(local.filename, str(error)) from error
         self._uploads[local.sha256] = uploaded
-        await self._journal_quietly(self.journal.add_upload, uploaded, self.base_url)
+        origin = await asyncio.to_thread(_origin, local)
+        await self._journal_quietly(self.journal.add_upload, uploaded, self.base_url, origin)
         return uploaded
 
     def read_image(self, source: Any) -> LocalImage:
@@ -426,13 +430,14 @@ class AsyncQwenClient:
         return await self._catalog.checked(
             [fields.get("model", base)], lambda catalog: make_request(request_or_prompt, fields, catalog))
 
-    async def plan(self, fields: dict[str, Any], *, max_images: int = DEFAULT_MAX_IMAGES) -> SweepPlan:
+    async def plan(self, fields: dict[str, Any], *, max_images: int = DEFAULT_MAX_IMAGES,
+                   slots: dict[str, Any] | None = None) -> SweepPlan:
         """A sweep's plan (SweepPlan.of) with every cell checked against its model's rules, as
-        build_request checks one request."""
+        build_request checks one request; `slots` fill the prompt's template."""
         models = fields.get("model", ImageRequest.model)
         return await self._catalog.checked(
             models if isinstance(models, (list, tuple)) else [models],
-            lambda catalog: SweepPlan.of(fields, max_images=max_images, catalog=catalog))
+            lambda catalog: SweepPlan.of(fields, max_images=max_images, catalog=catalog, slots=slots))
 
     async def balance(self, *, account: bool = False) -> Balance:
         """The balance of this key (`GET /v1/balance`), or with `account=True` of the whole
@@ -509,6 +514,11 @@ class AsyncQwenClient:
     async def thumbnail(self, image: GeneratedImage | str | bytes, edge: int) -> bytes:
         """A JPEG of at most `edge` pixels a side of an image (a result, a URL, or bytes in
         hand), made off the event loop; ValueError when the bytes are not an image."""
+        if isinstance(image, GeneratedImage) and image.local_path is not None:
+            try:  # made once from the kept copy, then read: old images show without decoding again
+                return await asyncio.to_thread(disk.cached_thumbnail, image.local_path, edge)
+            except OSError:
+                pass  # removed or pruned: fall back to the URL
         data = image if isinstance(image, bytes) else await self.fetch_image(image)
         return await asyncio.to_thread(thumbnail, data, edge)
 
@@ -545,6 +555,71 @@ class AsyncQwenClient:
         except BaseException:
             await asyncio.to_thread(archive.abort)
             raise
+
+    # -- the library: this client's journal as a history to search, keep and reuse ------------
+
+    async def history(self, query: HistoryQuery = EVERYTHING, offset: int = 0,
+                      limit: int = PAGE_SIZE) -> HistoryPage:
+        """One page of this client's journal, newest first, filtered by `query` (in demo mode
+        the journal is in memory: this session's work)."""
+        return await asyncio.to_thread(self.journal.page, query, offset, limit)
+
+    async def find(self, task: Task | Entry | str) -> Entry:
+        """The journal row of a task, an entry, a task id or a local id; RequestValidationError
+        when this client's journal has none."""
+        return await asyncio.to_thread(find_entry, self.journal, task, self.base_url)
+
+    async def star(self, task: Task | Entry | str, starred: bool = True) -> Entry:
+        """Star (or with starred=False unstar) a generation; returns its row as it is now."""
+        entry = await self.find(task)
+        await asyncio.to_thread(self.journal.set_flag, entry.local_id, "starred", starred)
+        return dataclasses.replace(entry, starred=starred)
+
+    async def hide(self, task: Task | Entry | str, hidden: bool = True) -> Entry:
+        """Hide a generation from the history (or show it again); nothing is removed."""
+        entry = await self.find(task)
+        await asyncio.to_thread(self.journal.set_flag, entry.local_id, "hidden", hidden)
+        return dataclasses.replace(entry, hidden=hidden)
+
+    async def delete(self, task: Task | Entry | str) -> dict[str, int]:
+        """Delete a generation from the library and its kept images from this machine; returns
+        {'images': kept images deleted, 'bytes_freed': ...}. A task still running cannot be deleted (its images
+        would be kept again when it ends): stop watching it, or wait."""
+        entry = await self.find(task)
+        return await asyncio.to_thread(disk.delete_generation, self.journal, entry.local_id)
+
+    async def recent_prompts(self, limit: int = 20) -> list[tuple[str, bool]]:
+        """(prompt, starred): the starred prompts, then the most recent others, each once."""
+        return await asyncio.to_thread(self.journal.recent_prompts, limit)
+
+    async def chain(self, task: Task | Entry | str) -> list[Entry]:
+        """The generations this one grew from (image to image), nearest first."""
+        entry = await self.find(task)
+        return await asyncio.to_thread(self.journal.chain, entry.local_id)
+
+    async def repeatable(self, request: ImageRequest) -> ImageRequest:
+        """`request` with each reference whose URL has expired (or will within the hour)
+        replaced by a fresh upload of the file it came from, when this machine has it (the
+        file an upload was made from, or the kept copy of one of our results)."""
+        files = await asyncio.to_thread(self.journal.reference_files, request.image_urls)
+        if not files:
+            return request
+        urls = [(await self.upload(files[url])).url if url in files else url for url in request.image_urls]
+        return request.replace(image_urls=urls)
+
+    def read_receipt(self, source: str | Path | bytes) -> Receipt:
+        """The receipt inside an image file (a path or its bytes); RequestValidationError when
+        it cannot be read or carries none."""
+        return read_receipt(source)
+
+    async def rerun(self, source: Any, *, on_update: OnUpdate | None = None,
+                    timeout: float | None = None) -> Task:
+        """Send the request of an image file again (its receipt says what it was: see
+        `qw.read_receipt`), or of a Task, a journal Entry or a Receipt; waits, and returns the
+        new task. References whose URLs have expired are uploaded again from this machine's
+        files when the journal knows them. The API takes no seed: the new images differ."""
+        request = await asyncio.to_thread(request_of, source)
+        return await self.generate(await self.repeatable(request), on_update=on_update, timeout=timeout)
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -662,6 +737,9 @@ class AsyncQwenClient:
         deadline) before anyone sees it: result URLs die after about a day, and the images
         were paid for. Images not kept in time keep their URL; resume() keeps them later."""
         local_id = await self._journal_quietly(self.journal.record, task, self.base_url)
+        if local_id is not None:  # the library finds it by its row; receipts name its references
+            references = await self._journal_quietly(self.journal.references, local_id)
+            task = dataclasses.replace(task, local_id=local_id, references=references or ())
         if self.keep_images and local_id is not None and task.status is TaskStatus.COMPLETED:
             keeping = asyncio.gather(*(self._keep(local_id, task, image) for image in task.images))
             left = None if deadline is None else max(deadline - self._clock.monotonic(), 0.0)
@@ -720,3 +798,77 @@ def _warn_about_unresendable(unknown: list[Entry]) -> None:
             "outcome is unknown and they were sent with resend_with_key=False, so they are not "
             "resent. Check your APIMart console; qwen_widgets.history() lists them "
             "(journal_state 'unknown').", UserWarning, stacklevel=4)
+
+
+def find_entry(journal: Journal, task: Task | Entry | str, base_url: str | None = None) -> Entry:
+    """The journal row of a task, an entry, a task id or a local id (see AsyncQwenClient.find)."""
+    if isinstance(task, Entry):
+        ref = task.local_id
+    elif isinstance(task, Task):
+        ref = task.local_id or task.task_id
+    elif isinstance(task, str):
+        ref = task
+    else:
+        raise RequestValidationError("task", "must be a Task, a task id or a journal entry", task)
+    entry = journal.find(ref, base_url)
+    if entry is None:
+        raise RequestValidationError("task", f"is not in this journal ({journal.path}); a demo session's "
+                                     "journal lives in memory and ends with its kernel", ref)
+    return entry
+
+
+def request_of(source: Any) -> ImageRequest:
+    """The request behind an image file's receipt (a path or bytes), a Receipt, a Task, a journal
+    Entry or a request; RequestValidationError says which cannot be had."""
+    if isinstance(source, ImageRequest):
+        return source
+    if isinstance(source, (Task, Entry)):
+        request = source.request
+    else:
+        receipt = source if isinstance(source, Receipt) else read_receipt(source)
+        request = receipt.request
+    if request is None:
+        raise RequestValidationError("source", "has no request to send again (its receipt's request "
+                                     "no longer validates, or the task was attached by id)", show_value=False)
+    return request
+
+
+def read_receipt(source: str | Path | bytes) -> Receipt:
+    """The receipt inside an image file (a path, or its bytes); RequestValidationError when
+    the file cannot be read or carries none."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+    elif isinstance(source, (str, Path)):
+        try:
+            data = Path(source).expanduser().read_bytes()
+        except OSError as error:
+            raise RequestValidationError("path", f"cannot be read ({error.strerror or error})", str(source)) from None
+    else:
+        raise RequestValidationError("path", "must be the path of an image file, or its bytes", source)
+    receipt = Receipt.from_bytes(data)
+    if receipt is None:
+        raise RequestValidationError("path", "carries no qwen_widgets receipt (only images that Save, "
+                                     "Download, qw.save or qw.export wrote do)", show_value=False)
+    return receipt
+
+
+RECEIPT_HEAD = 256 * 1024
+"""How much of an uploaded file is read for a receipt: ours is written at its start (after a
+PNG's header, or a JPEG's SOI), so a large file is never read whole for it."""
+
+
+def _origin(local: LocalImage) -> Reference | None:
+    """What an uploaded image is, by the receipt it carries: the result it came from."""
+    if local.held is not None:
+        head = local.held[:RECEIPT_HEAD]
+    else:
+        assert local.local_path is not None
+        try:
+            with local.local_path.open("rb") as handle:
+                head = handle.read(RECEIPT_HEAD)
+        except OSError:
+            return None
+    receipt = Receipt.from_bytes(head)
+    if receipt is None or receipt.task_id is None:
+        return None
+    return Reference("", receipt.sha256, None, receipt.task_id, receipt.image_index)

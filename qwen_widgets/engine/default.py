@@ -39,3 +39,10 @@ def set_default_client(client: QwenClient | None) -> None:
         raise RequestValidationError("client", "must be a QwenClient (the synchronous client)", client)
     with _lock:
         _default = client
+
+
+def current_client() -> QwenClient | None:
+    """The default client if one was made (by `qw.generate`, a panel, `%qwen`...), else None:
+    what the library functions look at before falling back to the home folder's journal."""
+    with _lock:
+        return _default

@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..model.account import Balance
+from ..model.history import EVERYTHING, PAGE_SIZE, HistoryPage, HistoryQuery
 from ..model.limits import Usage
 from ..model.plan import DEFAULT_MAX_IMAGES, SweepPlan
+from ..model.receipt import Receipt
 from ..model.request import ImageRequest, ModelRules
 from ..model.secret import as_secret
 from ..model.task import GeneratedImage, Task, UploadedImage
@@ -147,8 +149,9 @@ class QwenClient:
         return _runner.run(self.aio.build_request(request_or_prompt, **fields))
 
     @_doc_of(AsyncQwenClient.plan)
-    def plan(self, fields: dict[str, Any], *, max_images: int = DEFAULT_MAX_IMAGES) -> SweepPlan:
-        return _runner.run(self.aio.plan(fields, max_images=max_images))
+    def plan(self, fields: dict[str, Any], *, max_images: int = DEFAULT_MAX_IMAGES,
+             slots: dict[str, Any] | None = None) -> SweepPlan:
+        return _runner.run(self.aio.plan(fields, max_images=max_images, slots=slots))
 
     @_doc_of(AsyncQwenClient.balance)
     def balance(self, *, account: bool = False) -> Balance:
@@ -177,6 +180,48 @@ class QwenClient:
     @_doc_of(AsyncQwenClient.export)
     def export(self, tasks: Iterable[Task], path: str | Path) -> Path:
         return _runner.run(self.aio.export(tasks, path))
+
+    # -- the library ---------------------------------------------------------------------------
+
+    @_doc_of(AsyncQwenClient.history)
+    def history(self, query: HistoryQuery = EVERYTHING, offset: int = 0, limit: int = PAGE_SIZE) -> HistoryPage:
+        return self.aio.journal.page(query, offset, limit)
+
+    @_doc_of(AsyncQwenClient.find)
+    def find(self, task: Task | Entry | str) -> Entry:
+        return _runner.run(self.aio.find(task))
+
+    @_doc_of(AsyncQwenClient.star)
+    def star(self, task: Task | Entry | str, starred: bool = True) -> Entry:
+        return _runner.run(self.aio.star(task, starred))
+
+    @_doc_of(AsyncQwenClient.hide)
+    def hide(self, task: Task | Entry | str, hidden: bool = True) -> Entry:
+        return _runner.run(self.aio.hide(task, hidden))
+
+    @_doc_of(AsyncQwenClient.delete)
+    def delete(self, task: Task | Entry | str) -> dict[str, int]:
+        return _runner.run(self.aio.delete(task))
+
+    @_doc_of(AsyncQwenClient.recent_prompts)
+    def recent_prompts(self, limit: int = 20) -> list[tuple[str, bool]]:
+        return self.aio.journal.recent_prompts(limit)
+
+    @_doc_of(AsyncQwenClient.chain)
+    def chain(self, task: Task | Entry | str) -> list[Entry]:
+        return _runner.run(self.aio.chain(task))
+
+    @_doc_of(AsyncQwenClient.repeatable)
+    def repeatable(self, request: ImageRequest) -> ImageRequest:
+        return _runner.run(self.aio.repeatable(request))
+
+    @_doc_of(AsyncQwenClient.read_receipt)
+    def read_receipt(self, source: str | Path | bytes) -> Receipt:
+        return self.aio.read_receipt(source)
+
+    @_doc_of(AsyncQwenClient.rerun)
+    def rerun(self, source: Any, *, on_update: OnUpdate | None = None, timeout: float | None = None) -> Task:
+        return _runner.run(self.aio.rerun(source, on_update=on_update, timeout=timeout))
 
     def background(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         """Run a coroutine on this client's loop (the package's private one, where `aio`

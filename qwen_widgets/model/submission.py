@@ -12,6 +12,7 @@ from enum import Enum
 from pathlib import Path
 from typing import NamedTuple
 
+from .lineage import Reference
 from .request import ImageRequest
 from .task import Task
 
@@ -43,6 +44,20 @@ class EntryState(str, Enum):
     """The server (or the network, before sending) refused it: nothing was created."""
     EXPIRED = "expired"
     """The task id is older than the service keeps it (a 404 on re-attaching)."""
+
+
+STATUSES = ("completed", "failed", "cancelled", "running", "unknown", "refused", "expired")
+"""What a history can be filtered by: Entry.status's words."""
+
+
+def entry_status(state: str, task_status: str | None) -> str:
+    """Entry.status from a journal row's state and its task's status (the journal's SQL
+    says the same thing for its filters: keep the two in step)."""
+    if state in ("refused", "expired", "unknown"):
+        return state
+    if task_status in ("completed", "failed", "cancelled"):
+        return task_status
+    return "running"
 
 
 @dataclass(frozen=True)
@@ -89,3 +104,16 @@ class Entry:
     """True when the server answered a resend with the task the first attempt had created."""
     resend: bool = False
     """True when the submission may be sent again with its key after a lost answer."""
+    starred: bool = False
+    """Starred by the user (`qw.star`, the star on a card or history item)."""
+    hidden: bool = False
+    """Hidden from the history by the user (`qw.hide`); nothing was removed."""
+    references: tuple[Reference, ...] = ()
+    """Where each reference image of the request came from (see model.lineage)."""
+
+    @property
+    def status(self) -> str:
+        """One word for what became of it: the task's status once it has one (completed,
+        failed, cancelled, or running while it is watched), else the journal's word for a
+        submission without a task (running while it is being sent, unknown, refused, expired)."""
+        return entry_status(self.state, self.task.status.value if self.task is not None else None)

@@ -8,13 +8,14 @@ door's `qwen_widgets.save(task, folder)`.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from .errors import RequestValidationError, shorten
+from .lineage import Reference
 from .request import ImageRequest
 
 __all__ = ["TaskStatus", "GeneratedImage", "Task", "UploadedImage"]
@@ -124,6 +125,12 @@ class Task:
     """What the service reports it charged for the task (completed tasks), in its currency."""
     credits_cost: float | None = None
     """What the service reports it charged in credits, when it does."""
+    local_id: str | None = field(default=None, compare=False)
+    """The journal row of this task (set once the client journaled it as finished): what
+    `qw.star`, `qw.delete` and the history find it by."""
+    references: tuple[Reference, ...] = field(default=(), compare=False)
+    """Where each reference image of the request came from, as far as the journal knows
+    (lineage: one of our own results, an upload of a file, or an outside URL)."""
 
     @property
     def done(self) -> bool:

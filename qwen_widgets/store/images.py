@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from ..model.frame import to_frame
-from ..model.images import archive_name, image_format, png_with_text
+from ..model.images import archive_name, image_format, thumbnail
+from ..model.receipt import labelled
 from ..model.record import image_rows
 from ..model.task import GeneratedImage, Task
 from .journal import Journal
@@ -123,13 +124,9 @@ def save_image(task: Task, image: GeneratedImage, data: bytes, folder: str | Pat
 
 
 def _labelled(task: Task, image: GeneratedImage, data: bytes) -> tuple[dict[str, Any], bytes]:
-    """The sidecar record of one image (with its bytes' sha256), and the image with the
-    prompt and that record in its PNG text."""
-    record = {**sidecar(task, image), "sha256": hashlib.sha256(data).hexdigest()}
-    text = {"qwen_widgets": json.dumps(record, ensure_ascii=False)}
-    if task.request is not None:
-        text = {"prompt": task.request.prompt, **text}
-    return record, png_with_text(data, text)
+    """The receipt of one image (a superset of its sidecar record, with its bytes' sha256), and
+    the image with the prompt and that receipt inside it (see model.receipt)."""
+    return labelled(task, image, data)
 
 
 def _free_stem(folder: Path, stem: str, record: dict[str, Any]) -> str:
@@ -267,8 +264,11 @@ def _readme(images: int, tasks: int, missing: list[str]) -> str:
     lines = [
         "Images made with qwen_widgets (Qwen-Image 2.0 on APIMart).",
         f"{images} image(s) from {tasks} task(s), at full resolution as the server sent them.",
-        "Each image has a .json sidecar (request, task id, timings, URL, sha256); PNGs also carry",
-        "the prompt in their text metadata. results.csv has one row per image (failed tasks: one row).",
+        "Each image has a .json sidecar, its receipt: the request as sent, model, task id, request id,",
+        "cost, timings, URL, the image's sha256 and each reference's. The image carries the same",
+        "receipt inside it (PNG text chunks; XMP in a JPEG or WebP): qwen_widgets.read_receipt(path)",
+        "reads it, qwen_widgets.rerun(path) sends the request again (the API has no seed: new images).",
+        "results.csv has one row per image (failed tasks: one row).",
     ]
     if missing:
         lines += ["", f"{len(missing)} image(s) could not be fetched:", *missing]
@@ -328,11 +328,59 @@ def prune(older_than_days: float, journal: Journal | None = None) -> dict[str, A
     removed = freed = 0
     for copy in journal.image_copies():
         if copy.saved_at < cutoff:
-            if copy.path.exists():
-                freed += copy.path.stat().st_size
-                copy.path.unlink()
+            freed += remove_copies([copy.path])[1]
             journal.forget_image_copy(copy.local_id, copy.index)
             removed += 1
     temporary, temporary_bytes = remove_stale_temporary_files(journal.images_folder())
     return {"removed": removed, "bytes_freed": freed + temporary_bytes,
             "temporary_files_removed": temporary}
+
+
+# -- the library: thumbnails kept beside the copies, and deleting a generation ---------------
+
+THUMBNAILS = ".thumbnails"
+"""The folder, inside the images folder, of the thumbnails made from kept copies."""
+
+
+def thumbnail_path(copy: Path, edge: int) -> Path:
+    return copy.parent / THUMBNAILS / f"{copy.stem}-{edge}.jpg"
+
+
+def cached_thumbnail(copy: Path, edge: int) -> bytes:
+    """The JPEG of a kept copy at most `edge` pixels a side, made once and kept beside it:
+    the history shows pages of old images without decoding a 2K PNG for each (OSError when
+    the copy is gone, ValueError when it is not an image)."""
+    path = thumbnail_path(copy, edge)
+    try:
+        return path.read_bytes()
+    except OSError:
+        pass
+    small = thumbnail(copy.read_bytes(), edge)
+    try:
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        atomic_write(path, small)
+    except OSError:
+        pass  # a read-only folder still shows the thumbnail, made again next time
+    return small
+
+
+def remove_copies(paths: Iterable[Path]) -> tuple[int, int]:
+    """Delete kept copies and the thumbnails made from them; returns (copies, bytes) freed. A
+    file already gone is skipped."""
+    copies = freed = 0
+    for copy in paths:
+        for path in (copy, *copy.parent.joinpath(THUMBNAILS).glob(f"{copy.stem}-*.jpg")):
+            try:
+                size = path.stat().st_size
+                path.unlink()
+            except OSError:
+                continue
+            copies, freed = copies + (path == copy), freed + size
+    return copies, freed
+
+
+def delete_generation(journal: Journal, local_id: str) -> dict[str, int]:
+    """Take a generation out of the library (see Journal.delete) and delete its kept images
+    and their thumbnails; returns {'images': kept images deleted, 'bytes_freed': ...}."""
+    images, freed = remove_copies(journal.delete(local_id))
+    return {"images": images, "bytes_freed": freed}

@@ -14,8 +14,10 @@ share the file without losing rows, and a row survives a crash the moment it is 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -25,13 +27,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..model.errors import JournalError, RequestValidationError
+from ..model.history import EVERYTHING, PAGE_SIZE, HistoryPage, HistoryQuery
 from ..model.limits import WINDOW, SpendingLimits, Usage
+from ..model.lineage import Reference
 from ..model.record import task_from_record, task_record
 from ..model.request import ImageRequest
 from ..model.submission import Entry, EntryState, ImageCopy, OpenWork
 from ..model.task import Task, TaskStatus, UploadedImage
 from .home import home_dir, home_path
-from .schema import SCHEMA_VERSION, NewerSchema, file_version, migrate
+from .schema import SCHEMA_VERSION, NewerSchema, file_version, migrate, search_available
 
 __all__ = ["Journal"]
 
@@ -42,6 +46,17 @@ how long the service remembers an idempotency key is not documented, so resendin
 submission later could make a second, billed task."""
 
 JOURNAL_NAME = "journal.sqlite"
+UPLOAD_LIFETIME = 72 * 3600.0
+"""How long an uploaded image's URL works, by the contract (when the journal did not note it)."""
+RESULT_URL_DAYS = 4
+"""How far back a reference URL is looked for among our results: result URLs live a day
+(observed) to three (the contract), so an older one cannot be a working reference."""
+_LOCAL_ID = re.compile(r"[0-9a-f]{32}")
+_ENTRY_COLUMNS = ("s.local_id, s.created_at, s.base_url, s.state, s.request, s.task, s.error, s.idempotency_key,"
+                  " s.request_id, s.attempts, s.replayed, s.resend, coalesce(l.starred, 0), coalesce(l.hidden, 0)")
+_ENTRY_TABLES = "submissions s LEFT JOIN library l ON l.local_id = s.local_id"
+
+
 class Journal:
     """The journal file (or `:memory:` for demo mode, whose simulator dies with the process)."""
 
@@ -68,13 +83,20 @@ class Journal:
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
-            migrate(self._db)
+            found = migrate(self._db)
+            self.search_mode = ("full-text index (SQLite FTS5, trigram: any part of a word)"
+                                if search_available(self._db) else
+                                "a scan of every prompt: this SQLite has no FTS5 trigram tokenizer "
+                                f"(SQLite {sqlite3.sqlite_version}; 3.34 or newer with FTS5 has one)")
+            """How the history searches prompts: SQLite's full-text index, or (say why) a scan."""
+            if found < 4:  # rows written before lineage was kept: find their parents once
+                self._transaction(_resolve_all_references)
         except NewerSchema as error:
             self._db.close()
             raise JournalError(self.path, error, newer=(error.version, SCHEMA_VERSION)) from None
-        except sqlite3.Error as error:
+        except (sqlite3.Error, JournalError) as error:
             self._db.close()
-            raise journal_error(self.path, error) from None
+            raise journal_error(self.path, getattr(error, "error", error)) from None
 
     def images_folder(self) -> Path:
         """Where this journal's kept images live: `images/` beside the file (the home folder's
@@ -126,6 +148,8 @@ class Journal:
                 (local_id, now, now, base_url, os.getpid(), json.dumps(request.to_payload()),
                  EntryState.SUBMITTING.value, idempotency_key, int(resend),
                  json.dumps(local_refs) if local_refs else None))
+            for position, url in enumerate(request.image_urls):
+                _write_reference(db, local_id, position, url, now, (local_refs or {}).get(url))
 
         self._transaction(write)
         return local_id
@@ -147,12 +171,14 @@ class Journal:
         return UploadedImage(url, _when(expires_at), filename, content_type, size, sha256,
                              Path(path) if path else None)
 
-    def add_upload(self, image: UploadedImage, base_url: str) -> None:
-        self._write("INSERT OR REPLACE INTO uploads VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    def add_upload(self, image: UploadedImage, base_url: str, origin: Reference | None = None) -> None:
+        """An upload and its URL; `origin`: the result its bytes are, by the receipt they carry."""
+        self._write("INSERT OR REPLACE INTO uploads (sha256, base_url, url, expires_at, filename, content_type,"
+                    " bytes, local_path, created_at, origin) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (image.sha256, base_url, image.url,
                      image.expires_at.timestamp() if image.expires_at else None, image.filename,
                      image.content_type, image.bytes, str(image.local_path) if image.local_path else None,
-                     time.time()))
+                     time.time(), json.dumps(origin.to_json()) if origin is not None else None))
 
     def resending(self, local_id: str) -> None:
         """A submission whose answer was lost is about to be sent again, by this process."""
@@ -233,26 +259,35 @@ class Journal:
     def entries(self, *, base_url: str | None = None, states: tuple[EntryState, ...] = (),
                 newer_than: float | None = None) -> list[Entry]:
         """Rows, oldest first, with local image paths filled in."""
-        sql, args = ("SELECT local_id, created_at, base_url, state, request, task, error, idempotency_key,"
-                     " request_id, attempts, replayed, resend FROM submissions", [])
+        sql, args = (f"SELECT {_ENTRY_COLUMNS} FROM {_ENTRY_TABLES}", [])
         where = []
         if base_url is not None:
-            where.append("base_url = ?")
+            where.append("s.base_url = ?")
             args.append(base_url)
         if states:
-            where.append(f"state IN ({', '.join('?' * len(states))})")
+            where.append(f"s.state IN ({', '.join('?' * len(states))})")
             args.extend(s.value for s in states)
         if newer_than is not None:
-            where.append("created_at > ?")
+            where.append("s.created_at > ?")
             args.append(newer_than)
         condition = " WHERE " + " AND ".join(where) if where else ""
-        rows = self._read(sql + condition + " ORDER BY created_at", tuple(args))
+        rows = self._read(sql + condition + " ORDER BY s.created_at", tuple(args))
+        subset = f"SELECT s.local_id FROM submissions s{condition}"
+        return self._entries(rows, subset, tuple(args))
+
+    def _entries(self, rows: list[tuple], subset: str, args: tuple) -> list[Entry]:
+        """Entries of `rows` (selected as _ENTRY_COLUMNS), with the kept copies and references
+        of the rows that the SQL `subset` (with `args`) selects."""
         copies: dict[str, dict[int, str]] = {}
         for local_id, index, path in self._read(
-                "SELECT local_id, image_index, local_path FROM images WHERE local_id IN"
-                f" (SELECT local_id FROM submissions{condition})", tuple(args)):
+                f"SELECT local_id, image_index, local_path FROM images WHERE local_id IN ({subset})", args):
             copies.setdefault(local_id, {})[index] = path
-        return [_entry(row, copies.get(row[0], {})) for row in rows]
+        references: dict[str, list[Reference]] = {}
+        for local_id, *fields in self._read(
+                "SELECT local_id, url, sha256, local_path, parent_task_id, parent_index, parent_local_id"
+                f" FROM refs WHERE local_id IN ({subset}) ORDER BY local_id, position", args):
+            references.setdefault(local_id, []).append(Reference(*fields))
+        return [_entry(row, copies.get(row[0], {}), tuple(references.get(row[0], ()))) for row in rows]
 
     def open_work(self, base_url: str, now: float | None = None) -> OpenWork:
         """What is left open for `base_url` within OPEN_WINDOW, in one read: submissions whose
@@ -299,6 +334,178 @@ class Journal:
         rows = self._read("SELECT i.local_id, s.task_id, i.image_index, i.local_path, i.sha256,"
                           " i.saved_at FROM images i LEFT JOIN submissions s USING (local_id)", ())
         return [ImageCopy(lid, tid, index, Path(path), sha, at) for lid, tid, index, path, sha, at in rows]
+
+    # -- the library: finding, keeping and tracing what was made ------------------------------
+
+    def page(self, query: HistoryQuery = EVERYTHING, offset: int = 0, limit: int = PAGE_SIZE) -> HistoryPage:
+        """One page of the generations that match `query`, newest first, and how many match
+        in all. Memory and time follow the page, not the journal: the filters and the
+        search run in SQLite (the prompt index, the time index), only the page is read."""
+        where, args, found = self._where(query)
+        # the search index's matches (`found`) are read once for both the page and its count:
+        # one statement, in which SQLite keeps a table that is used twice
+        # the page is chosen in the narrow table; only its rows are joined to the wide journal
+        rows = self._read(f"{found}SELECT {_ENTRY_COLUMNS}, (SELECT count(*) FROM library l WHERE {where})"
+                          f" FROM (SELECT l.id FROM library l WHERE {where} ORDER BY l.created_at DESC, l.id DESC"
+                          " LIMIT ? OFFSET ?) AS page JOIN library l ON l.id = page.id"
+                          " JOIN submissions s ON s.local_id = l.local_id ORDER BY l.created_at DESC, l.id DESC",
+                          (*args, *args[1 if found else 0:], limit, offset))
+        if rows:
+            total = rows[0][-1]
+            rows = [row[:-1] for row in rows]
+        else:
+            (total,), = self._read(f"{found}SELECT count(*) FROM library l WHERE {where}", args)
+        ids = tuple(row[0] for row in rows)
+        subset = f"VALUES {', '.join('(?)' for _ in ids)}" if ids else "SELECT NULL WHERE 0"
+        entries = self._entries(rows, subset, ids)
+        return HistoryPage(entries, total, offset, limit, query, self.search_mode)
+
+    def history_rows(self, query: HistoryQuery = EVERYTHING) -> list[tuple]:
+        """Every image of the generations that match `query`, oldest first, as flat rows in
+        the order of model.frame.HISTORY_ROW (one row for a generation without images): read
+        in one statement that SQLite answers on its own, so a frame of 100,000 rows costs what
+        pandas takes to build it."""
+        where, args, found = self._where(query)
+        columns = ("l.local_id, l.state, l.created_at, l.task_id, l.model, l.prompt, l.negative_prompt, l.size,"
+                   " l.resolution, l.n, r.image_index, r.url, r.expires_at, r.local_path,"
+                   " l.task_status, CASE WHEN l.task_status IS NULL THEN l.error ELSE coalesce(r.error, l.task_error)"
+                   " END, l.task_created_at, l.task_completed_at, l.actual_time, l.estimated_time, l.cost,"
+                   " l.request_id, l.starred, l.hidden")
+        return self._read(
+            f"{found}SELECT {columns} FROM library l LEFT JOIN results r ON r.library_id = l.id"
+            f" WHERE {where} ORDER BY l.created_at, l.id, r.image_index", args)
+
+    def _where(self, query: HistoryQuery) -> tuple[str, tuple, str]:
+        """The SQL condition (on `library l`) of a history query, its arguments, and the
+        `WITH found(id) ...` clause to put before a statement using it when words are looked up
+        in the search index (its MATCH text is then the first argument), else ''."""
+        conditions: list[str] = ["l.deleted_at IS NULL"]
+        args: list[object] = []
+        for name, value in (("starred", query.starred), ("hidden", query.hidden)):
+            if value is not None:
+                conditions.append(f"l.{name} = ?")
+                args.append(int(value))
+        for sign, moment in ((">=", query.since), ("<", query.until)):
+            if moment is not None:
+                conditions.append(f"l.created_at {sign} ?")
+                args.append(moment.timestamp())
+        for name in ("model", "size", "resolution"):
+            values = getattr(query, name)
+            if values:
+                conditions.append(f"l.{name} IN ({', '.join('?' * len(values))})")
+                args.extend(values)
+        if query.status:
+            conditions.append(f"l.status IN ({', '.join('?' * len(query.status))})")
+            args.extend(query.status)
+        indexed = self.search_mode.startswith("full-text")
+        terms = query.terms()
+        long_terms = [term for term in terms if indexed and len(term) >= 3]
+        found = ""
+        if long_terms:  # the trigram index finds words of three characters or more
+            found = "WITH found(id) AS (SELECT rowid FROM prompts WHERE prompts MATCH ?) "
+            conditions.append("l.id IN found")
+            args.insert(0, " ".join('"' + term.replace('"', '""') + '"' for term in long_terms))
+        for term in terms:
+            if term not in long_terms:
+                pattern = "%" + re.sub(r"([\\%_])", r"\\\1", term) + "%"
+                conditions.append("(l.prompt LIKE ? ESCAPE '\\' OR l.negative_prompt LIKE ? ESCAPE '\\')")
+                args.extend((pattern, pattern))
+        return " AND ".join(conditions), tuple(args), found
+
+    def find(self, ref: str, base_url: str | None = None) -> Entry | None:
+        """The row of a task id or a local id (this base URL's first, then the newest); None
+        when the journal has no such row (or it was deleted)."""
+        by = "s.local_id = ?" if _LOCAL_ID.fullmatch(ref) else "s.task_id = ?"
+        rows = self._read(f"SELECT {_ENTRY_COLUMNS} FROM {_ENTRY_TABLES} WHERE {by} AND l.deleted_at IS NULL"
+                          " ORDER BY s.base_url = ? DESC, s.created_at DESC LIMIT 1", (ref, base_url or ""))
+        if not rows:
+            return None
+        entry, = self._entries(rows, "VALUES (?)", (rows[0][0],))
+        return entry
+
+    def set_flag(self, local_id: str, name: str, value: bool) -> None:
+        """Star or unstar (`starred`), hide or show again (`hidden`) one row."""
+        if name not in ("starred", "hidden"):
+            raise ValueError(name)
+        self._write(f"UPDATE library SET {name} = ? WHERE local_id = ?", (int(value), local_id))
+
+    def delete(self, local_id: str) -> list[Path]:
+        """Take a row out of the library: it no longer shows in the history or a search, and
+        its kept images are no longer listed (returned, for the caller to remove); a generation
+        still running is refused (RequestValidationError). The row itself stays, without a star,
+        for what must still count it: the daily spending limits
+        and "what is left open" look at the last 24 hours."""
+        paths: list[Path] = []
+
+        def write(db: sqlite3.Connection) -> None:
+            status = db.execute("SELECT status FROM library WHERE local_id = ?", (local_id,)).fetchone()
+            if status == ("running",):  # its images would be kept again when it ends
+                raise RequestValidationError("task", "is still running: delete it once it has ended "
+                                             "(or stop watching it first)", show_value=False)
+            paths.extend(Path(path) for path, in db.execute(
+                "SELECT local_path FROM images WHERE local_id = ?", (local_id,)))
+            db.execute("DELETE FROM images WHERE local_id = ?", (local_id,))
+            db.execute("UPDATE library SET deleted_at = ?, starred = 0 WHERE local_id = ?",
+                       (time.time(), local_id))
+
+        self._transaction(write)
+        return paths
+
+    def recent_prompts(self, limit: int = 20, recent_rows: int = 300) -> list[tuple[str, bool]]:
+        """(prompt, starred) of the starred prompts, then the most recent others, each once:
+        what the panel offers beside its prompt. Looks at the starred rows and the newest
+        `recent_rows`, so it costs the same with any size of journal."""
+        rows = self._read(
+            "SELECT prompt, max(starred), max(created_at) FROM library"
+            " WHERE prompt IS NOT NULL AND deleted_at IS NULL AND (starred = 1 OR created_at >= coalesce("
+            " (SELECT created_at FROM library ORDER BY created_at DESC LIMIT 1 OFFSET ?), 0))"
+            " GROUP BY prompt ORDER BY max(starred) DESC, max(created_at) DESC LIMIT ?", (recent_rows - 1, limit))
+        return [(prompt, bool(starred)) for prompt, starred, _ in rows if isinstance(prompt, str)]
+
+    def chain(self, local_id: str, depth: int = 12) -> list[Entry]:
+        """The rows an image grew from, nearest first: the row whose result was this one's
+        first reference with a known parent, then its own, and so on (at most `depth`)."""
+        chain, seen = [], {local_id}
+        current = local_id
+        for _ in range(depth):
+            parent = self._read("SELECT parent_local_id FROM refs WHERE local_id = ? AND parent_local_id"
+                                " IS NOT NULL ORDER BY position LIMIT 1", (current,))
+            if not parent or parent[0][0] in seen:
+                break
+            current = parent[0][0]
+            seen.add(current)
+            rows = self._read(f"SELECT {_ENTRY_COLUMNS} FROM {_ENTRY_TABLES} WHERE s.local_id = ?", (current,))
+            if not rows:
+                break
+            chain.extend(self._entries(rows, "VALUES (?)", (current,)))
+        return chain
+
+    def references(self, local_id: str) -> tuple[Reference, ...]:
+        """Where each reference image of row `local_id` came from, in request order."""
+        return tuple(Reference(*row) for row in self._read(
+            "SELECT url, sha256, local_path, parent_task_id, parent_index, parent_local_id FROM refs"
+            " WHERE local_id = ? ORDER BY position", (local_id,)))
+
+    def reference_files(self, urls: tuple[str, ...] | list[str], now: float | None = None) -> dict[str, Path]:
+        """The file on this machine behind each URL whose life ends within the hour (or has
+        ended): the file an upload came from, or the kept copy of one of our results. What a
+        request is repeated from once its URLs have expired."""
+        now = time.time() if now is None else now
+        found: dict[str, Path] = {}
+        for url in urls:
+            rows = self._read(
+                "SELECT local_path, expires_at FROM uploads WHERE url = ? AND local_path IS NOT NULL"
+                " UNION ALL SELECT c.local_path, (SELECT x.expires_at FROM results x JOIN library p ON p.id ="
+                " x.library_id WHERE p.local_id = r.parent_local_id AND x.image_index = r.parent_index)"
+                " FROM refs r JOIN images c"
+                " ON c.local_id = r.parent_local_id AND c.image_index = r.parent_index WHERE r.url = ?"
+                " UNION ALL SELECT r.local_path, s.created_at + ? FROM refs r JOIN submissions s USING (local_id)"
+                " WHERE r.url = ? AND r.local_path IS NOT NULL", (url, url, UPLOAD_LIFETIME, url))
+            for path, expires_at in rows:
+                if (expires_at is None or expires_at < now + 3600) and Path(path).is_file():
+                    found[url] = Path(path)
+                    break
+        return found
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -372,17 +579,72 @@ def _alive(pid: int | None) -> bool:
     return True
 
 
-def _entry(row: tuple, copies: dict[int, str]) -> Entry:
-    local_id, created_at, base_url, state, request, task, error, key, request_id, attempts, replayed, resend = row
+def _entry(row: tuple, copies: dict[int, str], references: tuple[Reference, ...] = ()) -> Entry:
+    (local_id, created_at, base_url, state, request, task, error, key, request_id, attempts, replayed,
+     resend, starred, hidden) = row
     try:
         request_obj = ImageRequest.from_payload(json.loads(request)) if request else None
     except (ValueError, RequestValidationError):
         request_obj = None
     task_obj = task_from_record(json.loads(task), request_obj, copies) if task else None
+    if task_obj is not None:
+        task_obj = dataclasses.replace(task_obj, local_id=local_id, references=references)
     return Entry(local_id, datetime.fromtimestamp(created_at, timezone.utc), base_url,
                  EntryState(state), request_obj, task_obj, error, key, request_id, attempts,
-                 bool(replayed), bool(resend))
+                 bool(replayed), bool(resend), bool(starred), bool(hidden), references)
 
 
 def _when(value: float | None) -> datetime | None:
     return datetime.fromtimestamp(value, timezone.utc) if value is not None else None
+
+
+def _write_reference(db: sqlite3.Connection, local_id: str, position: int, url: str, created_at: float,
+                     local_path: str | None) -> None:
+    """Inside a write transaction: reference `position` of row `local_id`, with what is known
+    of where it came from (see _where_from)."""
+    reference = _where_from(db, url, created_at, local_path)
+    db.execute("INSERT OR REPLACE INTO refs (local_id, position, url, sha256, local_path, parent_task_id,"
+               " parent_index, parent_local_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+               (local_id, position, url, reference.sha256, reference.local_path, reference.parent_task_id,
+                reference.parent_index, reference.parent_local_id))
+
+
+def _where_from(db: sqlite3.Connection, url: str, created_at: float, local_path: str | None) -> Reference:
+    """What a reference URL is: one of our results (a result URL of the last few days), or an
+    upload (its sha256 and file) that is a kept copy of one of our results, or a file that
+    carried our receipt (its origin), or an outside image."""
+    result = db.execute(
+        "SELECT l.local_id, l.task_id, r.image_index FROM library l JOIN results r ON r.library_id = l.id"
+        " WHERE l.created_at BETWEEN ? AND ? AND r.url = ? ORDER BY l.created_at DESC LIMIT 1",
+        (created_at - RESULT_URL_DAYS * 86_400, created_at, url)).fetchone()
+    if result is not None:
+        parent_local_id, task_id, index = result
+        kept = db.execute("SELECT sha256, local_path FROM images WHERE local_id = ? AND image_index = ?",
+                          (parent_local_id, index)).fetchone()
+        return Reference(url, kept[0] if kept else None, local_path or (kept[1] if kept else None),
+                         task_id, index, parent_local_id)
+    upload = db.execute("SELECT sha256, local_path, origin FROM uploads WHERE url = ? LIMIT 1", (url,)).fetchone()
+    if upload is None:
+        return Reference(url, local_path=local_path)
+    sha256, upload_path, origin_json = upload
+    try:
+        origin = Reference.from_json(json.loads(origin_json)) if origin_json else None
+    except ValueError:
+        origin = None
+    for candidate in filter(None, (sha256, origin.sha256 if origin else None)):
+        kept = db.execute("SELECT c.local_id, s.task_id, c.image_index FROM images c JOIN submissions s"
+                          " USING (local_id) WHERE c.sha256 = ? LIMIT 1", (candidate,)).fetchone()
+        if kept is not None:
+            return Reference(url, sha256, local_path or upload_path, kept[1], kept[2], kept[0])
+    if origin is not None and origin.parent_task_id is not None:  # made elsewhere: its receipt says by what
+        return Reference(url, sha256, local_path or upload_path, origin.parent_task_id, origin.parent_index)
+    return Reference(url, sha256, local_path or upload_path)
+
+
+def _resolve_all_references(db: sqlite3.Connection) -> None:
+    """Where each reference of a row written before lineage was kept came from."""
+    rows = db.execute("SELECT r.local_id, r.position, r.url, s.created_at, r.local_path FROM refs r"
+                      " JOIN submissions s USING (local_id) WHERE r.sha256 IS NULL AND r.parent_task_id IS NULL"
+                      ).fetchall()
+    for local_id, position, url, created_at, local_path in rows:
+        _write_reference(db, local_id, position, url, created_at, local_path)

@@ -28,6 +28,7 @@ from ..model.errors import (
     TransportError,
 )
 from ..model.limits import SpendingLimits, Usage
+from ..model.lineage import Reference
 from ..model.request import OUTPUT_SIZES, ImageRequest, ModelRules
 from ..model.task import GeneratedImage, Task, TaskStatus
 from ..model.urls import is_http_url
@@ -102,12 +103,15 @@ def status_line(task: Task | None, elapsed: float) -> str:
 
 
 def timings_line(task: Task, elapsed: float | None) -> str:
-    """'done in 19.3 s · server 18.7 s · estimated 60 s'; `elapsed` None when not watched here."""
-    parts = [f"done in {elapsed:.1f} s"] if elapsed is not None else []
-    if task.actual_time is not None:
-        parts.append(f"server {task.actual_time:.1f} s")
+    """'took 19.3 s here · 18.7 s on the server (estimated 60 s)': what this kernel waited,
+    then what the server says it took; `elapsed` None when not watched here."""
+    parts = [f"took {elapsed:.1f} s here"] if elapsed is not None else []
+    server = f"{task.actual_time:.1f} s on the server" if task.actual_time is not None else ""
     if task.estimated_time is not None:
-        parts.append(f"estimated {task.estimated_time:.0f} s")
+        server = f"{server} (estimated {task.estimated_time:.0f} s)" if server else \
+            f"estimated {task.estimated_time:.0f} s on the server"
+    if server:
+        parts.append(server)
     if task.request is not None and len(task.images) != task.request.n:
         parts.append(f"{len(task.images)} of {task.request.n} images returned")
     return " · ".join(parts)
@@ -411,3 +415,53 @@ def photo_problem(name: str, rule: str) -> str:
     the check saw it ('image.bin' for uploaded bytes)."""
     found = re.search(r" (is (?:empty|not a JPEG|[\d.]+ MB,).*)$", rule)
     return f"{name} was not added: it {found.group(1)}." if found else f"{name} was not added: {rule}."
+
+
+# -- the library: when, where from, what was held constant -----------------------------------
+
+
+def made_words(when: datetime | None) -> str:
+    """'made 2026-12-07 14:02 UTC' (UTC: the kernel's clock may not be the reader's)."""
+    if when is None:
+        return ""
+    return f"made {when.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC"
+
+
+def origin_words(references: tuple[Reference, ...], diff: str | None = None) -> str:
+    """'made from task_01… image 1 (size 1:1 -> 16:9, prompt + 'at dusk')', or '' when no
+    reference is known to be one of our results."""
+    parents = [ref for ref in references if ref.parent_task_id is not None]
+    if not parents:
+        return ""
+    text = "made from " + ", ".join(ref.label for ref in parents)
+    return f"{text} ({diff})" if diff else text
+
+
+def settings_text(request: ImageRequest) -> str:
+    """The request as a person would paste it: the prompt, then one field per line."""
+    lines = [request.prompt, f"model: {request.model}", f"size: {request.size}",
+             f"resolution: {request.resolution}", f"n: {request.n}"]
+    if request.negative_prompt:
+        lines.append(f"negative prompt: {request.negative_prompt}")
+    lines += [f"reference: {url}" for url in request.image_urls]
+    return "\n".join(lines)
+
+
+def held_constant(cells_requests: list[ImageRequest], varied: set[str]) -> str:
+    """What a comparison kept the same, 'held constant: qwen-image-2.0 · 1K · n=2 · no
+    negative prompt · 1 reference image', from its requests and the fields that varied."""
+    first = cells_requests[0]
+    parts = [f"{name}: {getattr(first, name)}" if name != "n" else f"n={first.n}"
+             for name in ("model", "size", "resolution", "n") if name not in varied]
+    if "negative_prompt" not in varied:
+        parts.append(f"avoid: {isolate(first.negative_prompt)}" if first.negative_prompt else "no negative prompt")
+    if first.image_urls:
+        parts.append(f"{len(first.image_urls)} reference image(s)")
+    return "held constant: " + " · ".join(parts) if parts else ""
+
+
+def size_words(count: int) -> str:
+    """'3.2 MB', '12 KB'."""
+    if count >= 1024 * 1024:
+        return f"{count / 1024 / 1024:.1f} MB"
+    return f"{max(1, round(count / 1024)) if count else 0} KB"

@@ -8,12 +8,15 @@ base64 JPEG thumbnails, the prompt and the parameters) that any renderer can sho
 
 `Mirror.display(widget)` shows the live widget, then the static copy under a display id;
 `refresh()` replaces that copy with `update_display` whenever the results change (from the
-private loop: JupyterLab routes updates by display id, not by cell). The copy carries one CSS
-rule, no script: "hide me while the live view with my id is on the page" (`:has()`), so a
-running notebook shows the results once, and a reopened one (or an export) shows the copy.
-The rule is written for JupyterLab's page and for any page holding every output in one
-document (VS Code); see page_html. The copy is marked so that no math typesetter reads its
-dollar amounts as LaTeX.
+private loop: JupyterLab routes updates by display id, not by cell). The copy carries CSS
+rules, no script (`:has()`): "hide me while the live view with my id is on the page", so a
+running notebook shows the results once (written for JupyterLab's page and for any page holding
+every output in one document, VS Code's; see page_html); "hide the widget output before me
+while it is not live", so a reopened notebook shows one notice (the copy's heading), not
+JupyterLab's "Error displaying widget: model not found" above it; and "never fold me into a
+scrolled box", which Notebook 7 does to long outputs. The widget's text fallback (what an HTML
+export shows where no widget can run) is empty: the copy's heading is the one notice there too.
+The copy is marked so that no math typesetter reads its dollar amounts as LaTeX.
 """
 
 from __future__ import annotations
@@ -41,14 +44,23 @@ class Entry:
     details: str
     thumbnails: list[bytes] = field(default_factory=list)
     note: str = ""
+    images: int = 0
+    """When one picture stands for several images (a contact sheet), how many."""
 
 
 def entry_html(entry: Entry) -> str:
     """One generation: prompt, parameters, thumbnails (base64 JPEG), and a note; all escaped."""
+    count = len(entry.thumbnails)
+
+    def alt(number: int) -> str:
+        if entry.images > 1:
+            return f"{entry.images} images of: {entry.title[:150]}"
+        return f"Image {number} of {count}: {entry.title[:150]}"
+
     pictures = "".join(
         f'<img src="data:image/jpeg;base64,{base64.b64encode(data).decode()}" '
-        f'alt="image {number} of {html.escape(entry.title[:80], quote=True)}" '
-        f'style="max-width: 200px; max-height: 200px; margin: 0 6px 6px 0">'
+        f'alt="{html.escape(alt(number), quote=True)}" '
+        f'style="max-width: {320 if entry.images > 1 else 256}px; max-height: 256px; margin: 0 6px 6px 0">'
         for number, data in enumerate(entry.thumbnails, 1))
     note = f'<div style="font-size: 0.9em">{html.escape(entry.note)}</div>' if entry.note else ""
     return ('<div style="border: 1px solid #9e9e9e; border-radius: 4px; padding: 6px 8px; '
@@ -66,18 +78,22 @@ into italic math."""
 
 
 def page_html(mirror_id: str, heading: str, entries: Iterable[Entry]) -> str:
-    """The whole static copy: the hiding rule, a heading, and every entry.
+    """The whole static copy: its rules, a heading, and every entry (in the order given).
 
-    The rule hides the copy while its live view is on the same page. Its first selector fits
-    JupyterLab, Notebook 7 and Voila, and hides the output's whole wrapper (no empty gap);
+    The first rule hides the copy while its live view is on the same page. Its first selector
+    fits JupyterLab, Notebook 7 and Voila, and hides the output's whole wrapper (no empty gap);
     the second fits any frontend that renders every output into one document, as VS Code's
     notebook webview does (it does not keep JupyterLab's classes); either way the live view
     carries `qw-live-<id>` and the copy `qw-static-<id>`, so one copy hides only for its own
-    view. Where no live view is on the page (no kernel, nbconvert, nbviewer), the copy shows."""
-    rule = (f"<style>.jp-OutputArea:has(.qw-live-{mirror_id}) .jp-OutputArea-child:has(.qw-static-{mirror_id}),"
-            f" :root:has(.qw-live-{mirror_id}) .qw-static-{mirror_id} {{display: none}}</style>")
+    view. Where no live view is on the page (no kernel, nbconvert, nbviewer), the copy shows,
+    and the widget output before it that cannot be shown is hidden; Notebook 7 does not fold it."""
+    live, copy = f".qw-live-{mirror_id}", f".qw-static-{mirror_id}"
+    rules = (f".jp-OutputArea:has({live}) .jp-OutputArea-child:has({copy}), :root:has({live}) {copy} {{display: none}}"
+             f" .jp-OutputArea-child:not(:has({live})):has(+ .jp-OutputArea-child {copy}) {{display: none}}"
+             f" .jp-OutputArea:has({copy}), .jp-Cell-outputArea:has({copy}) {{max-height: none !important;"
+             " overflow-y: visible !important}")
     body = "".join(entry_html(entry) for entry in entries)
-    return (f'{rule}<div class="qw-static qw-static-{mirror_id} {NO_MATH}">'
+    return (f'<style>{rules}</style><div class="qw-static qw-static-{mirror_id} {NO_MATH}">'
             f'<div style="font-size: 0.9em; margin: 0 0 4px 0">{html.escape(heading)}</div>'
             f"{body}</div>")
 
@@ -112,15 +128,15 @@ class Mirror:
     def bundle(self) -> dict[str, str]:
         return {"text/html": self.html(), "text/plain": ""}
 
-    def display(self, widget, plain: str) -> None:
-        """Show `widget` and, below it, the static copy. `plain` replaces the widget's text
-        fallback (what nbconvert shows without widget state), which is a repr taken at
-        display time and so says nothing about later results."""
+    def display(self, widget) -> None:
+        """Show `widget` and, below it, the static copy. The widget's text fallback (what an
+        export shows without widget state) is emptied: a repr taken at display time says
+        nothing about later results, and the copy's heading is the one notice."""
         from IPython.display import display
 
         widget.add_class(self.live_class)
         bundle = widget._repr_mimebundle_()
-        bundle["text/plain"] = plain
+        bundle["text/plain"] = ""
         display(bundle, raw=True)
         display(self.bundle(), raw=True, display_id=self.id)
         self._shown = True

@@ -42,6 +42,36 @@ THUMBNAIL_EDGE = 256
 this many pixels a side: sharp in 128-200 px tiles on high-density screens, ~10 KB each."""
 
 
+# One stylesheet per live view (a `<style>` in an HTML widget: CSS, no script), scoped to the
+# view's element (`qw-root`): wrapped secondary text at its own line height rather than a
+# control's (ipywidgets gives every line of an HTML widget 28 px), placeholders at 4.5:1 or
+# better in both themes (JupyterLab's own reach 3.5:1 on the dark theme), a visible focus ring
+# on the large view the keyboard moves into, controls that shrink with a narrow notebook rather
+# than being cut off, and the tabs on the notebook's own background (the error colour reaches
+# 4.5:1 on it in both themes, not on the lighter panel colour of the dark theme).
+STYLESHEET = """<style>
+.qw-root .widget-html-content, .qw-root .widget-label { line-height: 1.35; }
+.qw-root .widget-html, .qw-root .widget-label { min-height: var(--jp-widgets-inline-height, 28px); height: auto; }
+.qw-root .widget-html-content { align-self: center; }
+.qw-root .widget-html:has(> .widget-html-content:empty) { min-height: 0; height: 0; margin-top: 0; margin-bottom: 0; }
+.qw-root textarea::placeholder, .qw-root input::placeholder { color: var(--jp-ui-font-color2, #616161); opacity: 1; }
+.qw-root .qw-viewer:focus-within, .qw-root [class*='qw-viewer-']:focus {
+  outline: 2px solid var(--jp-brand-color1, #1976d2); outline-offset: 2px; }
+.qw-root .widget-dropdown, .qw-root .widget-upload, .qw-root .widget-button { max-width: 100%; }
+.qw-root .widget-dropdown > select { width: 0; min-width: 4em; flex: 1 1 auto; }
+.qw-root .widget-textarea > textarea, .qw-root .widget-text > input { width: 0; min-width: 0; flex: 1 1 auto; }
+.qw-root .jupyter-widget-TabPanel, .qw-root .jupyter-widget-TabPanel-tabBar { min-width: 0; }
+.qw-root .jupyter-widgets.jupyter-widget-TabPanel > .jupyter-widget-TabPanel-tabContents {
+  background: var(--jp-layout-color0, white); }
+.qw-root .qw-copy-box { width: 100%; box-sizing: border-box; }
+</style>"""
+
+
+def stylesheet() -> widgets.HTML:
+    """The views' stylesheet as a widget to put among a root view's children."""
+    return widgets.HTML(STYLESHEET, layout=layout(display="none"))
+
+
 def layout(**settings: str) -> widgets.Layout:
     """A Layout shared by every view that asks for the same settings; never mutate it."""
     return _layout(tuple(sorted(settings.items())))
@@ -117,3 +147,22 @@ async def load_thumbnail(client: QwenClient, image: GeneratedImage | str, pictur
         return None
     picture.value = small
     return small
+
+
+def alt_html(text: str) -> str:
+    """A picture's alternative text, carried beside it (ipywidgets' Image takes no `alt`, and a
+    tooltip breaks its view): a hidden span the browser helper copies into the picture's `alt`."""
+    return f'<span class="qw-alt" hidden>{html.escape(text)}</span>'
+
+
+def close_tree(done: list[widgets.Widget]) -> None:
+    """Close widgets no longer shown, and everything inside them (their models leave the
+    kernel and the page); the shared layouts and styles are not children, so they stay."""
+    def walk(widget: widgets.Widget):
+        yield widget
+        for child in getattr(widget, "children", ()):
+            yield from walk(child)
+
+    for widget in done:
+        for inner in reversed(list(walk(widget))):
+            inner.close()

@@ -5,11 +5,17 @@ greet someone who has not typed yet); until then Generate stays disabled with a 
 beside it. Messages speak to the person at the panel: no parameter names, no `(got '')`.
 
 Compare mode picks several values from visible checkboxes (a selected 9:16 cannot hide in a
-scrolled list), and the Generate button says what it will run ("Compare: 6 tasks").
+scrolled list), takes prompt templates with inline slots (`a {animal: fox|owl} in snow`: one
+axis per slot), and the Generate button says what it will run ("Compare: 6 tasks").
 
 The models, their sizes and tiers, the image slider's range and the prompt counters follow
 each model's rules (`catalog`): the documented pair's until the panel is shown, then the
 service's (`load_models`, in the background), so a model APIMart adds appears by itself.
+
+Every control has a visible label (a placeholder is only an example), which is also its
+accessible name; recent and starred prompts are one click away in a menu beside the prompt.
+What the form held can be taken (`snapshot`) and put back (`restore`): loading a result into
+the form can be undone.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from traitlets import Tuple
 
 from ..engine.sync import QwenClient
 from ..model.errors import QwenError, RequestValidationError
-from ..model.plan import SweepPlan
+from ..model.plan import SweepPlan, prompt_slots
 from ..model.request import (
     KNOWN_RULES,
     MAX_IMAGES,
@@ -95,20 +101,28 @@ class Form:
         self.account = account
         self.max_images = max_images
         self._shortcut = shortcut
-        self.prompt = widgets.Textarea(placeholder="Describe the image…", rows=3, layout={"width": "auto"},
+        self.prompt = widgets.Textarea(placeholder="Describe the image…", rows=3, description="Prompt",
+                                       layout={"width": "auto"}, tooltip="The prompt: what to draw",
                                        _dom_classes=("qw-prompt",))  # where Ctrl+Enter generates
         self.prompt_count, self.negative_count = widgets.Label(), widgets.Label()
-        self.negative_prompt = widgets.Textarea(placeholder="What to avoid (optional)", rows=1,
-                                                layout={"width": "auto"})
+        self.negative_prompt = widgets.Textarea(placeholder="e.g. blurry, text (optional)", rows=1,
+                                                description="Avoid", layout={"width": "auto"},
+                                                tooltip="The negative prompt: what to avoid (optional)")
+        self.recent = widgets.Dropdown(options=[("Recent and starred prompts…", "")], value="",
+                                       layout={"width": "min(260px, 100%)"},
+                                       tooltip="Recent and starred prompts: pick one to put it in the prompt")
+        self.recent.observe(lambda change: self._pick_recent(change["new"]), "value")
         self.catalog: dict[str, ModelRules] = dict(KNOWN_RULES)
         """The rules of each model offered, by id: the documented pair's until the service's arrive."""
         self.models_future: concurrent.futures.Future | None = None
         """The service's models being asked for (or the last time they were): tests wait on it."""
-        self.model = widgets.Dropdown(options=tuple(self.catalog), description="Model", layout={"width": "260px"})
-        self.size = widgets.Dropdown(options=SIZES, description="Size", layout={"width": "160px"})
+        self.model = widgets.Dropdown(options=tuple(self.catalog), description="Model",
+                                      layout={"width": "min(260px, 100%)"})
+        self.size = widgets.Dropdown(options=SIZES, description="Size", layout={"width": "min(160px, 100%)"})
         self.resolution = widgets.Dropdown(options=RESOLUTIONS, description="Resolution",
-                                           layout={"width": "170px"})
-        self.n = widgets.IntSlider(value=1, min=1, max=MAX_IMAGES, description="Images", layout={"width": "300px"})
+                                           layout={"width": "min(170px, 100%)"})
+        self.n = widgets.IntSlider(value=1, min=1, max=MAX_IMAGES, description="Images",
+                                   layout={"width": "min(300px, 100%)"}, tooltip="How many images")
         self.model.observe(lambda _: self._follow_model(), "value")  # before the checks below see it
         error_style = style("html", text_color=ERROR_COLOR)
         self.errors = {name: widgets.HTML(style=error_style, layout=layout(width="auto"))
@@ -186,8 +200,12 @@ class Form:
                 "image_urls": self.references.urls()}
 
     def plan(self) -> SweepPlan:
+        """The form in Compare mode as a sweep plan: at most two things vary (a field with
+        several values, or a `{slot: a|b}` of the prompt)."""
         fields = self.sweep_fields()
         varied = [name for name, value in fields.items() if name != "image_urls" and isinstance(value, list)]
+        prompts = fields["prompt"] if isinstance(fields["prompt"], list) else [fields["prompt"]]
+        varied += list(dict.fromkeys(name for prompt in prompts for name in prompt_slots(prompt)[1]))
         if len(varied) > 2:
             raise RequestValidationError("generate", "vary at most two fields at once; now "
                                          f"{', '.join(varied)} vary", show_value=False)
@@ -249,6 +267,38 @@ class Form:
         highest = [rules.max_images for rules in self._in_play() if rules.max_images is not None]
         self.n.max = min(highest) if highest else MAX_IMAGES
         self.refresh()
+
+    # -- what the form held, and recent prompts ---------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every control's value as it is (valid or not), for `restore`."""
+        names = ("prompt", "negative_prompt", "model", "size", "resolution", "n", "compare", "models", "sizes",
+                 "resolutions")
+        return {**{name: getattr(self, name).value for name in names},
+                "image_urls": self.references.image_urls.value}
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        """Put back what `snapshot` took."""
+        self.compare.value = snapshot["compare"]
+        for name, value in snapshot.items():
+            control = self.references.image_urls if name == "image_urls" else getattr(self, name)
+            control.value = value
+        self.refresh()
+
+    def offer_prompts(self, prompts: list[tuple[str, bool]]) -> None:
+        """The menu beside the prompt: starred prompts (marked ★), then recent ones."""
+        options = [("Recent and starred prompts…", "")]
+        for prompt, starred in prompts:
+            shown = " ".join(prompt.split())
+            shown = shown if len(shown) <= 70 else shown[:69] + "…"
+            options.append((("★ " if starred else "") + shown, prompt))
+        self.recent.options = list(dict.fromkeys(options))
+        self.recent.value = ""
+
+    def _pick_recent(self, prompt: str) -> None:
+        if prompt:
+            self.prompt.value = prompt
+            self.recent.value = ""
 
     # -- keeping the form honest -------------------------------------------------------------
 

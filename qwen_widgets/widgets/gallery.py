@@ -4,7 +4,8 @@ tasks as cards of their own (`qw.show(task)`).
 Cards sit in an auto-filling grid (each at least 340 px wide), so a wide notebook shows
 several generations side by side instead of one column of mostly empty rows. A comparison
 grid takes the whole width: the gallery is a column of sections, each either one grid or a
-run of cards made one after another.
+run of cards made one after another. The newest finished card shows its first image large
+above its thumbnails (the whole width); older ones shrink to one contact sheet each.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class Gallery(widgets.VBox):
 
     def __init__(self, **kwargs):
         super().__init__(layout={"width": "auto", "min_width": "0"}, **kwargs)
+        self._featured: Card | None = None
 
     def add(self, item: widgets.Widget) -> widgets.Widget:
         first = self.children[0] if self.children else None
@@ -39,6 +41,20 @@ class Gallery(widgets.VBox):
 
     def __repr__(self) -> str:
         return f"Gallery(cards={len(self.cards)})"
+
+    def finished(self, card: Card) -> None:
+        """`card` finished: the newest finished card is shown large (`Card.feature`), every
+        other finished one as a contact sheet (`Card.compact`)."""
+        newest = next((other for other in self.cards if other.task is not None and other.task.done
+                       and other.task.images), None)
+        if newest is None or newest is self._featured:
+            return  # a large view the user closed stays closed
+        self._featured = newest
+        for other in self.cards:
+            if other is newest:
+                other.feature()
+            elif other.mode != "compact" and other.task is not None and other.task.done:
+                other.compact()
 
     def items(self) -> list[widgets.Widget]:
         """Cards and grids, newest first."""

@@ -1,11 +1,12 @@
 """SweepGrid: a sweep's cells in a table labelled by axis values, filling in as tasks end.
 
-Each cell is a fixed box (so mixed aspect ratios keep the rows even) with a placeholder until
-its thumbnail arrives, its own progress bar, and its own actions: View (the large view opens
-under the cell's row and steps through every image of every cell), Save, Use as reference.
-Both axes are named; headers show the whole value, escaped, wrapping; a missing value reads
-"(none)". The table scrolls sideways inside its own box when it is wider than the notebook,
-and says so above it.
+Each cell is a box of one height (so mixed aspect ratios keep the rows even) with a
+placeholder until its thumbnail arrives, its own progress bar, and its own actions: View (the
+same large view as a card's, above the table, stepping through every image of every cell),
+Save, Use as reference. Both axes are named; what the comparison held constant is said once
+above it; headers show the whole value, escaped, wrapping; a missing value reads "(none)".
+Columns share the card's width; the table scrolls sideways inside its own box when even the
+narrowest columns do not fit, and says so above it.
 """
 
 from __future__ import annotations
@@ -25,17 +26,22 @@ from ..model.errors import QwenError
 from ..model.task import GeneratedImage, TaskStatus
 from . import _static
 from ._actions import save_and_offer
-from ._format import cost_words, error_message, isolate, params_line
-from ._theme import BORDER, ERROR_COLOR, MUTED_COLOR, layout, load_thumbnail, plain_text, style
-from .viewer import Viewer
+from ._format import cost_words, error_message, held_constant, isolate, made_words, params_line
+from ._keys import Keys
+from ._theme import (BORDER, ERROR_COLOR, MUTED_COLOR, alt_html, layout, load_thumbnail, plain_text, style,
+                     stylesheet)
+from .viewer import Viewer, alt_text
 
 __all__ = ["SweepGrid"]
 
-_EDGE = 180
-"""Cells are 120-180 px wide (so three columns fit a notebook in an 800 px window) and
-160 px tall: every row is even whatever the aspect ratios."""
-_PICTURE = {"grid_area": "pic", "width": "100%", "height": "160px", "object_fit": "contain", "margin": "0"}
-_PLACEHOLDER = {"grid_area": "pic", "width": "auto", "height": "160px", "margin": "0",
+_EDGE = 256
+"""The cells' thumbnails: as sharp as a card's."""
+_HEIGHT = "clamp(140px, 16vw, 240px)"
+"""Cells are at least 120 px wide and share the rest of the width (three fit a notebook in an
+800 px window; four fill a 1400 px one), and one height per window width: every row is even
+whatever the aspect ratios."""
+_PICTURE = {"grid_area": "pic", "width": "100%", "height": _HEIGHT, "object_fit": "contain", "margin": "0"}
+_PLACEHOLDER = {"grid_area": "pic", "width": "auto", "height": _HEIGHT, "margin": "0",
                 "border": "1px dashed var(--jp-border-color1, #bdbdbd)"}
 
 
@@ -44,18 +50,28 @@ class SweepGrid(widgets.VBox):
     bar covers the whole sweep, and each cell has its own."""
 
     def __init__(self, sweep: Sweep, *, on_use_reference: Callable[[GeneratedImage], str] | None = None,
-                 save_dir: str | Path = "qwen_images"):
+                 save_dir: str | Path = "qwen_images", bridge: Keys | None = None,
+                 on_changed: Callable[[], None] | None = None):
         self.sweep = sweep
         self.save_dir = Path(save_dir)
+        self.bridge = bridge
         self._on_use_reference = on_use_reference
+        self._on_changed = on_changed
+        self._own: list[widgets.Widget] = []
         axes = sweep.axes
         across, down = axes[-1:], axes[:-1]
         self._columns = [value for _, values in across for value in values] or [None]
         self._rows = list(itertools.product(*(values for _, values in down))) or [()]
         self._started: dict[int, float] = {}
         self._mirror: _static.Mirror | None = None
-        self.viewer = None
+        self._viewing = False
+        self.viewer: Viewer | None = None
         self.summary = _html(f"Sweep: {sweep.summary}")
+        varied = {name for name, _ in axes}
+        if "prompt" in varied or any(name not in ("model", "size", "resolution", "negative_prompt", "n")
+                                     for name in varied):
+            varied.add("prompt")
+        self.constant = _html(held_constant([cell.request for cell in sweep.cells], varied), color=MUTED_COLOR)
         self.progress = widgets.IntProgress(value=0, min=0, max=len(sweep.cells), layout={"width": "auto"})
         self.status = _html(f"0/{len(sweep.cells)} done")
         self.cancel_button = widgets.Button(description="Cancel", icon="stop",
@@ -64,16 +80,18 @@ class SweepGrid(widgets.VBox):
         self.tiles = [self._tile(index) for index in range(len(sweep.cells))]
         self._header = self._headers(across, down)
         self.grid = widgets.GridBox(self._header + self._body(), layout={
-            "grid_template_columns": f"minmax(100px, 220px) repeat({len(self._columns)}, minmax(120px, {_EDGE}px))",
+            "grid_template_columns": f"minmax(100px, 220px) repeat({len(self._columns)}, minmax(120px, 1fr))",
             "grid_gap": "8px", "align_items": "flex-start", "width": "100%", "min_width": "min-content",
             "margin": "0", "overflow": "visible"})  # too narrow: the box around it scrolls, not it
         self.table = widgets.Box([self.grid], layout={"overflow": "auto", "width": "auto"})
         self.table.add_class("qw-grid-scroll")
-        super().__init__([self.summary, widgets.HBox([self.cancel_button, self.status],
-                                                     layout={"align_items": "center"}),
-                          self.progress, self._scroll_note(across), self.table],
+        self._top = [self.summary, self.constant, widgets.HBox([self.cancel_button, self.status],
+                                                               layout={"align_items": "center"}),
+                     self.progress, self._scroll_note(across)]
+        super().__init__([*self._top, self.table],
                          layout={"border": BORDER, "padding": "6px 8px", "min_width": "0",
                                  "margin": "0 0 8px 0"})
+        self.add_class("qw-grid")
         sweep.on_change(self._update)
         for index in range(len(sweep.cells)):  # a sweep already under way: catch up
             if sweep.submitted[index] or sweep.results[index] or sweep.errors[index]:
@@ -84,24 +102,39 @@ class SweepGrid(widgets.VBox):
         return f"SweepGrid({self.sweep!r})"
 
     def _ipython_display_(self) -> None:
+        if self.bridge is None:  # shown on its own (qw.sweep): the keyboard needs a helper
+            self.bridge = Keys()
+            self._own = [w for w in (self.bridge.widget, stylesheet()) if w is not None]
+            self.add_class("qw-root")
+            self._arrange()
         if self._mirror is None:
             self._mirror = _static.Mirror(lambda mirror_id: _static.page_html(
-                mirror_id, f"Saved with the notebook (the live grid needs a running kernel). "
-                           f"Sweep: {self.sweep.summary}", self.static_entries()), self.sweep.client.background)
-        self._mirror.display(self, "qwen_widgets comparison grid: the live view needs a running "
-                                   "kernel; its saved copy follows.")
+                mirror_id, f"Saved with the notebook: a comparison, {self.sweep.summary}. "
+                           f"{plain_text(self.constant.value)}.", self.static_entries()), self.sweep.client.background)
+        self._mirror.display(self)
 
     def static_entries(self) -> list[_static.Entry]:
-        """One entry per cell: its axis values, its outcome and its thumbnail."""
+        """One entry per cell: its axis values, its outcome, when, and its thumbnail."""
         entries = []
         for index, cell in enumerate(self.sweep.cells):
             labels = " · ".join(f"{name}: {_value(value)}" for name, value in cell.labels)
             picture, label = self.tiles[index].children[:2]
             thumbs = [picture.value] if picture.value else []
             details = f"{cell.request.prompt} · {params_line(cell.request)}"
+            result = self.sweep.results[index]
+            if result is not None and made_words(result.created_at):
+                details += f" · {made_words(result.created_at)}"
             entries.append(_static.Entry(labels or cell.request.prompt, details, thumbs,
                                          plain_text(label.value)))
         return entries
+
+    def _arrange(self) -> None:
+        shown = [*self._top]
+        if self.viewer is not None and self._viewing:
+            shown.append(self.viewer)
+        shown += [self.table, *self._own]
+        if tuple(shown) != tuple(self.children):
+            self.set_trait("children", shown)
 
     # -- building ----------------------------------------------------------------------------
 
@@ -135,24 +168,24 @@ class SweepGrid(widgets.VBox):
             grid_template_areas='"pic" "cap" "bar" "act"', grid_template_columns="100%", min_width="0"))
 
     def _cell_actions(self, index: int) -> list[widgets.Button]:
-        def button(icon: str, tooltip: str, action: Callable[[], object]) -> widgets.Button:
-            made = widgets.Button(icon=icon, tooltip=tooltip, description="",
-                                  layout=layout(width="36px", padding="0"), style=style("button"))
+        def button(label: str, tooltip: str, action: Callable[[], object]) -> widgets.Button:
+            made = widgets.Button(description=label, tooltip=tooltip,
+                                  layout=layout(width="auto", padding="0 6px"), style=style("button"))
             made.on_click(lambda _: action())
             return made
 
-        made = [button("search-plus", "View large (all images of this cell, then the next cells)",
-                       lambda: self.open_viewer(index)),
-                button("save", "Save on the server, with a download link", lambda: self.save_cell(index))]
+        view = button("View", "Open large (every image of this cell, then the next cells)",
+                      lambda: self.open_viewer(index))
+        view.add_class(f"qw-open-{id(self)}-{index}")
+        made = [view, button("Save", "Save on the server (PNG with its receipt inside)", lambda: self.save_cell(index))]
         if self._on_use_reference is not None:
-            made.append(button("share", "Use as reference image in the form",
-                               lambda: self.use_as_reference(index)))
+            made.append(button("Use", "Use as reference image in the form", lambda: self.use_as_reference(index)))
         return made
 
     # -- per-cell actions ----------------------------------------------------------------------
 
-    def open_viewer(self, index: int) -> concurrent.futures.Future | None:
-        """The large view under the cell's row, on the cell's first image; previous/next reach
+    def open_viewer(self, index: int, *, focus: bool = True) -> concurrent.futures.Future | None:
+        """The large view above the table, on the cell's first image; previous/next reach
         every image of every finished cell."""
         items, start = [], None
         for cell_index, (cell, task) in enumerate(zip(self.sweep.cells, self.sweep.results)):
@@ -161,21 +194,21 @@ class SweepGrid(widgets.VBox):
             if cell_index == index:
                 start = len(items)
             name = " · ".join(f"{field}: {_value(value)}" for field, value in cell.labels)
+            name = f"{name} — {cell.request.prompt}" if "prompt" not in dict(cell.labels) else name
             items += [(task, image, name) for image in task.images]
         if start is None or start >= len(items):
             return None
         if self.viewer is None:
             self.viewer = Viewer(self.sweep.client, save_dir=self.save_dir, on_hide=self._viewer_closed,
-                                 on_use_reference=self._on_use_reference)
-            self.viewer.layout = widgets.Layout(grid_column="1 / -1", width="min(100%, 90vw)")
-        row_end = (index // len(self._columns) + 1) * (len(self._columns) + 1)
-        cells = self._header + self._body()
-        self.grid.children = [*cells[:len(self._header) + row_end], self.viewer,
-                              *cells[len(self._header) + row_end:]]
-        return self.viewer.show(items, start)
+                                 on_use_reference=self._on_use_reference, bridge=self.bridge)
+        self.viewer.opener = f"qw-open-{id(self)}-{index}"
+        self._viewing = True
+        self._arrange()
+        return self.viewer.show(items, start, focus=focus)
 
     def _viewer_closed(self) -> None:
-        self.grid.children = self._header + self._body()
+        self._viewing = False
+        self._arrange()
 
     def save_cell(self, index: int) -> concurrent.futures.Future | None:
         task = self.sweep.results[index]
@@ -216,7 +249,8 @@ class SweepGrid(widgets.VBox):
         elif result is not None:
             count = len(result.images)
             cost = f" · {cost_words(result)}" if result.cost is not None or result.credits_cost else ""
-            _say(label, f"{count} image{'s' * (count != 1)} · {result.actual_time or 0:.1f} s{cost}")
+            shown = f"1 of {count} (View for all) · " if count > 1 else ""
+            _say(label, f"{shown}{result.actual_time or 0:.1f} s on the server{cost}")
             actions.children = self._cell_actions(index) if result.images else ()
             if result.images:  # background(): safe from the loop's thread and from others
                 self.sweep.client.background(self._load(index, result.images[0]))
@@ -235,7 +269,12 @@ class SweepGrid(widgets.VBox):
 
     async def _load(self, index: int, image) -> None:
         picture, label, placeholder = self.tiles[index].children[:3]
-        if await load_thumbnail(self.sweep.client, image, picture, label, _EDGE + 20) is not None:
+        cell = self.sweep.cells[index]
+        name = " · ".join(f"{field}: {value}" for field, value in cell.labels) or cell.request.prompt
+        result = self.sweep.results[index]
+        placeholder.value = alt_html(alt_text(f"{name} — {cell.request.prompt}" if "prompt" not in dict(cell.labels)
+                                              else name, 1, len(result.images) if result is not None else 1))
+        if await load_thumbnail(self.sweep.client, image, picture, label, _EDGE) is not None:
             picture.layout = layout(**_PICTURE)
             placeholder.layout = layout(display="none", **_PLACEHOLDER)
             self._changed()
@@ -257,6 +296,8 @@ class SweepGrid(widgets.VBox):
     def _changed(self) -> None:
         if self._mirror is not None:
             self._mirror.refresh()
+        if self._on_changed is not None:  # the panel's saved copy holds this grid too
+            self._on_changed()
 
     def _cancel(self) -> None:
         self.cancel_button.disabled = True

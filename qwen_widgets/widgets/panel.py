@@ -1,10 +1,12 @@
-"""Panel: the generator form bound to ImageRequest, with its gallery of cards.
+"""Panel: the generator form bound to ImageRequest, with its gallery of cards, and the history.
 
 A panel is composed of parts, each its own concept: the form and its rules (`form.Form`), the
 reference images, URLs and your own (`references.References`), the balance, limits and prices
-(`account.Account`), the demo line with its key field (`banner.DemoBanner`) and the cards
-(`gallery.Gallery`). This module is what the panel does with them: Generate (or Compare),
-Resume, the key, "Download all", and the copy of its results saved with the notebook
+(`account.Account`), the demo line with its key field (`banner.DemoBanner`), the cards
+(`gallery.Gallery`) and the journal as a library (`history.HistoryView`), in two tabs,
+"Generate" and "History". This module is what the panel does with them: Generate (or
+Compare), Resume, the key, "Download all", loading a result into the form (with Undo) or
+sending it again, recent prompts, and the copy of its results saved with the notebook
 (`_static`).
 """
 
@@ -27,15 +29,18 @@ from ..model.plan import DEFAULT_MAX_IMAGES, SweepPlan
 from ..model.request import ImageRequest
 from ..model.task import Task, validate_task_id
 from . import _static
+from ..model.receipt import Receipt
+from ..model.submission import Entry
 from ._format import error_message, friendly_error
-from ._keys import submit_shortcut
-from ._theme import MUTED_COLOR, layout, show_error, text_html
+from ._keys import Keys
+from ._theme import MUTED_COLOR, layout, show_error, style, stylesheet, text_html
 from .account import Account
 from .banner import DemoBanner
 from .card import Card
 from .form import Form
 from .gallery import Gallery
 from .grid import SweepGrid
+from .history import HistoryView
 from .references import References, lines
 
 __all__ = ["Panel"]
@@ -76,37 +81,59 @@ class Panel(widgets.VBox):
         self._pasted_key = False
         self.account = Account(self.client, on_change=self._refresh, on_refused=self._key_refused)
         """The balance, today's usage against the limits, and prices (asked for once shown)."""
-        self.references = References(self.client, on_change=self._refresh)
+        self.references = References(self.client, on_change=self._refresh, on_receipt=self._offer_receipt)
         """The reference images of the next request: URL lines and your own images."""
-        self.shortcut = submit_shortcut(self._submit_from_prompt)
-        """Ctrl+Enter in the prompt presses Generate (None without the anywidget package)."""
+        self.bridge = Keys(on_submit=self._submit_from_prompt)
+        """The keyboard (Ctrl+Enter generates; arrows and Escape in the large view), focus, the
+        clipboard and one-click downloads; `bridge.available` is False without anywidget."""
+        self.shortcut = self.bridge.widget
         self.form = Form(self.references, self.account, max_images=max_images,
-                         shortcut=self.shortcut is not None)
+                         shortcut=self.bridge.available)
         """Every control of the request, with its problems, and the Generate button."""
         self.form.generate_button.on_click(lambda _: self._on_generate_click())
         self.banner = DemoBanner(on_client=self._use_client)
         self.gallery = Gallery()
         self.download_button = widgets.Button(
-            description="Download all", icon="download", layout={"width": "auto", "display": "none"},
-            tooltip="One zip of this session's images at full resolution, with JSON sidecars and "
-                    "results.csv, saved by your browser")
+            description="Download all", layout={"width": "auto", "display": "none"},
+            tooltip="One zip of this session's images at full resolution, each with its receipt inside, "
+                    "JSON sidecars and results.csv, saved by your browser")
         self.download_button.on_click(lambda _: self.download_all())
         self.download_note = widgets.HTML()
         """What Download all is doing, where its zip was written, or why it failed."""
         self.download_link = widgets.Output()
+        self.download_link.add_class("qw-download-all")  # where the browser helper clicks the link
         """The zip's link, as an output Jupyter renders (see download_all)."""
         self.resume_note = widgets.Label()
-        self.resume_button = widgets.Button(description="Resume", icon="history",
+        self.resume_button = widgets.Button(description="Resume",
                                             tooltip="Finish what earlier sessions left open: resend "
                                                     "lost submissions (same key) and watch unfinished tasks")
         self.resume_button.on_click(lambda _: self.resume())
         self.resume_box = widgets.HBox([self.resume_note, self.resume_button],
                                        layout={"display": "none", "align_items": "center"})
-        super().__init__(self._layout() + ([self.shortcut] if self.shortcut is not None else []))
+        self.receipt_box = widgets.HBox(layout={"flex_flow": "row wrap", "align_items": "center"})
+        self.loaded_note = widgets.HTML(layout=layout(width="auto"), style=style("html"))
+        self.undo_button = widgets.Button(description="Undo", layout=layout(width="auto"), style=style("button"),
+                                          tooltip="Put back what the form held before it was loaded")
+        self.undo_button.on_click(lambda _: self.undo_load())
+        self.loaded_box = widgets.HBox([self.loaded_note, self.undo_button],
+                                       layout={"display": "none", "align_items": "center", "flex_flow": "row wrap"})
+        self._before_load: dict | None = None
+        self.history = HistoryView(self.client, save_dir=self.save_dir, on_reuse=self._reuse,
+                                   on_more=self.more_like_this, on_use_reference=self.references.add_reference,
+                                   bridge=self.bridge)
+        """The journal as a library: the History tab."""
+        self.tabs = widgets.Tab([widgets.VBox(self._layout(), layout=layout(width="auto")), self.history],
+                                titles=("Generate", "History"), layout={"width": "auto"})
+        self.tabs.observe(lambda change: self._tab_chosen(change["new"]), "selected_index")
+        self._history_stale = True
+        extras = [w for w in (self.bridge.widget, stylesheet()) if w is not None]
+        super().__init__([self.banner, self.tabs, *extras])
         self.add_class("qw-panel")
+        self.add_class("qw-root")
         self.banner.show_for(self.client)
         self._refresh()
         self._offer_resume()
+        self._offer_prompts()
 
     def _layout(self) -> list[widgets.Widget]:
         form, references = self.form, self.references
@@ -115,15 +142,17 @@ class Panel(widgets.VBox):
             return widgets.HBox(list(items), layout=layout(align_items="baseline", flex_flow="row wrap"))
 
         return [
-            self.banner,
-            form.prompt, under(form.prompt_count, form.errors["prompt"]),
+            self.loaded_box,
+            form.prompt, under(form.prompt_count, form.errors["prompt"], form.recent),
             form.negative_prompt, under(form.negative_count, form.errors["negative_prompt"]),
             form.single_row, form.compare_row,
             under(form.errors["n"], form.errors["model"], form.errors["size"], form.errors["resolution"]),
-            widgets.HBox([references.image_urls, references.add_image_button], layout=layout(align_items="flex-start")),
-            under(form.errors["image_urls"], references.photo_note), references.previews,
-            widgets.HBox([form.generate_button, form.compare, form.output_size, form.cost_line, form.hint,
-                          form.errors["generate"]], layout={"align_items": "center", "flex_flow": "row wrap"}),
+            widgets.HBox([references.image_urls, references.add_image_button],
+                         layout=layout(align_items="flex-start", flex_flow="row wrap")),
+            under(form.errors["image_urls"], references.photo_note), self.receipt_box, references.previews,
+            # the hint stands next to the Generate it explains; what it will make after that
+            widgets.HBox([form.generate_button, form.hint, form.errors["generate"], form.compare, form.output_size,
+                          form.cost_line], layout={"align_items": "center", "flex_flow": "row wrap"}),
             self.account.line,
             widgets.HBox([self.download_button, self.download_note, self.download_link],
                          layout={"align_items": "center", "flex_flow": "row wrap"}),
@@ -172,24 +201,24 @@ class Panel(widgets.VBox):
         if not self.account.live:
             self.account.start()  # someone looks: the balance and prices are worth asking for
             self.form.load_models(self.client)  # and the models the service offers now
-        self._mirror.display(self, "qwen_widgets panel: the live form needs a running kernel; "
-                                   "the results saved with the notebook follow.")
+        self._mirror.display(self)
 
     def _static_page(self, mirror_id: str) -> str:
         entries = []
-        for child in reversed(self.gallery.items()):  # oldest first, as they were made
+        for child in self.gallery.items():  # newest first, as the panel shows them
             if isinstance(child, Card):
                 if child.task is not None and child.task.done:
                     entries.append(child.static_entry())
             elif isinstance(child, SweepGrid):
                 entries.extend(child.static_entries())
-        heading = (f"Results saved with the notebook: {len(entries)} generation(s). "
-                   "The live panel above needs a running kernel (run its cell again).")
+        heading = (f"Results saved with the notebook: {len(entries)} generation{'s' * (len(entries) != 1)}, "
+                   "newest first (run the cell for the live panel).")
         return _static.page_html(mirror_id, heading, entries)
 
     def _changed(self) -> None:
         if self._mirror is not None:
             self._mirror.refresh()
+        self._offer_prompts()  # a star changes the menu beside the prompt
 
     # -- actions ------------------------------------------------------------------------------
 
@@ -263,25 +292,122 @@ class Panel(widgets.VBox):
     def _new_card(self, request: ImageRequest | None) -> Card:
         client = self.client
         card = Card(client, request=request, save_dir=self.save_dir,
-                    on_finished=self._finished, on_use_reference=self.references.add_reference,
-                    on_reuse=self._reuse, on_changed=self._changed,
-                    on_error=lambda error: self._card_error(client, error))
+                    on_use_reference=self.references.add_reference, on_reuse=self._reuse,
+                    on_more=self.more_like_this, on_changed=self._changed,
+                    on_error=lambda error: self._card_error(client, error), bridge=self.bridge)
+        card._on_finished = lambda task: self._finished(task, card)
         return self.gallery.add(card)
 
-    def _finished(self, task: Task) -> None:
+    def _finished(self, task: Task, card: Card | None = None) -> None:
         self.results.append(task)
         self.download_button.layout.display = None
         self.account.refresh()  # the balance moved, and so did today's usage
+        if card is not None:
+            self.gallery.finished(card)
+        self._history_stale = True
+        if self.tabs.selected_index == 1:
+            self.history.refresh()
+        self._offer_prompts()
 
-    def _reuse(self, request: ImageRequest) -> str:
-        """Load `request` into the form, keeping reference images the form already has
-        (one just added with "Use as reference" must not vanish)."""
+    def _offer_prompts(self) -> None:
+        """Recent and starred prompts, in the menu beside the prompt."""
+        try:
+            self.form.offer_prompts(self.client.recent_prompts())
+        except QwenError:
+            pass  # a journal that cannot be read says so where it matters (Generate)
+
+    def _tab_chosen(self, index: int) -> None:
+        if index == 1 and self._history_stale:
+            self._history_stale = False
+            self.history.refresh()
+
+    def show_history(self) -> concurrent.futures.Future:
+        """Switch to the History tab; the returned future ends when its page is shown."""
+        self._history_stale = False
+        self.tabs.selected_index = 1
+        return self.history.refresh()
+
+    def _reuse(self, request: ImageRequest, source: Entry | None = None) -> str:
+        """Load `request` into the form, keeping reference images the form already has (one
+        just added with "Use as reference" must not vanish); bring the form into view, with
+        Undo beside it. Returns the words for the button that asked."""
+        self._before_load = self.form.snapshot()
         references = self.references
         kept = [url for url in lines(references.image_urls.value) if url not in request.image_urls]
+        self.form.compare.value = False
         self.request = request.replace(image_urls=[*request.image_urls, *kept]) if kept else request
         kept += [photo for photo in references.photos if photo.url not in request.image_urls]
         note = f", keeping your {len(kept)} reference image(s)" if kept else ""
-        return f"Prompt and settings loaded into the form above{note}."
+        where = f" from {source.task.task_id}" if source is not None and source.task is not None else ""
+        self.loaded_note.value = text_html(f"Loaded the prompt and settings{where}{note}.", color=MUTED_COLOR)
+        self.loaded_box.layout.display = None
+        self.tabs.selected_index = 0
+        scrolled = self.bridge.scroll_to(".qw-prompt")
+        place = "the form (now in view)" if scrolled else "the form at the top of the Generate tab"
+        return f"Prompt and settings loaded into {place}{note}; Undo there puts back what it held."
+
+    def _offer_receipt(self, photo, receipt: Receipt) -> None:
+        """An image that carries our receipt was added: it is a reference now; offer to re-run
+        its request, or load its settings, instead."""
+        prompt = receipt.request.prompt if receipt.request else ""
+        shown = prompt if len(prompt) <= 60 else prompt[:59] + "…"
+        note = widgets.HTML(text_html(f"{photo.name} carries the receipt of {receipt.task_id} (‘{shown}’); it is "
+                                      "a reference image now. Or:", color=MUTED_COLOR), layout=layout(width="auto"),
+                            style=style("html"))
+
+        def instead(action) -> None:
+            self.references.remove_image(photo)
+            self.receipt_box.children = ()
+            said = action(receipt.request)
+            self.references.photo_note.value = text_html(said, color=MUTED_COLOR)
+
+        rerun = widgets.Button(description="Re-run its request", layout=layout(width="auto"), style=style("button"),
+                               tooltip="Send the request in its receipt again (new images: the API has no seed)")
+        rerun.on_click(lambda _: instead(self.more_like_this))
+        load = widgets.Button(description="Load its settings", layout=layout(width="auto"), style=style("button"),
+                              tooltip="Put the prompt and settings of its receipt in the form")
+        load.on_click(lambda _: instead(self._reuse))
+        keep = widgets.Button(description="Keep as reference", layout=layout(width="auto"), style=style("button"),
+                              tooltip="Use it as a reference image (image to image)")
+        keep.on_click(lambda _: setattr(self.receipt_box, "children", ()))
+        self.receipt_box.children = (note, rerun, load, keep)
+
+    def rerun(self, source) -> Card:
+        """Send again, in a new card, the request of an image file that carries our receipt (a
+        path or its bytes), of a Receipt, or of a Task: what "Re-run its request" does."""
+        if isinstance(source, (Task, Entry, Receipt)):
+            request = source.request
+        else:
+            request = self.client.read_receipt(source).request
+        if request is None:
+            raise RequestValidationError("source", "has no request to send again", show_value=False)
+        said = self.more_like_this(request)
+        if not said.startswith("Sent again"):
+            raise RequestValidationError("source", said, show_value=False)
+        return self.gallery.cards[0]
+
+    def undo_load(self) -> None:
+        """Put back what the form held before the last load."""
+        if self._before_load is not None:
+            self.form.restore(self._before_load)
+            self._before_load = None
+        self.loaded_box.layout.display = "none"
+        self.bridge.scroll_to(".qw-prompt")
+
+    def more_like_this(self, request: ImageRequest) -> str:
+        """Send `request` again in a new card (a new task, billed; references whose links have
+        expired are uploaded again from this machine's files). Returns what happened."""
+        try:
+            self._check_limits(request.n)
+        except QwenError as error:
+            return error_message(error)
+        client = self.client
+        card = self._new_card(request)
+        # references whose links have expired are uploaded again first, from this machine's files
+        card.start_generation(request, prepare=(lambda: client.aio.repeatable(request)) if request.image_urls else None)
+        card.future.add_done_callback(self._ended_unfinished)
+        self.tabs.selected_index = 0
+        return "Sent again: the new card is first in the gallery (new images: the API has no seed)."
 
     def _submit_from_prompt(self, text: str | None) -> None:
         """Ctrl+Enter: the prompt as the browser showed it, then what Generate does."""
@@ -314,7 +440,7 @@ class Panel(widgets.VBox):
         self._check_limits(plan.images)
         sweep = Sweep(self.client, plan)
         self.gallery.add(SweepGrid(sweep, on_use_reference=self.references.add_reference,
-                                   save_dir=self.save_dir))
+                                   save_dir=self.save_dir, bridge=self.bridge, on_changed=self._changed))
 
         def collect(index: int) -> None:
             if sweep.results[index] is not None:
@@ -351,6 +477,7 @@ class Panel(widgets.VBox):
             if link is not None:
                 self.download_link.outputs = ({"output_type": "display_data", "metadata": {},
                                                "data": {"text/html": link, "text/plain": str(path)}},)
+                self.bridge.click(".qw-download-all a")  # one click: the browser takes it at once
 
         return self.client.background(run())
 
@@ -374,3 +501,6 @@ class Panel(widgets.VBox):
         self.references.use_client(client)
         if self.account.live:
             self.form.load_models(client)
+        self.history.client = client  # its journal now: the home folder's, with the key
+        self._history_stale = True
+        self._offer_prompts()

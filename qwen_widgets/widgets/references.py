@@ -5,6 +5,10 @@ whose link has expired) is checked here, shown as a thumbnail made in the kernel
 uploaded once in the background as soon as it is added; the request carries its URL. The
 file upload control is emptied the moment its files arrive, so their bytes live in Python
 only, never in widget state or a saved notebook.
+
+An image this package wrote carries its receipt (see model.receipt): added here it is a
+reference as any other, and the panel offers the choice to re-run its request or load its
+settings instead.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import ipywidgets as widgets
 
 from ..engine.sync import QwenClient
 from ..model.errors import ImageUploadError, QwenError, RequestValidationError
+from ..model.receipt import Receipt
 from ..model.request import ImageRequest, check_image_url
 from ..model.task import GeneratedImage, UploadedImage
 from ._format import error_message, expiry_words, photo_problem
@@ -122,17 +127,20 @@ class References:
     (checked, shown, uploaded in the background). Part of a Panel; `on_change()` tells the form
     to check itself again."""
 
-    def __init__(self, client: QwenClient, *, on_change: Callable[[], None]):
+    def __init__(self, client: QwenClient, *, on_change: Callable[[], None],
+                 on_receipt: Callable[[Photo, Receipt], None] | None = None):
         self.client = client
         self._on_change = on_change
+        self._on_receipt = on_receipt
         self.image_urls = widgets.Textarea(
-            placeholder="Reference image URLs for image-to-image, one per line (optional)",
-            rows=1, continuous_update=False, layout={"width": "auto", "flex": "1 1 auto"})
+            placeholder="https://… one per line (optional)", description="References",
+            tooltip="Reference image URLs for image to image, one per line (optional)",
+            rows=1, continuous_update=False, layout={"width": "auto", "flex": "1 1 300px"})
         self.previews = widgets.HBox(layout={"flex_flow": "row wrap"})
         self.photos: list[Photo] = []
         """Your own images in the form, in the order added (after the URL lines)."""
         self.add_image_button = widgets.FileUpload(
-            description="Add image…", accept=_ACCEPT, multiple=True, icon="image",
+            description="Add image…", accept=_ACCEPT, multiple=True, icon="",
             layout={"width": "auto", "flex": "0 0 auto"},
             tooltip="Use your own images (JPEG, PNG, GIF or WebP, up to 20 MB) as references")
         self.add_image_button.observe(self._files_chosen, "value")
@@ -182,12 +190,16 @@ class References:
             if known.future is not None and known.future.done() and known.url is None:
                 known.start(self.client)  # added again after a failed upload: try again
             return known
-        photo = Photo(local.local_path or local.data, local.data, name or local.filename, local.sha256,
+        data = local.data  # read once: for its preview, and its receipt (ours sits at the start)
+        photo = Photo(local.local_path or data, data, name or local.filename, local.sha256,
                       on_remove=self.remove_image, on_change=self._on_change)
         self.photos.append(photo)
         self._show_previews()
         photo.start(self.client)
         self._on_change()
+        receipt = Receipt.from_bytes(data[:256 * 1024])
+        if receipt is not None and receipt.request is not None and self._on_receipt is not None:
+            self._on_receipt(photo, receipt)
         return photo
 
     def remove_image(self, photo: Photo) -> None:

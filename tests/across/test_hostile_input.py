@@ -21,6 +21,7 @@ from qwen_widgets.model.urls import is_http_url
 from qwen_widgets.engine.sweep import Sweep
 from qwen_widgets.model.plan import SweepPlan
 from qwen_widgets.simulator import SimResponse
+from qwen_widgets.widgets._theme import STYLESHEET
 from qwen_widgets.widgets import Card, Panel
 from qwen_widgets.widgets._format import safe_link
 from qwen_widgets.widgets.grid import SweepGrid
@@ -54,7 +55,8 @@ URLS = {
     "username-only": "https://user@example.com/a.png",
     "very-long": "https://example.com/" + "a" * 3000,
 }
-SAFE_TAGS = {"div", "b", "bdi", "code", "span", "a", "br", "table", "thead", "tbody", "tr", "th", "td"}
+SAFE_TAGS = {"div", "b", "bdi", "code", "span", "a", "br", "table", "thead", "tbody", "tr", "th", "td",
+             "textarea"}  # a read-only box holding text to copy
 BIDI_PUSH = {"\u202a", "\u202b", "\u202d", "\u202e"}  # LRE RLE LRO RLO, closed by PDF
 ISOLATE_PUSH = {"\u2066", "\u2067", "\u2068"}  # LRI RLI FSI, closed by PDI
 
@@ -100,8 +102,8 @@ def check_widgets_inert(root) -> list[str]:
     shown = []
     for widget in walk(root):
         assert not getattr(widget, "description_allow_html", False), widget
-        if isinstance(widget, (widgets.HTML, widgets.HTMLMath)):
-            shown.append(inert_text(widget.value))
+        if isinstance(widget, (widgets.HTML, widgets.HTMLMath)) and widget.value != STYLESHEET:
+            shown.append(inert_text(widget.value))  # (the views' one stylesheet is fixed text)
     return shown
 
 
@@ -154,6 +156,15 @@ def test_hostile_prompt_is_intact_in_the_data_and_inert_in_every_view(prompt, tm
     assert f"avoid: \u2068{negative}\u2069" in inert_text(card.params.value)
     shown = check_widgets_inert(panel)
     assert prompt in shown  # the card's title, inside the panel's gallery
+    # the history tab and a box to copy the prompt from: the same text, as inert
+    panel.show_history().result(30)
+    panel.bridge.widget = None
+    card.toggle_more()
+    card.copy_prompt()
+    card.copy_settings()
+    shown = check_widgets_inert(panel)
+    assert prompt in shown and any(prompt in text for text in shown if "press Ctrl+C" in text)
+    assert shown.count(prompt) >= 2  # the card and the history item
 
     # the frames: escaped by to_html, intact in the data
     frame = panel.frame()

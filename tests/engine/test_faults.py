@@ -688,7 +688,7 @@ def test_panel_shows_each_bad_image_and_keeps_the_task(server, image_host, tmp_p
     assert "HTTP 404" in captions[1]
     assert "not an image" in captions[2]
     assert "could not connect to the image host" in captions[3]  # words, not the library's
-    assert "4 of 6 images returned" in card.timings.value
+    assert "4 of 6 images returned" in card.timings
     assert set(card.full_images) == {0}
     client.close()
 
@@ -702,7 +702,7 @@ def test_panel_shows_a_task_with_no_images_as_such(server, tmp_path):
     task = panel.generate().future.result(30)
     card = panel.gallery.cards[0]
     assert task.status is qw.TaskStatus.COMPLETED and panel.results == [task]
-    assert card.tiles.children == () and "0 of 2 images returned" in card.timings.value
+    assert card.tiles.children == () and "0 of 2 images returned" in card.timings
     client.close()
 
 

@@ -141,7 +141,7 @@ def test_failed_cells_are_counted_and_shown_in_red_with_the_reason():
                     assert label.style.text_color != RED
                     wait_until(lambda p=picture: len(p.value) > 0)
                     with Image.open(io.BytesIO(picture.value)) as thumb:
-                        assert max(thumb.size) <= 200
+                        assert max(thumb.size) <= 256  # as sharp as a card's
             assert all(len(c.children[0].value) == 0 for i, c in enumerate(grid.tiles) if i in failing)
             assert grid.status.value == "4/4 done, 2 failed"
             assert grid.progress.value == 4 and grid.progress.bar_style == "warning"

@@ -608,7 +608,8 @@ async def test_history_has_one_row_per_image_and_per_unsent_submission(server, m
         frame = qw.history(client.journal)
 
     assert list(frame.columns) == list(HISTORY_COLUMNS)
-    assert list(frame.columns) == ["local_id", "journal_state", "submitted_at", *qw.to_frame(done).columns]
+    assert list(frame.columns) == ["local_id", "journal_state", "submitted_at", *qw.to_frame(done).columns,
+                                   "starred", "hidden"]
     assert len(frame) == 5
     finished = frame[frame.prompt == "a finished fox"]
     assert list(finished.journal_state) == ["finished"] * 2

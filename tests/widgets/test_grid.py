@@ -110,7 +110,8 @@ def test_a_hostile_axis_value_only_reaches_labels():
     wait_until(lambda: all(len(c.children[0].value) > 0 for c in grid.tiles))
     carriers = [w for w in walk(grid) if "onerror" in state_text(w)]
     assert carriers, "the hostile prompt should be shown (as text) somewhere"
-    # headers are HTML (they wrap, and show $ literally), so the text must arrive escaped
+    # headers are HTML (they wrap, and show $ literally), so the text must arrive escaped (a
+    # picture's alternative text too: a hidden span beside it)
     assert all(isinstance(w, widgets.HTML) and "<img" not in w.value for w in carriers)
     assert not any(isinstance(w, widgets.HTMLMath) for w in walk(grid))
     row_label = grid.grid.children[3]

@@ -60,6 +60,11 @@ def hold_posts(simulator, path_prefix: str = "/"):
     return arrived, release
 
 
+def pixels(data: bytes) -> tuple:
+    with Image.open(io.BytesIO(data)) as image:
+        return image.size, image.tobytes()
+
+
 def widget_states(root) -> str:
     """Everything the frontend (and a saved notebook) would get, as one string."""
     return json.dumps([w.get_state() for w in walk(root)], default=lambda b: f"<{len(b)} bytes>")
@@ -237,7 +242,7 @@ def test_failed_task_card_says_why(tmp_path):
     task = card.future.result(30)
     assert task.status is qw.TaskStatus.FAILED
     assert "failed" in card.message.value and task.error in plain_text(card.message.value)
-    assert [b.description for b in card.actions.children[:-1]] == ["Retry", "Edit"]
+    assert [b.description for b in card.actions.children] == ["Retry", "Edit"]
     assert panel.results == [task] and panel.frame()["status"].tolist() == ["failed"]
 
 
@@ -404,7 +409,7 @@ def test_undecodable_image_keeps_the_finished_task(panel):
     task = card.future.result(30)
     assert task.status is qw.TaskStatus.COMPLETED and panel.results == [task]
     captions = [tile.children[1].value for tile in card.tiles.children]
-    assert sum("not a readable image" in c for c in captions) == 1
+    assert sum("not a readable image" in c for c in captions) == 1  # said under the missing one
     assert len(card.full_images) == 1  # the other image loaded normally
 
 
@@ -489,8 +494,16 @@ def finished_card(panel, **fields):
     return card
 
 
-def test_clicking_a_thumbnail_opens_the_large_view_in_its_place(panel):
-    card = finished_card(panel, size="3:2", n=3)
+def sent(bridge) -> list[tuple[dict, list]]:
+    """What the views' browser helper sends (messages and their buffers), recorded."""
+    seen: list[tuple[dict, list]] = []
+    bridge.widget.send = lambda content, buffers=None: seen.append((content, buffers or []))
+    return seen
+
+
+def test_clicking_a_thumbnail_opens_the_large_view_in_its_place(tmp_path):
+    card = Card(demo_client(), request=qw.ImageRequest("a fox", size="3:2", n=3), save_dir=tmp_path)
+    card.start_generation(card.request).result(30)
     assert card.viewer is None and card.tiles in card.children
     opener = card.tiles.children[1].children[2]  # the transparent button over thumbnail #2
     assert isinstance(opener, widgets.Button) and "Image 2" in opener.tooltip
@@ -514,8 +527,79 @@ def test_clicking_a_thumbnail_opens_the_large_view_in_its_place(panel):
     assert card.layout.grid_column is None
 
 
-def test_viewer_download_and_save_answer_next_to_their_buttons(panel, tmp_path):
+def test_the_newest_card_shows_its_first_image_large_and_older_ones_shrink(panel):
+    first = finished_card(panel, n=4)
+    wait_until(lambda: first.viewer is not None and first.viewer.picture.value)
+    assert first.mode == "featured" and first.viewer in first.children and first.tiles in first.children
+    assert first.children.index(first.viewer) < first.children.index(first.tiles)  # large above
+    assert "Image 1 of 4" in first.viewer.caption.value
+    assert '<span class="qw-alt" hidden>Image 1 of 4: a fox</span>' in first.viewer.caption.value  # its alt text
+    assert [b.description for b in first.viewer.bar.children] == [
+        "Previous", "Next", "Download", "Save this image", "Save all 4", "Use as reference", "Close"]
+    assert not any(b.description.startswith("Save") for b in first.actions.children)  # one row of saves
+    panel._last_click -= 1.0
+    second = finished_card(panel)
+    wait_until(lambda: first.mode == "compact" and len(first.tiles.children) == 1)
+    assert first.viewer is None and first.layout.grid_column is None
+    sheet, caption, opener = first.tiles.children[0].children
+    with Image.open(io.BytesIO(sheet.value)) as picture:  # one contact sheet of the four
+        assert picture.size[0] > 256 and picture.format == "JPEG"
+    assert caption.value.startswith("4 images") and '<span class="qw-alt" hidden>4 images of: a fox' in caption.value
+    menu, = first.actions.children  # an older card: one menu of its actions, not five buttons
+    assert [label for label, _ in menu.options] == [
+        "Actions…", "Load into the form", "More like this", "Star", "Save all", "Copy prompt", "Copy settings",
+        "Delete…"]
+    menu.value = "Load into the form"
+    assert menu.value == "" and panel.form.prompt.value == "a fox" and "loaded into the form" in first.feedback.value
+    opener.click()
+    assert "Image 1 of 4" in first.viewer.caption.value
+    assert second.mode == "featured"
+    entry = first.static_entry()
+    assert entry.images == 4 and len(entry.thumbnails) == 1
+
+
+def test_viewer_keys_move_close_and_give_focus_back(panel):
+    pytest.importorskip("anywidget")
+    messages = sent(panel.bridge)
+    card = finished_card(panel, n=3)
+    card.tiles.children[1].children[2].click()  # thumbnail #2
+    viewer = card.viewer
+    assert {"cmd": "focus", "selector": f".{viewer.dom_class}"} in [m for m, _ in messages]
+    press = lambda key: panel.bridge._handle({"event": "viewer", "viewer": viewer.dom_class, "key": key})  # noqa: E731
+    press("next")
+    assert "Image 3 of 3" in viewer.caption.value
+    press("previous")
+    press("previous")
+    assert "Image 1 of 3" in viewer.caption.value
+    press("close")
+    assert viewer not in card.children
+    assert messages[-1][0] == {"cmd": "restore", "selector": f".qw-open-{card.id}-1"}
+
+
+def test_viewer_download_is_one_click_with_the_receipt_inside(panel, tmp_path):
+    pytest.importorskip("anywidget")
+    messages = sent(panel.bridge)
     card = finished_card(panel, n=2)
+    card.open_viewer(1).result(10)
+    viewer = card.viewer
+    viewer.download().result(10)
+    (message, (data,)), = [(m, b) for m, b in messages if m.get("cmd") == "download"]
+    name = f"{card.task.task_id}_1.png"
+    assert message["filename"] == name and message["mime"] == "image/png"
+    assert qw.read_receipt(data).task_id == card.task.task_id  # the receipt travels with it
+    assert pixels(data) == pixels(card.full_images[1])  # the full-resolution original
+    assert "Sending" in viewer.feedback.value and "base64" not in widget_states(panel)
+    panel.bridge._handle({"event": "downloaded", "token": message["token"], "ok": True})
+    assert f"Downloaded {name}" in viewer.feedback.value
+    viewer.save().result(10)
+    saved = tmp_path / "saved" / name
+    assert saved.exists() and "Saved on the server" in viewer.feedback.value
+    assert str(saved) in viewer.feedback.value and "download=" not in viewer.feedback.value
+
+
+def test_without_the_browser_helper_downloads_are_links(tmp_path):
+    card = Card(demo_client(), request=qw.ImageRequest("a fox", n=2), save_dir=tmp_path / "saved")
+    card.start_generation(card.request).result(30)
     card.open_viewer(1).result(10)
     viewer = card.viewer
     viewer.download().result(10)
@@ -523,46 +607,52 @@ def test_viewer_download_and_save_answer_next_to_their_buttons(panel, tmp_path):
     name = f"{card.task.task_id}_1.png"
     assert f'download="{name}"' in link and 'href="data:image/png;base64,' in link
     data = base64.b64decode(link.split("base64,", 1)[1].split('"', 1)[0])
-    assert data == card.full_images[1]  # the full-resolution original, to the browser
+    assert qw.read_receipt(data).image_index == 1 and pixels(data) == pixels(card.full_images[1])
     viewer.save().result(10)
-    saved = tmp_path / "saved" / name
-    assert saved.exists() and "Saved on the server" in viewer.feedback.value
-    assert str(saved) in viewer.feedback.value and f'download="{name}"' in viewer.feedback.value
-    viewer.reference_button.click()
-    assert panel.references.image_urls.value == card.task.images[1].url
-    assert "Added as reference image 1 of 1" in viewer.feedback.value
+    assert f'download="{name}"' in viewer.feedback.value  # a Binder user gets the file too
 
 
-def test_card_actions_reuse_keeps_a_reference_just_added_and_says_so(panel):
+def test_load_into_the_form_keeps_a_reference_just_added_brings_the_form_and_can_be_undone(panel):
     card = finished_card(panel, size="3:2", n=2)
-    panel.request = qw.ImageRequest("something else")
+    panel.form.negative_prompt.value = "blurry"
+    panel.request = qw.ImageRequest("something else", model="qwen-image-2.0-pro")
     card.open_viewer(0).result(10)
     card.viewer.reference_button.click()
     reference = card.task.images[0].url
+    before = panel.form.snapshot()
+    panel.tabs.selected_index = 1
     buttons = {b.description: b for b in card.actions.children if isinstance(b, widgets.Button)}
-    assert set(buttons) == {"Reuse settings", "Save"}  # one row per card, not per image
-    buttons["Reuse settings"].click()
+    assert set(buttons) == {"Load into the form", "More like this", "Star", "More…"}  # one row per card
+    scrolls = sent(panel.bridge) if panel.bridge.available else []
+    buttons["Load into the form"].click()
     assert panel.request == qw.ImageRequest("a fox", size="3:2", n=2, image_urls=(reference,))
     assert "loaded into the form" in card.feedback.value and "keeping your 1 reference" in card.feedback.value
-    assert card.feedback in card.actions.children  # next to the button that was clicked
+    assert card.feedback in card.children  # next to the button that was clicked
+    assert panel.tabs.selected_index == 0 and panel.loaded_box.layout.display is None
+    if panel.bridge.available:
+        assert scrolls == [({"cmd": "scroll", "selector": ".qw-prompt"}, [])]  # the form comes into view
+    panel.undo_button.click()
+    assert panel.form.snapshot() == before and panel.loaded_box.layout.display == "none"
 
 
-def test_card_save_writes_every_image_and_offers_downloads(panel, tmp_path):
+def test_card_save_writes_every_image_with_its_receipt(panel, tmp_path):
     card = finished_card(panel, n=2)
+    card.compact().result(10)  # its large view closed: "Save all" is in its row
     card.save_all().result(10)
     for index in range(2):
         saved = tmp_path / "saved" / f"{card.task.task_id}_{index}.png"
         with Image.open(saved) as copy:
             assert copy.text["prompt"] == "a fox"
         assert json.loads(saved.with_suffix(".json").read_text())["image_index"] == index
-    assert card.feedback.value.count("download=") == 2
+        assert qw.read_receipt(saved).task_id == card.task.task_id
+    assert card.feedback.value.count("Saved on the server") == 2
 
 
 def test_card_outside_a_panel_has_no_panel_actions():
     client = demo_client()
     card = Card(client, request=qw.ImageRequest("a fox"))
     card.start_generation(card.request).result(30)
-    assert {b.description for b in card.actions.children if isinstance(b, widgets.Button)} == {"Save"}
+    assert [b.description for b in card.actions.children] == ["Star", "Save", "More…"]
     card.open_viewer(0).result(10)
     assert card.viewer.reference_button not in card.viewer.bar.children
 
@@ -585,10 +675,12 @@ def test_a_failed_card_offers_retry_and_edit(tmp_path):
 
 def test_empty_parts_of_a_card_take_no_room(panel):
     card = finished_card(panel)
+    assert "feedback" not in card._extras and "message" not in card._extras  # made only when needed
     assert card.message not in card.children and card.progress not in card.children
     assert card.buttons not in card.children  # nothing to stop or re-attach
-    assert card.timings not in card.children  # its words are in the status line
-    assert card.task.task_id in card.status.value and "done in" in card.status.value
+    assert card.task.task_id in card.status.value and "took" in card.status.value
+    assert "here · " in card.status.value and "on the server" in card.status.value  # which is which
+    assert re.search(r"made \d{4}-\d\d-\d\d \d\d:\d\d UTC", card.status.value)
 
 
 # -- messages: only after a touch, in words for the panel user, `$` shown as typed ---------------
@@ -712,6 +804,7 @@ def test_download_all_writes_one_zip_beside_the_notebook_and_links_it(panel, tmp
     second = panel.generate()
     second.future.result(30)
     assert panel.download_button.layout.display is None
+    messages = sent(panel.bridge) if panel.bridge.available else None
     panel.download_all().result(30)
     written = list((tmp_path / "saved").glob("qwen_images_*.zip"))
     assert len(written) == 1 and f"Saved on the server: {written[0]}" in plain_text(panel.download_note.value)
@@ -721,6 +814,8 @@ def test_download_all_writes_one_zip_beside_the_notebook_and_links_it(panel, tmp
     state = json.dumps([w.get_state() for w in walk(panel)], default=repr)
     assert len(state) < 100_000 and "base64" not in state  # the zip is not in widget state
     archive = zipfile.ZipFile(written[0])
+    if messages is not None:  # one click: the helper clicks the link the page shows
+        assert messages == [({"cmd": "click", "selector": ".qw-download-all a"}, [])]
     names = set(archive.namelist())
     for task in (first.task, second.task):
         for image in task.images:
@@ -740,7 +835,8 @@ def test_compare_grid_names_both_axes_shows_none_and_whole_headers(panel):
     grid = SweepGrid(sweep, on_use_reference=panel.add_reference)
     texts = [plain_text(w.value) for w in grid.grid.children[:3]]
     assert texts[0] == "prompt ↓" and texts[1] == "(none)" and "people" in texts[2]
-    assert "Columns: negative_prompt →" in grid.children[3].value
+    assert plain_text(grid.constant.value) == "held constant: model: qwen-image-2.0 · size: 1:1 · resolution: 1K · n=1"
+    assert "Columns: negative_prompt →" in grid.children[4].value
     assert long_prompt in plain_text(grid.grid.children[3].value)  # whole, not cut at 40
     assert grid.table.layout.overflow == "auto"  # scrolls inside its own box
     cell = grid.tiles[0]
@@ -757,18 +853,19 @@ def test_compare_cells_offer_view_save_and_reference_for_every_image(panel, tmp_
     sweep.start().wait(60)
     wait_until(lambda: all(c.children[4].children for c in grid.tiles))
     view, save, reference = grid.tiles[1].children[4].children
-    assert "View" in view.tooltip and "Save" in save.tooltip and "reference" in reference.tooltip
+    assert [view.description, save.description, reference.description] == ["View", "Save", "Use"]
+    assert "reference" in reference.tooltip and "1 of 2" in grid.tiles[1].children[1].value
+    cells = list(grid.grid.children)
     view.click()
     viewer = grid.viewer
-    assert viewer in grid.grid.children
-    # under the clicked cell's row (row 0: corner + 2 headers, then row label + 2 cells)
-    assert list(grid.grid.children).index(viewer) == 6
+    assert viewer not in grid.grid.children and list(grid.grid.children) == cells  # no cell moves
+    assert grid.children.index(viewer) == grid.children.index(grid.table) - 1  # the same viewer, above
     assert "Image 3 of 8" in viewer.caption.value  # cell 2's first image; all 8 reachable
     for _ in range(8):
         viewer.step(1)
     assert "Image 3 of 8" in viewer.caption.value
     viewer.hide()
-    assert viewer not in grid.grid.children
+    assert viewer not in grid.children
     save.click()
     task = sweep.results[1]
     wait_until(lambda: (tmp_path / "grid" / f"{task.task_id}_1.png").exists())
@@ -832,7 +929,7 @@ def test_add_image_uploads_once_and_the_request_carries_its_url(panel):
     second = panel.generate().future.result(30)
     assert second.request.image_urls == (photo.url,) and len(panel.references.photos) == 1
     assert uploads(panel) == 1
-    assert "content" not in widget_states(panel)
+    assert '"content"' not in widget_states(panel)
 
 
 def test_generate_waits_for_an_image_still_uploading(panel):
@@ -1003,7 +1100,7 @@ def shown(panel):
 def test_a_finished_card_shows_its_cost(panel):
     card = finished_card(panel, n=2)
     assert card.task.cost == pytest.approx(0.042)
-    assert "cost\u00a0$0.042" in card.status.value and "cost\u00a0$0.042" in card.timings.value
+    assert "cost\u00a0$0.042" in card.status.value and "cost\u00a0$0.042" in card.timings
     assert "cost\u00a0$0.042" in card.static_entry().note  # and in the copy saved with the notebook
     sweep = Sweep(panel.client, SweepPlan.of({"prompt": ["a fox", "a wolf"]}))
     grid = SweepGrid(sweep)
