@@ -259,8 +259,7 @@ class Journal:
     def entries(self, *, base_url: str | None = None, states: tuple[EntryState, ...] = (),
                 newer_than: float | None = None) -> list[Entry]:
         """Rows, oldest first, with local image paths filled in."""
-        sql, args = (f"SELECT {_ENTRY_COLUMNS} FROM {_ENTRY_TABLES}", [])
-        where = []
+        where, args = ["true"], []
         if base_url is not None:
             where.append("s.base_url = ?")
             args.append(base_url)
@@ -270,10 +269,14 @@ class Journal:
         if newer_than is not None:
             where.append("s.created_at > ?")
             args.append(newer_than)
-        condition = " WHERE " + " AND ".join(where) if where else ""
-        rows = self._read(sql + condition + " ORDER BY s.created_at", tuple(args))
-        subset = f"SELECT s.local_id FROM submissions s{condition}"
-        return self._entries(rows, subset, tuple(args))
+        return self._select(f"SELECT s.local_id FROM submissions s WHERE {' AND '.join(where)}", tuple(args))
+
+    def _select(self, chosen: str, args: tuple) -> list[Entry]:
+        """Entries of the submissions whose local ids the SQL `chosen` (with `args`) selects,
+        oldest first."""
+        rows = self._read(f"SELECT {_ENTRY_COLUMNS} FROM {_ENTRY_TABLES} WHERE s.local_id IN ({chosen})"
+                          " ORDER BY s.created_at", args)
+        return self._entries(rows, chosen, args)
 
     def _entries(self, rows: list[tuple], subset: str, args: tuple) -> list[Entry]:
         """Entries of `rows` (selected as _ENTRY_COLUMNS), with the kept copies and references
@@ -296,8 +299,18 @@ class Journal:
         kept yet (to keep). Rows of processes that died mid-POST are settled first."""
         self.settle_orphans()
         now = time.time() if now is None else now
-        rows = self.entries(base_url=base_url, states=(EntryState.UNKNOWN, EntryState.SUBMITTED,
-                                                       EntryState.FINISHED), newer_than=now - OPEN_WINDOW)
+        # a finished row is read only when the library's copy of it shows an image of a
+        # completed task neither kept nor failed: the walk starts from the index of those
+        # images (CROSS JOIN keeps SQLite to that order), so of 10,000 recent rows only the few
+        # with work left are read and made into Tasks
+        since = now - OPEN_WINDOW
+        rows = self._select(
+            "SELECT local_id FROM submissions WHERE base_url = ? AND state IN (?, ?) AND created_at > ?"
+            " UNION ALL SELECT s.local_id FROM results r CROSS JOIN library l CROSS JOIN submissions s"
+            " WHERE r.local_path IS NULL AND r.error IS NULL AND l.id = r.library_id AND l.status = 'completed'"
+            " AND s.local_id = l.local_id AND s.base_url = ? AND s.state = ? AND s.created_at > ?",
+            (base_url, EntryState.UNKNOWN.value, EntryState.SUBMITTED.value, since,
+             base_url, EntryState.FINISHED.value, since))
         lost, unresendable, unfinished, unkept = [], [], [], []
         for entry in rows:
             if entry.state is EntryState.UNKNOWN:

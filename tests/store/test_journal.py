@@ -401,6 +401,39 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path):
     assert len(Journal(path).open_work("http://api.example").unfinished) == 200
 
 
+
+def test_open_work_reads_only_the_completed_tasks_with_an_image_neither_kept_nor_failed(tmp_path):
+    journal = Journal(tmp_path / "journal.sqlite")
+    request = qw.ImageRequest("a keeper fox", n=2)
+
+    def finished(task_id: str, status: qw.TaskStatus = qw.TaskStatus.COMPLETED, error: str | None = None) -> str:
+        images = tuple(qw.GeneratedImage(f"https://img.example/{task_id}/{i}.png", i, error=error if i else None)
+                       for i in range(2)) if status is qw.TaskStatus.COMPLETED else ()
+        return journal.record(qw.Task(task_id, status, images=images, request=request), "http://api.example")
+
+    unkept = finished("task_unkept")
+    half_kept = finished("task_half_kept")
+    journal.add_image_copy(half_kept, 0, tmp_path / "0.png", "0" * 64)
+    kept = finished("task_kept")
+    for index in (0, 1):
+        journal.add_image_copy(kept, index, tmp_path / f"{index}.png", "1" * 64)
+    one_failed = finished("task_one_failed", error="the URL answered 404")
+    journal.add_image_copy(one_failed, 0, tmp_path / "2.png", "2" * 64)  # the other image failed
+    finished("task_failed", qw.TaskStatus.FAILED)
+    journal.record(qw.Task("task_elsewhere", qw.TaskStatus.COMPLETED, request=request,
+                           images=(qw.GeneratedImage("https://img.example/x.png", 0),)), "http://other.example")
+
+    work = journal.open_work("http://api.example")
+    assert sorted(entry.task.task_id for entry in work.unkept) == ["task_half_kept", "task_unkept"]
+    assert not work.unfinished and not work.lost
+    half, = (entry for entry in work.unkept if entry.local_id == half_kept)
+    assert [image.local_path for image in half.task.images] == [tmp_path / "0.png", None]
+    journal.add_image_copy(unkept, 0, tmp_path / "3.png", "3" * 64)
+    journal.add_image_copy(unkept, 1, tmp_path / "4.png", "4" * 64)
+    journal.add_image_copy(half_kept, 1, tmp_path / "5.png", "5" * 64)
+    assert not journal.open_work("http://api.example")  # every image kept or failed: nothing left
+
+
 # -- 6. orphans ----------------------------------------------------------------------------------
 
 CRASHER = """
