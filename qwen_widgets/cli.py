@@ -18,9 +18,9 @@ import difflib
 import re
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -34,6 +34,7 @@ from .model.errors import (
     SubmitOutcomeUnknownError,
     TaskTimeoutError,
 )
+from .model.history import when
 from .model.request import MAX_IMAGES, MODELS, RESOLUTIONS, SIZES, ImageRequest, check_image_url
 from .model.task import Task
 from .store.home import home_path
@@ -48,10 +49,8 @@ DEFAULT_PROMPT = "A cute orange cat napping in the sunshine"
 COMMANDS = ("generate", "resume", "history", "export", "simulator", "gateway")
 _OPTIONS = {"prompt": "PROMPT", "model": "--model", "size": "--size", "resolution": "--resolution",
             "n": "-n", "negative_prompt": "--negative", "image_urls": "--ref"}
-_STATUSES = ("completed", "failed", "cancelled", "submitted", "pending", "processing",
+_STATUSES = ("completed", "failed", "cancelled", "running", "submitted", "pending", "processing",
              "submitting", "unknown", "refused", "expired")
-_SINCE = re.compile(r"(\d+(?:\.\d+)?)\s*([mhdw])")
-_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 _TIME_FORMAT = "%Y-%m-%d %H:%M"
 
 
@@ -207,21 +206,12 @@ def _seconds(text: str) -> float:
 
 def _since(text: str) -> str:
     """`--since` as given, once it is known to be a moment (qw.history reads the text itself)."""
-    _moment(text)
-    return text
-
-
-def _moment(text: str) -> datetime:
-    """A moment: `7d` (ago) or an ISO date or time (UTC unless it says otherwise)."""
-    relative = _SINCE.fullmatch(text.strip().lower())
-    if relative:
-        return datetime.now(timezone.utc) - timedelta(**{_UNITS[relative.group(2)]: float(relative.group(1))})
     try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
+        when("since", text, datetime.now(timezone.utc))
+    except RequestValidationError:
         raise argparse.ArgumentTypeError(
             f"must be a duration like 30m, 24h, 7d, 2w or a date like 2026-11-30 (got {text!r})") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return text
 
 
 # -- generate and resume -------------------------------------------------------------------------
@@ -391,46 +381,9 @@ class _Progress:
 
 
 def _selected(args: argparse.Namespace) -> pandas.DataFrame:
-    """qw.history() narrowed by the command's filters: those qw.history takes are passed to it,
-    the rest applied here (see _LOCAL_FILTERS)."""
-    import inspect
-
-    asked = {"search": args.search, "starred": True if args.starred else None, "since": args.since,
-             "model": args.model, "status": args.status}
-    asked = {name: value for name, value in asked.items() if value is not None}
-    offered = inspect.signature(history).parameters
-    frame = history(**{name: value for name, value in asked.items() if name in offered})
-    for name, value in asked.items():
-        if name not in offered:
-            frame = frame[_LOCAL_FILTERS[name](frame, value)]
-    return frame
-
-
-def _words(frame: pandas.DataFrame, words: str) -> Any:
-    text = (frame["prompt"].fillna("") + "\n" + frame["negative_prompt"].fillna("")).str.lower()
-    keep = text.str.len() >= 0
-    for word in words.lower().split():
-        keep &= text.str.contains(word, regex=False)
-    return keep
-
-
-def _starred(frame: pandas.DataFrame, _: bool) -> Any:
-    if "starred" not in frame.columns:  # a journal without stars has none starred
-        return frame["local_id"].isna() & frame["local_id"].notna()
-    return frame["starred"].fillna(False).astype(bool)
-
-
-# The filters qw.history() does not take itself yet: applied to its frame here. When it takes
-# one (the library work adds search, starred, since and model), drop its entry: _selected
-# passes it on by itself once qw.history's signature names it.
-_LOCAL_FILTERS: dict[str, Callable[[Any, Any], Any]] = {
-    "search": _words,
-    "starred": _starred,
-    "since": lambda frame, since: frame["submitted_at"] >= _moment(since),
-    "model": lambda frame, model: frame["model"] == model,
-    "status": lambda frame, status: (frame["status"] == status).fillna(False)
-    | (frame["journal_state"] == status).fillna(False),
-}
+    """qw.history() narrowed by the command's filters (SQLite applies them)."""
+    return history(search=args.search, starred=True if args.starred else None, since=args.since,
+                   model=args.model, status=args.status)
 
 
 def _history(args: argparse.Namespace) -> int:
