@@ -52,6 +52,7 @@ from qwen_widgets.engine import runner as _runner  # noqa: E402
 from qwen_widgets.engine.sweep import Sweep, SweepPlan  # noqa: E402
 from qwen_widgets.simulator import Simulator, serve  # noqa: E402
 from qwen_widgets.store.journal import Journal  # noqa: E402
+from qwen_widgets.widgets.history import HistoryView  # noqa: E402
 
 
 def client_for(server, scale: float, transport=None, budget: qw.RequestBudget | None = None,
@@ -302,7 +303,7 @@ def transfers() -> dict:
 
 def history(rows: int = 100_000, repeat: int = 3) -> dict:
     """Issue 26 item 6: `qw.history()` with `rows` generations in the journal (median wall
-    seconds of `repeat`), and the history view's first page where the package has one.
+    seconds of `repeat`), and the history view's first page (the panel's History tab).
 
     A thousand tasks are journaled the ordinary way (Journal.record), then copied inside
     SQLite a hundred times over, so the rows are whatever the package itself writes, and any
@@ -333,11 +334,6 @@ def history(rows: int = 100_000, repeat: int = 3) -> dict:
             started = time.perf_counter()
             qw.history(journal)
             walls.append(time.perf_counter() - started)
-        result = {"rows": frame_rows, "frame_s": statistics.median(walls), "first_page_s": None}
-        try:  # the library's view (issue 28), where the package has one
-            from qwen_widgets.widgets.history import HistoryView
-        except ImportError:
-            return result
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", qw.DemoModeWarning)
             view = HistoryView(qw.QwenClient(simulator=Simulator(seed=1), journal=journal))
@@ -346,8 +342,7 @@ def history(rows: int = 100_000, repeat: int = 3) -> dict:
             started = time.perf_counter()
             view.refresh(0).result(60)
             pages.append(time.perf_counter() - started)
-        result["first_page_s"] = statistics.median(pages)
-        return result
+        return {"rows": frame_rows, "frame_s": statistics.median(walls), "first_page_s": statistics.median(pages)}
 
 
 def scale_runs(seeds: list[int], tasks: int, seen_before: int) -> dict:
@@ -415,11 +410,8 @@ def goals(results: dict) -> list[tuple[str, str, str, float | None, bool | None]
     h = results["history"]
     rows.append((f"6 qw.history() at {h['rows']:,} rows", f"{h['frame_s']:.2f} s", "<= 0.5 s", h["frame_s"] / 0.5,
                  h["frame_s"] <= 0.5))
-    if h["first_page_s"] is None:
-        rows.append(("6 the history view's first page", "no such view in this code", "<= 0.3 s", None, None))
-    else:
-        rows.append(("6 the history view's first page", f"{h['first_page_s']:.2f} s", "<= 0.3 s",
-                     h["first_page_s"] / 0.3, h["first_page_s"] <= 0.3))
+    rows.append(("6 the history view's first page", f"{h['first_page_s']:.2f} s", "<= 0.3 s",
+                 h["first_page_s"] / 0.3, h["first_page_s"] <= 0.3))
     return rows
 
 
@@ -474,8 +466,8 @@ def print_report(results: dict) -> None:
     print(f"   export of {export['images']} images of {export['image_mb']:g} MB ({export['zip_mb']:.0f} MB zip, "
           f"{export['seconds']:.1f} s): peak added {export['peak_mb']:.1f} MB")
     print(f"   upload of a {t['upload']['file_mb']:.1f} MB PNG: peak added {t['upload']['peak_mb']:.1f} MB")
-    page = "no history view in this code" if h["first_page_s"] is None else f"{h['first_page_s']:.3f} s"
-    print(f"   qw.history() with {h['rows']:,} rows: {h['frame_s']:.3f} s; the history view's first page: {page}")
+    print(f"   qw.history() with {h['rows']:,} rows: {h['frame_s']:.3f} s; the history view's first page: "
+          f"{h['first_page_s']:.3f} s")
     print("\nIssue 26's goals, side by side (ratio: the figure over the goal's yardstick; <= 1 meets it)")
     print(f"   {'item':<40} {'figure':<44} {'goal':<44} {'ratio':>6}   verdict")
     for item, figure, goal, ratio, met in goals(results):
