@@ -948,7 +948,7 @@ _PLACEHOLDER_JS = r"""
 @pytest.mark.browser
 @pytest.mark.timeout(420)
 @pytest.mark.parametrize("theme", THEMES)
-def test_the_library_in_a_real_browser(chromium, tmp_path, theme):
+def test_the_library_in_a_real_browser(chromium, lab, theme):
     """A dozen generations, then the History tab: search, star, filter, delete one; the
     keyboard in the large view; every control named; placeholders readable; screenshots at
     1400 and 800 px; reopened without the kernel (light theme): newest first, one notice."""
@@ -960,9 +960,9 @@ def test_the_library_in_a_real_browser(chromium, tmp_path, theme):
     settings = {"@jupyterlab/apputils-extension/themes.jupyterlab-settings": {"theme": THEMES[theme]}}
     problems: list[str] = []
     ARTIFACTS.mkdir(exist_ok=True)
-    with _lab(tmp_path, {"library.ipynb": notebook}, settings) as (url, token, root, release), \
+    with _serve(lab, f"library-{theme}", {"library.ipynb": notebook}, settings) as served, \
             sync_playwright() as playwright:
-        release.touch()
+        served.release.touch()
         browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS, headless=True)
         reopened = [False]
 
@@ -976,7 +976,7 @@ def test_the_library_in_a_real_browser(chromium, tmp_path, theme):
             page.on("console", on_console)
             page.on("pageerror", lambda error: None if reopened[0] and _NOTEBOOK7_OWN.search(str(error))
                     else problems.append(f"pageerror: {error}"))
-            page.goto(f"{url}/lab/tree/library.ipynb?token={token}")
+            page.goto(served.page("library.ipynb"))
             expect(page.locator('.jp-StatusBar-TextItem[title^="Change kernel"]')).to_have_text(
                 re.compile(r"\| Idle$"), timeout=60_000)
             page.locator(".jp-CodeCell .jp-InputArea-editor").first.click()
@@ -1004,7 +1004,7 @@ def test_the_library_in_a_real_browser(chromium, tmp_path, theme):
             _history_tab(page, expect, panel, theme)
             if theme == "light":
                 _narrow_with_the_file_browser(page, panel)
-                _save_reopen_library(page, expect, url, token, root / "library.ipynb", reopened)
+                _save_reopen_library(page, expect, served, reopened)
         finally:
             browser.close()
     assert not problems, "errors in the browser console:\n" + "\n".join(problems)
@@ -1124,7 +1124,8 @@ def _narrow_with_the_file_browser(page, panel) -> None:
     page.set_viewport_size({"width": 1400, "height": 1400})
 
 
-def _save_reopen_library(page, expect, url: str, token: str, path: Path, reopened: list[bool]) -> None:
+def _save_reopen_library(page, expect, served: Served, reopened: list[bool]) -> None:
+    path = served.folder / "library.ipynb"
     page.locator(".jp-Notebook .jp-CodeCell").first.click()
     page.keyboard.press("Escape")
     save = page.locator('.jp-NotebookPanel:not(.lm-mod-hidden) [data-command="docmanager:save"]')
@@ -1136,11 +1137,11 @@ def _save_reopen_library(page, expect, url: str, token: str, path: Path, reopene
         if saved.count("data:image/jpeg;base64,") >= 12 and LIBRARY_PROMPTS[-1] in saved:
             break
         assert time.monotonic() < deadline, "the notebook was not saved with the copy"
-    for session in _api(url, token, "/api/sessions"):
-        _api(url, token, f"/api/sessions/{session['id']}", method="DELETE")
+    for session in _api(served.url, served.token, "/api/sessions"):
+        _api(served.url, served.token, f"/api/sessions/{session['id']}", method="DELETE")
     reopened[0] = True
     for app in ("lab/tree", "notebooks"):
-        page.goto(f"{url}/{app}/library.ipynb?token={token}")
+        page.goto(served.page("library.ipynb", app))
         copy = page.locator(".qw-static").filter(has_text="Results saved with the notebook")
         expect(copy).to_be_visible(timeout=60_000)
         titles = copy.evaluate("(el) => Array.from(el.children).slice(1).map((e) => e.firstChild.textContent)")
