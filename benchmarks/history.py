@@ -129,51 +129,62 @@ def peak_kib(work) -> float:
     return peak / 1024
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=100_000)
-    parser.add_argument("--repeat", type=int, default=5)
-    args = parser.parse_args()
+def measure(rows: int, repeat: int, say=print) -> dict:
+    """Every figure of this benchmark for a journal of `rows` generations (and of a tenth of
+    them, for memory); `say` prints each line as it is measured. benchmarks/run.py calls it too."""
     from qwen_widgets.widgets.history import SEARCH_PAUSE
 
     with tempfile.TemporaryDirectory() as folder:
-        sizes = {"all": args.rows, "a tenth": args.rows // 10}
+        sizes = {"all": rows, "a tenth": rows // 10}
         paths = {name: Path(folder) / f"journal-{count}.sqlite" for name, count in sizes.items()}
         for name, count in sizes.items():
             print(f"writing a journal of {count:,} generations…", file=sys.stderr)
             write_journal(paths[name], count)
         journal = Journal(paths["all"])
-        print(f"\nThe history with {args.rows:,} generations ({journal.search_mode.split(' (')[0]}; "
-              f"SQLite {sqlite3.sqlite_version}); median of {args.repeat}, wall s / CPU s")
-        frame_wall, frame_cpu = timed(lambda: qw.history(journal), args.repeat)
-        rows = len(qw.history(journal))
-        read_wall, read_cpu = timed(lambda: journal.history_rows(HistoryQuery()), args.repeat)
+        say(f"The history with {rows:,} generations ({journal.search_mode.split(' (')[0]}; "
+            f"SQLite {sqlite3.sqlite_version}); median of {repeat}, wall s / CPU s")
+        frame_wall, frame_cpu = timed(lambda: qw.history(journal), repeat)
+        frame_rows = len(qw.history(journal))
+        read_wall, read_cpu = timed(lambda: journal.history_rows(HistoryQuery()), repeat)
         every = journal.history_rows(HistoryQuery())
-        build_wall, build_cpu = timed(lambda: history_frame(every), args.repeat)
-        print(f"  qw.history() frame of {rows:,} rows    {frame_wall:6.3f} / {frame_cpu:6.3f}   target <= 0.5 s: "
-              f"{'met' if frame_wall <= 0.5 else 'MISSED'}")
-        print(f"    of which SQLite rows into Python  {read_wall:6.3f} / {read_cpu:6.3f}")
-        print(f"    of which the typed frame          {build_wall:6.3f} / {build_cpu:6.3f}")
+        build_wall, build_cpu = timed(lambda: history_frame(every), repeat)
+        say(f"  qw.history() frame of {frame_rows:,} rows    {frame_wall:6.3f} / {frame_cpu:6.3f}   target <= 0.5 s: "
+            f"{'met' if frame_wall <= 0.5 else 'MISSED'}")
+        say(f"    of which SQLite rows into Python  {read_wall:6.3f} / {read_cpu:6.3f}")
+        say(f"    of which the typed frame          {build_wall:6.3f} / {build_cpu:6.3f}")
         view = view_on(paths["all"])
-        page_wall, page_cpu = shown(view, args.repeat)
-        print(f"  History tab, first page ({len(view.items)} items)   {page_wall:6.3f} / {page_cpu:6.3f}   "
-              f"target <= 0.3 s: {'met' if page_wall <= 0.3 else 'MISSED'}")
+        page_wall, page_cpu = shown(view, repeat)
+        say(f"  History tab, first page ({len(view.items)} items)   {page_wall:6.3f} / {page_cpu:6.3f}   "
+            f"target <= 0.3 s: {'met' if page_wall <= 0.3 else 'MISSED'}")
         view.search.unobserve_all()  # the answer is timed here; the typing pause is said apart
         view.search.value = "lighthouse"
-        search_wall, search_cpu = shown(view, args.repeat)
+        search_wall, search_cpu = shown(view, repeat)
         found = view.page.total if view.page else 0
-        print(f"  search 'lighthouse' ({found:,} found)    {search_wall:6.3f} / {search_cpu:6.3f}   "
-              f"target <= 0.2 s: {'met' if search_wall <= 0.2 else 'MISSED'}"
-              f" (after the view's {SEARCH_PAUSE:.2f} s pause in typing)")
+        say(f"  search 'lighthouse' ({found:,} found)    {search_wall:6.3f} / {search_cpu:6.3f}   "
+            f"target <= 0.2 s: {'met' if search_wall <= 0.2 else 'MISSED'}"
+            f" (after the view's {SEARCH_PAUSE:.2f} s pause in typing)")
+        memory = {}
         for name in ("a tenth", "all"):
             small = view_on(paths[name])
             page = peak_kib(lambda v=small: v.refresh(0).result(60))
             small.search.unobserve_all()
             small.search.value = "lighthouse"
             search = peak_kib(lambda v=small: v.refresh(0).result(60))
-            print(f"  peak memory at {sizes[name]:>7,} generations: first page {page:7.0f} KiB, "
-                  f"search {search:7.0f} KiB")
+            memory[sizes[name]] = {"first_page_kib": page, "search_kib": search}
+            say(f"  peak memory at {sizes[name]:>7,} generations: first page {page:7.0f} KiB, "
+                f"search {search:7.0f} KiB")
         journal.close()
+    return {"rows": frame_rows, "frame_s": frame_wall, "frame_cpu_s": frame_cpu, "first_page_s": page_wall,
+            "search_s": search_wall, "found": found, "peak_kib": memory}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    print()
+    measure(args.rows, args.repeat)
 
 
 if __name__ == "__main__":
