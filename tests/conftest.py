@@ -16,6 +16,19 @@ TIME_SCALE = 0.01  # a 20 s task takes 0.2 s
 TEST_KEY = "sk-test-0123456789abcdef"
 
 
+# Session-wide things that are costly to start, by the fixture that starts them: the tests using
+# one share a pytest-xdist group, so it starts once, in one worker (the groups' tests run while
+# the other workers take the rest).
+_SHARED = {"lab": "jupyterlab", "executed": "notebooks"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for fixture, group in _SHARED.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch, tmp_path):
     """No test sees the developer's key, base URL or demo switch."""
