@@ -13,7 +13,8 @@
 4. startup cost, notebook weight, journal open time at 10,000 rows
 5. memory per finished card in the panel at 1,000 cards (panel_memory.py)
 6. moving big files (transfer_memory.py: an export of 200 images of 6 MB, an upload of a
-   14 MB PNG) and the history at 100,000 rows
+   14 MB PNG) and the history at 100,000 rows (history.py)
+7. the whole test suite as the README runs it (about 6 minutes; `--no-suite` skips it)
 
 Sections 2 and 3 run against the simulator on a loopback socket, seeded, time-scaled so the
 run takes a few minutes; durations are reported in unscaled (real-service) seconds. The run
@@ -313,6 +314,18 @@ def history(rows: int = 100_000, repeat: int = 3) -> dict:
     return {**figures, "table": "\n".join(lines)}
 
 
+def test_suite() -> dict:
+    """Issue 26 item 7: the whole test suite as the README runs it (`python -m pytest`, its
+    default four workers), wall seconds and what pytest says it ran."""
+    repo = pathlib.Path(__file__).resolve().parents[1]
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=repo,
+                          capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    summary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr[-300:]
+    return {"wall_s": wall, "summary": summary, "passed": done.returncode == 0}
+
+
 def scale_runs(seeds: list[int], tasks: int, seen_before: int) -> dict:
     """Section 3 for each seed; the medians over seeds of ours and of the oracle."""
     runs = [scale_run(0.5, tasks=tasks, seen_before=seen_before, seed=seed) for seed in seeds]
@@ -330,6 +343,7 @@ def main() -> None:
     parser.add_argument("--json", default="benchmarks/results/benchmarks.json")
     parser.add_argument("--scale-tasks", type=int, default=1000)
     parser.add_argument("--seeds", type=int, default=5, help="section 3: how many seeds (1, 2, ...)")
+    parser.add_argument("--no-suite", action="store_true", help="skip section 7, the test suite (about 6 minutes)")
     parser.add_argument("--seen-before", type=int, default=0,
                         help="section 3: tasks of the same kind already in the journal (default: a fresh one)")
     args = parser.parse_args()
@@ -340,7 +354,7 @@ def main() -> None:
     load = scale_runs(list(range(1, args.seeds + 1)), args.scale_tasks, args.seen_before)
     start = {**startup(), **notebook_weight(), "journal": journal_open(), "panel": panel_memory()}
     results = {"strategies": strategies, "short": short, "sweeps": sweeps, "scale": load, "startup": start,
-               "transfers": transfers(), "history": history()}
+               "transfers": transfers(), "history": history(), "suite": None if args.no_suite else test_suite()}
     results["wall_s"] = time.time() - started
     print_report(results)
     out = pathlib.Path(args.json)
@@ -384,6 +398,12 @@ def goals(results: dict) -> list[tuple[str, str, str, float | None, bool | None]
                  h["search_s"] / 0.2, h["search_s"] <= 0.2))
     grew = h["peak_kib"][h["rows"]]["first_page_kib"] / h["peak_kib"][h["rows"] // 10]["first_page_kib"]
     rows.append(("6 first page's memory, 10x the rows", f"x{grew:.2f}", "does not grow", None, grew <= 1.25))
+    suite = results.get("suite")
+    if suite:
+        rows.append(("7 the test suite", f"{suite['wall_s']:.0f} s ({'passed' if suite['passed'] else 'FAILED'})",
+                     "<= 240 s", suite["wall_s"] / 240, suite["wall_s"] <= 240))
+    else:
+        rows.append(("7 the test suite", "not run (--no-suite)", "<= 240 s", None, None))
     return rows
 
 
@@ -439,6 +459,9 @@ def print_report(results: dict) -> None:
           f"{export['seconds']:.1f} s): peak added {export['peak_mb']:.1f} MB")
     print(f"   upload of a {t['upload']['file_mb']:.1f} MB PNG: peak added {t['upload']['peak_mb']:.1f} MB")
     print(textwrap.indent(h["table"], "   "))
+    if results.get("suite"):
+        print(f"\n7. The test suite (python -m pytest, four workers): {results['suite']['wall_s']:.0f} s; "
+              f"{results['suite']['summary']}")
     print("\nIssue 26's goals, side by side (ratio: the figure over the goal's yardstick; <= 1 meets it)")
     print(f"   {'item':<40} {'figure':<44} {'goal':<44} {'ratio':>6}   verdict")
     for item, figure, goal, ratio, met in goals(results):
