@@ -251,11 +251,7 @@ def test_an_image_with_a_receipt_dropped_on_add_image_offers_rerun(panel, tmp_pa
     assert again.request == card.task.request and again.task_id != card.task.task_id
 
 
-def test_the_saved_copy_lists_newest_first_with_comparisons_and_one_notice(panel, monkeypatch):
-    published = []
-    monkeypatch.setattr("IPython.display.display", lambda *objs, **kw: published.append((objs, kw)))
-    monkeypatch.setattr("IPython.display.update_display",
-                        lambda obj, **kw: published.append(((obj,), {**kw, "update": True})))
+def test_the_saved_copy_lists_newest_first_with_comparisons_and_one_notice(panel, published):
     panel._ipython_display_()
     (live,) = published[0][0]
     assert live["text/plain"] == ""  # an export shows the copy's heading only

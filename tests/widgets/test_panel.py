@@ -730,11 +730,7 @@ def test_dollar_signs_are_shown_as_typed_never_as_latex(panel):
 # -- the copy saved with the notebook ------------------------------------------------------------
 
 
-def test_the_static_copy_shows_every_finished_generation(panel, monkeypatch):
-    published = []
-    monkeypatch.setattr("IPython.display.display", lambda *objs, **kw: published.append((objs, kw)))
-    monkeypatch.setattr("IPython.display.update_display",
-                        lambda obj, **kw: published.append(((obj,), {**kw, "update": True})))
+def test_the_static_copy_shows_every_finished_generation(panel, published):
     panel._ipython_display_()
     (live,) = published[0][0]
     (copy,), copy_kw = published[1][0], published[1][1]
