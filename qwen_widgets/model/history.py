@@ -57,8 +57,8 @@ class HistoryQuery:
         """A query from what a person passes to `qw.history(...)`: `since`/`until` as a
         datetime, a date, an ISO date ("2026-01-30"), or a span back from now ("30m", "24h",
         "7d", "2w"); `model`, `size`, `resolution` and `status` as one value or several."""
-        if search is not None and not isinstance(search, str):
-            raise RequestValidationError("search", "must be text (words of the prompt)", search)
+        if search is not None and (not isinstance(search, str) or "\0" in search):
+            raise RequestValidationError("search", "must be text (words of the prompt), without NUL", search)
         for name, value in (("starred", starred), ("hidden", hidden)):
             if value is not None and not isinstance(value, bool):
                 raise RequestValidationError(name, "must be True, False or None", value)
@@ -114,24 +114,26 @@ class HistoryPage:
 
 
 def when(name: str, value: Any, now: datetime) -> datetime | None:
-    """A moment from a datetime (naive ones are taken as UTC), a date (its midnight, UTC), an
-    ISO date or datetime string, or a span back from `now` ("7d")."""
+    """A moment from a datetime (a naive one is local time, as `datetime.now()` gives it), a
+    date (its midnight, UTC), an ISO date or datetime string (UTC unless it names an offset),
+    or a span back from `now` ("7d")."""
     if value is None or value == "":
         return None
-    if isinstance(value, datetime):
-        return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
-    if isinstance(value, date):
-        return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
-    if isinstance(value, timedelta):
-        return now - value
-    if isinstance(value, str):
-        span = _SPAN.fullmatch(value)
-        if span:
-            return now - timedelta(seconds=float(span.group(1)) * _SECONDS[span.group(2).lower()])
-        try:
-            return when(name, datetime.fromisoformat(value.strip()), now)
-        except ValueError:
-            pass
+    try:
+        if isinstance(value, datetime):
+            return value if value.tzinfo is not None else value.astimezone()
+        if isinstance(value, date):
+            return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
+        if isinstance(value, timedelta):
+            return now - value
+        if isinstance(value, str):
+            span = _SPAN.fullmatch(value)
+            if span:
+                return now - timedelta(seconds=float(span.group(1)) * _SECONDS[span.group(2).lower()])
+            moment = datetime.fromisoformat(value.strip())
+            return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+    except (ValueError, OverflowError):  # not a moment, or one before year 1
+        pass
     raise RequestValidationError(
         name, "must be a datetime, a date, an ISO date such as '2026-01-30', or a span back "
         "from now such as '30m', '24h', '7d' or '2w'", value)

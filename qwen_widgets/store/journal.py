@@ -55,6 +55,12 @@ _LOCAL_ID = re.compile(r"[0-9a-f]{32}")
 _ENTRY_COLUMNS = ("s.local_id, s.created_at, s.base_url, s.state, s.request, s.task, s.error, s.idempotency_key,"
                   " s.request_id, s.attempts, s.replayed, s.resend, coalesce(l.starred, 0), coalesce(l.hidden, 0)")
 _ENTRY_TABLES = "submissions s LEFT JOIN library l ON l.local_id = s.local_id"
+_NOT_DELETED = "s.local_id NOT IN (SELECT local_id FROM library WHERE deleted_at IS NOT NULL)"
+
+
+def _fold(text: object) -> object:
+    """Text case-folded (Unicode's rules, "Öl" -> "öl"), for comparing search words."""
+    return text.casefold() if isinstance(text, str) else text
 
 
 class Journal:
@@ -83,6 +89,9 @@ class Journal:
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
+            # SQLite's LIKE ignores case for ASCII only: a search's short words compare folded
+            # text ("Öl" finds "öl painting"), as its index's trigrams do
+            self._db.create_function("fold", 1, _fold, deterministic=True)
             found = migrate(self._db)
             self.search_mode = ("full-text index (SQLite FTS5, trigram: any part of a word)"
                                 if search_available(self._db) else
@@ -258,8 +267,8 @@ class Journal:
 
     def entries(self, *, base_url: str | None = None, states: tuple[EntryState, ...] = (),
                 newer_than: float | None = None) -> list[Entry]:
-        """Rows, oldest first, with local image paths filled in."""
-        where, args = ["true"], []
+        """Rows, oldest first, with local image paths filled in; deleted ones (`delete`) are gone."""
+        where, args = [_NOT_DELETED], []
         if base_url is not None:
             where.append("s.base_url = ?")
             args.append(base_url)
@@ -305,10 +314,11 @@ class Journal:
         # with work left are read and made into Tasks
         since = now - OPEN_WINDOW
         rows = self._select(
-            "SELECT local_id FROM submissions WHERE base_url = ? AND state IN (?, ?) AND created_at > ?"
-            " UNION ALL SELECT s.local_id FROM results r CROSS JOIN library l CROSS JOIN submissions s"
-            " WHERE r.local_path IS NULL AND r.error IS NULL AND l.id = r.library_id AND l.status = 'completed'"
-            " AND s.local_id = l.local_id AND s.base_url = ? AND s.state = ? AND s.created_at > ?",
+            f"SELECT s.local_id FROM submissions s WHERE s.base_url = ? AND s.state IN (?, ?) AND s.created_at > ?"
+            f" AND {_NOT_DELETED} UNION ALL SELECT s.local_id FROM results r CROSS JOIN library l CROSS JOIN"
+            " submissions s WHERE r.local_path IS NULL AND r.error IS NULL AND l.id = r.library_id"
+            " AND l.status = 'completed' AND l.deleted_at IS NULL AND s.local_id = l.local_id AND s.base_url = ?"
+            " AND s.state = ? AND s.created_at > ?",
             (base_url, EntryState.UNKNOWN.value, EntryState.SUBMITTED.value, since,
              base_url, EntryState.FINISHED.value, since))
         lost, unresendable, unfinished, unkept = [], [], [], []
@@ -420,8 +430,8 @@ class Journal:
             args.insert(0, " ".join('"' + term.replace('"', '""') + '"' for term in long_terms))
         for term in terms:
             if term not in long_terms:
-                pattern = "%" + re.sub(r"([\\%_])", r"\\\1", term) + "%"
-                conditions.append("(l.prompt LIKE ? ESCAPE '\\' OR l.negative_prompt LIKE ? ESCAPE '\\')")
+                pattern = "%" + re.sub(r"([\\%_])", r"\\\1", term.casefold()) + "%"
+                conditions.append("(fold(l.prompt) LIKE ? ESCAPE '\\' OR fold(l.negative_prompt) LIKE ? ESCAPE '\\')")
                 args.extend((pattern, pattern))
         return " AND ".join(conditions), tuple(args), found
 
@@ -446,8 +456,9 @@ class Journal:
         """Take a row out of the library: it no longer shows in the history or a search, and
         its kept images are no longer listed (returned, for the caller to remove); a generation
         still running is refused (RequestValidationError). The row itself stays, without a star,
-        for what must still count it: the daily spending limits
-        and "what is left open" look at the last 24 hours."""
+        for what must still count it: the daily spending limits look at the last 24 hours. It
+        is no longer open work: a lost submission deleted is never resent (and billed), nor are
+        its images kept again."""
         paths: list[Path] = []
 
         def write(db: sqlite3.Connection) -> None:
@@ -466,11 +477,12 @@ class Journal:
 
     def recent_prompts(self, limit: int = 20, recent_rows: int = 300) -> list[tuple[str, bool]]:
         """(prompt, starred) of the starred prompts, then the most recent others, each once:
-        what the panel offers beside its prompt. Looks at the starred rows and the newest
-        `recent_rows`, so it costs the same with any size of journal."""
+        what the panel offers beside its prompt (hidden and deleted ones left out). Looks at the
+        starred rows and the newest `recent_rows`, so it costs the same with any size of journal."""
         rows = self._read(
             "SELECT prompt, max(starred), max(created_at) FROM library"
-            " WHERE prompt IS NOT NULL AND deleted_at IS NULL AND (starred = 1 OR created_at >= coalesce("
+            " WHERE prompt IS NOT NULL AND deleted_at IS NULL AND hidden = 0"
+            " AND (starred = 1 OR created_at >= coalesce("
             " (SELECT created_at FROM library ORDER BY created_at DESC LIMIT 1 OFFSET ?), 0))"
             " GROUP BY prompt ORDER BY max(starred) DESC, max(created_at) DESC LIMIT ?", (recent_rows - 1, limit))
         return [(prompt, bool(starred)) for prompt, starred, _ in rows if isinstance(prompt, str)]
@@ -487,8 +499,9 @@ class Journal:
                 break
             current = parent[0][0]
             seen.add(current)
-            rows = self._read(f"SELECT {_ENTRY_COLUMNS} FROM {_ENTRY_TABLES} WHERE s.local_id = ?", (current,))
-            if not rows:
+            rows = self._read(f"SELECT {_ENTRY_COLUMNS} FROM {_ENTRY_TABLES} WHERE s.local_id = ?"
+                              " AND l.deleted_at IS NULL", (current,))
+            if not rows:  # gone from the journal, or deleted: the chain ends there
                 break
             chain.extend(self._entries(rows, "VALUES (?)", (current,)))
         return chain

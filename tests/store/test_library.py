@@ -17,7 +17,9 @@ from PIL import Image
 
 import qwen_widgets as qw
 from qwen_widgets.model.history import HistoryQuery
+from qwen_widgets.model.limits import SpendingLimits
 from qwen_widgets.model.images import read_text
+from qwen_widgets.simulator import SimResponse
 from qwen_widgets.store.journal import Journal
 
 from ..conftest import TEST_KEY, fast_options
@@ -132,8 +134,9 @@ def test_star_unstar_hide_and_delete_by_task_id_or_task(client):
     assert client.recent_prompts() == [("a mistake", False)]  # its star went with it
     with pytest.raises(qw.RequestValidationError, match="not in this journal"):
         qw.star(kept)
-    # the row still counts for what must count it (the last day's spending)
-    assert [entry.request.prompt for entry in client.journal.entries()] == ["a keeper", "a mistake"]
+    # the row still counts for what must count it (the last day's spending), and nothing else
+    assert client.journal.usage(SpendingLimits()).images == 3
+    assert [entry.request.prompt for entry in client.journal.entries()] == ["a mistake"]
 
 
 def test_a_running_generation_cannot_be_deleted(client, server):
@@ -162,6 +165,59 @@ def test_recent_prompts_offer_starred_first_then_recent_once_each(client):
     assert client.recent_prompts() == [("old starred", True), ("middle", False), ("newest", False)]
 
 
+def test_a_deleted_generation_is_no_longer_open_work_nor_exported(server, client):
+    # a lost submission (the server made its task; the answer never came) and a kept result
+    server.simulator.inject(SimResponse(action="drop"), method="POST", path_prefix="/v1/images", process=True)
+    with qw.QwenClient(TEST_KEY, base_url=server.url, **fast_options(retry=qw.RetryPolicy(max_attempts=1))) as first:
+        with pytest.raises(qw.SubmitOutcomeUnknownError):
+            first.submit(qw.ImageRequest("a fox whose answer was lost"))
+    lost, = client.open_work().lost
+    kept = client.generate("kept, then deleted")
+    client.delete(lost)
+    client.delete(kept)  # its kept copy goes: its images are not to be kept again
+    assert not client.open_work()
+    posts = server.simulator.count("POST", "/v1/images")
+    assert client.resume() == [] and server.simulator.count("POST", "/v1/images") == posts  # nothing resent
+    assert client.journal.entries() == []  # what export and the command line's export read
+
+
+def test_hidden_and_deleted_prompts_are_not_offered_again(client):
+    for prompt in ("shown", "hidden away", "deleted"):
+        task = client.generate(prompt)
+        if prompt == "hidden away":
+            client.hide(task)
+        if prompt == "deleted":
+            client.delete(task)
+    assert client.recent_prompts() == [("shown", False)]
+
+
+def test_short_words_match_any_case_beyond_ascii(client):
+    client.generate("Öl painting of a fox")
+    client.generate("an owl")
+    for words in ("Öl", "öl", "ÖL", "öl fox"):
+        assert prompts(client.history(HistoryQuery(search=words))) == ["Öl painting of a fox"], words
+
+
+def test_moments_naive_ones_local_strings_utc_and_bad_ones_named(monkeypatch):
+    now = datetime(2026, 12, 7, 12, 0, tzinfo=timezone.utc)
+    naive = datetime(2026, 12, 7, 9, 30)
+    monkeypatch.setenv("TZ", "America/New_York")  # five hours behind UTC in December
+    time.tzset()
+    try:
+        local = HistoryQuery.of(since=naive, now=now).since  # as datetime.now() means it
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert local == datetime(2026, 12, 7, 14, 30, tzinfo=timezone.utc)
+    assert HistoryQuery.of(since="2026-12-07T09:30", now=now).since == naive.replace(tzinfo=timezone.utc)
+    assert HistoryQuery.of(until="2026-12-07T09:30+01:00", now=now).until == datetime(
+        2026, 12, 7, 8, 30, tzinfo=timezone.utc)
+    with pytest.raises(qw.RequestValidationError, match="since: "):
+        HistoryQuery.of(since="99999999999w", now=now)  # before year 1
+    with pytest.raises(qw.RequestValidationError, match="search: .*NUL"):
+        HistoryQuery.of(search="x\x00y")
+
+
 # -- lineage -----------------------------------------------------------------------------------------
 
 
@@ -176,6 +232,8 @@ def test_an_image_made_from_a_result_knows_its_parent_and_the_chain(client):
     assert [entry.task.task_id for entry in chain] == [refined.task_id, sketch.task_id]
     assert qw.diff(chain[0], final) == "size 1:1 -> 16:9, prompt + ', oil', references +1 -1"
     assert client.find(final).references == final.references
+    client.delete(sketch)
+    assert [entry.task.task_id for entry in client.chain(final)] == [refined.task_id]  # it ends at a deleted one
 
 
 def test_an_upload_of_a_kept_copy_or_of_a_saved_file_is_traced_to_its_task(client, tmp_path):
