@@ -181,18 +181,31 @@ def _png_text(data: bytes) -> dict[str, str]:
                 found[key.decode("latin-1")] = value.decode("latin-1")
             elif kind == b"zTXt":
                 key, _, rest = payload.partition(b"\0")
-                found[key.decode("latin-1")] = zlib.decompress(rest[1:]).decode("latin-1")
+                found[key.decode("latin-1")] = _inflate(rest[1:]).decode("latin-1")
             elif kind == b"iTXt":
                 key, _, rest = payload.partition(b"\0")
                 compressed, rest = rest[0], rest[2:]
                 _language, _, rest = rest.partition(b"\0")
                 _translated, _, value = rest.partition(b"\0")
-                found[key.decode("latin-1")] = (zlib.decompress(value) if compressed else value).decode("utf-8")
+                found[key.decode("latin-1")] = (_inflate(value) if compressed else value).decode("utf-8")
             elif kind == b"IEND":
                 break
         except (ValueError, IndexError, zlib.error):
             continue  # one damaged chunk does not hide the others
     return found
+
+
+_MAX_TEXT = 1 << 20
+"""The most text one compressed chunk may inflate to (a receipt is a few KiB; a hostile file's
+could be a thousand times its size)."""
+
+
+def _inflate(compressed: bytes) -> bytes:
+    inflater = zlib.decompressobj()
+    text = inflater.decompress(compressed, _MAX_TEXT)
+    if inflater.unconsumed_tail:
+        raise ValueError("a text chunk inflates past 1 MiB")
+    return text
 
 
 def _xmp_packet(text: dict[str, str]) -> bytes:

@@ -87,3 +87,32 @@ def test_a_receipt_names_no_local_path_and_says_there_is_no_seed():
 
 def test_the_words_for_not_ended_yet_are_all_running():
     assert HistoryQuery.of(status=["pending", "processing", "submitted", "completed"]).status == ("running", "completed")
+
+
+def test_a_compressed_text_chunk_that_would_inflate_past_a_mebibyte_is_skipped():
+    import struct
+    import zlib
+
+    from qwen_widgets.model.images import png_with_text, read_text
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    bomb = zlib.compress(b"A" * (64 << 20), 9)  # 64 MiB of text in about 64 KiB
+    assert len(bomb) < 256 << 10  # inside the part of a file searched for a receipt
+    small = zlib.compress(b"a kept note")
+    data = png_with_text(_tiny_png(), {"plain": "as written"})
+    end = data.rindex(b"IEND") - 4
+    data = (data[:end] + chunk(b"zTXt", b"bomb\0\0" + bomb) + chunk(b"zTXt", b"note\0\0" + small)
+            + chunk(b"iTXt", b"bomb2\0\1\0\0\0" + bomb) + data[end:])
+    assert read_text(data) == {"plain": "as written", "note": "a kept note"}
+
+
+def _tiny_png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (2, 2)).save(out, "PNG")
+    return out.getvalue()
