@@ -190,6 +190,7 @@ CREATE INDEX IF NOT EXISTS library_starred ON library (starred, created_at);
 CREATE INDEX IF NOT EXISTS images_by_sha256 ON images (sha256);
 CREATE INDEX IF NOT EXISTS refs_by_parent ON refs (parent_local_id);
 CREATE INDEX IF NOT EXISTS results_unkept ON results (library_id) WHERE local_path IS NULL AND error IS NULL;
+CREATE INDEX IF NOT EXISTS library_deleted ON library (local_id) WHERE deleted_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS uploads_by_url ON uploads (url)
 """
 # The search index reads its text from `library` (an external-content FTS5 table keyed by the
