@@ -58,10 +58,16 @@ class _Waiter:
     loop: asyncio.AbstractEventLoop = field(compare=False)
     future: asyncio.Future = field(compare=False)
     chance: Chance | None = field(default=None, compare=False)
+    since: float = field(default=0.0, compare=False)
+    """When it began to wait (the clock's time)."""
 
 
 _GRANT, _DISPATCH, _WAIT = "grant", "dispatch", "wait"
 _STALE_AFTER = 0.5  # seconds past its slot after which a silent dispatcher is taken over
+POLL_PATIENCE = 10.0
+"""Seconds a poll waits at the budget before it counts as certain to find its task done: a poll
+whose task looked unlikely to be done could otherwise lose every slot to likelier ones for as
+long as they keep coming (and a prediction long past can round its chance to exactly 0)."""
 _GO_TIMEOUT = 1.0  # seconds a dispatcher waits to hear that a granted request went
 
 
@@ -165,7 +171,7 @@ class RequestBudget:
         blocking cell on the kernel's loop), a waiter on another loop takes the role over.
         """
         loop = asyncio.get_running_loop()
-        me = _Waiter(int(priority), next(self._sequence), loop, loop.create_future(), chance)
+        me = _Waiter(int(priority), next(self._sequence), loop, loop.create_future(), chance, clock.monotonic())
         with self._lock:
             heapq.heappush(self._waiters, me)
             if self._stale(clock.monotonic()):
@@ -247,14 +253,21 @@ class RequestBudget:
 
     def _pop_most_urgent(self, now: float) -> _Waiter:
         """The next waiter to serve, out of the queue (lock held): the first of the most urgent
-        class, or among due polls the likeliest to find its task done."""
+        class, or among due polls the likeliest to find its task done (one that waited
+        POLL_PATIENCE counts as certain, so none waits for ever)."""
         top = self._waiters[0]
         if top.priority != Priority.POLL or top.chance is None:
             return heapq.heappop(self._waiters)
-        best, best_chance = top, top.chance(now)
+
+        def chance_of(waiter: _Waiter) -> float:
+            if waiter.chance is None or now - waiter.since >= POLL_PATIENCE:
+                return 1.0
+            return waiter.chance(now)
+
+        best, best_chance = top, chance_of(top)
         for waiter in self._waiters:
             if waiter.priority == Priority.POLL and waiter is not top:
-                chance = 1.0 if waiter.chance is None else waiter.chance(now)
+                chance = chance_of(waiter)
                 if chance > best_chance or (chance == best_chance and waiter.sequence < best.sequence):
                     best, best_chance = waiter, chance
         if best is top:

@@ -677,7 +677,8 @@ class AsyncQwenClient:
                          elapsed: float) -> None:
         """Sleep until the tracker's next poll is due. A long sleep is cut into parts: when the
         account learned something meanwhile (other tasks finished), the poll is planned again
-        from what is known now."""
+        from what is known now, and comes sooner if that plan says so (never later: under a
+        steady stream of results, a poll moved back at every re-plan would never come)."""
         version = history.version
         delay = tracker.next_delay(elapsed, self._budget.backlog())
         while delay > 0:
@@ -686,7 +687,7 @@ class AsyncQwenClient:
             delay -= part
             if delay > 0 and history.version != version:
                 version = history.version
-                delay = tracker.next_delay(self._clock.monotonic() - start, self._budget.backlog())
+                delay = min(delay, tracker.next_delay(self._clock.monotonic() - start, self._budget.backlog()))
 
     async def _poll(self, task_id: str, request: ImageRequest | None, on_retry: OnRetry | None,
                     deadline: float | None, chance: Chance | None = None) -> Task:

@@ -173,6 +173,7 @@ class PollTracker:
     """One of the first tasks of a kind nothing is known about: watched closely whatever the
     load until durations of its kind are learned, so that the first results come early."""
     _overrun_interval: float | None = None
+    _overrun_polls: int = -1
     _last: float = 0.0
     _running_at: float = 0.0
 
@@ -272,8 +273,14 @@ class PollTracker:
                 delay = _lateness_reaches(belief, self._last, cost) - elapsed
             else:  # the prediction was wrong: stretch rather than poll a tail densely
                 previous = self._overrun_interval
-                delay = s.min_interval if previous is None else previous * s.overrun_growth
-                self._overrun_interval = delay
+                if previous is None:
+                    interval = s.min_interval
+                elif self._overrun_polls == self.polls:  # planned again with no poll since
+                    interval = previous
+                else:
+                    interval = previous * s.overrun_growth
+                self._overrun_interval, self._overrun_polls = interval, self.polls
+                delay = self._last + interval - elapsed  # from the last poll, however often planned
             # the widest spacing widens with congestion too: a fixed cap would poll every task
             # every few seconds whatever the budget can afford
             delay = min(max(delay, s.min_interval), s.max_interval * congestion)

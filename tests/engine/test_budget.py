@@ -9,7 +9,7 @@ import time
 import pytest
 
 import qwen_widgets as qw
-from qwen_widgets.engine.budget import _GRANT, Priority, RequestBudget
+from qwen_widgets.engine.budget import POLL_PATIENCE, _GRANT, Priority, RequestBudget
 from qwen_widgets.simulator import SimResponse
 from qwen_widgets.engine.clock import SYSTEM_CLOCK
 from qwen_widgets.model.plan import SweepPlan
@@ -97,6 +97,26 @@ async def test_among_due_polls_the_likeliest_to_find_its_task_done_goes_first():
         one("likely", Priority.POLL, lambda now: 0.9), one("rising", Priority.POLL, rising),
         one("asked", Priority.POLL), one("click", Priority.SUBMIT), one("middle", Priority.POLL, lambda now: 0.3))
     assert granted == ["asked", "likely", "middle", "rising", "low", "click", "sweep"]
+
+
+async def test_a_poll_unlikely_to_find_its_task_done_still_goes_once_it_has_waited_long():
+    """Likelier polls win each slot, but not for ever: a poll that waited POLL_PATIENCE goes
+    (here two likelier ones are always waiting beside it, for 40 s of slots)."""
+    budget, clock = RequestBudget(10.0), SettlingClock(0.0)
+    granted_at: dict[str, float] = {}
+
+    async def hopeless() -> None:
+        await budget.take(clock, Priority.POLL, chance=lambda now: 0.0)
+        granted_at["hopeless"] = clock.monotonic()
+
+    async def likely(slots: int) -> None:
+        for _ in range(slots):
+            await budget.take(clock, Priority.POLL, chance=lambda now: 0.5)
+        granted_at.setdefault("stream ended", clock.monotonic())
+
+    await asyncio.gather(likely(200), hopeless(), likely(200))
+    assert granted_at["stream ended"] >= 39.0
+    assert POLL_PATIENCE <= granted_at["hopeless"] <= POLL_PATIENCE + 0.5
 
 
 async def settle() -> None:

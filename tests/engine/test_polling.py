@@ -305,11 +305,30 @@ def test_overrun_growth_resets_when_the_prediction_moves_out_again():
     tracker = PollTracker()
     tracker.observe(1.0, Task(TID, TaskStatus.PENDING, 0, estimated_time=10.0))
     past = tracker.belief().quantile(0.95) + 1.0
-    tracker.next_delay(past)
-    grown = tracker.next_delay(past + 0.5)
+    tracker.observe(past, Task(TID, TaskStatus.PENDING, 0, estimated_time=10.0))
+    first = tracker.next_delay(past)
+    tracker.observe(past + first, Task(TID, TaskStatus.PENDING, 0, estimated_time=10.0))
+    grown = tracker.next_delay(past + first)
     assert grown > PollSchedule().min_interval
     tracker.observe(past + 1.0, Task(TID, TaskStatus.PENDING, 0, estimated_time=400.0))
     assert tracker.next_delay(past + 1.0) == PollSchedule().max_interval  # far from the new finish
+
+
+def test_planning_again_without_a_poll_neither_stretches_nor_moves_the_next_poll():
+    # past its prediction, a task is planned again every few seconds while others finish: the
+    # spacing grows with each poll, not with each plan, and counts from the last poll
+    schedule = PollSchedule()
+    tracker = PollTracker(schedule)
+    stuck = Task(TID, TaskStatus.PENDING, 0, estimated_time=10.0)
+    tracker.observe(1.0, stuck)
+    elapsed = tracker.belief().quantile(0.95) + 1.0
+    for _ in range(10):  # polls far past the prediction: the spacing grows by half each time
+        elapsed += tracker.next_delay(elapsed, backlog=5.0)
+        tracker.observe(elapsed, stuck)
+    due = elapsed + tracker.next_delay(elapsed, backlog=5.0)
+    assert due - elapsed > 20.0  # a crowded budget allows a spacing wider than max_interval
+    for waited in (5.0, 10.0, 15.0):  # planned again while sleeping toward it
+        assert elapsed + waited + tracker.next_delay(elapsed + waited, backlog=5.0) == pytest.approx(due)
 
 
 def test_no_estimate_uses_default_estimate():
