@@ -44,13 +44,14 @@ this many pixels a side: sharp in 128-200 px tiles on high-density screens, ~10 
 
 # One stylesheet per live view (a `<style>` in an HTML widget: CSS, no script), scoped to the
 # view's element (`qw-root`): wrapped secondary text at its own line height rather than a
-# control's (ipywidgets gives every line of an HTML widget 28 px), placeholders at 4.5:1 or
+# control's (ipywidgets gives every line of an HTML widget 28 px), broken inside a long token (a
+# task id) rather than cut off in a narrow card, placeholders at 4.5:1 or
 # better in both themes (JupyterLab's own reach 3.5:1 on the dark theme), a visible focus ring
 # on the large view the keyboard moves into, controls that shrink with a narrow notebook rather
 # than being cut off, and the tabs on the notebook's own background (the error colour reaches
 # 4.5:1 on it in both themes, not on the lighter panel colour of the dark theme).
 STYLESHEET = """<style>
-.qw-root .widget-html-content, .qw-root .widget-label { line-height: 1.35; }
+.qw-root .widget-html-content, .qw-root .widget-label { line-height: 1.35; overflow-wrap: anywhere; }
 .qw-root .widget-html, .qw-root .widget-label { min-height: var(--jp-widgets-inline-height, 28px); height: auto; }
 .qw-root .widget-html-content { align-self: center; }
 .qw-root .widget-html:has(> .widget-html-content:empty) { min-height: 0; height: 0; margin-top: 0; margin-bottom: 0; }
