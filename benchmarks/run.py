@@ -14,7 +14,7 @@
 5. memory per finished card in the panel at 1,000 cards (panel_memory.py)
 6. moving big files (transfer_memory.py: an export of 200 images of 6 MB, an upload of a
    14 MB PNG) and the history at 100,000 rows (history.py)
-7. the whole test suite as the README runs it (about 6 minutes; `--no-suite` skips it)
+7. the whole test suite in four workers (about 6 minutes; `--no-suite` skips it)
 
 Sections 2 and 3 run against the simulator on a loopback socket, seeded, time-scaled so the
 run takes a few minutes; durations are reported in unscaled (real-service) seconds. The run
@@ -315,11 +315,11 @@ def history(rows: int = 100_000, repeat: int = 3) -> dict:
 
 
 def test_suite() -> dict:
-    """Issue 26 item 7: the whole test suite as the README runs it (`python -m pytest`, its
-    default four workers), wall seconds and what pytest says it ran."""
+    """Issue 26 item 7: the whole test suite in four workers (`python -m pytest -n 4`; the
+    README's command runs one process), wall seconds and what pytest says it ran."""
     repo = pathlib.Path(__file__).resolve().parents[1]
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=repo,
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "4", "-p", "no:cacheprovider"], cwd=repo,
                           capture_output=True, text=True)
     wall = time.perf_counter() - started
     summary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr[-300:]
@@ -460,7 +460,7 @@ def print_report(results: dict) -> None:
     print(f"   upload of a {t['upload']['file_mb']:.1f} MB PNG: peak added {t['upload']['peak_mb']:.1f} MB")
     print(textwrap.indent(h["table"], "   "))
     if results.get("suite"):
-        print(f"\n7. The test suite (python -m pytest, four workers): {results['suite']['wall_s']:.0f} s; "
+        print(f"\n7. The test suite (python -m pytest -n 4): {results['suite']['wall_s']:.0f} s; "
               f"{results['suite']['summary']}")
     print("\nIssue 26's goals, side by side (ratio: the figure over the goal's yardstick; <= 1 meets it)")
     print(f"   {'item':<40} {'figure':<44} {'goal':<44} {'ratio':>6}   verdict")

@@ -16,9 +16,9 @@ TIME_SCALE = 0.01  # a 20 s task takes 0.2 s
 TEST_KEY = "sk-test-0123456789abcdef"
 
 
-# Session-wide things that are costly to start, by the fixture that starts them: the tests using
-# one share a pytest-xdist group, so it starts once, in one worker (the groups' tests run while
-# the other workers take the rest).
+# Session-wide things that are costly to start, by the fixture that starts them: with workers
+# (`pytest -n 4`), the tests using one share a pytest-xdist group, so it starts once, in one
+# worker (the groups' tests run while the other workers take the rest).
 _SHARED = {"lab": "jupyterlab", "executed": "notebooks"}
 
 
