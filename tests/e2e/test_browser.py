@@ -274,6 +274,19 @@ def _lab(home: Path):
         print(f"\n--- jupyter lab log (tail) ---\n{_tail(log, 25)}")
 
 
+def _one_cell_notebook(source: str):
+    """A notebook of one code cell on the python3 kernel."""
+    import nbformat
+
+    return nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)], metadata={
+        "kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}})
+
+
+def _theme_settings(theme: str) -> dict:
+    """JupyterLab's settings choosing `theme` ("light" or "dark"), for `_serve`."""
+    return {"@jupyterlab/apputils-extension/themes.jupyterlab-settings": {"theme": THEMES[theme]}}
+
+
 @contextlib.contextmanager
 def _serve(lab: Lab, name: str, notebooks: dict[str, object], settings: dict | None = None):
     """`notebooks` (name: source path or nbformat node) in a folder of their own; `settings`
@@ -751,12 +764,9 @@ _CONTRAST_JS = r"""
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("theme", THEMES)
 def test_panel_and_compare_grid_in_both_themes_at_1400_and_800_px(chromium, lab, tmp_path, theme):
-    import nbformat
     from playwright.sync_api import expect, sync_playwright
 
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(GRID_CELL)], metadata={
-        "kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}})
-    settings = {"@jupyterlab/apputils-extension/themes.jupyterlab-settings": {"theme": THEMES[theme]}}
+    notebook, settings = _one_cell_notebook(GRID_CELL), _theme_settings(theme)
     problems: list[str] = []
     ARTIFACTS.mkdir(exist_ok=True)
     with _serve(lab, f"grid-{theme}", {"gallery.ipynb": notebook}, settings) as served, \
@@ -952,12 +962,9 @@ def test_the_library_in_a_real_browser(chromium, lab, theme):
     """A dozen generations, then the History tab: search, star, filter, delete one; the
     keyboard in the large view; every control named; placeholders readable; screenshots at
     1400 and 800 px; reopened without the kernel (light theme): newest first, one notice."""
-    import nbformat
     from playwright.sync_api import expect, sync_playwright
 
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(LIBRARY_CELL)], metadata={
-        "kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}})
-    settings = {"@jupyterlab/apputils-extension/themes.jupyterlab-settings": {"theme": THEMES[theme]}}
+    notebook, settings = _one_cell_notebook(LIBRARY_CELL), _theme_settings(theme)
     problems: list[str] = []
     ARTIFACTS.mkdir(exist_ok=True)
     with _serve(lab, f"library-{theme}", {"library.ipynb": notebook}, settings) as served, \
